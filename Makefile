@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: MIT
+# Thin wrapper over CMake.  Every target installs missing Debian packages
+# first (scripts/deps.sh is quick when nothing is missing).
+BUILD     ?= build
+ASAN      ?= build-asan
+FUZZB     ?= build-fuzz
+JOBS      ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all deps build test unit integration run bench fuzz soak asan-test format format-check check-banned clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+$(BUILD)/CMakeCache.txt:
+	@scripts/deps.sh build test
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+build: $(BUILD)/CMakeCache.txt
+	@scripts/deps.sh build
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The whole suite: unit and integration tests (SQLite, and PostgreSQL when
+# scripts/pg-test.sh can start a throwaway cluster).
+test: build
+	@scripts/deps.sh build test
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+integration: build
+	cd $(BUILD) && ctest --output-on-failure -L integration
+
+run: build
+	@mkdir -p var
+	$(BUILD)/dlrd serve $(if $(wildcard dlrd.conf),--config dlrd.conf,)
+
+bench: build
+	@scripts/deps.sh build bench
+	bench/run.sh $(BUILD)
+
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer, leaks on.
+asan-test:
+	@scripts/deps.sh build test
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DDLRD_SANITIZE=ON -DDLRD_WERROR=ON $(CMAKE_ARGS)
+	cmake --build $(ASAN) -j $(JOBS)
+	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j $(JOBS)
+
+FUZZ_SECONDS ?= 300
+fuzz:
+	@scripts/deps.sh build fuzz
+	CC=clang cmake -S . -B $(FUZZB) -DCMAKE_BUILD_TYPE=Debug -DDLRD_FUZZ=ON
+	cmake --build $(FUZZB) -j $(JOBS)
+	fuzz/run.sh $(FUZZB) $(FUZZ_SECONDS)
+
+soak: build
+	@scripts/deps.sh build bench
+	bench/soak.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+check-banned:
+	@scripts/check-banned.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZB)

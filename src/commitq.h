@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The commit queue: group commit between many HTTP threads and the single
+ * writer thread that owns the database.  See src/README.md for the protocol.
+ *
+ * HTTP thread:  commitq_reserve()  -> 503 at once when full
+ *               suspend the connection, commitq_push(item)
+ * Writer:       takes everything queued (up to max_batch), store_apply() in
+ *               one transaction, commits, then calls item->complete() for
+ *               every item, which resumes its connection with the answer.
+ *
+ * Every pushed item gets exactly one complete() call, whatever happens to
+ * storage, and only after its transaction is durable (result 0) or rolled
+ * back (result < 0).
+ */
+#ifndef DLRD_COMMITQ_H
+#define DLRD_COMMITQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "event.h"
+#include "util.h"
+
+struct store;
+struct commitq;
+
+/* One callback request on its way to disk.  Owned by the HTTP layer; the
+ * writer reads the input fields and writes the output fields between push and
+ * complete, and nobody else touches it meanwhile. */
+struct commit_item {
+	/* input, set before push */
+	const char *provider;
+	struct dlr_event *events;
+	size_t n_events;
+	struct iov raw_payload;   /* body, or the query string for GET */
+	int64_t received_ms;
+	/* output, set by the writer before complete() */
+	int result;               /* 0 durable, <0 rolled back */
+	uint32_t n_new;           /* events stored for the first time */
+	uint32_t n_dup;           /* duplicates (retry-log row only) */
+	uint32_t n_review;        /* review-queue rows added */
+	/* completion, called once on the writer thread */
+	void (*complete)(struct commit_item *it);
+	struct commit_item *next; /* queue link, writer-owned */
+};
+
+/* Starts the writer thread over st (borrowed; must outlive the queue). */
+int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct commitq **out);
+/* Takes a slot for one item; DLRD_EFULL when capacity is reached or the
+ * queue is stopping.  Any thread. */
+int commitq_reserve(struct commitq *q);
+/* Gives a reserved slot back without pushing. */
+void commitq_unreserve(struct commitq *q);
+/* Queues it into a reserved slot.  Any thread. */
+void commitq_push(struct commitq *q, struct commit_item *it);
+/* Refuses new reservations, commits everything queued, stops the writer. */
+void commitq_stop(struct commitq *q);
+/* Stops (if not yet) and frees. */
+void commitq_free(struct commitq *q);
+/* Items queued or reserved right now. */
+size_t commitq_depth(const struct commitq *q);
+/* False after a failed commit until a later transaction succeeds. */
+bool commitq_healthy(const struct commitq *q);
+
+#endif

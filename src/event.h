@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The normalized event: what a provider adapter makes of one callback (or of
+ * one element of a callback that carries several), and what the commit queue
+ * hands to storage.  Strings are NUL-terminated and live in the request's
+ * arena; the event is owned by the HTTP thread until it is queued, then by
+ * the writer thread until the request is resumed.
+ */
+#ifndef DLRD_EVENT_H
+#define DLRD_EVENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "status.h"
+
+enum event_kind {
+	EV_STATUS = 0, /* a delivery status for an outbound message */
+	EV_UNUSABLE,   /* authenticated but unusable: goes to the review queue only */
+};
+
+/* Why an event also goes to the review queue (none when REVIEW_NONE). */
+enum review_reason {
+	REVIEW_NONE = 0,
+	REVIEW_UNKNOWN_STATUS,  /* a raw status dlrd cannot map */
+	REVIEW_UNUSABLE,        /* no message id or otherwise unusable payload */
+	REVIEW_FINAL_CONFLICT,  /* set by storage when two definitive finals meet */
+};
+const char *review_reason_name(enum review_reason r);
+
+struct dlr_event {
+	enum event_kind kind;
+	const char *provider;            /* provider name, static */
+	const char *provider_message_id; /* canonical form, NULL for EV_UNUSABLE */
+	const char *provider_event_id;   /* NULL when the provider has none */
+	enum dlr_status status;
+	const char *raw_status;          /* as the provider sent it */
+	const char *error_code;          /* provider's own code as text, or NULL */
+	int64_t occurred_ms;             /* provider event time, -1 when absent */
+	bool read;                       /* read receipt */
+	const char *recipient_hash;      /* hex HMAC of the E.164 number, or NULL */
+	const char *destination_country; /* ISO 3166 alpha-2, or NULL */
+	const char *sender_identity;     /* From / sender id, or NULL */
+	enum review_reason review;
+	const char *review_detail;       /* short text for the review row, or NULL */
+	char dedup_key[65];              /* hex SHA-256, set by event_finish() */
+};
+
+/* Computes ev->dedup_key: the provider event id when there is one, otherwise
+ * (provider, message id, raw status, error code, provider time).  Per-attempt
+ * fields never take part.  Call once the adapter has filled the event. */
+void event_finish(struct dlr_event *ev);
+
+#endif
