@@ -58,6 +58,7 @@ struct provider_result {
 
 struct provider {
 	const char *name;                   /* path segment and config section */
+	unsigned hooks;                     /* bit (1 << HOOK_STATUS), (1 << HOOK_INBOUND) */
 	const struct config_key *keys;      /* keys of its config section, {NULL} ended */
 	/* Reads the provider's section.  Sets *state to NULL when the provider is
 	 * not configured (its paths answer 404).  Returns 0 or DLRD_ECONFIG with
@@ -87,6 +88,11 @@ size_t provider_count(void);
  * was already set from provider data.  Silently leaves them NULL when raw is
  * not a phone number. */
 void provider_set_recipient(struct dlr_event *ev, struct arena *a, const char *raw, size_t n);
+
+/* Copies a short provider text (an id, a status, an error code) into the
+ * arena after checking it: 1..max bytes, no control bytes.  Returns NULL when
+ * it is empty or fails the check. */
+const char *provider_text(struct arena *a, const char *p, size_t n, size_t max);
 
 /* The recipient-hash key, set once at start-up before threads run. */
 void provider_set_hash_key(const uint8_t *key, size_t len);

@@ -24,6 +24,7 @@ enum {
 	DLRD_EUNSUPP = -8,  /* unsupported media type, method, ... */
 	DLRD_ETOOBIG = -9,
 	DLRD_ESTALE = -10,  /* timestamp outside the tolerance */
+	DLRD_EMETHOD = -11, /* method not allowed */
 };
 
 /* A borrowed view of bytes; not NUL-terminated unless stated. */

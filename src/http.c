@@ -1,0 +1,798 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The HTTP front over libmicrohttpd (internal epoll, thread pool,
+ * suspend/resume).  What libmicrohttpd does not do for us is done here:
+ *
+ * - the raw request-target is captured in the URI log callback (MHD would
+ *   otherwise hand us a decoded path and parsed arguments, and signatures are
+ *   computed over the raw bytes);
+ * - the raw body is read into the request's arena with a hard cap (413 at
+ *   once when Content-Length says too much, or when a chunked body grows past
+ *   it; MHD discards the rest and closes);
+ * - duplicated Content-Length, or Content-Length together with
+ *   Transfer-Encoding, or any Transfer-Encoding but chunked, is 400;
+ * - a whole request must arrive within request_timeout_ms (a watchdog shuts
+ *   down the socket of a request that is still arriving past its deadline;
+ *   MHD's own timeout is only an inactivity timeout);
+ * - a callback is answered only after its transaction is durable: the
+ *   connection is suspended, the request is queued for group commit, and the
+ *   writer resumes it with the result.  Every parked request is resumed
+ *   exactly once (commitq.h), and a stopping server waits for them.
+ *
+ * Threads: request structs belong to the MHD thread serving the connection,
+ * except between commitq_push() and the writer's complete() call.  The
+ * connection registry (for the watchdog) is guarded by reg_mu.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "commitq.h"
+#include "limits.h"
+#include "log.h"
+#include "metrics.h"
+#include "provider.h"
+
+#define REQ_ARENA_BYTES 6144
+#define WATCHDOG_MS 200
+#define RETRY_AFTER "1"
+
+enum phase { PH_NEW = 0, PH_BODY, PH_PARKED, PH_DONE };
+
+/* Connection state for the deadline watchdog. */
+enum conn_state { CS_IDLE = 0, CS_REQUEST, CS_PARKED };
+
+struct conn {
+	struct conn *prev, *next; /* registry, guarded by reg_mu */
+	int fd;
+	atomic_int state;
+	atomic_llong since_ms; /* when the current state began */
+	bool killed;           /* guarded by reg_mu */
+};
+
+struct req {
+	struct http *h;
+	struct conn *cc;
+	struct MHD_Connection *mc;
+	enum phase phase;
+	const char *method;
+	const struct provider *prov;
+	const void *prov_state;
+	size_t prov_idx;
+	enum webhook_kind kind;
+	char *target;
+	size_t target_len;
+	bool target_too_long;
+	char *body;
+	size_t body_len, body_cap;
+	bool body_heap;
+	struct provider_result res;
+	struct commit_item item;
+	struct req *next_free;
+	struct arena arena;
+	char arena_buf[REQ_ARENA_BYTES];
+};
+
+struct http {
+	const struct config *cfg;
+	struct commitq *q;
+	void *const *states;
+	struct MHD_Daemon *d;
+	char *public_url;
+	atomic_int parked;
+	/* static responses, shared read-only by every thread */
+	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405, *r_413, *r_414, *r_415,
+		*r_431, *r_503, *r_health_ok, *r_health_bad;
+	/* free list of request structs */
+	pthread_mutex_t pool_mu;
+	struct req *pool;
+	size_t pool_n;
+	/* connection registry and watchdog */
+	pthread_mutex_t reg_mu;
+	struct conn *conns;
+	pthread_t watchdog;
+	atomic_bool stopping;
+	bool watchdog_started;
+};
+
+#define POOL_MAX 1024
+
+static struct req *req_new(struct http *h)
+{
+	struct req *r = NULL;
+	pthread_mutex_lock(&h->pool_mu);
+	if (h->pool) {
+		r = h->pool;
+		h->pool = r->next_free;
+		h->pool_n--;
+	}
+	pthread_mutex_unlock(&h->pool_mu);
+	if (!r)
+		r = xmalloc(sizeof(*r));
+	memset(r, 0, offsetof(struct req, arena));
+	r->h = h;
+	arena_init(&r->arena, r->arena_buf, sizeof(r->arena_buf));
+	return r;
+}
+
+static void req_free(struct http *h, struct req *r)
+{
+	if (r->body_heap)
+		free(r->body);
+	arena_fini(&r->arena);
+	pthread_mutex_lock(&h->pool_mu);
+	if (h->pool_n < POOL_MAX) {
+		r->next_free = h->pool;
+		h->pool = r;
+		h->pool_n++;
+		r = NULL;
+	}
+	pthread_mutex_unlock(&h->pool_mu);
+	free(r);
+}
+
+static void conn_set(struct conn *cc, enum conn_state s)
+{
+	if (!cc)
+		return;
+	atomic_store(&cc->since_ms, (long long)util_now_ms());
+	atomic_store(&cc->state, (int)s);
+}
+
+static struct MHD_Response *static_response(const char *body, const char *ctype)
+{
+	struct MHD_Response *r =
+		MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	return r;
+}
+
+static enum MHD_Result reply(struct req *r, unsigned status, struct MHD_Response *resp)
+{
+	r->phase = PH_DONE;
+	metrics_http(status);
+	return MHD_queue_response(r->mc, status, resp);
+}
+
+/* A one-off plain-text answer (errors whose reason helps the caller). */
+static enum MHD_Result reply_text(struct req *r, unsigned status, const char *text, bool close_conn)
+{
+	char buf[320];
+	size_t n = util_fmt(buf, sizeof(buf), "%s\n", text);
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+	if (close_conn)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ret = reply(r, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* ---- request framing checks ---- */
+
+struct hdr_scan {
+	unsigned n;
+	unsigned n_cl;
+	unsigned n_te;
+	bool te_ok;
+	unsigned long long cl;
+	bool cl_bad;
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	struct hdr_scan *s = cls;
+	(void)kind;
+	s->n++;
+	if (strcasecmp(key, "Content-Length") == 0) {
+		uint64_t v;
+		s->n_cl++;
+		if (!value || util_parse_u64(value, strlen(value), &v) != 0)
+			s->cl_bad = true;
+		else
+			s->cl = v;
+	} else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+		s->n_te++;
+		s->te_ok = value && strcasecmp(value, "chunked") == 0;
+	}
+	return MHD_YES;
+}
+
+/* ---- routing ---- */
+
+static bool path_is(struct iov path, const char *s)
+{
+	return iov_eq(path, s);
+}
+
+/* Splits "/webhooks/<provider>/<kind>". */
+static bool parse_webhook_path(struct iov path, struct iov *name, struct iov *kind)
+{
+	static const char prefix[] = "/webhooks/";
+	const size_t pl = sizeof(prefix) - 1;
+	if (path.n <= pl || memcmp(path.p, prefix, pl) != 0)
+		return false;
+	const char *p = path.p + pl, *end = path.p + path.n;
+	const char *slash = memchr(p, '/', (size_t)(end - p));
+	if (!slash || slash == p || slash + 1 >= end)
+		return false;
+	*name = (struct iov){p, (size_t)(slash - p)};
+	*kind = (struct iov){slash + 1, (size_t)(end - slash - 1)};
+	return memchr(kind->p, '/', kind->n) == NULL;
+}
+
+static void split_target(const struct req *r, struct iov *path, struct iov *query)
+{
+	const char *q = memchr(r->target, '?', r->target_len);
+	if (q) {
+		*path = (struct iov){r->target, (size_t)(q - r->target)};
+		*query = (struct iov){q + 1, r->target_len - (size_t)(q - r->target) - 1};
+	} else {
+		*path = (struct iov){r->target, r->target_len};
+		*query = (struct iov){"", 0};
+	}
+}
+
+static enum MHD_Result serve_metrics(struct req *r)
+{
+	struct http *h = r->h;
+	size_t len;
+	char *text = metrics_render(commitq_depth(h->q), commitq_healthy(h->q), &len);
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"text/plain; version=0.0.4; charset=utf-8");
+	enum MHD_Result ret = reply(r, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* First call for a request: headers are complete, no body read yet. */
+static enum MHD_Result begin(struct req *r)
+{
+	struct http *h = r->h;
+	struct hdr_scan hs = {0};
+	struct iov path, query, name, kind;
+
+	if (r->target_too_long)
+		return reply(r, MHD_HTTP_URI_TOO_LONG, h->r_414);
+	MHD_get_connection_values(r->mc, MHD_HEADER_KIND, scan_header, &hs);
+	if (hs.n > LIM_HEADERS)
+		return reply(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, h->r_431);
+	if (hs.n_cl > 1 || hs.n_te > 1 || (hs.n_cl && hs.n_te) || hs.cl_bad ||
+	    (hs.n_te && !hs.te_ok))
+		return reply_text(r, MHD_HTTP_BAD_REQUEST,
+				  "conflicting or invalid Content-Length / Transfer-Encoding", true);
+
+	split_target(r, &path, &query);
+	if (path_is(path, "/healthz")) {
+		if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
+			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405);
+		return commitq_healthy(h->q) ? reply(r, MHD_HTTP_OK, h->r_health_ok)
+					     : reply(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+						     h->r_health_bad);
+	}
+	if (path_is(path, "/metrics")) {
+		if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
+			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405);
+		return serve_metrics(r);
+	}
+	if (!parse_webhook_path(path, &name, &kind))
+		return reply(r, MHD_HTTP_NOT_FOUND, h->r_404);
+	r->prov = provider_find(name.p, name.n);
+	if (!r->prov)
+		return reply(r, MHD_HTTP_NOT_FOUND, h->r_404);
+	r->prov_idx = provider_index(r->prov);
+	r->prov_state = h->states[r->prov_idx];
+	if (iov_eq(kind, "status"))
+		r->kind = HOOK_STATUS;
+	else if (iov_eq(kind, "inbound"))
+		r->kind = HOOK_INBOUND;
+	else
+		return reply(r, MHD_HTTP_NOT_FOUND, h->r_404);
+	/* An unconfigured provider is not there at all: dlrd never accepts an
+	 * unauthenticated callback. */
+	if (!r->prov_state || !(r->prov->hooks & (1u << r->kind)))
+		return reply(r, MHD_HTTP_NOT_FOUND, h->r_404);
+	if (strcmp(r->method, "POST") != 0 && strcmp(r->method, "GET") != 0) {
+		metrics_callback(r->prov_idx, CB_UNSUPPORTED);
+		return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405);
+	}
+	if (hs.n_cl && hs.cl > h->cfg->max_body_bytes) {
+		metrics_callback(r->prov_idx, CB_TOO_LARGE);
+		return reply(r, MHD_HTTP_CONTENT_TOO_LARGE, h->r_413);
+	}
+	if (hs.n_cl) {
+		r->body_cap = (size_t)hs.cl;
+		r->body = arena_alloc(&r->arena, r->body_cap + 1);
+	}
+	r->phase = PH_BODY;
+	return MHD_YES;
+}
+
+static enum MHD_Result append_body(struct req *r, const char *data, size_t n)
+{
+	struct http *h = r->h;
+	if (n > h->cfg->max_body_bytes - r->body_len) {
+		metrics_callback(r->prov_idx, CB_TOO_LARGE);
+		return reply(r, MHD_HTTP_CONTENT_TOO_LARGE, h->r_413);
+	}
+	if (r->body_len + n > r->body_cap) {
+		/* chunked (or a lying Content-Length, which MHD already bounds) */
+		size_t cap = r->body_cap ? r->body_cap : 4096;
+		while (cap < r->body_len + n)
+			cap *= 2;
+		if (cap > h->cfg->max_body_bytes)
+			cap = h->cfg->max_body_bytes;
+		char *nb = xmalloc(cap + 1);
+		if (r->body_len)
+			memcpy(nb, r->body, r->body_len);
+		if (r->body_heap)
+			free(r->body);
+		r->body = nb;
+		r->body_cap = cap;
+		r->body_heap = true;
+	}
+	memcpy(r->body + r->body_len, data, n);
+	r->body_len += n;
+	return MHD_YES;
+}
+
+static const char *lookup_header(void *hctx, const char *name)
+{
+	return MHD_lookup_connection_value(hctx, MHD_HEADER_KIND, name);
+}
+
+/* Media type of Content-Type, lower-cased, parameters dropped. */
+static const char *media_type(struct req *r)
+{
+	const char *ct = MHD_lookup_connection_value(r->mc, MHD_HEADER_KIND, "Content-Type");
+	if (!ct)
+		return "";
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	size_t n = strcspn(ct, "; \t");
+	char *out = arena_alloc(&r->arena, n + 1);
+	for (size_t i = 0; i < n; i++)
+		out[i] = (char)(ct[i] >= 'A' && ct[i] <= 'Z' ? ct[i] + 32 : ct[i]);
+	out[n] = '\0';
+	return out;
+}
+
+static void on_committed(struct commit_item *it);
+
+static enum MHD_Result reject(struct req *r, int rc, const char *why)
+{
+	struct http *h = r->h;
+	char q[200];
+	static const struct {
+		int rc;
+		unsigned status;
+		enum cb_outcome outcome;
+	} map[] = {
+		{DLRD_EAUTH, MHD_HTTP_UNAUTHORIZED, CB_UNAUTHORIZED},
+		{DLRD_ESTALE, MHD_HTTP_UNAUTHORIZED, CB_UNAUTHORIZED},
+		{DLRD_EMETHOD, MHD_HTTP_METHOD_NOT_ALLOWED, CB_UNSUPPORTED},
+		{DLRD_EUNSUPP, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, CB_UNSUPPORTED},
+		{DLRD_ETOOBIG, MHD_HTTP_CONTENT_TOO_LARGE, CB_TOO_LARGE},
+	};
+	unsigned status = MHD_HTTP_BAD_REQUEST;
+	enum cb_outcome outcome = CB_BAD_REQUEST;
+	for (size_t i = 0; i < ARRAY_LEN(map); i++) {
+		if (map[i].rc == rc) {
+			status = map[i].status;
+			outcome = map[i].outcome;
+		}
+	}
+	metrics_callback(r->prov_idx, outcome);
+	LOG_I("callback_rejected", "provider=%s status=%u reason=%s", r->prov->name, status,
+	      log_quote(q, sizeof(q), why, strlen(why)));
+	switch (status) {
+	case MHD_HTTP_UNAUTHORIZED:
+		return reply(r, status, h->r_401);
+	case MHD_HTTP_METHOD_NOT_ALLOWED:
+		return reply(r, status, h->r_405);
+	case MHD_HTTP_UNSUPPORTED_MEDIA_TYPE:
+		return reply(r, status, h->r_415);
+	case MHD_HTTP_CONTENT_TOO_LARGE:
+		return reply(r, status, h->r_413);
+	default:
+		return reply_text(r, status, why, false);
+	}
+}
+
+/* Last call with the whole body: authenticate, normalize, park. */
+static enum MHD_Result dispatch(struct req *r)
+{
+	struct http *h = r->h;
+	struct provider_request pr;
+	char err[256] = "";
+	int rc;
+
+	if (!r->body) {
+		r->body = arena_alloc(&r->arena, 1);
+		r->body_cap = 0;
+	}
+	r->body[r->body_len] = '\0';
+	memset(&pr, 0, sizeof(pr));
+	pr.method = r->method;
+	pr.kind = r->kind;
+	pr.target = (struct iov){r->target, r->target_len};
+	split_target(r, &pr.path, &pr.query);
+	pr.body = (struct iov){r->body, r->body_len};
+	pr.content_type = media_type(r);
+	pr.public_url = h->public_url;
+	pr.now_ms = util_now_ms();
+	pr.arena = &r->arena;
+	pr.header = lookup_header;
+	pr.hctx = r->mc;
+
+	rc = r->prov->authenticate(r->prov_state, &pr, err, sizeof(err));
+	if (rc != 0)
+		return reject(r, rc, err[0] ? err : "authentication failed");
+	memset(&r->res, 0, sizeof(r->res));
+	r->res.http_status = MHD_HTTP_OK;
+	rc = r->prov->parse(r->prov_state, &pr, &r->res, err, sizeof(err));
+	if (rc != 0)
+		return reject(r, DLRD_EINVAL, err[0] ? err : "unusable request");
+
+	if (commitq_reserve(h->q) != 0) {
+		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
+		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503);
+	}
+	r->item.provider = r->prov->name;
+	r->item.events = r->res.events;
+	r->item.n_events = r->res.n_events;
+	r->item.raw_payload = strcmp(r->method, "GET") == 0 ? pr.query : pr.body;
+	r->item.received_ms = pr.now_ms;
+	r->item.complete = on_committed;
+	r->phase = PH_PARKED;
+	conn_set(r->cc, CS_PARKED);
+	atomic_fetch_add(&h->parked, 1);
+	MHD_suspend_connection(r->mc);
+	commitq_push(h->q, &r->item);
+	return MHD_YES;
+}
+
+/* Writer thread: the batch holding this request is durable (or failed). */
+static void on_committed(struct commit_item *it)
+{
+	struct req *r = (struct req *)((char *)it - offsetof(struct req, item));
+	MHD_resume_connection(r->mc);
+}
+
+/* Called again after resume: answer with the commit's result. */
+static enum MHD_Result finish(struct req *r)
+{
+	struct http *h = r->h;
+	atomic_fetch_sub(&h->parked, 1);
+	conn_set(r->cc, CS_REQUEST);
+	if (r->item.result != 0) {
+		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
+		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503);
+	}
+	if (r->item.n_dup)
+		metrics_duplicates(r->prov_idx, r->item.n_dup);
+	if (r->item.n_review)
+		metrics_review(r->prov_idx, r->item.n_review);
+	metrics_callback(r->prov_idx, r->item.n_review ? CB_REVIEW
+				      : r->item.n_new  ? CB_STORED
+						       : CB_DUPLICATE);
+	if (!r->res.body && r->res.http_status == MHD_HTTP_OK)
+		return reply(r, MHD_HTTP_OK, h->r_ok);
+	return reply_text(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "", false);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	struct req *r = *con_cls;
+	(void)cls;
+	(void)url;
+	(void)version;
+
+	if (!r)
+		return MHD_NO; /* the URI callback always sets it */
+	r->mc = mc;
+	r->method = method;
+	switch (r->phase) {
+	case PH_NEW:
+		if (*upload_data_size)
+			return MHD_NO; /* cannot happen: MHD sends headers first */
+		return begin(r);
+	case PH_BODY:
+		if (*upload_data_size) {
+			size_t n = *upload_data_size;
+			*upload_data_size = 0;
+			return append_body(r, upload_data, n);
+		}
+		return dispatch(r);
+	case PH_PARKED:
+		if (r->item.complete && *upload_data_size == 0)
+			return finish(r);
+		return MHD_NO;
+	case PH_DONE:
+		*upload_data_size = 0; /* discard what follows an early answer */
+		return MHD_YES;
+	}
+	return MHD_NO;
+}
+
+/* MHD calls this with the raw request-target before decoding it; its
+ * return value becomes the request's context. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
+{
+	struct http *h = cls;
+	struct req *r = req_new(h);
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	size_t n = strlen(uri);
+
+	r->mc = mc;
+	r->cc = ci ? ci->socket_context : NULL;
+	conn_set(r->cc, CS_REQUEST);
+	if (n > LIM_TARGET_BYTES) {
+		r->target_too_long = true;
+		n = 0;
+	}
+	r->target = arena_strndup(&r->arena, uri, n);
+	r->target_len = n;
+	return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http *h = cls;
+	struct req *r = *con_cls;
+	(void)mc;
+	(void)toe;
+	if (!r)
+		return;
+	if (r->phase == PH_PARKED)
+		atomic_fetch_sub(&h->parked, 1); /* client left while parked */
+	conn_set(r->cc, CS_IDLE);
+	*con_cls = NULL;
+	req_free(h, r);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct http *h = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct conn *cc = xcalloc(1, sizeof(*cc));
+		cc->fd = ci ? ci->connect_fd : -1;
+		atomic_init(&cc->state, CS_IDLE);
+		atomic_init(&cc->since_ms, (long long)util_now_ms());
+		pthread_mutex_lock(&h->reg_mu);
+		cc->next = h->conns;
+		if (h->conns)
+			h->conns->prev = cc;
+		h->conns = cc;
+		pthread_mutex_unlock(&h->reg_mu);
+		*socket_context = cc;
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		struct conn *cc = *socket_context;
+		if (!cc)
+			return;
+		/* MHD closes the socket only after this returns, and the
+		 * watchdog holds reg_mu while it uses fds: no fd reuse race. */
+		pthread_mutex_lock(&h->reg_mu);
+		if (cc->prev)
+			cc->prev->next = cc->next;
+		else
+			h->conns = cc->next;
+		if (cc->next)
+			cc->next->prev = cc->prev;
+		pthread_mutex_unlock(&h->reg_mu);
+		free(cc);
+		*socket_context = NULL;
+	}
+}
+
+/* Enforces the whole-request deadline: a request that is still arriving
+ * request_timeout_ms after its request line (or a connection that dribbles a
+ * request line for longer than the idle timeout plus that) is cut off.
+ * Parked requests are ours to answer and are exempt. */
+static void *watchdog_main(void *arg)
+{
+	struct http *h = arg;
+	const long long req_ms = h->cfg->request_timeout_ms;
+	const long long idle_ms = (long long)h->cfg->idle_timeout_s * 1000 + req_ms;
+
+	while (!atomic_load(&h->stopping)) {
+		usleep(WATCHDOG_MS * 1000);
+		long long now = (long long)util_now_ms();
+		pthread_mutex_lock(&h->reg_mu);
+		for (struct conn *cc = h->conns; cc; cc = cc->next) {
+			int st = atomic_load(&cc->state);
+			long long age = now - atomic_load(&cc->since_ms);
+			if (cc->killed || st == CS_PARKED || cc->fd < 0)
+				continue;
+			if ((st == CS_REQUEST && age > req_ms) || (st == CS_IDLE && age > idle_ms)) {
+				cc->killed = true;
+				shutdown(cc->fd, SHUT_RDWR);
+				LOG_I("request_deadline", "state=%s age_ms=%lld",
+				      st == CS_REQUEST ? "request" : "idle", age);
+			}
+		}
+		pthread_mutex_unlock(&h->reg_mu);
+	}
+	return NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512], q[600];
+	(void)cls;
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n < 0)
+		return;
+	size_t len = (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	LOG_D("mhd", "msg=%s", log_quote(q, sizeof(q), buf, len));
+}
+
+static int parse_listen(const struct config *cfg, struct sockaddr_storage *ss, bool *v6)
+{
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, cfg->listen_host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(cfg->listen_port);
+		*v6 = false;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, cfg->listen_host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(cfg->listen_port);
+		*v6 = true;
+		return 0;
+	}
+	if (strcmp(cfg->listen_host, "localhost") == 0) {
+		in4->sin_family = AF_INET;
+		in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		in4->sin_port = htons(cfg->listen_port);
+		*v6 = false;
+		return 0;
+	}
+	return DLRD_ECONFIG;
+}
+
+int http_start(const struct config *cfg, struct commitq *q, void *const *provider_states,
+	       struct http **out, char *err, size_t errlen)
+{
+	struct http *h = xcalloc(1, sizeof(*h));
+	struct sockaddr_storage ss;
+	bool v6 = false;
+	unsigned threads = cfg->threads;
+
+	if (parse_listen(cfg, &ss, &v6) != 0) {
+		util_fmt(err, errlen, "config: server.listen: '%s' is not an IP address", cfg->listen_host);
+		free(h);
+		return DLRD_ECONFIG;
+	}
+	if (!threads) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (unsigned)n : 1;
+	}
+	h->cfg = cfg;
+	h->q = q;
+	h->states = provider_states;
+	if (cfg->public_url && *cfg->public_url) {
+		h->public_url = xstrdup(cfg->public_url);
+	} else {
+		char buf[128];
+		util_fmt(buf, sizeof(buf), v6 ? "http://[%s]:%u" : "http://%s:%u", cfg->listen_host,
+			 cfg->listen_port);
+		h->public_url = xstrdup(buf);
+		LOG_W("public_url_unset", "using=%s note=\"set server.public_url to the URL "
+					  "providers call, or signatures will not verify\"",
+		      h->public_url);
+	}
+	atomic_init(&h->parked, 0);
+	atomic_init(&h->stopping, false);
+	pthread_mutex_init(&h->pool_mu, NULL);
+	pthread_mutex_init(&h->reg_mu, NULL);
+
+	h->r_ok = static_response("", "text/plain");
+	h->r_400 = static_response("bad request\n", "text/plain");
+	h->r_401 = static_response("unauthorized\n", "text/plain");
+	h->r_404 = static_response("not found\n", "text/plain");
+	h->r_405 = static_response("method not allowed\n", "text/plain");
+	MHD_add_response_header(h->r_405, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+	h->r_413 = static_response("request body too large\n", "text/plain");
+	MHD_add_response_header(h->r_413, MHD_HTTP_HEADER_CONNECTION, "close");
+	h->r_414 = static_response("request target too long\n", "text/plain");
+	MHD_add_response_header(h->r_414, MHD_HTTP_HEADER_CONNECTION, "close");
+	h->r_415 = static_response("unsupported content type\n", "text/plain");
+	h->r_431 = static_response("too many request headers\n", "text/plain");
+	MHD_add_response_header(h->r_431, MHD_HTTP_HEADER_CONNECTION, "close");
+	h->r_503 = static_response("temporarily unavailable, retry\n", "text/plain");
+	MHD_add_response_header(h->r_503, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
+	h->r_health_ok = static_response("ok\n", "text/plain");
+	h->r_health_bad = static_response("storage unavailable\n", "text/plain");
+
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+	h->d = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
+		cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(LIM_HEADER_BYTES * 2),
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+		h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER,
+		mhd_log, NULL, MHD_OPTION_END);
+	if (!h->d) {
+		util_fmt(err, errlen, "http: cannot listen on %s (address in use?)", cfg->listen);
+		http_stop(h, 0);
+		return DLRD_EIO;
+	}
+	if (pthread_create(&h->watchdog, NULL, watchdog_main, h) == 0)
+		h->watchdog_started = true;
+	LOG_I("listening", "addr=%s threads=%u max_connections=%u public_url=%s", cfg->listen,
+	      threads, cfg->max_connections, h->public_url);
+	*out = h;
+	return 0;
+}
+
+void http_quiesce(struct http *h)
+{
+	if (!h || !h->d)
+		return;
+	MHD_socket fd = MHD_quiesce_daemon(h->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+void http_stop(struct http *h, unsigned timeout_ms)
+{
+	if (!h)
+		return;
+	if (h->d) {
+		/* Parked requests were resumed by the commit queue; give MHD time
+		 * to send their answers. */
+		for (unsigned waited = 0; atomic_load(&h->parked) > 0 && waited < timeout_ms;
+		     waited += 10)
+			usleep(10000);
+		usleep(50000);
+		MHD_stop_daemon(h->d);
+	}
+	atomic_store(&h->stopping, true);
+	if (h->watchdog_started)
+		pthread_join(h->watchdog, NULL);
+	struct MHD_Response *all[] = {h->r_ok,  h->r_400, h->r_401, h->r_404,
+				      h->r_405, h->r_413, h->r_414, h->r_415,
+				      h->r_431, h->r_503, h->r_health_ok, h->r_health_bad};
+	for (size_t i = 0; i < ARRAY_LEN(all); i++)
+		if (all[i])
+			MHD_destroy_response(all[i]);
+	while (h->pool) {
+		struct req *r = h->pool;
+		h->pool = r->next_free;
+		free(r);
+	}
+	pthread_mutex_destroy(&h->pool_mu);
+	pthread_mutex_destroy(&h->reg_mu);
+	free(h->public_url);
+	free(h);
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Self-created key files (see keyfile.h).  Created with O_EXCL and 0600 and
+ * fsynced with their folder, so a crash cannot leave two different keys
+ * behind or a half-written one.
+ */
+#include "keyfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "util.h"
+
+static int unhex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int read_key(const char *path, uint8_t *out, size_t len, char *err, size_t errlen)
+{
+	char buf[260];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		util_fmt(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
+		return DLRD_EIO;
+	}
+	ssize_t n = read(fd, buf, sizeof(buf));
+	close(fd);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (n < 0 || (size_t)n != 2 * len) {
+		util_fmt(err, errlen, "key file %s: expected %zu hex characters", path, 2 * len);
+		return DLRD_EIO;
+	}
+	for (size_t i = 0; i < len; i++) {
+		int hi = unhex(buf[2 * i]), lo = unhex(buf[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			util_fmt(err, errlen, "key file %s: not hex", path);
+			return DLRD_EIO;
+		}
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, int *created,
+		 char *err, size_t errlen)
+{
+	char path[4096], hex[260];
+	int fd, dfd;
+
+	*created = 0;
+	if (len == 0 || 2 * len + 1 > sizeof(hex))
+		return DLRD_EINVAL;
+	util_fmt(path, sizeof(path), "%s/%s", dir, name);
+	if (access(path, F_OK) == 0)
+		return read_key(path, out, len, err, errlen);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		util_fmt(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
+		return DLRD_EIO;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST) /* another process made it first */
+			return read_key(path, out, len, err, errlen);
+		util_fmt(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
+		return DLRD_EIO;
+	}
+	crypto_random(out, len);
+	crypto_hex(out, len, hex);
+	hex[2 * len] = '\n';
+	if (write(fd, hex, 2 * len + 1) != (ssize_t)(2 * len + 1) || fsync(fd) != 0) {
+		util_fmt(err, errlen, "cannot write key file %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return DLRD_EIO;
+	}
+	close(fd);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	*created = 1;
+	return 0;
+}

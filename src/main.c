@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dlrd's entry point: the command line, start-up in dependency order
+ * (config, keys, providers, storage, commit queue, HTTP) and the orderly
+ * shutdown on SIGTERM/SIGINT (stop accepting, commit and answer everything
+ * queued, close the database, exit 0).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commitq.h"
+#include "config.h"
+#include "crypto.h"
+#include "http.h"
+#include "keyfile.h"
+#include "log.h"
+#include "metrics.h"
+#include "provider.h"
+#include "store.h"
+
+#define HASH_KEY_BYTES 32
+#define DRAIN_TIMEOUT_MS 5000
+
+static void usage(FILE *f)
+{
+	fputs("usage: dlrd serve [--config FILE]   run the server\n"
+	      "       dlrd version                 print the version\n"
+	      "       dlrd --help                  this text\n"
+	      "\n"
+	      "Settings come from the INI file and from environment variables\n"
+	      "DLRD_<SECTION>_<KEY> (for example DLRD_STORAGE_URL), which win.\n"
+	      "See dlrd.conf.example.\n",
+	      f);
+}
+
+static int serve(const char *config_path)
+{
+	struct config cfg;
+	char err[512];
+	uint8_t hash_key[HASH_KEY_BYTES];
+	const uint8_t *hk;
+	size_t hk_len;
+	void **states = NULL;
+	struct store *st = NULL;
+	struct commitq *q = NULL;
+	struct http *h = NULL;
+	sigset_t sigs;
+	int sig, rc = 1;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "dlrd: %s\n", err);
+		return 2;
+	}
+	log_set_level(cfg.log_level);
+	LOG_I("starting", "version=%s config=%s", DLRD_VERSION, config_path ? config_path : "(none)");
+
+	if (cfg.hash_key) {
+		hk = (const uint8_t *)cfg.hash_key;
+		hk_len = strlen(cfg.hash_key);
+	} else {
+		int created = 0;
+		if (keyfile_load(cfg.data_dir, "hash.key", hash_key, sizeof(hash_key), &created, err,
+				 sizeof(err)) != 0) {
+			LOG_E("startup_failed", "error=\"%s\"", err);
+			goto out;
+		}
+		if (created)
+			LOG_I("hash_key_created", "path=%s/hash.key note=\"privacy.hash_key unset; "
+						  "created once, mode 0600\"",
+			      cfg.data_dir);
+		hk = hash_key;
+		hk_len = sizeof(hash_key);
+	}
+	provider_set_hash_key(hk, hk_len);
+
+	states = xcalloc(provider_count() + 1, sizeof(*states));
+	for (size_t i = 0; provider_table[i]; i++) {
+		if (provider_table[i]->init(&cfg, &states[i], err, sizeof(err)) != 0) {
+			fprintf(stderr, "dlrd: %s\n", err);
+			rc = 2;
+			goto out;
+		}
+		if (states[i])
+			LOG_I("provider_enabled", "provider=%s", provider_table[i]->name);
+	}
+	metrics_init(provider_count());
+
+	/* Signals are taken by sigwait() below; every thread started from here
+	 * on inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (store_open(&cfg, &st, err, sizeof(err)) != 0) {
+		LOG_E("startup_failed", "error=\"%s\"", err);
+		fprintf(stderr, "dlrd: %s\n", err);
+		goto out;
+	}
+	if (commitq_new(st, cfg.queue_capacity, cfg.max_batch, &q) != 0) {
+		LOG_E("startup_failed", "error=\"cannot start the writer thread\"");
+		goto out;
+	}
+	if (http_start(&cfg, q, states, &h, err, sizeof(err)) != 0) {
+		LOG_E("startup_failed", "error=\"%s\"", err);
+		fprintf(stderr, "dlrd: %s\n", err);
+		goto out;
+	}
+
+	if (sigwait(&sigs, &sig) != 0)
+		sig = SIGTERM;
+	LOG_I("stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	http_quiesce(h);
+	commitq_stop(q); /* commits and answers everything queued */
+	rc = 0;
+out:
+	http_stop(h, DRAIN_TIMEOUT_MS);
+	commitq_free(q);
+	store_close(st);
+	if (states)
+		for (size_t i = 0; provider_table[i]; i++)
+			if (states[i])
+				provider_table[i]->fini(states[i]);
+	free(states);
+	if (rc == 0)
+		LOG_I("stopped", "clean=true");
+	config_fini(&cfg);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		printf("dlrd %s\n", DLRD_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "serve")) {
+		const char *config = NULL;
+		for (int i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+				config = argv[++i];
+			} else {
+				fprintf(stderr, "dlrd: unknown argument '%s'\n", argv[i]);
+				usage(stderr);
+				return 2;
+			}
+		}
+		return serve(config);
+	}
+	fprintf(stderr, "dlrd: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

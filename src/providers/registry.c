@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one provider table, and helpers every adapter shares.  Adding a
+ * provider: write src/providers/<name>.c exporting `const struct provider
+ * provider_<name>`, and add one line to the table below (see
+ * src/providers/README.md).
+ */
+#include "provider.h"
+
+#include <string.h>
+
+#include "phone.h"
+
+extern const struct provider provider_twilio;
+
+const struct provider *const provider_table[] = {
+	&provider_twilio,
+	NULL,
+};
+
+/* Set once by main before any thread starts; read-only afterwards. */
+static const uint8_t *hash_key;
+static size_t hash_key_len;
+
+const struct provider *provider_find(const char *name, size_t n)
+{
+	for (size_t i = 0; provider_table[i]; i++) {
+		const char *pn = provider_table[i]->name;
+		if (strlen(pn) == n && memcmp(pn, name, n) == 0)
+			return provider_table[i];
+	}
+	return NULL;
+}
+
+size_t provider_index(const struct provider *p)
+{
+	for (size_t i = 0; provider_table[i]; i++)
+		if (provider_table[i] == p)
+			return i;
+	return 0;
+}
+
+size_t provider_count(void)
+{
+	return ARRAY_LEN(provider_table) - 1;
+}
+
+void provider_set_hash_key(const uint8_t *key, size_t len)
+{
+	hash_key = key;
+	hash_key_len = len;
+}
+
+void provider_set_recipient(struct dlr_event *ev, struct arena *a, const char *raw, size_t n)
+{
+	char e164[PHONE_E164_MAX + 1];
+
+	if (!raw || phone_normalize(raw, n, e164) != 0)
+		return;
+	if (hash_key) {
+		char *h = arena_alloc(a, 65);
+		phone_hash(hash_key, hash_key_len, e164, h);
+		ev->recipient_hash = h;
+	}
+	if (!ev->destination_country)
+		ev->destination_country = phone_country(e164);
+}
+
+const char *provider_text(struct arena *a, const char *p, size_t n, size_t max)
+{
+	if (!p || n == 0 || n > max)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if (c < 0x20 || c == 0x7f)
+			return NULL;
+	}
+	return arena_strndup(a, p, n);
+}

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Twilio Programmable Messaging status callbacks.
+ *
+ * Transport: POST application/x-www-form-urlencoded, signed with
+ * X-Twilio-Signature (sig_twilio_verify).  Twilio's JSON-body variant
+ * (bodySHA256 in the query) is accepted too; its top-level string and number
+ * members are read like form fields.
+ *
+ * What Twilio does not tell: there is no event time in a status callback
+ * (RawDlrDoneDate is a carrier "done date" without a time zone, so it is kept
+ * in the raw payload and never guessed into UTC), and no event id, so events
+ * deduplicate on (MessageSid, MessageStatus, ErrorCode).
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "form.h"
+#include "limits.h"
+#include "provider.h"
+#include "sig.h"
+
+struct twilio {
+	char **tokens;
+	size_t n_tokens;
+};
+
+/* Twilio MessageStatus -> normalized.  Judgment calls are marked. */
+static const struct {
+	const char *raw;
+	enum dlr_status st;
+	bool read;
+} status_map[] = {
+	{"accepted", ST_ACCEPTED, false},  {"scheduled", ST_ACCEPTED, false},
+	{"queued", ST_ACCEPTED, false},    {"sending", ST_ACCEPTED, false},
+	{"sent", ST_SENT, false},          {"delivered", ST_DELIVERED, false},
+	{"undelivered", ST_UNDELIVERED, false}, {"failed", ST_FAILED, false},
+	/* read receipts (WhatsApp/RCS) come after delivered: delivered + flag */
+	{"read", ST_DELIVERED, true},
+	/* a scheduled message canceled through the API never left Twilio */
+	{"canceled", ST_FAILED, false},
+	/* judgment call: Twilio does not document it; final but inconclusive */
+	{"partially_delivered", ST_UNKNOWN, false},
+};
+
+static const struct config_key twilio_keys[] = {
+	{"auth_tokens", "comma-separated Auth Tokens; a request passes if any verifies"},
+	{NULL, NULL},
+};
+
+static int twilio_init(const struct config *cfg, void **state, char *err, size_t errlen)
+{
+	const char *v = config_get(cfg, "twilio", "auth_tokens");
+	size_t n = 0;
+	char **list;
+
+	*state = NULL;
+	if (!v)
+		return 0;
+	list = config_list(v, &n);
+	if (n == 0) {
+		config_list_free(list);
+		return 0;
+	}
+	if (n > LIM_SECRETS) {
+		config_list_free(list);
+		util_fmt(err, errlen, "config: twilio.auth_tokens: at most %u tokens", LIM_SECRETS);
+		return DLRD_ECONFIG;
+	}
+	struct twilio *t = xcalloc(1, sizeof(*t));
+	t->tokens = list;
+	t->n_tokens = n;
+	*state = t;
+	return 0;
+}
+
+static void twilio_fini(void *state)
+{
+	struct twilio *t = state;
+	if (!t)
+		return;
+	config_list_free(t->tokens);
+	free(t);
+}
+
+/* The request's fields, from the form body or from a JSON body. */
+struct twilio_req {
+	struct form form;
+	bool json;
+};
+
+static bool query_has(struct iov q, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p = q.p, *end = q.p + q.n;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *e = amp ? amp : end;
+		if ((size_t)(e - p) > n && memcmp(p, name, n) == 0 && p[n] == '=')
+			return true;
+		p = e + 1;
+	}
+	return false;
+}
+
+/* Reads a JSON object's top-level string/number members as fields. */
+static int json_fields(struct arena *a, struct iov body, struct form *f, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(body.p, body.n, JSON_REJECT_DUPLICATES, &jerr);
+	const char *key;
+	json_t *val;
+	size_t i = 0;
+
+	if (!root || !json_is_object(root)) {
+		json_decref(root);
+		util_fmt(err, errlen, "body is not a JSON object");
+		return DLRD_EINVAL;
+	}
+	size_t n = json_object_size(root);
+	if (n > LIM_FORM_FIELDS) {
+		json_decref(root);
+		util_fmt(err, errlen, "too many JSON members");
+		return DLRD_EINVAL;
+	}
+	f->fields = arena_alloc(a, (n ? n : 1) * sizeof(*f->fields));
+	json_object_foreach(root, key, val)
+	{
+		char num[32];
+		const char *s = NULL;
+		size_t sl = 0;
+		if (json_is_string(val)) {
+			s = json_string_value(val);
+			sl = json_string_length(val);
+		} else if (json_is_integer(val)) {
+			sl = util_fmt(num, sizeof(num), "%lld", (long long)json_integer_value(val));
+			s = num;
+		} else {
+			continue;
+		}
+		f->fields[i].name = arena_strndup(a, key, strlen(key));
+		f->fields[i].name_len = strlen(key);
+		f->fields[i].value = arena_strndup(a, s, sl);
+		f->fields[i].value_len = sl;
+		i++;
+	}
+	f->n = i;
+	json_decref(root);
+	return 0;
+}
+
+static int twilio_authenticate(const void *state, struct provider_request *req, char *err,
+			       size_t errlen)
+{
+	const struct twilio *t = state;
+	struct twilio_req *tr = arena_alloc(req->arena, sizeof(*tr));
+	const char *sig;
+	int rc;
+
+	memset(tr, 0, sizeof(*tr));
+	req->scratch = tr;
+	if (strcmp(req->method, "POST") != 0) {
+		util_fmt(err, errlen, "status callbacks are POST");
+		return DLRD_EMETHOD;
+	}
+	if (strcmp(req->content_type, "application/x-www-form-urlencoded") == 0) {
+		rc = form_decode(req->arena, req->body.p, req->body.n, LIM_FORM_FIELDS, &tr->form,
+				 err, errlen);
+		if (rc != 0)
+			return DLRD_EINVAL;
+	} else if (strcmp(req->content_type, "application/json") == 0 &&
+		   query_has(req->query, "bodySHA256")) {
+		tr->json = true;
+	} else {
+		util_fmt(err, errlen, "content type must be application/x-www-form-urlencoded");
+		return DLRD_EUNSUPP;
+	}
+	sig = req->header(req->hctx, "X-Twilio-Signature");
+	if (!sig || !*sig) {
+		util_fmt(err, errlen, "missing X-Twilio-Signature");
+		return DLRD_EAUTH;
+	}
+	rc = sig_twilio_verify(t->tokens, t->n_tokens, req->public_url, req->target,
+			       tr->json ? NULL : &tr->form, req->body,
+			       (struct iov){sig, strlen(sig)}, err, errlen);
+	if (rc != 0)
+		return DLRD_EAUTH;
+	if (tr->json && json_fields(req->arena, req->body, &tr->form, err, errlen) != 0)
+		return DLRD_EINVAL;
+	return 0;
+}
+
+static const struct form_field *field(const struct form *f, const char *a, const char *b)
+{
+	const struct form_field *x = form_get(f, a);
+	if ((!x || !x->value_len) && b)
+		x = form_get(f, b);
+	return x && x->value_len ? x : NULL;
+}
+
+/* Twilio SIDs are two letters and 32 hex digits; the canonical form has the
+ * prefix upper-case and the hex lower-case, so a receipt matches whatever
+ * case an app stored the SID in. */
+static const char *canonical_sid(struct arena *a, const char *p, size_t n)
+{
+	char *s = (char *)provider_text(a, p, n, LIM_ID_BYTES);
+	if (!s)
+		return NULL;
+	if (n == 34) {
+		bool hex = true;
+		for (size_t i = 2; i < n; i++)
+			hex = hex && strchr("0123456789abcdefABCDEF", s[i]) != NULL;
+		if (hex) {
+			for (size_t i = 0; i < 2; i++)
+				s[i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 32 : s[i]);
+			for (size_t i = 2; i < n; i++)
+				s[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] + 32 : s[i]);
+		}
+	}
+	return s;
+}
+
+static int twilio_parse(const void *state, struct provider_request *req,
+			struct provider_result *res, char *err, size_t errlen)
+{
+	const struct twilio_req *tr = req->scratch;
+	const struct form *f = &tr->form;
+	struct dlr_event *ev = arena_alloc(req->arena, sizeof(*ev));
+	const struct form_field *sid, *st, *ec, *to, *from;
+
+	(void)state;
+	(void)err;
+	(void)errlen;
+	memset(ev, 0, sizeof(*ev));
+	ev->provider = "twilio";
+	ev->occurred_ms = -1;
+	res->events = ev;
+	res->n_events = 1;
+
+	sid = field(f, "MessageSid", "SmsSid");
+	st = field(f, "MessageStatus", "SmsStatus");
+	ev->provider_message_id = sid ? canonical_sid(req->arena, sid->value, sid->value_len) : NULL;
+	ev->raw_status = st ? provider_text(req->arena, st->value, st->value_len, LIM_STATUS_BYTES)
+			    : NULL;
+	if (!ev->provider_message_id || !ev->raw_status) {
+		ev->kind = EV_UNUSABLE;
+		ev->review = REVIEW_UNUSABLE;
+		ev->review_detail = !ev->provider_message_id ? "no usable MessageSid"
+							     : "no usable MessageStatus";
+		ev->status = ST_UNKNOWN;
+		event_finish(ev);
+		return 0;
+	}
+	ev->kind = EV_STATUS;
+	ev->status = ST_UNKNOWN;
+	ev->review = REVIEW_UNKNOWN_STATUS;
+	for (size_t i = 0; i < ARRAY_LEN(status_map); i++) {
+		if (strcmp(ev->raw_status, status_map[i].raw) == 0) {
+			ev->status = status_map[i].st;
+			ev->read = status_map[i].read;
+			ev->review = REVIEW_NONE;
+			break;
+		}
+	}
+	if (ev->review == REVIEW_UNKNOWN_STATUS) {
+		if (strcmp(ev->raw_status, "received") == 0 || strcmp(ev->raw_status, "receiving") == 0)
+			ev->review_detail = "inbound message posted to the status URL";
+		else
+			ev->review_detail = "status not in Twilio's vocabulary";
+	}
+	ec = field(f, "ErrorCode", NULL);
+	if (ec)
+		ev->error_code = provider_text(req->arena, ec->value, ec->value_len, LIM_STATUS_BYTES);
+	to = field(f, "To", NULL);
+	if (to)
+		provider_set_recipient(ev, req->arena, to->value, to->value_len);
+	from = field(f, "From", NULL);
+	if (from)
+		ev->sender_identity =
+			provider_text(req->arena, from->value, from->value_len, LIM_ID_BYTES);
+	event_finish(ev);
+	return 0;
+}
+
+const struct provider provider_twilio = {
+	.name = "twilio",
+	.hooks = 1u << HOOK_STATUS,
+	.keys = twilio_keys,
+	.init = twilio_init,
+	.fini = twilio_fini,
+	.authenticate = twilio_authenticate,
+	.parse = twilio_parse,
+};

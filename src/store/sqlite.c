@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * SQLite backend: the embedded default.
+ *
+ * One connection, owned by the writer thread (opened by the main thread
+ * before the writer starts).  WAL mode; synchronous=FULL by default, so a
+ * COMMIT returns only after the WAL is fsynced: that is the moment the batch
+ * is durable and the commit queue may answer 2xx.  A batch is one
+ * transaction; any error rolls the whole batch back.  An flock on
+ * "<db>.lock" keeps a second dlrd off the same file.
+ *
+ * Schema and migrations: see src/store/README.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commitq.h"
+#include "log.h"
+#include "status.h"
+#include "store_int.h"
+
+/* Versioned migrations, applied in order at start-up, each in its own
+ * transaction together with its schema_migrations row.  Never edit one that
+ * has shipped: add the next. */
+static const struct {
+	int version;
+	const char *name;
+	const char *sql;
+} migrations[] = {
+	{1, "initial schema",
+	 "CREATE TABLE sms_messages ("
+	 " id TEXT PRIMARY KEY,"                 /* dlrd's stable id (UUIDv7) */
+	 " provider TEXT NOT NULL,"
+	 " provider_message_id TEXT,"            /* canonical form */
+	 " recipient_hash TEXT,"                 /* keyed HMAC of the E.164 number */
+	 " destination_country TEXT,"
+	 " sender_identity TEXT,"
+	 " template_key TEXT,"
+	 " use_case TEXT,"
+	 " origin TEXT NOT NULL,"                /* 'callback' or 'send' */
+	 " current_status TEXT NOT NULL,"
+	 " current_raw_status TEXT,"
+	 " current_error_code TEXT,"
+	 " current_occurred_at TEXT,"
+	 " current_occurred_ms INTEGER NOT NULL DEFAULT -1," /* exact, for precedence */
+	 " is_final INTEGER NOT NULL DEFAULT 0,"
+	 " status_mask INTEGER NOT NULL DEFAULT 0,"
+	 " final_conflict INTEGER NOT NULL DEFAULT 0,"
+	 " read_receipt INTEGER NOT NULL DEFAULT 0,"
+	 " event_count INTEGER NOT NULL DEFAULT 0,"
+	 " callback_count INTEGER NOT NULL DEFAULT 0,"
+	 " duplicate_count INTEGER NOT NULL DEFAULT 0,"
+	 " first_callback_at TEXT,"
+	 " final_at TEXT,"
+	 " created_at TEXT NOT NULL,"
+	 " updated_at TEXT NOT NULL"
+	 ");"
+	 "CREATE UNIQUE INDEX sms_messages_provider_id ON sms_messages(provider, provider_message_id);"
+	 "CREATE INDEX sms_messages_open ON sms_messages(is_final, created_at);"
+	 "CREATE TABLE sms_message_events ("
+	 " id INTEGER PRIMARY KEY,"
+	 " message_id TEXT NOT NULL REFERENCES sms_messages(id),"
+	 " provider TEXT NOT NULL,"
+	 " provider_message_id TEXT NOT NULL,"
+	 " provider_event_id TEXT,"
+	 " dedup_key TEXT NOT NULL,"
+	 " status TEXT NOT NULL,"
+	 " raw_status TEXT,"
+	 " error_code TEXT,"
+	 " is_final INTEGER NOT NULL,"
+	 " read_receipt INTEGER NOT NULL DEFAULT 0,"
+	 " changed_summary INTEGER NOT NULL,"    /* 0: late or out of order on arrival */
+	 " provider_occurred_at TEXT,"
+	 " raw_payload BLOB NOT NULL,"
+	 " received_at TEXT NOT NULL"
+	 ");"
+	 "CREATE UNIQUE INDEX sms_message_events_dedup ON sms_message_events(provider, dedup_key);"
+	 "CREATE INDEX sms_message_events_message ON sms_message_events(message_id, id);"
+	 "CREATE TABLE sms_callback_log ("      /* every accepted request, duplicates included */
+	 " id INTEGER PRIMARY KEY,"
+	 " received_at TEXT NOT NULL,"
+	 " provider TEXT NOT NULL,"
+	 " event_id INTEGER NOT NULL REFERENCES sms_message_events(id),"
+	 " duplicate INTEGER NOT NULL"
+	 ");"
+	 "CREATE INDEX sms_callback_log_event ON sms_callback_log(event_id);"
+	 "CREATE TABLE review_queue ("
+	 " id INTEGER PRIMARY KEY,"
+	 " created_at TEXT NOT NULL,"
+	 " provider TEXT NOT NULL,"
+	 " reason TEXT NOT NULL,"               /* unknown_status, unusable_payload, final_conflict */
+	 " detail TEXT,"
+	 " message_id TEXT,"
+	 " event_id INTEGER,"
+	 " raw_status TEXT,"
+	 " raw_payload BLOB,"
+	 " resolved_at TEXT"
+	 ");"
+	 "CREATE INDEX review_queue_open ON review_queue(resolved_at, id);"},
+};
+
+enum {
+	Q_FIND_MSG,
+	Q_INSERT_MSG,
+	Q_INSERT_EVENT,
+	Q_FIND_EVENT,
+	Q_UPDATE_MSG,
+	Q_COUNT_DUP,
+	Q_INSERT_LOG,
+	Q_INSERT_REVIEW,
+	Q__COUNT
+};
+
+static const char *const queries[Q__COUNT] = {
+	[Q_FIND_MSG] = "SELECT id, current_status, current_occurred_ms, current_error_code,"
+		       " current_raw_status, status_mask, read_receipt, is_final"
+		       " FROM sms_messages WHERE provider = ?1 AND provider_message_id = ?2",
+	[Q_INSERT_MSG] = "INSERT INTO sms_messages (id, provider, provider_message_id,"
+			 " recipient_hash, destination_country, sender_identity, origin,"
+			 " current_status, created_at, updated_at)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'callback', 'accepted', ?7, ?7)",
+	[Q_INSERT_EVENT] = "INSERT INTO sms_message_events (message_id, provider,"
+			   " provider_message_id, provider_event_id, dedup_key, status,"
+			   " raw_status, error_code, is_final, read_receipt, changed_summary,"
+			   " provider_occurred_at, raw_payload, received_at)"
+			   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+			   " ON CONFLICT (provider, dedup_key) DO NOTHING",
+	[Q_FIND_EVENT] = "SELECT id FROM sms_message_events WHERE provider = ?1 AND dedup_key = ?2",
+	[Q_UPDATE_MSG] = "UPDATE sms_messages SET current_status = ?2, current_raw_status = ?3,"
+			 " current_error_code = ?4, current_occurred_at = ?5, is_final = ?6,"
+			 " current_occurred_ms = ?14,"
+			 " status_mask = ?7, final_conflict = ?8, read_receipt = ?9,"
+			 " event_count = event_count + 1, callback_count = callback_count + 1,"
+			 " first_callback_at = coalesce(first_callback_at, ?10),"
+			 " final_at = CASE WHEN ?6 AND final_at IS NULL THEN ?10 ELSE final_at END,"
+			 " recipient_hash = coalesce(recipient_hash, ?11),"
+			 " destination_country = coalesce(destination_country, ?12),"
+			 " sender_identity = coalesce(sender_identity, ?13),"
+			 " updated_at = ?10 WHERE id = ?1",
+	[Q_COUNT_DUP] = "UPDATE sms_messages SET callback_count = callback_count + 1,"
+			" duplicate_count = duplicate_count + 1, updated_at = ?2"
+			" WHERE provider = ?3 AND provider_message_id = ?1",
+	[Q_INSERT_LOG] = "INSERT INTO sms_callback_log (received_at, provider, event_id, duplicate)"
+			 " VALUES (?1, ?2, ?3, ?4)",
+	[Q_INSERT_REVIEW] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
+			    " message_id, event_id, raw_status, raw_payload)"
+			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+};
+
+struct sqlite_be {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[Q__COUNT];
+	sqlite3_stmt *begin, *commit, *rollback;
+	int lock_fd;
+	char *path;
+};
+
+static bool sqlite_accepts(const char *url)
+{
+	return strncmp(url, "sqlite:", 7) == 0;
+}
+
+static int fail(struct sqlite_be *be, char *err, size_t errlen, const char *what)
+{
+	util_fmt(err, errlen, "sqlite: %s: %s", what, sqlite3_errmsg(be->db));
+	return DLRD_EIO;
+}
+
+static int exec(struct sqlite_be *be, const char *sql, char *err, size_t errlen)
+{
+	if (sqlite3_exec(be->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return fail(be, err, errlen, sql);
+	return 0;
+}
+
+static int migrate(struct sqlite_be *be, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int current = 0, rc;
+
+	rc = exec(be, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+		      " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+		  err, errlen);
+	if (rc)
+		return rc;
+	if (sqlite3_prepare_v2(be->db, "SELECT coalesce(max(version), 0) FROM schema_migrations",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail(be, err, errlen, "reading schema version");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		current = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (current > migrations[ARRAY_LEN(migrations) - 1].version) {
+		util_fmt(err, errlen, "sqlite: database schema version %d is newer than this dlrd",
+			 current);
+		return DLRD_EIO;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(migrations); i++) {
+		char now[25], ins[256];
+		if (migrations[i].version <= current)
+			continue;
+		util_rfc3339(util_now_ms(), now);
+		util_fmt(ins, sizeof(ins),
+			 "INSERT INTO schema_migrations VALUES (%d, '%s', '%s')",
+			 migrations[i].version, migrations[i].name, now);
+		if ((rc = exec(be, "BEGIN IMMEDIATE", err, errlen)) != 0)
+			return rc;
+		if ((rc = exec(be, migrations[i].sql, err, errlen)) != 0 ||
+		    (rc = exec(be, ins, err, errlen)) != 0 ||
+		    (rc = exec(be, "COMMIT", err, errlen)) != 0) {
+			sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
+			return rc;
+		}
+		LOG_I("migration_applied", "backend=sqlite version=%d name=\"%s\"",
+		      migrations[i].version, migrations[i].name);
+	}
+	return 0;
+}
+
+static void sqlite_close(void *p)
+{
+	struct sqlite_be *be = p;
+	if (!be)
+		return;
+	for (int i = 0; i < Q__COUNT; i++)
+		sqlite3_finalize(be->stmt[i]);
+	sqlite3_finalize(be->begin);
+	sqlite3_finalize(be->commit);
+	sqlite3_finalize(be->rollback);
+	if (be->db && sqlite3_close(be->db) != SQLITE_OK)
+		LOG_E("sqlite_close_failed", "error=\"%s\"", sqlite3_errmsg(be->db));
+	if (be->lock_fd >= 0)
+		close(be->lock_fd);
+	free(be->path);
+	free(be);
+}
+
+static int mkdir_parents(const char *path)
+{
+	char buf[4096];
+	size_t n = util_strlcpy(buf, path, sizeof(buf));
+	if (n >= sizeof(buf))
+		return -1;
+	for (size_t i = 1; i < n; i++) {
+		if (buf[i] != '/')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+			return -1;
+		buf[i] = '/';
+	}
+	return 0;
+}
+
+static int sqlite_open(const struct config *cfg, void **out, char *err, size_t errlen)
+{
+	struct sqlite_be *be = xcalloc(1, sizeof(*be));
+	const char *vfs = store__faultvfs_register();
+	char lockpath[4200];
+	sqlite3_stmt *st = NULL;
+	int rc = DLRD_EIO;
+
+	be->lock_fd = -1;
+	be->path = xstrdup(cfg->storage_url + 7);
+	if (!*be->path) {
+		util_fmt(err, errlen, "config: storage.url: sqlite: needs a file path");
+		rc = DLRD_ECONFIG;
+		goto out;
+	}
+	if (mkdir_parents(be->path) != 0) {
+		util_fmt(err, errlen, "sqlite: cannot create the folder of %s: %s", be->path,
+			 strerror(errno));
+		goto out;
+	}
+	util_fmt(lockpath, sizeof(lockpath), "%s.lock", be->path);
+	be->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (be->lock_fd < 0) {
+		util_fmt(err, errlen, "sqlite: cannot open %s: %s", lockpath, strerror(errno));
+		goto out;
+	}
+	if (flock(be->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		util_fmt(err, errlen, "sqlite: %s is in use by another dlrd process", be->path);
+		goto out;
+	}
+	if (sqlite3_open_v2(be->path, &be->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs) !=
+	    SQLITE_OK) {
+		util_fmt(err, errlen, "sqlite: cannot open %s: %s", be->path,
+			 be->db ? sqlite3_errmsg(be->db) : "out of memory");
+		goto out;
+	}
+	sqlite3_extended_result_codes(be->db, 1);
+	sqlite3_busy_timeout(be->db, 2000);
+	if (sqlite3_prepare_v2(be->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW ||
+	    strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+		sqlite3_finalize(st);
+		rc = fail(be, err, errlen, "cannot switch to WAL mode (is the file writable?)");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	if ((rc = exec(be, cfg->synchronous == SYNC_FULL ? "PRAGMA synchronous=FULL"
+							  : "PRAGMA synchronous=NORMAL",
+		       err, errlen)) != 0)
+		goto out;
+	if ((rc = exec(be, "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
+			   " PRAGMA cache_size=-65536",
+		       err, errlen)) != 0)
+		goto out;
+	if ((rc = migrate(be, err, errlen)) != 0)
+		goto out;
+	for (int i = 0; i < Q__COUNT; i++) {
+		if (sqlite3_prepare_v3(be->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &be->stmt[i], NULL) != SQLITE_OK) {
+			rc = fail(be, err, errlen, "preparing statements");
+			goto out;
+		}
+	}
+	if (sqlite3_prepare_v2(be->db, "BEGIN IMMEDIATE", -1, &be->begin, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(be->db, "COMMIT", -1, &be->commit, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(be->db, "ROLLBACK", -1, &be->rollback, NULL) != SQLITE_OK) {
+		rc = fail(be, err, errlen, "preparing statements");
+		goto out;
+	}
+	LOG_I("storage_open", "backend=sqlite path=%s synchronous=%s", be->path,
+	      cfg->synchronous == SYNC_FULL ? "full" : "normal");
+	*out = be;
+	return 0;
+out:
+	sqlite_close(be);
+	return rc;
+}
+
+/* Binding helpers: NULL strings bind as SQL NULL. */
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int step_done(struct sqlite_be *be, sqlite3_stmt *st, char *err, size_t errlen,
+		     const char *what)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return fail(be, err, errlen, what);
+	return 0;
+}
+
+static int add_review(struct sqlite_be *be, const char *now, const char *provider,
+		      enum review_reason reason, const char *detail, const char *message_id,
+		      sqlite3_int64 event_id, const char *raw_status, struct iov payload, char *err,
+		      size_t errlen)
+{
+	sqlite3_stmt *st = be->stmt[Q_INSERT_REVIEW];
+	bind_text(st, 1, now);
+	bind_text(st, 2, provider);
+	bind_text(st, 3, review_reason_name(reason));
+	bind_text(st, 4, detail);
+	bind_text(st, 5, message_id);
+	if (event_id > 0)
+		sqlite3_bind_int64(st, 6, event_id);
+	else
+		sqlite3_bind_null(st, 6);
+	bind_text(st, 7, raw_status);
+	sqlite3_bind_blob(st, 8, payload.p ? payload.p : "", (int)payload.n, SQLITE_STATIC);
+	return step_done(be, st, err, errlen, "inserting review row");
+}
+
+/* Finds or creates the summary row of ev's message; loads its summary. */
+static int load_message(struct sqlite_be *be, const struct dlr_event *ev, const char *now,
+			char id[37], struct status_summary *sum, char *strs, size_t strs_len,
+			char *err, size_t errlen)
+{
+	sqlite3_stmt *st = be->stmt[Q_FIND_MSG];
+	int rc;
+
+	memset(sum, 0, sizeof(*sum));
+	bind_text(st, 1, ev->provider);
+	bind_text(st, 2, ev->provider_message_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		util_strlcpy(id, (const char *)sqlite3_column_text(st, 0), 37);
+		sum->mask = (uint32_t)sqlite3_column_int64(st, 5);
+		sum->read = sqlite3_column_int(st, 6) != 0;
+		sum->has_event = sum->mask != 0;
+		if (sum->has_event) {
+			/* Copy the winning key's strings out of the row before reset. */
+			const char *cs = (const char *)sqlite3_column_text(st, 1);
+			const char *ec = (const char *)sqlite3_column_text(st, 3);
+			const char *rs = (const char *)sqlite3_column_text(st, 4);
+			size_t half = strs_len / 2;
+			status_parse(cs, strlen(cs), &sum->top.status);
+			sum->top.occurred_ms = sqlite3_column_int64(st, 2);
+			sum->top.error_code = ec ? strs : NULL;
+			if (ec)
+				util_strlcpy(strs, ec, half);
+			sum->top.raw_status = rs ? strs + half : NULL;
+			if (rs)
+				util_strlcpy(strs + half, rs, half);
+		}
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return 0;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE)
+		return fail(be, err, errlen, "finding message");
+	util_uuid7(id);
+	st = be->stmt[Q_INSERT_MSG];
+	bind_text(st, 1, id);
+	bind_text(st, 2, ev->provider);
+	bind_text(st, 3, ev->provider_message_id);
+	bind_text(st, 4, ev->recipient_hash);
+	bind_text(st, 5, ev->destination_country);
+	bind_text(st, 6, ev->sender_identity);
+	bind_text(st, 7, now);
+	return step_done(be, st, err, errlen, "inserting message");
+}
+
+static int apply_event(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,
+		       const char *now, char *err, size_t errlen)
+{
+	char id[37], strs[2 * 256], occurred[25];
+	struct status_summary sum;
+	sqlite3_stmt *st;
+	sqlite3_int64 event_id;
+	bool was_conflict, is_new, changed;
+	struct status_key key = {ev->status, ev->occurred_ms, ev->error_code, ev->raw_status};
+	int rc;
+
+	if (ev->kind == EV_UNUSABLE) {
+		it->n_review++;
+		return add_review(be, now, ev->provider, REVIEW_UNUSABLE, ev->review_detail, NULL, 0,
+				  ev->raw_status, it->raw_payload, err, errlen);
+	}
+	if ((rc = load_message(be, ev, now, id, &sum, strs, sizeof(strs), err, errlen)) != 0)
+		return rc;
+	if (ev->occurred_ms >= 0)
+		util_rfc3339(ev->occurred_ms, occurred);
+
+	was_conflict = status_mask_conflict(sum.mask);
+	changed = !sum.has_event || status_event_cmp(&key, &sum.top) > 0;
+
+	st = be->stmt[Q_INSERT_EVENT];
+	bind_text(st, 1, id);
+	bind_text(st, 2, ev->provider);
+	bind_text(st, 3, ev->provider_message_id);
+	bind_text(st, 4, ev->provider_event_id);
+	bind_text(st, 5, ev->dedup_key);
+	bind_text(st, 6, status_name(ev->status));
+	bind_text(st, 7, ev->raw_status);
+	bind_text(st, 8, ev->error_code);
+	sqlite3_bind_int(st, 9, status_is_final(ev->status));
+	sqlite3_bind_int(st, 10, ev->read);
+	sqlite3_bind_int(st, 11, changed);
+	bind_text(st, 12, ev->occurred_ms >= 0 ? occurred : NULL);
+	sqlite3_bind_blob(st, 13, it->raw_payload.p ? it->raw_payload.p : "",
+			  (int)it->raw_payload.n, SQLITE_STATIC);
+	bind_text(st, 14, now);
+	if ((rc = step_done(be, st, err, errlen, "inserting event")) != 0)
+		return rc;
+	is_new = sqlite3_changes(be->db) > 0;
+	if (is_new) {
+		event_id = sqlite3_last_insert_rowid(be->db);
+	} else {
+		st = be->stmt[Q_FIND_EVENT];
+		bind_text(st, 1, ev->provider);
+		bind_text(st, 2, ev->dedup_key);
+		rc = sqlite3_step(st);
+		event_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		if (rc != SQLITE_ROW)
+			return fail(be, err, errlen, "finding duplicate event");
+	}
+
+	if (is_new) {
+		char top_occ[25];
+		status_fold(&sum, &key, ev->read);
+		bool conflict = status_mask_conflict(sum.mask);
+		if (sum.top.occurred_ms >= 0)
+			util_rfc3339(sum.top.occurred_ms, top_occ);
+		st = be->stmt[Q_UPDATE_MSG];
+		bind_text(st, 1, id);
+		bind_text(st, 2, status_name(sum.top.status));
+		bind_text(st, 3, sum.top.raw_status);
+		bind_text(st, 4, sum.top.error_code);
+		bind_text(st, 5, sum.top.occurred_ms >= 0 ? top_occ : NULL);
+		sqlite3_bind_int(st, 6, status_is_final(sum.top.status));
+		sqlite3_bind_int64(st, 7, sum.mask);
+		sqlite3_bind_int(st, 8, conflict);
+		sqlite3_bind_int(st, 9, sum.read);
+		bind_text(st, 10, now);
+		bind_text(st, 11, ev->recipient_hash);
+		bind_text(st, 12, ev->destination_country);
+		bind_text(st, 13, ev->sender_identity);
+		sqlite3_bind_int64(st, 14, sum.top.occurred_ms);
+		if ((rc = step_done(be, st, err, errlen, "updating summary")) != 0)
+			return rc;
+		it->n_new++;
+		if (ev->review != REVIEW_NONE) {
+			it->n_review++;
+			if ((rc = add_review(be, now, ev->provider, ev->review, ev->review_detail, id,
+					     event_id, ev->raw_status, it->raw_payload, err,
+					     errlen)) != 0)
+				return rc;
+		}
+		if (conflict && !was_conflict) {
+			it->n_review++;
+			if ((rc = add_review(be, now, ev->provider, REVIEW_FINAL_CONFLICT,
+					     "two different definitive final states", id, event_id,
+					     ev->raw_status, it->raw_payload, err, errlen)) != 0)
+				return rc;
+		}
+	} else {
+		it->n_dup++;
+		st = be->stmt[Q_COUNT_DUP];
+		bind_text(st, 1, ev->provider_message_id);
+		bind_text(st, 2, now);
+		bind_text(st, 3, ev->provider);
+		if ((rc = step_done(be, st, err, errlen, "counting duplicate")) != 0)
+			return rc;
+	}
+
+	st = be->stmt[Q_INSERT_LOG];
+	bind_text(st, 1, now);
+	bind_text(st, 2, ev->provider);
+	sqlite3_bind_int64(st, 3, event_id);
+	sqlite3_bind_int(st, 4, !is_new);
+	return step_done(be, st, err, errlen, "inserting retry-log row");
+}
+
+static int sqlite_apply(void *p, struct commit_item **items, size_t n, char *err, size_t errlen)
+{
+	struct sqlite_be *be = p;
+	int rc;
+
+	if (sqlite3_step(be->begin) != SQLITE_DONE) {
+		sqlite3_reset(be->begin);
+		return fail(be, err, errlen, "BEGIN");
+	}
+	sqlite3_reset(be->begin);
+	for (size_t i = 0; i < n; i++) {
+		struct commit_item *it = items[i];
+		char now[25];
+		util_rfc3339(it->received_ms, now);
+		it->n_new = it->n_dup = it->n_review = 0;
+		for (size_t e = 0; e < it->n_events; e++) {
+			if ((rc = apply_event(be, it, &it->events[e], now, err, errlen)) != 0)
+				goto rollback;
+		}
+	}
+	if (sqlite3_step(be->commit) != SQLITE_DONE) {
+		sqlite3_reset(be->commit);
+		rc = fail(be, err, errlen, "COMMIT");
+		goto rollback;
+	}
+	sqlite3_reset(be->commit);
+	return 0;
+rollback:
+	if (!sqlite3_get_autocommit(be->db)) {
+		sqlite3_step(be->rollback);
+		sqlite3_reset(be->rollback);
+	}
+	return rc;
+}
+
+static int sqlite_probe(void *p, char *err, size_t errlen)
+{
+	struct sqlite_be *be = p;
+	/* A real write that goes through the WAL and its fsync, then undone. */
+	int rc = exec(be, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS dlrd_probe (x INTEGER);"
+			  " INSERT INTO dlrd_probe VALUES (1); DELETE FROM dlrd_probe; COMMIT",
+		      err, errlen);
+	if (rc && !sqlite3_get_autocommit(be->db))
+		sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+const struct store_ops store__sqlite_ops = {
+	.name = "sqlite",
+	.accepts = sqlite_accepts,
+	.open = sqlite_open,
+	.close = sqlite_close,
+	.apply = sqlite_apply,
+	.probe = sqlite_probe,
+};

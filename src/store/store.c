@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The storage interface: picks the backend by the URL scheme and forwards.
+ * Backends live one per file next to this one (sqlite.c; postgresql.c next).
+ */
+#include "store.h"
+
+#include <stdlib.h>
+
+#include "store_int.h"
+#include "util.h"
+
+struct store {
+	const struct store_ops *ops;
+	void *be;
+};
+
+static const struct store_ops *const backends[] = {
+	&store__sqlite_ops,
+	NULL,
+};
+
+int store_open(const struct config *cfg, struct store **out, char *err, size_t errlen)
+{
+	const char *url = cfg->storage_url;
+
+	for (size_t i = 0; backends[i]; i++) {
+		if (!backends[i]->accepts(url))
+			continue;
+		void *be = NULL;
+		int rc = backends[i]->open(cfg, &be, err, errlen);
+		if (rc != 0)
+			return rc;
+		struct store *st = xcalloc(1, sizeof(*st));
+		st->ops = backends[i];
+		st->be = be;
+		*out = st;
+		return 0;
+	}
+	util_fmt(err, errlen, "config: storage.url: no backend for this URL (sqlite:PATH)");
+	return DLRD_ECONFIG;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	st->ops->close(st->be);
+	free(st);
+}
+
+int store_apply(struct store *st, struct commit_item **items, size_t n, char *err, size_t errlen)
+{
+	return st->ops->apply(st->be, items, n, err, errlen);
+}
+
+int store_probe(struct store *st, char *err, size_t errlen)
+{
+	return st->ops->probe(st->be, err, errlen);
+}
+
+const char *store_backend(const struct store *st)
+{
+	return st->ops->name;
+}
