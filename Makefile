@@ -14,12 +14,9 @@ all: build
 deps:
 	@scripts/deps.sh build
 
-$(BUILD)/CMakeCache.txt:
+build:
 	@scripts/deps.sh build test
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
-
-build: $(BUILD)/CMakeCache.txt
-	@scripts/deps.sh build
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The whole suite: unit and integration tests (SQLite, and PostgreSQL when

@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #include "commitq.h"
-#include "limits.h"
+#include "dlrd_limits.h"
 #include "log.h"
 #include "metrics.h"
 #include "provider.h"

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "form.h"
-#include "limits.h"
+#include "dlrd_limits.h"
 #include "provider.h"
 #include "sig.h"
 

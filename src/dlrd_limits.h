@@ -4,8 +4,8 @@
  * see at one glance how much any peer can make us hold.  Limits that an
  * operator may tune have a config setting whose default is the value here.
  */
-#ifndef DLRD_LIMITS_H
-#define DLRD_LIMITS_H
+#ifndef DLRD_DLRD_LIMITS_H
+#define DLRD_DLRD_LIMITS_H
 
 #define LIM_BODY_BYTES_DEFAULT   65536u   /* [server] max_body_bytes */
 #define LIM_BODY_BYTES_MAX       (16u << 20)

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cryptographic primitives over OpenSSL 3 libcrypto.  Digests and HMAC run on
+ * every request, so the algorithm objects (EVP_MD, EVP_MAC) are fetched once
+ * per process under pthread_once and shared read-only by all threads; a call
+ * then only creates and frees its own context (the legacy EVP_sha256() style
+ * would repeat an implicit fetch on every call).  Base64 is done by hand: OpenSSL's
+ * EVP_DecodeBlock skips whitespace and cannot tell missing from wrong padding,
+ * and a signature parser must reject both.
+ */
+#include "crypto.h"
+
+#include <limits.h>
+#include <assert.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include "util.h"
+
+/* Indexed by enum crypto_md. */
+static const char *const md_names[] = {"MD5", "SHA1", "SHA256", "SHA512"};
+static const size_t md_lens[] = {16, 20, 32, 64};
+
+/* Fetched once by crypto_init_once(), read-only afterwards (any thread). */
+static EVP_MD *g_md[ARRAY_LEN(md_names)];
+static EVP_MAC *g_hmac;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void fatal(const char *what)
+{
+	fprintf(stderr, "dlrd: libcrypto: %s failed\n", what);
+	abort();
+}
+
+static void crypto_init_once(void)
+{
+	for (size_t i = 0; i < ARRAY_LEN(md_names); i++)
+		g_md[i] = EVP_MD_fetch(NULL, md_names[i], NULL); /* MD5 may be absent (FIPS) */
+	g_hmac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+	if (!g_hmac)
+		fatal("EVP_MAC_fetch(HMAC)");
+}
+
+static const EVP_MD *md_get(enum crypto_md md)
+{
+	assert((size_t)md < ARRAY_LEN(md_names));
+	pthread_once(&g_once, crypto_init_once);
+	if (!g_md[md])
+		fatal(md_names[md]);
+	return g_md[md];
+}
+
+/* Digest length in bytes of md. */
+size_t crypto_md_len(enum crypto_md md)
+{
+	assert((size_t)md < ARRAY_LEN(md_lens));
+	return md_lens[md];
+}
+
+/* SHA-256 of p[0..n) into out; aborts if libcrypto fails. */
+void crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
+{
+	unsigned int len = 0;
+
+	if (!EVP_Digest(p, n, out, &len, md_get(CRYPTO_SHA256), NULL) || len != CRYPTO_SHA256_LEN)
+		fatal("EVP_Digest");
+}
+
+/*
+ * The streaming context is the EVP_MAC_CTX itself: struct crypto_hmac_ctx is
+ * never defined, the pointer is only converted back here.  That spares one
+ * allocation per MAC.
+ */
+static EVP_MAC_CTX *hmac_ctx(struct crypto_hmac_ctx *c)
+{
+	return (EVP_MAC_CTX *)(void *)c;
+}
+
+/* Creates an HMAC context for md keyed with key; never NULL. */
+struct crypto_hmac_ctx *crypto_hmac_new(enum crypto_md md, const void *key, size_t keylen)
+{
+	static const unsigned char empty_key[1];
+	OSSL_PARAM params[2];
+	EVP_MAC_CTX *c;
+
+	(void)md_get(md); /* runs the once-init, checks md is available */
+	c = EVP_MAC_CTX_new(g_hmac);
+	if (!c)
+		fatal("EVP_MAC_CTX_new");
+	/* The provider resolves the digest name through its method cache. */
+	params[0] =
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[md], 0);
+	params[1] = OSSL_PARAM_construct_end();
+	/* A NULL key would mean "keep the previous key"; HMAC allows an empty one. */
+	if (!EVP_MAC_init(c, key ? key : empty_key, key ? keylen : 0, params))
+		fatal("EVP_MAC_init");
+	return (struct crypto_hmac_ctx *)(void *)c;
+}
+
+/* Feeds n bytes at p into c. */
+void crypto_hmac_update(struct crypto_hmac_ctx *c, const void *p, size_t n)
+{
+	if (n && !EVP_MAC_update(hmac_ctx(c), p, n))
+		fatal("EVP_MAC_update");
+}
+
+/* Writes crypto_md_len() bytes to out and frees c. */
+void crypto_hmac_final(struct crypto_hmac_ctx *c, uint8_t *out)
+{
+	EVP_MAC_CTX *m = hmac_ctx(c);
+	size_t len = 0;
+	size_t want = EVP_MAC_CTX_get_mac_size(m);
+
+	if (!EVP_MAC_final(m, out, &len, want) || len != want)
+		fatal("EVP_MAC_final");
+	EVP_MAC_CTX_free(m);
+}
+
+/* One-shot HMAC over the concatenation of pieces. */
+void crypto_hmac(enum crypto_md md, const void *key, size_t keylen,
+                 const struct crypto_piece *pieces, size_t npieces, uint8_t *out)
+{
+	struct crypto_hmac_ctx *c = crypto_hmac_new(md, key, keylen);
+
+	for (size_t i = 0; i < npieces; i++)
+		crypto_hmac_update(c, pieces[i].p, pieces[i].n);
+	crypto_hmac_final(c, out);
+}
+
+static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Standard padded base64 of p[0..n) into out, NUL-terminated; returns the
+ * length written. */
+size_t crypto_b64_encode(const uint8_t *p, size_t n, char *out)
+{
+	char *o = out;
+	size_t i = 0;
+
+	for (; i + 3 <= n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		*o++ = b64_std[v >> 18];
+		*o++ = b64_std[(v >> 12) & 63];
+		*o++ = b64_std[(v >> 6) & 63];
+		*o++ = b64_std[v & 63];
+	}
+	if (n - i == 1) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		*o++ = b64_std[v >> 18];
+		*o++ = b64_std[(v >> 12) & 63];
+		*o++ = '=';
+		*o++ = '=';
+	} else if (n - i == 2) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+		*o++ = b64_std[v >> 18];
+		*o++ = b64_std[(v >> 12) & 63];
+		*o++ = b64_std[(v >> 6) & 63];
+		*o++ = '=';
+	}
+	*o = '\0';
+	return (size_t)(o - out);
+}
+
+/* Alphabet classes for the decoder. */
+enum { B64_STD = 1, B64_URL = 2 };
+
+/* Value of c in either alphabet (0..63) or -1; *cls says which alphabet a
+ * character unique to one of them belongs to. */
+static int b64_val(unsigned char c, int *cls)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	switch (c) {
+	case '+':
+		*cls |= B64_STD;
+		return 62;
+	case '/':
+		*cls |= B64_STD;
+		return 63;
+	case '-':
+		*cls |= B64_URL;
+		return 62;
+	case '_':
+		*cls |= B64_URL;
+		return 63;
+	default:
+		return -1;
+	}
+}
+
+/*
+ * Strict decoder: one alphabet per string (standard or URL-safe, not mixed),
+ * no whitespace, padding either absent or exactly right, and the unused low
+ * bits of the last character zero, so every byte string has exactly one
+ * accepted encoding per alphabet and padding choice.
+ */
+int crypto_b64_decode(const char *p, size_t n, uint8_t *out, size_t *outlen)
+{
+	size_t pad = 0, full, rem, o = 0;
+	int cls = 0;
+	uint32_t acc = 0;
+
+	*outlen = 0;
+	if (n >= 1 && p[n - 1] == '=') {
+		pad = (n >= 2 && p[n - 2] == '=') ? 2 : 1;
+		if (n % 4 != 0)
+			return DLRD_EINVAL;
+	}
+	n -= pad;
+	rem = n % 4; /* with padding, 3 or 2 by construction */
+	if (rem == 1)
+		return DLRD_EINVAL;
+	full = n - rem;
+	for (size_t i = 0; i < full; i += 4) {
+		acc = 0;
+		for (size_t j = 0; j < 4; j++) {
+			int v = b64_val((unsigned char)p[i + j], &cls);
+			if (v < 0)
+				return DLRD_EINVAL;
+			acc = acc << 6 | (uint32_t)v;
+		}
+		out[o++] = (uint8_t)(acc >> 16);
+		out[o++] = (uint8_t)(acc >> 8);
+		out[o++] = (uint8_t)acc;
+	}
+	if (rem) {
+		acc = 0;
+		for (size_t j = 0; j < rem; j++) {
+			int v = b64_val((unsigned char)p[full + j], &cls);
+			if (v < 0)
+				return DLRD_EINVAL;
+			acc = acc << 6 | (uint32_t)v;
+		}
+		if (rem == 2) {
+			if (acc & 0xf) /* 12 bits carry 8 */
+				return DLRD_EINVAL;
+			out[o++] = (uint8_t)(acc >> 4);
+		} else {
+			if (acc & 0x3) /* 18 bits carry 16 */
+				return DLRD_EINVAL;
+			out[o++] = (uint8_t)(acc >> 10);
+			out[o++] = (uint8_t)(acc >> 2);
+		}
+	}
+	if (cls == (B64_STD | B64_URL))
+		return DLRD_EINVAL;
+	*outlen = o;
+	return 0;
+}
+
+/* Lower-case hex of p[0..n) into out (2n+1 bytes). */
+void crypto_hex(const uint8_t *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* Constant-time equality; only the lengths may show in the timing. */
+bool crypto_ct_eq(const void *a, size_t alen, const void *b, size_t blen)
+{
+	if (alen != blen)
+		return false;
+	return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* Branch-free ASCII lower-casing: adds 0x20 only to 'A'..'Z'. */
+static unsigned ct_lower(unsigned char c)
+{
+	uint32_t d = (uint32_t)c - 'A';
+	uint32_t upper = ((d - 26) >> 31) & (~d >> 31) & 1u;
+	return c | (upper << 5);
+}
+
+/* Constant-time equality folding ASCII letters only. */
+bool crypto_ct_eq_nocase(const char *a, size_t alen, const char *b, size_t blen)
+{
+	unsigned diff = 0;
+
+	if (alen != blen)
+		return false;
+	for (size_t i = 0; i < alen; i++)
+		diff |= ct_lower((unsigned char)a[i]) ^ ct_lower((unsigned char)b[i]);
+	return diff == 0;
+}
+
+/* Cryptographically secure random bytes; aborts on failure. */
+void crypto_random(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+
+	while (n) {
+		/* RAND_bytes takes an int */
+		int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+		if (RAND_bytes(p, chunk) != 1)
+			fatal("RAND_bytes");
+		p += chunk;
+		n -= (size_t)chunk;
+	}
+}

@@ -1,0 +1,631 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for src/config.c: defaults, the INI file (inline comments,
+ * indentation, long lines, duplicates), environment overrides, the exact
+ * error messages for unknown keys and bad values, and list splitting.
+ *
+ * Provider keys are exercised through twilio.auth_tokens, which the real
+ * provider table has; a provider whose name contains '-' is tested when the
+ * table has one.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "dlrd_limits.h"
+#include "provider.h"
+#include "util.h"
+
+extern char **environ;
+
+static char conf_path[64];
+
+/* Removes every DLRD_* variable so the tests see only what they set. */
+static void clear_env(void)
+{
+	for (;;) {
+		char name[256];
+		size_t i;
+
+		for (i = 0; environ[i]; i++)
+			if (strncmp(environ[i], "DLRD_", 5) == 0)
+				break;
+		if (!environ[i])
+			return;
+		const char *eq = strchr(environ[i], '=');
+		size_t n = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+		assert_true(n < sizeof(name));
+		memcpy(name, environ[i], n);
+		name[n] = '\0';
+		unsetenv(name);
+	}
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	clear_env();
+	util_strlcpy(conf_path, "/tmp/dlrd-test-config-XXXXXX", sizeof(conf_path));
+	int fd = mkstemp(conf_path);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(conf_path);
+	clear_env();
+	return 0;
+}
+
+static void write_conf(const char *text)
+{
+	FILE *f = fopen(conf_path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Loads text as the config file; expects success. */
+static void load_ok(const char *text, struct config *cfg)
+{
+	char err[256] = "";
+
+	write_conf(text);
+	int rc = config_load(conf_path, cfg, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("config_load failed: %s", err);
+}
+
+/* Loads text as the config file; expects DLRD_ECONFIG with exactly want. */
+static void load_err(const char *text, const char *want)
+{
+	struct config cfg;
+	char err[256] = "";
+
+	write_conf(text);
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), DLRD_ECONFIG);
+	assert_string_equal(err, want);
+	/* A failed load leaves nothing to free. */
+	assert_null(cfg.entries);
+	assert_null(cfg.listen);
+	config_fini(&cfg);
+}
+
+static void test_defaults(void **state)
+{
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.listen, "127.0.0.1:8080");
+	assert_string_equal(cfg.listen_host, "127.0.0.1");
+	assert_int_equal(cfg.listen_port, 8080);
+	assert_string_equal(cfg.public_url, "");
+	assert_int_equal(cfg.max_body_bytes, LIM_BODY_BYTES_DEFAULT);
+	assert_int_equal(cfg.max_connections, LIM_CONNECTIONS_DEFAULT);
+	assert_int_equal(cfg.request_timeout_ms, LIM_REQUEST_MS_DEFAULT);
+	assert_int_equal(cfg.idle_timeout_s, LIM_IDLE_S_DEFAULT);
+	assert_int_equal(cfg.threads, 0);
+	assert_string_equal(cfg.data_dir, "var");
+	assert_int_equal(cfg.log_level, LOG_INFO);
+	assert_string_equal(cfg.storage_url, "sqlite:var/dlrd.db");
+	assert_int_equal(cfg.synchronous, SYNC_FULL);
+	assert_int_equal(cfg.queue_capacity, LIM_QUEUE_DEFAULT);
+	assert_int_equal(cfg.max_batch, LIM_BATCH_DEFAULT);
+	assert_null(cfg.hash_key);
+
+	/* Resolved defaults are visible through config_get; optional keys and
+	 * unconfigured providers are not. */
+	assert_string_equal(config_get(&cfg, "server", "listen"), "127.0.0.1:8080");
+	assert_string_equal(config_get(&cfg, "server", "max_body_bytes"), "65536");
+	assert_string_equal(config_get(&cfg, "server", "data_dir"), "var");
+	assert_string_equal(config_get(&cfg, "storage", "synchronous"), "full");
+	assert_null(config_get(&cfg, "server", "public_url"));
+	assert_null(config_get(&cfg, "privacy", "hash_key"));
+	assert_null(config_get(&cfg, "twilio", "auth_tokens"));
+	assert_null(config_get(&cfg, "server", "nonsense"));
+	for (size_t i = 0; i < cfg.n_entries; i++)
+		assert_false(cfg.entries[i].from_env);
+	config_fini(&cfg);
+	config_fini(&cfg); /* fini twice is harmless */
+}
+
+static void test_file(void **state)
+{
+	struct config cfg;
+
+	(void)state;
+	load_ok("; dlrd test\n"
+	        "# hash comment\n"
+	        "[server]\n"
+	        "listen = [::1]:9090\n"
+	        "public_url = https://sms.example.com/   ; signatures use this\n"
+	        "  max_body_bytes = 1024\n" /* indented: an ordinary key */
+	        "max_connections=16\n"
+	        "request_timeout_ms = 600000\r\n"
+	        "idle_timeout_s = 1\n"
+	        "threads = 256\n"
+	        "log_level = debug\n"
+	        "\n"
+	        "[storage]\n"
+	        "url = sqlite:/srv/dlrd/data/dlrd.db\n"
+	        "synchronous = normal\n"
+	        "queue_capacity = 1\n"
+	        "max_batch = 100000\n"
+	        "[twilio]\n"
+	        "auth_tokens = tok1, tok2 ; rotation\n"
+	        "[privacy]\n"
+	        "hash_key = 0123456789abcdef0123456789abcdef\n",
+	        &cfg);
+	assert_string_equal(cfg.listen, "[::1]:9090");
+	assert_string_equal(cfg.listen_host, "::1");
+	assert_int_equal(cfg.listen_port, 9090);
+	assert_string_equal(cfg.public_url, "https://sms.example.com");
+	assert_string_equal(config_get(&cfg, "server", "public_url"), "https://sms.example.com");
+	assert_int_equal(cfg.max_body_bytes, 1024);
+	assert_int_equal(cfg.max_connections, 16);
+	assert_int_equal(cfg.request_timeout_ms, 600000);
+	assert_int_equal(cfg.idle_timeout_s, 1);
+	assert_int_equal(cfg.threads, 256);
+	assert_int_equal(cfg.log_level, LOG_DEBUG);
+	assert_string_equal(cfg.storage_url, "sqlite:/srv/dlrd/data/dlrd.db");
+	assert_string_equal(cfg.data_dir, "/srv/dlrd/data");
+	assert_int_equal(cfg.synchronous, SYNC_NORMAL);
+	assert_int_equal(cfg.queue_capacity, 1);
+	assert_int_equal(cfg.max_batch, 100000);
+	assert_string_equal(cfg.hash_key, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(config_get(&cfg, "twilio", "auth_tokens"), "tok1, tok2");
+	assert_string_equal(config_get(&cfg, "privacy", "hash_key"),
+	                    "0123456789abcdef0123456789abcdef");
+	config_fini(&cfg);
+}
+
+/* Debian's inih 55: ';' starts a comment only after whitespace; '#' only at
+ * the start of a line. */
+static void test_inline_comments(void **state)
+{
+	struct config cfg;
+
+	(void)state;
+	load_ok("[server]\n"
+	        "data_dir = d;x # y\t; the comment\n"
+	        "[twilio]\n"
+	        "auth_tokens = a;b , c;d ;comment\n",
+	        &cfg);
+	assert_string_equal(cfg.data_dir, "d;x # y");
+	assert_string_equal(config_get(&cfg, "twilio", "auth_tokens"), "a;b , c;d");
+	config_fini(&cfg);
+
+	/* A UTF-8 byte-order mark, and no newline at the end. */
+	load_ok("\xef\xbb\xbf[server]\nthreads = 4 ; four", &cfg);
+	assert_int_equal(cfg.threads, 4);
+	config_fini(&cfg);
+}
+
+static void test_empty_means_unset(void **state)
+{
+	struct config cfg;
+
+	(void)state;
+	load_ok("[server]\nlisten =\npublic_url = \n[twilio]\nauth_tokens = ; none yet\n"
+	        "[privacy]\nhash_key =\n",
+	        &cfg);
+	assert_string_equal(cfg.listen, "127.0.0.1:8080");
+	assert_string_equal(cfg.public_url, "");
+	assert_null(config_get(&cfg, "server", "public_url"));
+	assert_null(config_get(&cfg, "twilio", "auth_tokens"));
+	assert_null(cfg.hash_key);
+	config_fini(&cfg);
+}
+
+static void test_env_wins(void **state)
+{
+	struct config cfg;
+	const struct config_entry *e = NULL;
+
+	(void)state;
+	setenv("DLRD_STORAGE_URL", "postgresql://dlrd@db/dlrd", 1);
+	setenv("DLRD_SERVER_MAX_BODY_BYTES", " 2048 ", 1);
+	setenv("DLRD_TWILIO_AUTH_TOKENS", "envtok", 1);
+	setenv("DLRD_SERVER_THREADS", "", 1); /* empty: the file's value stays */
+	setenv("DLRD_TEST_HOOK", "whatever", 1);
+	setenv("DLRD_NOT_A_KEY", "ignored", 1);
+	load_ok("[server]\nmax_body_bytes = 100\nthreads = 3\n"
+	        "[storage]\nurl = sqlite:file.db\n"
+	        "[twilio]\nauth_tokens = filetok\n",
+	        &cfg);
+	assert_string_equal(cfg.storage_url, "postgresql://dlrd@db/dlrd");
+	assert_string_equal(cfg.data_dir, "var"); /* not SQLite: the fixed default */
+	assert_int_equal(cfg.max_body_bytes, 2048);
+	assert_int_equal(cfg.threads, 3);
+	assert_string_equal(config_get(&cfg, "twilio", "auth_tokens"), "envtok");
+	for (size_t i = 0; i < cfg.n_entries; i++)
+		if (strcmp(cfg.entries[i].section, "twilio") == 0 &&
+		    strcmp(cfg.entries[i].key, "auth_tokens") == 0)
+			e = &cfg.entries[i];
+	assert_non_null(e);
+	assert_true(e->from_env);
+	config_fini(&cfg);
+
+	/* The environment alone, without a file. */
+	char err[256];
+	setenv("DLRD_SERVER_LISTEN", "0.0.0.0:80", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.listen_host, "0.0.0.0");
+	assert_int_equal(cfg.listen_port, 80);
+	assert_string_equal(config_get(&cfg, "twilio", "auth_tokens"), "envtok");
+	config_fini(&cfg);
+}
+
+/* DLRD_<SECTION>_<KEY>: upper case, '-' becomes '_'. */
+static void test_env_dash(void **state)
+{
+	const struct provider *p = NULL;
+	char name[128], err[256];
+	struct config cfg;
+
+	(void)state;
+	for (size_t i = 0; provider_table[i]; i++)
+		if (strchr(provider_table[i]->name, '-') && provider_table[i]->keys[0].key)
+			p = provider_table[i];
+	if (!p)
+		skip();
+	size_t n = util_fmt(name, sizeof(name), "DLRD_%s_%s", p->name, p->keys[0].key);
+	for (size_t i = 0; i < n; i++)
+		name[i] = name[i] == '-'
+		              ? '_'
+		              : (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+	setenv(name, "s1,s2", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_string_equal(config_get(&cfg, p->name, p->keys[0].key), "s1,s2");
+	config_fini(&cfg);
+}
+
+/* The annotated example at the repository root loads, and says what the
+ * defaults are. */
+static void test_example_file(void **state)
+{
+	const char *suffix = "tests/unit/test_config.c";
+	const char *file = __FILE__;
+	size_t n = strlen(file), sn = strlen(suffix);
+	char path[1024], err[256];
+	struct config cfg;
+
+	(void)state;
+	if (n < sn || strcmp(file + n - sn, suffix) != 0)
+		skip();
+	util_fmt(path, sizeof(path), "%.*sdlrd.conf.example", (int)(n - sn), file);
+	if (access(path, R_OK) != 0)
+		skip();
+	if (config_load(path, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", path, err);
+	assert_string_equal(cfg.listen, "127.0.0.1:8080");
+	assert_int_equal(cfg.max_body_bytes, LIM_BODY_BYTES_DEFAULT);
+	assert_string_equal(cfg.storage_url, "sqlite:var/dlrd.db");
+	assert_int_equal(cfg.synchronous, SYNC_FULL);
+	assert_int_equal(cfg.queue_capacity, LIM_QUEUE_DEFAULT);
+	assert_int_equal(cfg.max_batch, LIM_BATCH_DEFAULT);
+	assert_null(config_get(&cfg, "twilio", "auth_tokens"));
+	config_fini(&cfg);
+}
+
+static void test_unknown(void **state)
+{
+	(void)state;
+	load_err("[server]\nlisten = 127.0.0.1:1\nlistn = 1\n",
+	         "config: unknown key 'server.listn' (line 3)");
+	load_err("\n[twilo]\nauth_tokens = x\n",
+	         "config: unknown key 'twilo.auth_tokens' (line 3): there is no section [twilo]");
+	load_err("[twilio]\nauth_token = x\n", "config: unknown key 'twilio.auth_token' (line 2)");
+	load_err("threads = 1\n", "config: key 'threads' is outside any section (line 1)");
+	/* A provider key is not valid in a core section, and the reverse. */
+	load_err("[server]\nauth_tokens = x\n",
+	         "config: unknown key 'server.auth_tokens' (line 2)");
+	load_err("[twilio]\nlisten = x\n", "config: unknown key 'twilio.listen' (line 2)");
+	/* Section names are case-sensitive. */
+	load_err("[Server]\nthreads = 1\n",
+	         "config: unknown key 'Server.threads' (line 2): there is no section [Server]");
+}
+
+static void test_file_errors(void **state)
+{
+	struct config cfg;
+	char err[256], line[400], a[200];
+
+	(void)state;
+	load_err("[server]\nthreads = 1\nthreads = 2\n",
+	         "config: server.threads: set twice (lines 2 and 3)");
+	load_err("[server]\nthis is not ini\n",
+	         "config: syntax error (line 2): expected [section] or key = value");
+	load_err("[server\nthreads = 1\n",
+	         "config: syntax error (line 1): expected [section] or key = value");
+
+	/* inih's line buffer is 200 bytes: a longer line is an error, never a
+	 * silently shortened value. */
+	memset(a, 'a', sizeof(a));
+	util_fmt(line, sizeof(line), "[twilio]\n\nauth_tokens = %.*s\n", 185, a);
+	load_err(line, "config: line 3 is longer than 198 bytes");
+	util_fmt(line, sizeof(line), "[twilio]\nauth_tokens = %.*s\n", 184, a);
+	load_ok(line, &cfg); /* exactly 198 bytes */
+	assert_int_equal(strlen(config_get(&cfg, "twilio", "auth_tokens")), 184);
+	config_fini(&cfg);
+
+	FILE *f = fopen(conf_path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite("[server]\nthreads = 1\0\n", 1, 23, f), 23);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(config_load(conf_path, &cfg, err, sizeof(err)), DLRD_ECONFIG);
+	assert_non_null(strstr(err, " contains a NUL byte"));
+
+	assert_int_equal(config_load("/nonexistent/dlrd.conf", &cfg, err, sizeof(err)),
+	                 DLRD_ECONFIG);
+	assert_string_equal(err, "config: cannot read /nonexistent/dlrd.conf: No such file or "
+	                         "directory");
+}
+
+struct bad {
+	const char *text;
+	const char *want;
+};
+
+static void test_bad_values(void **state)
+{
+	static const struct bad cases[] = {
+	    {"[server]\nmax_body_bytes = 0\n",
+	     "config: server.max_body_bytes: must be an integer in 1..16777216 (line 2)"},
+	    {"[server]\nmax_body_bytes = 16777217\n",
+	     "config: server.max_body_bytes: must be an integer in 1..16777216 (line 2)"},
+	    {"[server]\nmax_body_bytes = 12k\n",
+	     "config: server.max_body_bytes: must be an integer in 1..16777216 (line 2)"},
+	    {"[server]\nmax_connections = 15\n",
+	     "config: server.max_connections: must be an integer in 16..1000000 (line 2)"},
+	    {"[server]\nrequest_timeout_ms = 99\n",
+	     "config: server.request_timeout_ms: must be an integer in 100..600000 (line 2)"},
+	    {"[server]\nidle_timeout_s = 3601\n",
+	     "config: server.idle_timeout_s: must be an integer in 1..3600 (line 2)"},
+	    {"[server]\nthreads = -1\n",
+	     "config: server.threads: must be an integer in 0..256 (line 2)"},
+	    {"[storage]\nqueue_capacity = 0\n",
+	     "config: storage.queue_capacity: must be an integer in 1..1000000 (line 2)"},
+	    {"[storage]\nmax_batch = 100001\n",
+	     "config: storage.max_batch: must be an integer in 1..100000 (line 2)"},
+	    {"[storage]\nsynchronous = off\n",
+	     "config: storage.synchronous: must be full or normal (line 2)"},
+	    {"[server]\nlog_level = verbose\n",
+	     "config: server.log_level: must be debug, info, warn or error (line 2)"},
+	    {"[privacy]\nhash_key = short-secret-value\n",
+	     "config: privacy.hash_key: must be at least 32 characters (for example 64 hex "
+	     "digits) (line 2)"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+		load_err(cases[i].text, cases[i].want);
+}
+
+static void test_bad_listen(void **state)
+{
+	static const char *const bad[] = {
+	    "127.0.0.1",     "127.0.0.1:", "127.0.0.1:0",    "127.0.0.1:65536",
+	    "localhost",     "local:8080", "::1:8080",       "[::1]8080",
+	    "[::1]:",        "[::1",       "1.2.3:80",       ":8080",
+	    "127.0.0.1:+80", "[]:80",      "127.0.0.1:80 x", "[1.2.3.4]:80",
+	};
+	const char *want =
+	    "config: server.listen: must be IPV4:PORT, [IPV6]:PORT or localhost:PORT, "
+	    "with PORT in 1..65535 (line 2)";
+	char text[128];
+	struct config cfg;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		util_fmt(text, sizeof(text), "[server]\nlisten = %s\n", bad[i]);
+		load_err(text, want);
+	}
+	load_ok("[server]\nlisten = 0.0.0.0:65535\n", &cfg);
+	assert_int_equal(cfg.listen_port, 65535);
+	config_fini(&cfg);
+	load_ok("[server]\nlisten = localhost:8080\n", &cfg);
+	assert_string_equal(cfg.listen_host, "localhost");
+	assert_int_equal(cfg.listen_port, 8080);
+	config_fini(&cfg);
+	load_ok("[server]\nlisten = [::]:1\n", &cfg);
+	assert_string_equal(cfg.listen_host, "::");
+	assert_int_equal(cfg.listen_port, 1);
+	config_fini(&cfg);
+}
+
+static void test_public_url(void **state)
+{
+	static const char *const bad[] = {
+	    "sms.example.com", "ftp://sms.example.com", "https://",      "https:///path",
+	    "https://x/?a=1",  "https://x/#frag",       "https://x/a b", "HTTPS://x",
+	    "https://:443",
+	};
+	const char *want = "config: server.public_url: must be an http:// or https:// URL with a "
+	                   "host and no query or fragment (line 2)";
+	char text[128];
+	struct config cfg;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		util_fmt(text, sizeof(text), "[server]\npublic_url = %s\n", bad[i]);
+		load_err(text, want);
+	}
+	load_ok("[server]\npublic_url = http://10.0.0.1:8080/dlr/\n", &cfg);
+	assert_string_equal(cfg.public_url, "http://10.0.0.1:8080/dlr");
+	config_fini(&cfg);
+	load_ok("[server]\npublic_url = https://sms.example.com\n", &cfg);
+	assert_string_equal(cfg.public_url, "https://sms.example.com");
+	config_fini(&cfg);
+}
+
+static void test_storage_url(void **state)
+{
+	static const struct {
+		const char *url, *data_dir;
+	} good[] = {
+	    {"sqlite:var/dlrd.db", "var"},
+	    {"sqlite:dlrd.db", "."},
+	    {"sqlite:/dlrd.db", "/"},
+	    {"sqlite:/var/lib/dlrd/dlrd.db", "/var/lib/dlrd"},
+	    {"postgresql://dlrd:pw@db:5432/dlrd", "var"},
+	    {"postgres://db/dlrd", "var"},
+	    {"host=db dbname=dlrd", "var"},
+	    {"dbname=dlrd", "var"},
+	};
+	static const char *const bad[] = {"sqlite:", "sqlite://x.db", "mysql://db/x", "var/dlrd.db",
+	                                  "user=x"};
+	const char *want = "config: storage.url: must be sqlite:PATH, postgresql://... or a libpq "
+	                   "\"host=... dbname=...\" string (line 2)";
+	char text[128];
+	struct config cfg;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+		util_fmt(text, sizeof(text), "[storage]\nurl = %s\n", good[i].url);
+		load_ok(text, &cfg);
+		assert_string_equal(cfg.storage_url, good[i].url);
+		assert_string_equal(cfg.data_dir, good[i].data_dir);
+		config_fini(&cfg);
+	}
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		util_fmt(text, sizeof(text), "[storage]\nurl = %s\n", bad[i]);
+		load_err(text, want);
+	}
+	/* An explicit data_dir wins over the derived one. */
+	load_ok("[server]\ndata_dir = /keys\n[storage]\nurl = sqlite:/db/x.db\n", &cfg);
+	assert_string_equal(cfg.data_dir, "/keys");
+	config_fini(&cfg);
+}
+
+/* An error from the environment says so; no error ever carries a value. */
+static void test_env_errors(void **state)
+{
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	setenv("DLRD_SERVER_THREADS", "many", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), DLRD_ECONFIG);
+	assert_string_equal(err, "config: server.threads: must be an integer in 0..256 (from "
+	                         "DLRD_SERVER_THREADS)");
+	unsetenv("DLRD_SERVER_THREADS");
+
+	setenv("DLRD_PRIVACY_HASH_KEY", "hunter2-secret", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), DLRD_ECONFIG);
+	assert_null(strstr(err, "hunter2"));
+	assert_non_null(strstr(err, "privacy.hash_key"));
+	assert_non_null(strstr(err, "(from DLRD_PRIVACY_HASH_KEY)"));
+	unsetenv("DLRD_PRIVACY_HASH_KEY");
+
+	setenv("DLRD_STORAGE_URL", "mysql://user:topsecret@db/x", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), DLRD_ECONFIG);
+	assert_null(strstr(err, "topsecret"));
+
+	/* A short error buffer is cut, never overrun. */
+	char small[16];
+	memset(small, 'Z', sizeof(small));
+	assert_int_equal(config_load(NULL, &cfg, small, 10), DLRD_ECONFIG);
+	assert_int_equal(strlen(small), 9);
+	assert_int_equal(small[10], 'Z');
+}
+
+static void test_parse_uint(void **state)
+{
+	unsigned long v = 7;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(config_parse_uint("a", "b", "42", 1, 42, &v, err, sizeof(err)), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(config_parse_uint("a", "b", "0", 0, 1, &v, err, sizeof(err)), 0);
+	assert_int_equal(v, 0);
+	static const char *const bad[] = {
+	    "43", "", " 1", "1 ", "+1", "-1", "0x10", "1e3", "99999999999999999999"};
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		v = 7;
+		assert_int_equal(
+		    config_parse_uint("twilio", "max_age_s", bad[i], 1, 42, &v, err, sizeof(err)),
+		    DLRD_ECONFIG);
+		assert_string_equal(err, "config: twilio.max_age_s: must be an integer in 1..42");
+		assert_int_equal(v, 7);
+	}
+	assert_int_equal(config_parse_uint("a", "b", NULL, 0, 1, &v, err, sizeof(err)),
+	                 DLRD_ECONFIG);
+}
+
+static void test_list(void **state)
+{
+	size_t n = 99;
+	char **l;
+
+	(void)state;
+	l = config_list(" tok1 , tok2,,\ttok3\t, ", &n);
+	assert_int_equal(n, 3);
+	assert_string_equal(l[0], "tok1");
+	assert_string_equal(l[1], "tok2");
+	assert_string_equal(l[2], "tok3");
+	assert_null(l[3]);
+	config_list_free(l);
+
+	l = config_list("single", &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(l[0], "single");
+	assert_null(l[1]);
+	config_list_free(l);
+
+	l = config_list("a b,c", &n); /* inner blanks stay */
+	assert_int_equal(n, 2);
+	assert_string_equal(l[0], "a b");
+	config_list_free(l);
+
+	static const char *const empty[] = {"", " ", ",", " , ,, "};
+	for (size_t i = 0; i < ARRAY_LEN(empty); i++) {
+		l = config_list(empty[i], &n);
+		assert_int_equal(n, 0);
+		assert_null(l[0]);
+		config_list_free(l);
+	}
+	l = config_list(NULL, &n);
+	assert_int_equal(n, 0);
+	assert_null(l[0]);
+	config_list_free(l);
+	config_list_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inline_comments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_empty_means_unset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_env_wins, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_env_dash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_example_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_values, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_listen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_public_url, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_storage_url, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_env_errors, setup, teardown),
+	    cmocka_unit_test(test_parse_uint),
+	    cmocka_unit_test(test_list),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
