@@ -36,8 +36,10 @@ static size_t put_field(char *buf, size_t at, size_t cap, const char *s)
 	size_t n = s ? strlen(s) : 0;
 	/* 0xffffffff marks NULL, so NULL and "" differ */
 	uint32_t len = s ? (uint32_t)n : 0xffffffffu;
-	if (at + 4 + n > cap)
-		n = cap - at - 4; /* cannot happen: ids are capped far below */
+	if (at + 4 > cap)
+		return at; /* cannot happen: adapters cap ids far below */
+	if (n > cap - at - 4)
+		n = cap - at - 4;
 	memcpy(buf + at, &len, 4);
 	memcpy(buf + at + 4, s ? s : "", n);
 	return at + 4 + n;
@@ -49,7 +51,12 @@ void event_finish(struct dlr_event *ev)
 	size_t at = 0;
 	uint8_t md[CRYPTO_SHA256_LEN];
 
-	if (ev->provider_event_id) {
+	if (ev->kind == EV_INBOUND) {
+		buf[at++] = 'I';
+		at = put_field(buf, at, sizeof(buf), ev->provider);
+		at = put_field(buf, at, sizeof(buf), ev->provider_event_id ? ev->provider_event_id
+									 : ev->provider_message_id);
+	} else if (ev->provider_event_id) {
 		buf[at++] = 'E';
 		at = put_field(buf, at, sizeof(buf), ev->provider);
 		at = put_field(buf, at, sizeof(buf), ev->provider_event_id);

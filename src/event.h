@@ -11,11 +11,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "errcat.h"
+#include "optout.h"
 #include "status.h"
 
 enum event_kind {
 	EV_STATUS = 0, /* a delivery status for an outbound message */
 	EV_UNUSABLE,   /* authenticated but unusable: goes to the review queue only */
+	EV_INBOUND,    /* an inbound message from an end user (never in a timeline) */
 };
 
 /* Why an event also goes to the review queue (none when REVIEW_NONE). */
@@ -30,24 +33,35 @@ const char *review_reason_name(enum review_reason r);
 struct dlr_event {
 	enum event_kind kind;
 	const char *provider;            /* provider name, static */
-	const char *provider_message_id; /* canonical form, NULL for EV_UNUSABLE */
+	const char *provider_message_id; /* canonical form, NULL for EV_UNUSABLE;
+					  * the inbound message's own id for EV_INBOUND */
 	const char *provider_event_id;   /* NULL when the provider has none */
 	enum dlr_status status;
 	const char *raw_status;          /* as the provider sent it */
 	const char *error_code;          /* provider's own code as text, or NULL */
 	int64_t occurred_ms;             /* provider event time, -1 when absent */
 	bool read;                       /* read receipt */
-	const char *recipient_hash;      /* hex HMAC of the E.164 number, or NULL */
-	const char *destination_country; /* ISO 3166 alpha-2, or NULL */
-	const char *sender_identity;     /* From / sender id, or NULL */
+	/* The end user's side and ours.  Outbound: the recipient, and our
+	 * sender id.  Inbound: the user who wrote (recipient_hash is then the
+	 * sender's number), and our number or short code they wrote to. */
+	const char *recipient_hash;      /* hex HMAC of the user's E.164 number, or NULL */
+	const char *destination_country; /* the user's country, ISO 3166 alpha-2, or NULL */
+	const char *sender_identity;     /* our number / sender id, or NULL */
+	enum err_reason error_reason;    /* set centrally from the catalogue */
+	const char *error_title;         /* the provider's title for error_code, or NULL */
+	/* EV_INBOUND only */
+	const char *text;                /* message body, NUL-terminated, in the arena */
+	size_t text_len;
+	enum optout_kind keyword;        /* set centrally from text */
 	enum review_reason review;
 	const char *review_detail;       /* short text for the review row, or NULL */
 	char dedup_key[65];              /* hex SHA-256, set by event_finish() */
 };
 
 /* Computes ev->dedup_key: the provider event id when there is one, otherwise
- * (provider, message id, raw status, error code, provider time).  Per-attempt
- * fields never take part.  Call once the adapter has filled the event. */
+ * (provider, message id, raw status, error code, provider time); for inbound
+ * messages (provider, inbound message id).  Per-attempt fields never take
+ * part.  Call once the adapter has filled the event. */
 void event_finish(struct dlr_event *ev);
 
 #endif

@@ -41,6 +41,7 @@
 #include "dlrd_limits.h"
 #include "log.h"
 #include "metrics.h"
+#include "optout.h"
 #include "provider.h"
 
 #define REQ_ARENA_BYTES 6144
@@ -174,6 +175,19 @@ static enum MHD_Result reply_text(struct req *r, unsigned status, const char *te
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
 	if (close_conn)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ret = reply(r, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* An adapter's answer body (static text) with its content type. */
+static enum MHD_Result reply_body(struct req *r, unsigned status, const char *body,
+				  const char *ctype)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				ctype ? ctype : "text/plain; charset=utf-8");
 	enum MHD_Result ret = reply(r, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -448,6 +462,20 @@ static enum MHD_Result dispatch(struct req *r)
 	if (rc != 0)
 		return reject(r, DLRD_EINVAL, err[0] ? err : "unusable request");
 
+	if (r->res.n_events > LIM_EVENTS_PER_REQUEST)
+		return reject(r, DLRD_EINVAL, "too many events in one request");
+	/* Central enrichment, the same for every provider. */
+	for (size_t i = 0; i < r->res.n_events; i++) {
+		struct dlr_event *ev = &r->res.events[i];
+		if (ev->kind == EV_INBOUND)
+			ev->keyword = optout_classify(ev->text, ev->text_len);
+		else if (ev->kind == EV_STATUS)
+			ev->error_reason = errcat_classify(r->prov->errors, ev->error_code,
+							   ev->status, &ev->error_title);
+	}
+	if (r->res.n_events == 0) /* nothing to store (e.g. a handshake) */
+		return reply_body(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "",
+				  r->res.content_type);
 	if (commitq_reserve(h->q) != 0) {
 		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
 		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503);
@@ -492,7 +520,8 @@ static enum MHD_Result finish(struct req *r)
 						       : CB_DUPLICATE);
 	if (!r->res.body && r->res.http_status == MHD_HTTP_OK)
 		return reply(r, MHD_HTTP_OK, h->r_ok);
-	return reply_text(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "", false);
+	return reply_body(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "",
+			  r->res.content_type);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include "arena.h"
 #include "config.h"
+#include "errcat.h"
 #include "event.h"
 #include "util.h"
 
@@ -47,7 +48,8 @@ struct provider_request {
 	void *scratch;              /* for the adapter, between the two calls */
 };
 
-/* What parse() gives back. */
+/* What parse() gives back.  Inbound hooks set body and content_type to what
+ * the provider expects back (for example Twilio's empty TwiML). */
 struct provider_result {
 	struct dlr_event *events;   /* in the request arena */
 	size_t n_events;
@@ -60,6 +62,7 @@ struct provider {
 	const char *name;                   /* path segment and config section */
 	unsigned hooks;                     /* bit (1 << HOOK_STATUS), (1 << HOOK_INBOUND) */
 	const struct config_key *keys;      /* keys of its config section, {NULL} ended */
+	const struct provider_error *errors; /* its error codes, {NULL} ended, or NULL */
 	/* Reads the provider's section.  Sets *state to NULL when the provider is
 	 * not configured (its paths answer 404).  Returns 0 or DLRD_ECONFIG with
 	 * a message naming the key. */

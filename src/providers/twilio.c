@@ -44,6 +44,37 @@ static const struct {
 	{"partially_delivered", ST_UNKNOWN, false},
 };
 
+/* Twilio error codes on status callbacks (titles from Twilio's error
+ * dictionary; the reason is our judgment of what support should tell). */
+static const struct provider_error twilio_errors[] = {
+	{"30001", ER_RATE_LIMITED, "Queue overflow"},
+	{"30002", ER_OUT_OF_CREDIT, "Account suspended"},
+	{"30003", ER_UNREACHABLE, "Unreachable destination handset"},
+	{"30004", ER_CARRIER_FILTERED, "Message blocked"},
+	{"30005", ER_INVALID_NUMBER, "Unknown destination handset"},
+	{"30006", ER_LANDLINE, "Landline or unreachable carrier"},
+	{"30007", ER_CARRIER_FILTERED, "Message filtered"},
+	{"30008", ER_UNKNOWN, "Unknown error"},
+	{"30009", ER_PROVIDER_ERROR, "Missing segment"},
+	{"30010", ER_OUT_OF_CREDIT, "Message price exceeds max price"},
+	{"30017", ER_RATE_LIMITED, "Carrier network congestion"},
+	{"30018", ER_SENDER_NOT_REGISTERED, "Destination carrier requires sender ID pre-registration"},
+	{"30021", ER_PROVIDER_ERROR, "Internal failure with messaging service orchestrator"},
+	{"30022", ER_RATE_LIMITED, "US A2P 10DLC rate limits exceeded"},
+	{"30023", ER_RATE_LIMITED, "US A2P 10DLC daily cap reached"},
+	{"30024", ER_SENDER_NOT_REGISTERED, "Numeric sender ID not provisioned on carrier"},
+	{"30027", ER_RATE_LIMITED, "US A2P 10DLC T-Mobile daily message limit reached"},
+	{"30032", ER_SENDER_NOT_REGISTERED, "Toll-free number has not been verified"},
+	{"30034", ER_SENDER_NOT_REGISTERED, "US A2P 10DLC message from an unregistered number"},
+	{"30500", ER_PROVIDER_ERROR, "Twilio internal error"},
+	{"21211", ER_INVALID_NUMBER, "Invalid 'To' phone number"},
+	{"21408", ER_SENDER_NOT_REGISTERED, "Permission to send an SMS has not been enabled for the region"},
+	{"21610", ER_OPTED_OUT, "Attempt to send to unsubscribed recipient"},
+	{"21612", ER_INVALID_NUMBER, "The 'To' phone number is not currently reachable"},
+	{"21614", ER_LANDLINE, "'To' number is not a valid mobile number"},
+	{NULL, ER_NONE, NULL},
+};
+
 static const struct config_key twilio_keys[] = {
 	{"auth_tokens", "comma-separated Auth Tokens; a request passes if any verifies"},
 	{NULL, NULL},
@@ -287,6 +318,7 @@ const struct provider provider_twilio = {
 	.name = "twilio",
 	.hooks = 1u << HOOK_STATUS,
 	.keys = twilio_keys,
+	.errors = twilio_errors,
 	.init = twilio_init,
 	.fini = twilio_fini,
 	.authenticate = twilio_authenticate,

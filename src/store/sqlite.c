@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "commitq.h"
+#include "errcat.h"
+#include "optout.h"
 #include "log.h"
 #include "status.h"
 #include "store_int.h"
@@ -103,6 +105,48 @@ static const struct {
 	 " resolved_at TEXT"
 	 ");"
 	 "CREATE INDEX review_queue_open ON review_queue(resolved_at, id);"},
+	{2, "error reasons, inbound messages, opt-outs",
+	 "ALTER TABLE sms_message_events ADD COLUMN error_reason TEXT;"
+	 "ALTER TABLE sms_messages ADD COLUMN current_error_reason TEXT;"
+	 "CREATE TABLE sms_inbound_messages ("
+	 " id INTEGER PRIMARY KEY,"
+	 " provider TEXT NOT NULL,"
+	 " provider_message_id TEXT,"
+	 " dedup_key TEXT NOT NULL,"
+	 " sender_hash TEXT,"                   /* keyed HMAC of the user's number */
+	 " sender_country TEXT,"
+	 " to_identity TEXT,"                   /* our number or short code */
+	 " body TEXT,"
+	 " keyword TEXT NOT NULL,"              /* none, opt_out, opt_in, help */
+	 " provider_occurred_at TEXT,"
+	 " raw_payload BLOB NOT NULL,"
+	 " received_at TEXT NOT NULL,"
+	 " retry_count INTEGER NOT NULL DEFAULT 0"
+	 ");"
+	 "CREATE UNIQUE INDEX sms_inbound_dedup ON sms_inbound_messages(provider, dedup_key);"
+	 "CREATE INDEX sms_inbound_sender ON sms_inbound_messages(sender_hash, id);"
+	 "CREATE TABLE sms_opt_outs ("           /* current state per user and sender */
+	 " recipient_hash TEXT NOT NULL,"
+	 " sender_identity TEXT NOT NULL,"      /* '' when the provider did not say */
+	 " opted_out INTEGER NOT NULL,"
+	 " keyword TEXT,"
+	 " inbound_id INTEGER NOT NULL,"
+	 " effective_at TEXT NOT NULL,"         /* provider time, else receipt time */
+	 " updated_at TEXT NOT NULL,"
+	 " PRIMARY KEY (recipient_hash, sender_identity)"
+	 ");"
+	 "CREATE TABLE sms_opt_out_history ("
+	 " id INTEGER PRIMARY KEY,"
+	 " recipient_hash TEXT NOT NULL,"
+	 " sender_identity TEXT NOT NULL,"
+	 " action TEXT NOT NULL,"               /* opt_out, opt_in */
+	 " keyword TEXT,"
+	 " inbound_id INTEGER NOT NULL,"
+	 " effective_at TEXT NOT NULL,"
+	 " received_at TEXT NOT NULL"
+	 ");"
+	 "CREATE INDEX sms_opt_out_history_user ON sms_opt_out_history(recipient_hash,"
+	 " sender_identity, effective_at);"},
 };
 
 enum {
@@ -114,6 +158,10 @@ enum {
 	Q_COUNT_DUP,
 	Q_INSERT_LOG,
 	Q_INSERT_REVIEW,
+	Q_INSERT_INBOUND,
+	Q_COUNT_INBOUND_DUP,
+	Q_INSERT_OPT_HISTORY,
+	Q_UPSERT_OPT_OUT,
 	Q__COUNT
 };
 
@@ -128,13 +176,14 @@ static const char *const queries[Q__COUNT] = {
 	[Q_INSERT_EVENT] = "INSERT INTO sms_message_events (message_id, provider,"
 			   " provider_message_id, provider_event_id, dedup_key, status,"
 			   " raw_status, error_code, is_final, read_receipt, changed_summary,"
-			   " provider_occurred_at, raw_payload, received_at)"
-			   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+			   " provider_occurred_at, raw_payload, received_at, error_reason)"
+			   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
 			   " ON CONFLICT (provider, dedup_key) DO NOTHING",
 	[Q_FIND_EVENT] = "SELECT id FROM sms_message_events WHERE provider = ?1 AND dedup_key = ?2",
 	[Q_UPDATE_MSG] = "UPDATE sms_messages SET current_status = ?2, current_raw_status = ?3,"
 			 " current_error_code = ?4, current_occurred_at = ?5, is_final = ?6,"
 			 " current_occurred_ms = ?14,"
+			 " current_error_reason = CASE WHEN ?16 THEN ?15 ELSE current_error_reason END,"
 			 " status_mask = ?7, final_conflict = ?8, read_receipt = ?9,"
 			 " event_count = event_count + 1, callback_count = callback_count + 1,"
 			 " first_callback_at = coalesce(first_callback_at, ?10),"
@@ -148,6 +197,25 @@ static const char *const queries[Q__COUNT] = {
 			" WHERE provider = ?3 AND provider_message_id = ?1",
 	[Q_INSERT_LOG] = "INSERT INTO sms_callback_log (received_at, provider, event_id, duplicate)"
 			 " VALUES (?1, ?2, ?3, ?4)",
+	[Q_INSERT_INBOUND] = "INSERT INTO sms_inbound_messages (provider, provider_message_id,"
+			     " dedup_key, sender_hash, sender_country, to_identity, body, keyword,"
+			     " provider_occurred_at, raw_payload, received_at)"
+			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+			     " ON CONFLICT (provider, dedup_key) DO NOTHING",
+	[Q_COUNT_INBOUND_DUP] = "UPDATE sms_inbound_messages SET retry_count = retry_count + 1"
+				" WHERE provider = ?1 AND dedup_key = ?2",
+	[Q_INSERT_OPT_HISTORY] = "INSERT INTO sms_opt_out_history (recipient_hash,"
+				 " sender_identity, action, keyword, inbound_id, effective_at,"
+				 " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	/* The latest action by effective time wins, whatever the arrival order. */
+	[Q_UPSERT_OPT_OUT] = "INSERT INTO sms_opt_outs (recipient_hash, sender_identity,"
+			     " opted_out, keyword, inbound_id, effective_at, updated_at)"
+			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+			     " ON CONFLICT (recipient_hash, sender_identity) DO UPDATE SET"
+			     " opted_out = excluded.opted_out, keyword = excluded.keyword,"
+			     " inbound_id = excluded.inbound_id, effective_at = excluded.effective_at,"
+			     " updated_at = excluded.updated_at"
+			     " WHERE excluded.effective_at >= sms_opt_outs.effective_at",
 	[Q_INSERT_REVIEW] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
 			    " message_id, event_id, raw_status, raw_payload)"
 			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -428,6 +496,79 @@ static int load_message(struct sqlite_be *be, const struct dlr_event *ev, const 
 	return step_done(be, st, err, errlen, "inserting message");
 }
 
+/* An inbound message: its own table, deduplicated; opt-out keywords update
+ * the user's state for that sender and its history. */
+static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,
+			 const char *now, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = be->stmt[Q_INSERT_INBOUND];
+	char occurred[25];
+	const char *effective = now;
+	int rc;
+
+	if (ev->occurred_ms >= 0) {
+		util_rfc3339(ev->occurred_ms, occurred);
+		effective = occurred;
+	}
+	bind_text(st, 1, ev->provider);
+	bind_text(st, 2, ev->provider_message_id);
+	bind_text(st, 3, ev->dedup_key);
+	bind_text(st, 4, ev->recipient_hash);
+	bind_text(st, 5, ev->destination_country);
+	bind_text(st, 6, ev->sender_identity);
+	if (ev->text)
+		sqlite3_bind_text(st, 7, ev->text, (int)ev->text_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 7);
+	bind_text(st, 8, optout_kind_name(ev->keyword));
+	bind_text(st, 9, ev->occurred_ms >= 0 ? occurred : NULL);
+	sqlite3_bind_blob(st, 10, it->raw_payload.p ? it->raw_payload.p : "",
+			  (int)it->raw_payload.n, SQLITE_STATIC);
+	bind_text(st, 11, now);
+	if ((rc = step_done(be, st, err, errlen, "inserting inbound message")) != 0)
+		return rc;
+	if (sqlite3_changes(be->db) == 0) {
+		it->n_dup++;
+		st = be->stmt[Q_COUNT_INBOUND_DUP];
+		bind_text(st, 1, ev->provider);
+		bind_text(st, 2, ev->dedup_key);
+		return step_done(be, st, err, errlen, "counting inbound duplicate");
+	}
+	it->n_new++;
+	if ((ev->keyword != KW_OPT_OUT && ev->keyword != KW_OPT_IN) || !ev->recipient_hash)
+		return 0;
+	sqlite3_int64 inbound_id = sqlite3_last_insert_rowid(be->db);
+	const char *sender = ev->sender_identity ? ev->sender_identity : "";
+	char word[32];
+	size_t wl = 0;
+	for (size_t i = 0; i < ev->text_len && wl + 1 < sizeof(word); i++) {
+		char c = ev->text[i];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		word[wl++] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+	}
+	word[wl] = '\0';
+	st = be->stmt[Q_INSERT_OPT_HISTORY];
+	bind_text(st, 1, ev->recipient_hash);
+	bind_text(st, 2, sender);
+	bind_text(st, 3, optout_kind_name(ev->keyword));
+	bind_text(st, 4, word);
+	sqlite3_bind_int64(st, 5, inbound_id);
+	bind_text(st, 6, effective);
+	bind_text(st, 7, now);
+	if ((rc = step_done(be, st, err, errlen, "inserting opt-out history")) != 0)
+		return rc;
+	st = be->stmt[Q_UPSERT_OPT_OUT];
+	bind_text(st, 1, ev->recipient_hash);
+	bind_text(st, 2, sender);
+	sqlite3_bind_int(st, 3, ev->keyword == KW_OPT_OUT);
+	bind_text(st, 4, word);
+	sqlite3_bind_int64(st, 5, inbound_id);
+	bind_text(st, 6, effective);
+	bind_text(st, 7, now);
+	return step_done(be, st, err, errlen, "updating opt-out state");
+}
+
 static int apply_event(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,
 		       const char *now, char *err, size_t errlen)
 {
@@ -439,6 +580,8 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 	struct status_key key = {ev->status, ev->occurred_ms, ev->error_code, ev->raw_status};
 	int rc;
 
+	if (ev->kind == EV_INBOUND)
+		return apply_inbound(be, it, ev, now, err, errlen);
 	if (ev->kind == EV_UNUSABLE) {
 		it->n_review++;
 		return add_review(be, now, ev->provider, REVIEW_UNUSABLE, ev->review_detail, NULL, 0,
@@ -468,6 +611,7 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 	sqlite3_bind_blob(st, 13, it->raw_payload.p ? it->raw_payload.p : "",
 			  (int)it->raw_payload.n, SQLITE_STATIC);
 	bind_text(st, 14, now);
+	bind_text(st, 15, errcat_name(ev->error_reason));
 	if ((rc = step_done(be, st, err, errlen, "inserting event")) != 0)
 		return rc;
 	is_new = sqlite3_changes(be->db) > 0;
@@ -506,6 +650,8 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 		bind_text(st, 12, ev->destination_country);
 		bind_text(st, 13, ev->sender_identity);
 		sqlite3_bind_int64(st, 14, sum.top.occurred_ms);
+		bind_text(st, 15, errcat_name(ev->error_reason));
+		sqlite3_bind_int(st, 16, changed);
 		if ((rc = step_done(be, st, err, errlen, "updating summary")) != 0)
 			return rc;
 		it->n_new++;

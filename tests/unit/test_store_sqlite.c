@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "commitq.h"
+#include "optout.h"
 #include "config.h"
 #include "store.h"
 #include "util.h"
@@ -149,7 +150,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(q_int(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(q_int(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 2);
 }
 
 static void test_every_order_same_summary(void **state)
@@ -261,6 +262,71 @@ static void test_batch_is_atomic(void **state)
 			 1);
 }
 
+static struct dlr_event inbound(const char *id, const char *user, const char *text,
+			       int64_t occurred_ms)
+{
+	struct dlr_event e;
+	memset(&e, 0, sizeof(e));
+	e.kind = EV_INBOUND;
+	e.provider = "twilio";
+	e.provider_message_id = id;
+	e.recipient_hash = user;
+	e.sender_identity = "+15005550006";
+	e.text = text;
+	e.text_len = strlen(text);
+	e.keyword = optout_classify(text, strlen(text));
+	e.occurred_ms = occurred_ms;
+	event_finish(&e);
+	return e;
+}
+
+static void test_inbound_and_opt_out(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	/* START at t=2000 arrives before STOP at t=1000: the later action wins */
+	struct dlr_event start = inbound("SMin2", "userhash", " start\n", 2000);
+	struct dlr_event stop = inbound("SMin1", "userhash", "STOP", 1000);
+	struct dlr_event stop_dup = inbound("SMin1", "userhash", "STOP", 1000);
+	struct dlr_event hello = inbound("SMin3", "userhash", "please stop texting me", 3000);
+	assert_int_equal(apply1(f, &start, &it), 0);
+	assert_int_equal(it.n_new, 1);
+	assert_int_equal(apply1(f, &stop, &it), 0);
+	assert_int_equal(apply1(f, &stop_dup, &it), 0);
+	assert_int_equal(it.n_dup, 1);
+	assert_int_equal(apply1(f, &hello, &it), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_inbound_messages"), 3);
+	assert_int_equal(q_int(f, "SELECT retry_count FROM sms_inbound_messages WHERE "
+				  "provider_message_id='SMin1'"),
+			 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_inbound_messages WHERE keyword='none'"),
+			 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_opt_out_history"), 2);
+	assert_int_equal(q_int(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash="
+				  "'userhash' AND sender_identity='+15005550006'"),
+			 0);
+	/* inbound never enters a delivery timeline */
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events"), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages"), 0);
+}
+
+static void test_error_reason_stored(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct dlr_event e = mk("SMerr", ST_UNDELIVERED, "undelivered", "30003");
+	e.error_reason = ER_UNREACHABLE;
+	assert_int_equal(apply1(f, &e, &it), 0);
+	struct dlr_event late = mk("SMerr", ST_SENT, "sent", NULL);
+	assert_int_equal(apply1(f, &late, &it), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages WHERE current_status="
+				  "'undelivered' AND current_error_reason='unreachable'"),
+			 1);
+	assert_int_equal(q_int(f, "SELECT changed_summary FROM sms_message_events WHERE "
+				  "status='sent'"),
+			 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -269,6 +335,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unknown_and_unusable_go_to_review, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_batch_is_atomic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inbound_and_opt_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_reason_stored, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Opt-out keyword recognition (see optout.h).  The lists follow the CTIA
+ * short-code handbook and Twilio's default Advanced Opt-Out keywords.
+ */
+#include "optout.h"
+
+#include <strings.h>
+
+#include "util.h"
+
+static const struct {
+	const char *word;
+	enum optout_kind kind;
+} keywords[] = {
+	{"STOP", KW_OPT_OUT},	 {"STOPALL", KW_OPT_OUT}, {"UNSUBSCRIBE", KW_OPT_OUT},
+	{"CANCEL", KW_OPT_OUT},	 {"END", KW_OPT_OUT},	  {"QUIT", KW_OPT_OUT},
+	{"OPTOUT", KW_OPT_OUT},	 {"REVOKE", KW_OPT_OUT},  {"START", KW_OPT_IN},
+	{"UNSTOP", KW_OPT_IN},	 {"YES", KW_OPT_IN},	  {"HELP", KW_HELP},
+	{"INFO", KW_HELP},
+};
+
+static int is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+enum optout_kind optout_classify(const char *text, size_t n)
+{
+	if (!text)
+		return KW_NONE;
+	while (n && is_space(*text)) {
+		text++;
+		n--;
+	}
+	while (n && is_space(text[n - 1]))
+		n--;
+	for (size_t i = 0; i < ARRAY_LEN(keywords); i++) {
+		size_t wl = 0;
+		while (keywords[i].word[wl])
+			wl++;
+		if (wl == n && strncasecmp(text, keywords[i].word, n) == 0)
+			return keywords[i].kind;
+	}
+	return KW_NONE;
+}
+
+const char *optout_kind_name(enum optout_kind k)
+{
+	switch (k) {
+	case KW_OPT_OUT:
+		return "opt_out";
+	case KW_OPT_IN:
+		return "opt_in";
+	case KW_HELP:
+		return "help";
+	case KW_NONE:
+		break;
+	}
+	return "none";
+}
