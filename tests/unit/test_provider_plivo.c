@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for src/providers/plivo.c through its provider table entry.
+ * Signature vectors: V2 and V3 from providers.md 5.3 (confirmed with
+ * plivo-node); the GET and query-string vectors were computed with an
+ * independent Python implementation of v3Security.js (blank query values
+ * kept, as plivo-node does) and of signature_v3.py (dropped, as parse_qs
+ * does).  Also: V3-before-V2 precedence, main-account headers only when
+ * configured, every status, inbound routing, canonical ids and times.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "crypto.h"
+#include "provider.h"
+
+extern const struct provider provider_plivo;
+
+#define TOKEN      "MAXXXXXXXXXXXXXXXXXX"
+#define MAIN_TOKEN "MAIN-TOKEN-0123456789"
+#define NONCE      "05429567804466091622"
+#define UUID       "2f0b4c4e-1e3a-11ee-8a3b-0242ac110002"
+/* providers.md 5.3 */
+#define V2_SIG  "DVYM+O5gBKUDisLnS9C46jzRdbFXFXeggz3a1y1u15E="
+#define V3_SIG  "UDbqq/OMRljUttSXes8XYnMDq58M8Z7P7DSaLjn7ZUQ="
+#define V3_BODY "To=14155550100&From=14155550199&Status=delivered&MessageUUID=" UUID
+/* GET to https://sms.example.com/webhooks/plivo/status with GET_QUERY */
+#define GET_QUERY                                                                                  \
+	"To=14155550100&From=14155550199&MessageUUID=" UUID "&Status=sent&ErrorCode=&Units=1"
+#define GET_SIG_NODE "nsQJfPnKtPtp0SnIPtZuEeogX/bzDWbJzsqNXdkoW8k="
+#define GET_SIG_PY   "STAIBTX65vMngBvIZGeVkqSuuAScI1HbbvTYdAWUHvw="
+/* POST to .../status?tenant=a+b with QBODY */
+#define QBODY "From=14155550199&MessageUUID=" UUID "&Status=delivered&To=14155550100&Text=a+b"
+#define QSIG  "kF8bN1QnnSCxJpwzzx+8rp9ZM8pzGmBghL2UO6GLmng="
+
+struct hdr {
+	const char *name;
+	const char *value;
+};
+
+struct fx {
+	struct config cfg;
+	void *state;
+	struct arena a;
+	char block[8192];
+	struct hdr h[8];
+	size_t nh;
+	struct provider_result res;
+	char err[256];
+	char sig[64];
+};
+
+static const char *fake_header(void *ctx, const char *name)
+{
+	struct fx *f = ctx;
+	for (size_t i = 0; i < f->nh; i++)
+		if (strcasecmp(f->h[i].name, name) == 0)
+			return f->h[i].value;
+	return NULL;
+}
+
+static int start(void **state, const char *main_tokens)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	static const uint8_t hk[] = "unit-test-hash-key";
+	char err[256];
+
+	setenv("DLRD_PLIVO_AUTH_TOKENS", "other-token, " TOKEN, 1);
+	if (main_tokens)
+		setenv("DLRD_PLIVO_MAIN_AUTH_TOKENS", main_tokens, 1);
+	else
+		unsetenv("DLRD_PLIVO_MAIN_AUTH_TOKENS");
+	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+		return -1;
+	if (provider_plivo.init(&f->cfg, &f->state, err, sizeof(err)) != 0 || !f->state)
+		return -1;
+	provider_set_hash_key(hk, sizeof(hk) - 1);
+	arena_init(&f->a, f->block, sizeof(f->block));
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return start(state, NULL);
+}
+
+static int setup_main(void **state)
+{
+	return start(state, MAIN_TOKEN);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	provider_plivo.fini(f->state);
+	config_fini(&f->cfg);
+	arena_fini(&f->a);
+	free(f);
+	return 0;
+}
+
+static void hdr_reset(struct fx *f)
+{
+	f->nh = 0;
+}
+
+static void hdr_add(struct fx *f, const char *name, const char *value)
+{
+	f->h[f->nh++] = (struct hdr){name, value};
+}
+
+/* Runs authenticate (then parse) for a request to public_url + target. */
+static int run_req(struct fx *f, const char *method, const char *target, const char *ctype,
+                   const char *body)
+{
+	struct provider_request r;
+	const char *q = strchr(target, '?');
+	int rc;
+
+	arena_reset(&f->a);
+	memset(&r, 0, sizeof(r));
+	memset(&f->res, 0, sizeof(f->res));
+	r.method = method;
+	r.kind = HOOK_STATUS;
+	r.target = (struct iov){target, strlen(target)};
+	r.path = (struct iov){target, q ? (size_t)(q - target) : strlen(target)};
+	r.query = q ? (struct iov){q + 1, strlen(q + 1)} : (struct iov){"", 0};
+	r.body = (struct iov){body, strlen(body)};
+	r.content_type = ctype;
+	r.public_url = "https://sms.example.com";
+	r.now_ms = 1700000000000LL;
+	r.arena = &f->a;
+	r.header = fake_header;
+	r.hctx = f;
+	rc = provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err));
+	if (rc == 0) {
+		f->res.http_status = 200;
+		assert_int_equal(
+		    provider_plivo.parse(f->state, &r, &f->res, f->err, sizeof(f->err)), 0);
+	}
+	return rc;
+}
+
+/* The V3 signature of a POST body to public_url + path (no query), made
+ * with dlrd's crypto over the string v3Security.js builds. */
+static void sign_post(struct fx *f, const char *path, const char *sorted_concat)
+{
+	uint8_t mac[32];
+	char s[2048];
+	snprintf(s, sizeof(s), "https://sms.example.com%s?%s.%s", path, sorted_concat, NONCE);
+	struct crypto_piece pc = {s, strlen(s)};
+	crypto_hmac(CRYPTO_SHA256, TOKEN, strlen(TOKEN), &pc, 1, mac);
+	crypto_b64_encode(mac, sizeof(mac), f->sig);
+}
+
+/* A signed status callback with the given Status and ErrorCode. */
+static int post_status(struct fx *f, const char *status, const char *error_code, const char *extra)
+{
+	char body[1024], concat[1024];
+	snprintf(body, sizeof(body),
+	         "MessageUUID=" UUID "&To=%%2B14155550100&From=14155550199&Status=%s&ErrorCode=%s"
+	         "&Sequence=2&DeliveryReportTime=2024-02-14+15%%3A37%%3A10.123456%s",
+	         status, error_code, extra);
+	/* sorted: DeliveryReportTime, ErrorCode, From, MessageUUID, [extra], Sequence,
+	 * Status, To */
+	snprintf(concat, sizeof(concat),
+	         "DeliveryReportTime2024-02-14 15:37:10.123456ErrorCode%sFrom14155550199"
+	         "MessageUUID" UUID "%sSequence2Status%sTo+14155550100",
+	         error_code, *extra ? "NewField1" : "", status);
+	sign_post(f, "/webhooks/plivo/status", concat);
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	return run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded",
+	               body);
+}
+
+static void test_v3_vector(void **state)
+{
+	struct fx *f = *state;
+	/* the vector's URL is https://example.com/sms_status */
+	struct provider_request r;
+	memset(&r, 0, sizeof(r));
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", "AAAA, " V3_SIG);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	arena_reset(&f->a);
+	r.method = "POST";
+	r.target = IOV_LIT("/sms_status");
+	r.path = r.target;
+	r.query = IOV_LIT("");
+	r.body = IOV_LIT(V3_BODY);
+	r.content_type = "application/x-www-form-urlencoded";
+	r.public_url = "https://example.com";
+	r.arena = &f->a;
+	r.header = fake_header;
+	r.hctx = f;
+	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)), 0);
+	/* one byte of the body changed */
+	r.body = IOV_LIT("To=14155550101&From=14155550199&Status=delivered&MessageUUID=" UUID);
+	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)),
+	                 DLRD_EAUTH);
+	/* V2 vector: https://example.com/sms_status/ */
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V2", V2_SIG);
+	hdr_add(f, "X-Plivo-Signature-V2-Nonce", NONCE);
+	r.target = IOV_LIT("/sms_status/?ignored=1");
+	r.path = IOV_LIT("/sms_status/");
+	r.query = IOV_LIT("ignored=1");
+	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)), 0);
+	/* V2 is not looked at when a V3 header came */
+	hdr_add(f, "X-Plivo-Signature-V3", "AAAA");
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)),
+	                 DLRD_EAUTH);
+}
+
+static void test_get_blank_values(void **state)
+{
+	struct fx *f = *state;
+	const char *sigs[] = {GET_SIG_NODE, GET_SIG_PY};
+	for (size_t i = 0; i < 2; i++) {
+		hdr_reset(f);
+		hdr_add(f, "X-Plivo-Signature-V3", sigs[i]);
+		hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+		assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY, "", ""), 0);
+		assert_int_equal(f->res.n_events, 1);
+		assert_int_equal(f->res.events[0].status, ST_SENT);
+		assert_null(f->res.events[0].error_code);
+	}
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", GET_SIG_NODE);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY "&x=1", "", ""),
+	                 DLRD_EAUTH);
+}
+
+static void test_post_with_query(void **state)
+{
+	struct fx *f = *state;
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", QSIG);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status?tenant=a+b",
+	                         "application/x-www-form-urlencoded", QBODY),
+	                 0);
+	assert_int_equal(f->res.events[0].status, ST_DELIVERED);
+}
+
+static void test_rejections(void **state)
+{
+	struct fx *f = *state;
+	hdr_reset(f);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
+	                         "application/x-www-form-urlencoded", V3_BODY),
+	                 DLRD_EAUTH);
+	hdr_add(f, "X-Plivo-Signature-V3", V3_SIG);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
+	                         "application/x-www-form-urlencoded", V3_BODY),
+	                 DLRD_EAUTH); /* no nonce */
+	assert_int_equal(run_req(f, "PUT", "/webhooks/plivo/status",
+	                         "application/x-www-form-urlencoded", V3_BODY),
+	                 DLRD_EMETHOD);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status", "application/json", "{}"),
+	                 DLRD_EUNSUPP);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
+	                         "application/x-www-form-urlencoded", "a=%zz"),
+	                 DLRD_EINVAL);
+}
+
+/* The main-account header with the main token's signature. */
+static int post_ma(struct fx *f)
+{
+	uint8_t mac[32];
+	const char *s = "https://sms.example.com/webhooks/plivo/status?MessageUUID" UUID
+	                "Statusdelivered." NONCE;
+	struct crypto_piece pc = {s, strlen(s)};
+	crypto_hmac(CRYPTO_SHA256, MAIN_TOKEN, strlen(MAIN_TOKEN), &pc, 1, mac);
+	crypto_b64_encode(mac, sizeof(mac), f->sig);
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-Ma-V3", f->sig);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	return run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded",
+	               "Status=delivered&MessageUUID=" UUID);
+}
+
+static void test_main_ignored(void **state)
+{
+	assert_int_equal(post_ma(*state), DLRD_EAUTH);
+}
+
+static void test_main_configured(void **state)
+{
+	assert_int_equal(post_ma(*state), 0);
+}
+
+static void test_vocabulary(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *raw;
+		enum dlr_status st;
+		bool read;
+	} cases[] = {
+	    {"queued", ST_ACCEPTED, false},         {"sent", ST_SENT, false},
+	    {"failed", ST_FAILED, false},           {"delivered", ST_DELIVERED, false},
+	    {"undelivered", ST_UNDELIVERED, false}, {"rejected", ST_REJECTED, false},
+	    {"read", ST_DELIVERED, true},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		assert_int_equal(post_status(f, cases[i].raw, "", ""), 0);
+		const struct dlr_event *ev = &f->res.events[0];
+		assert_int_equal(ev->kind, EV_STATUS);
+		assert_int_equal(ev->status, cases[i].st);
+		assert_int_equal(ev->read, cases[i].read);
+		assert_int_equal(ev->review, REVIEW_NONE);
+		assert_string_equal(ev->raw_status, cases[i].raw);
+	}
+	assert_int_equal(post_status(f, "bouncing", "", ""), 0);
+	assert_int_equal(f->res.events[0].status, ST_UNKNOWN);
+	assert_int_equal(f->res.events[0].review, REVIEW_UNKNOWN_STATUS);
+}
+
+static void test_status_fields(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(post_status(f, "undelivered", "30", "&NewField=1"), 0);
+	const struct dlr_event *ev = &f->res.events[0];
+	assert_string_equal(ev->provider, "plivo");
+	assert_string_equal(ev->provider_message_id, UUID);
+	assert_null(ev->provider_event_id);
+	assert_string_equal(ev->error_code, "30");
+	assert_string_equal(ev->sender_identity, "14155550199");
+	assert_string_equal(ev->destination_country, "US");
+	assert_non_null(ev->recipient_hash);
+	/* Plivo's times carry no zone: never guessed */
+	assert_int_equal(ev->occurred_ms, -1);
+	assert_null(f->res.body);
+}
+
+static void test_canonical_and_time(void **state)
+{
+	struct fx *f = *state;
+	char concat[512];
+	const char *body = "MessageUUID=2F0B4C4E-1E3A-11EE-8A3B-0242AC110002&Status=delivered"
+	                   "&DeliveryReportTime=2024-02-14+15%3A37%3A10.123456%2B00%3A00";
+	snprintf(concat, sizeof(concat),
+	         "DeliveryReportTime2024-02-14 15:37:10.123456+00:00"
+	         "MessageUUID2F0B4C4E-1E3A-11EE-8A3B-0242AC110002Statusdelivered");
+	sign_post(f, "/webhooks/plivo/status", concat);
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(
+	    run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded", body),
+	    0);
+	assert_string_equal(f->res.events[0].provider_message_id, UUID);
+	assert_int_equal(f->res.events[0].occurred_ms, 1707925030123LL);
+}
+
+static void test_inbound(void **state)
+{
+	struct fx *f = *state;
+	const char *body = "From=14155550100&To=14155550199&Type=sms&Text=STOP&MessageUUID=" UUID
+	                   "&Units=1&TotalRate=0&TotalAmount=0&MessageIntent=optout";
+	sign_post(f, "/webhooks/plivo/inbound",
+	          "From14155550100MessageIntentoptoutMessageUUID" UUID
+	          "TextSTOPTo14155550199TotalAmount0TotalRate0TypesmsUnits1");
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/inbound",
+	                         "application/x-www-form-urlencoded", body),
+	                 0);
+	const struct dlr_event *ev = &f->res.events[0];
+	assert_int_equal(ev->kind, EV_INBOUND);
+	assert_string_equal(ev->provider_message_id, UUID);
+	assert_string_equal(ev->sender_identity, "14155550199");
+	assert_string_equal(ev->destination_country, "US");
+	assert_non_null(ev->recipient_hash);
+	assert_int_equal(ev->text_len, 4);
+	assert_string_equal(ev->text, "STOP");
+	assert_string_equal(f->res.content_type, "application/xml");
+	assert_string_equal(f->res.body, "<Response></Response>");
+}
+
+static void test_inbound_mms_body(void **state)
+{
+	struct fx *f = *state;
+	const char *body = "From=14155550100&To=14155550199&Type=mms&Body=hi&MessageUUID=" UUID;
+	sign_post(f, "/webhooks/plivo/status",
+	          "Bodyhi"
+	          "From14155550100MessageUUID" UUID "To14155550199Typemms");
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	/* an inbound message on the status path is routed by payload */
+	assert_int_equal(
+	    run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded", body),
+	    0);
+	assert_int_equal(f->res.events[0].kind, EV_INBOUND);
+	assert_string_equal(f->res.events[0].text, "hi");
+}
+
+static void test_unusable(void **state)
+{
+	struct fx *f = *state;
+	sign_post(f, "/webhooks/plivo/status", "Foobar");
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
+	                         "application/x-www-form-urlencoded", "Foo=bar"),
+	                 0);
+	assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
+	sign_post(f, "/webhooks/plivo/status", "Statusdelivered");
+	hdr_reset(f);
+	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
+	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
+	                         "application/x-www-form-urlencoded", "Status=delivered"),
+	                 0);
+	assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
+}
+
+static void test_dedup(void **state)
+{
+	struct fx *f = *state;
+	char k1[65];
+	assert_int_equal(post_status(f, "delivered", "", ""), 0);
+	memcpy(k1, f->res.events[0].dedup_key, 65);
+	/* an extra field (or another Sequence) does not change the event */
+	assert_int_equal(post_status(f, "delivered", "", "&NewField=1"), 0);
+	assert_string_equal(f->res.events[0].dedup_key, k1);
+	assert_int_equal(post_status(f, "sent", "", ""), 0);
+	assert_string_not_equal(f->res.events[0].dedup_key, k1);
+}
+
+static void test_not_configured(void **state)
+{
+	struct config cfg;
+	void *st = (void *)1;
+	char err[256];
+	(void)state;
+	unsetenv("DLRD_PLIVO_AUTH_TOKENS");
+	unsetenv("DLRD_PLIVO_MAIN_AUTH_TOKENS");
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(provider_plivo.init(&cfg, &st, err, sizeof(err)), 0);
+	assert_null(st);
+	config_fini(&cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_v3_vector, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_get_blank_values, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_post_with_query, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_main_ignored, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_main_configured, setup_main, teardown),
+	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_status_fields, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_canonical_and_time, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound_mms_body, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+	    cmocka_unit_test(test_not_configured),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for src/providers/sinch.c through its provider table entry:
+ * the HMAC vector of providers.md 6.3 (confirmed with Sinch's SDK), forged,
+ * missing and stale signatures, the algorithm header, secret rotation, batch
+ * reports with several recipients (one event each, distinct ids), summary
+ * reports, recipient reports with times, every status, MO messages.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "crypto.h"
+#include "provider.h"
+
+extern const struct provider provider_sinch;
+
+#define SECRET "sinch-secret"
+#define NONCE  "01FJA8B4A7BM43YGWSG9GBV067"
+#define TS     "1634579353"
+#define NOW_MS 1634579353000LL
+#define VEC_BODY                                                                                   \
+	"{\"type\":\"recipient_delivery_report_sms\",\"batch_id\":\"01FC66621XXXXX119Z8PMV1QPQ\"," \
+	"\"recipient\":\"15551231234\",\"code\":0,\"status\":\"Delivered\","                       \
+	"\"at\":\"2022-08-30T08:16:08.930Z\"}"
+#define VEC_SIG "DIgjydzK5fVpZ3enwX/hPZp/gBqjl0SJwF/hhTpwW8A="
+
+struct hdr {
+	const char *name;
+	const char *value;
+};
+
+struct fx {
+	struct config cfg;
+	void *state;
+	struct arena a;
+	char block[16384];
+	struct hdr h[8];
+	size_t nh;
+	struct provider_result res;
+	char err[256];
+	char sig[128];
+};
+
+static const char *fake_header(void *ctx, const char *name)
+{
+	struct fx *f = ctx;
+	for (size_t i = 0; i < f->nh; i++)
+		if (strcasecmp(f->h[i].name, name) == 0)
+			return f->h[i].value;
+	return NULL;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	static const uint8_t hk[] = "unit-test-hash-key";
+	char err[256];
+
+	setenv("DLRD_SINCH_SECRETS", "old-secret," SECRET, 1);
+	unsetenv("DLRD_SINCH_TOLERANCE_SECONDS");
+	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+		return -1;
+	if (provider_sinch.init(&f->cfg, &f->state, err, sizeof(err)) != 0 || !f->state)
+		return -1;
+	provider_set_hash_key(hk, sizeof(hk) - 1);
+	arena_init(&f->a, f->block, sizeof(f->block));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	provider_sinch.fini(f->state);
+	config_fini(&f->cfg);
+	arena_fini(&f->a);
+	free(f);
+	return 0;
+}
+
+static void sign(const char *secret, const char *body, const char *nonce, const char *ts,
+                 char out[128])
+{
+	uint8_t mac[32];
+	struct crypto_piece pc[] = {
+	    {body, strlen(body)}, {".", 1}, {nonce, strlen(nonce)}, {".", 1}, {ts, strlen(ts)}};
+	crypto_hmac(CRYPTO_SHA256, secret, strlen(secret), pc, 5, mac);
+	crypto_b64_encode(mac, sizeof(mac), out);
+}
+
+static int run_full(struct fx *f, const char *sig, const char *nonce, const char *ts,
+                    const char *alg, const char *body, int64_t now_ms)
+{
+	struct provider_request r;
+	int rc;
+
+	arena_reset(&f->a);
+	memset(&r, 0, sizeof(r));
+	memset(&f->res, 0, sizeof(f->res));
+	f->nh = 0;
+	if (sig)
+		f->h[f->nh++] = (struct hdr){"X-Sinch-Webhook-Signature", sig};
+	if (nonce)
+		f->h[f->nh++] = (struct hdr){"X-Sinch-Webhook-Signature-Nonce", nonce};
+	if (ts)
+		f->h[f->nh++] = (struct hdr){"X-Sinch-Webhook-Signature-Timestamp", ts};
+	if (alg)
+		f->h[f->nh++] = (struct hdr){"X-Sinch-Webhook-Signature-Algorithm", alg};
+	r.method = "POST";
+	r.kind = HOOK_STATUS;
+	r.target = IOV_LIT("/webhooks/sinch/status");
+	r.path = r.target;
+	r.body = (struct iov){body, strlen(body)};
+	r.content_type = "application/json";
+	r.public_url = "https://sms.example.com";
+	r.now_ms = now_ms;
+	r.arena = &f->a;
+	r.header = fake_header;
+	r.hctx = f;
+	rc = provider_sinch.authenticate(f->state, &r, f->err, sizeof(f->err));
+	if (rc == 0) {
+		f->res.http_status = 200;
+		assert_int_equal(
+		    provider_sinch.parse(f->state, &r, &f->res, f->err, sizeof(f->err)), 0);
+	}
+	return rc;
+}
+
+static int run(struct fx *f, const char *body)
+{
+	sign(SECRET, body, NONCE, TS, f->sig);
+	return run_full(f, f->sig, NONCE, TS, "HmacSHA256", body, NOW_MS);
+}
+
+static void test_vector(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, VEC_BODY, NOW_MS), 0);
+	assert_int_equal(f->res.n_events, 1);
+	const struct dlr_event *ev = &f->res.events[0];
+	assert_int_equal(ev->kind, EV_STATUS);
+	assert_string_equal(ev->provider_message_id, "01FC66621XXXXX119Z8PMV1QPQ");
+	assert_string_equal(ev->provider_event_id,
+	                    "01FC66621XXXXX119Z8PMV1QPQ/15551231234/Delivered/0");
+	assert_int_equal(ev->status, ST_DELIVERED);
+	assert_string_equal(ev->raw_status, "Delivered");
+	assert_string_equal(ev->error_code, "0");
+	assert_int_equal(ev->occurred_ms, 1661847368930LL);
+	assert_string_equal(ev->destination_country, "US");
+	assert_non_null(ev->recipient_hash);
+}
+
+static void test_rejections(void **state)
+{
+	struct fx *f = *state;
+	char body[] = VEC_BODY;
+	body[3] = 'T';
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, body, NOW_MS), DLRD_EAUTH);
+	assert_int_equal(
+	    run_full(f, VEC_SIG, "01FJA8B4A7BM43YGWSG9GBV068", TS, NULL, VEC_BODY, NOW_MS),
+	    DLRD_EAUTH);
+	assert_int_equal(run_full(f, NULL, NONCE, TS, NULL, VEC_BODY, NOW_MS), DLRD_EAUTH);
+	assert_int_equal(run_full(f, VEC_SIG, NULL, TS, NULL, VEC_BODY, NOW_MS), DLRD_EAUTH);
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, NULL, NULL, VEC_BODY, NOW_MS), DLRD_EAUTH);
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, "HmacMD5", VEC_BODY, NOW_MS), DLRD_EAUTH);
+	/* a SHA-256 signature announced as SHA-512 */
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, "HmacSHA512", VEC_BODY, NOW_MS),
+	                 DLRD_EAUTH);
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, "hmacsha256", VEC_BODY, NOW_MS), 0);
+	/* stale and future, 300 s default */
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, VEC_BODY, NOW_MS + 300000), 0);
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, VEC_BODY, NOW_MS + 300001),
+	                 DLRD_ESTALE);
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, VEC_BODY, NOW_MS - 300001),
+	                 DLRD_ESTALE);
+}
+
+static void test_sha512_and_rotation(void **state)
+{
+	struct fx *f = *state;
+	uint8_t mac[64];
+	struct crypto_piece pc[] = {{VEC_BODY, sizeof(VEC_BODY) - 1},
+	                            {"." NONCE "." TS, 2 + 26 + 10}};
+	crypto_hmac(CRYPTO_SHA512, "old-secret", 10, pc, 2, mac);
+	crypto_b64_encode(mac, sizeof(mac), f->sig);
+	assert_int_equal(run_full(f, f->sig, NONCE, TS, "HmacSHA512", VEC_BODY, NOW_MS), 0);
+}
+
+static void test_batch(void **state)
+{
+	struct fx *f = *state;
+	const char *body =
+	    "{\"type\":\"delivery_report_sms\",\"batch_id\":\"01fc66621xxxxx119z8pmv1qpq\","
+	    "\"total_message_count\":3,\"client_reference\":\"r\",\"statuses\":["
+	    "{\"code\":0,\"status\":\"Delivered\",\"count\":2,"
+	    "\"recipients\":[\"15551231234\",\"447700900123\"]},"
+	    "{\"code\":402,\"status\":\"Aborted\",\"count\":1,\"recipients\":[\"15551231235\"],"
+	    "\"new\":true}],\"extra\":{}}";
+	assert_int_equal(run(f, body), 0);
+	assert_int_equal(f->res.n_events, 3);
+	const struct dlr_event *e = f->res.events;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(e[i].kind, EV_STATUS);
+		assert_string_equal(e[i].provider_message_id, "01FC66621XXXXX119Z8PMV1QPQ");
+		assert_int_equal(e[i].occurred_ms, -1);
+	}
+	assert_string_equal(e[0].provider_event_id,
+	                    "01FC66621XXXXX119Z8PMV1QPQ/15551231234/Delivered/0");
+	assert_string_equal(e[1].destination_country, "GB");
+	assert_int_equal(e[2].status, ST_FAILED);
+	assert_string_equal(e[2].error_code, "402");
+	assert_string_not_equal(e[0].dedup_key, e[1].dedup_key);
+	/* the recipient report of the same state is the same event */
+	assert_string_equal(e[0].provider_event_id,
+	                    "01FC66621XXXXX119Z8PMV1QPQ/15551231234/Delivered/0");
+}
+
+static void test_batch_and_recipient_dedup(void **state)
+{
+	struct fx *f = *state;
+	char k[65];
+	assert_int_equal(run(f, "{\"type\":\"delivery_report_sms\",\"batch_id\":"
+	                        "\"01FC66621XXXXX119Z8PMV1QPQ\",\"statuses\":[{\"code\":0,"
+	                        "\"status\":\"Delivered\",\"count\":1,\"recipients\":"
+	                        "[\"15551231234\"]}]}"),
+	                 0);
+	memcpy(k, f->res.events[0].dedup_key, 65);
+	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, VEC_BODY, NOW_MS), 0);
+	assert_string_equal(f->res.events[0].dedup_key, k);
+}
+
+static void test_summary(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(run(f,
+	                     "{\"type\":\"delivery_report_sms\",\"batch_id\":\"B1\","
+	                     "\"statuses\":[{\"code\":0,\"status\":\"Delivered\",\"count\":1}]}"),
+	                 0);
+	assert_int_equal(f->res.n_events, 1);
+	assert_null(f->res.events[0].recipient_hash);
+	assert_string_equal(f->res.events[0].provider_event_id, "B1//Delivered/0");
+}
+
+static void test_vocabulary(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *raw;
+		enum dlr_status st;
+	} cases[] = {
+	    {"Queued", ST_ACCEPTED},     {"Dispatched", ST_SENT},    {"Aborted", ST_FAILED},
+	    {"Cancelled", ST_FAILED},    {"Rejected", ST_REJECTED},  {"Deleted", ST_UNDELIVERED},
+	    {"Delivered", ST_DELIVERED}, {"Failed", ST_UNDELIVERED}, {"Expired", ST_EXPIRED},
+	    {"Unknown", ST_UNKNOWN},
+	};
+	char body[512];
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		snprintf(body, sizeof(body),
+		         "{\"type\":\"recipient_delivery_report_sms\",\"batch_id\":\"B1\","
+		         "\"recipient\":\"15551231234\",\"code\":401,\"status\":\"%s\","
+		         "\"at\":\"2022-08-30T08:16:08.930Z\","
+		         "\"operator_status_at\":\"2022-08-30T08:16:00Z\","
+		         "\"applied_originator\":\"12345\"}",
+		         cases[i].raw);
+		assert_int_equal(run(f, body), 0);
+		assert_int_equal(f->res.events[0].status, cases[i].st);
+		assert_int_equal(f->res.events[0].review, REVIEW_NONE);
+		assert_int_equal(f->res.events[0].occurred_ms, 1661847360000LL);
+		assert_string_equal(f->res.events[0].sender_identity, "12345");
+	}
+	assert_int_equal(run(f, "{\"type\":\"recipient_delivery_report_sms\",\"batch_id\":\"B1\","
+	                        "\"recipient\":\"15551231234\",\"code\":0,\"status\":\"Beamed\"}"),
+	                 0);
+	assert_int_equal(f->res.events[0].status, ST_UNKNOWN);
+	assert_int_equal(f->res.events[0].review, REVIEW_UNKNOWN_STATUS);
+}
+
+static void test_mo(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(
+	    run(f, "{\"type\":\"mo_text\",\"id\":\"01fja8b4a7bm43ygwsg9gbv067\","
+	           "\"from\":\"15551231234\",\"to\":\"12345\",\"body\":\"Hello\","
+	           "\"received_at\":\"2016-10-02T09:34:28.542Z\",\"operator_id\":\"31\"}"),
+	    0);
+	const struct dlr_event *ev = &f->res.events[0];
+	assert_int_equal(ev->kind, EV_INBOUND);
+	assert_string_equal(ev->provider_message_id, "01FJA8B4A7BM43YGWSG9GBV067");
+	assert_string_equal(ev->sender_identity, "12345");
+	assert_string_equal(ev->destination_country, "US");
+	assert_string_equal(ev->text, "Hello");
+	assert_int_equal(ev->text_len, 5);
+	assert_int_equal(ev->occurred_ms, 1475400868542LL);
+	assert_int_equal(run(f, "{\"type\":\"mo_binary\",\"id\":\"X1\",\"from\":\"15551231234\","
+	                        "\"to\":\"12345\",\"body\":\"AAEC\",\"udh\":\"00\"}"),
+	                 0);
+	assert_int_equal(f->res.events[0].kind, EV_INBOUND);
+	assert_null(f->res.events[0].text);
+	assert_int_equal(
+	    run(f, "{\"type\":\"mo_media\",\"id\":\"X2\",\"from\":\"15551231234\","
+	           "\"to\":\"12345\",\"body\":{\"url\":\"https://x\",\"message\":\"hi\"}}"),
+	    0);
+	assert_string_equal(f->res.events[0].text, "hi");
+}
+
+static void test_unusable(void **state)
+{
+	struct fx *f = *state;
+	static const char *const bodies[] = {
+	    "nope",
+	    "{\"batch_id\":\"B1\"}",
+	    "{\"type\":\"something_new\"}",
+	    "{\"type\":\"delivery_report_sms\",\"statuses\":[]}",
+	    "{\"type\":\"delivery_report_sms\",\"batch_id\":\"B1\",\"statuses\":[]}",
+	    "{\"type\":\"mo_text\",\"from\":\"1\"}",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(bodies); i++) {
+		assert_int_equal(run(f, bodies[i]), 0);
+		assert_int_equal(f->res.n_events, 1);
+		assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
+	}
+}
+
+static void test_not_configured(void **state)
+{
+	struct config cfg;
+	void *st = (void *)1;
+	char err[256];
+	(void)state;
+	unsetenv("DLRD_SINCH_SECRETS");
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(provider_sinch.init(&cfg, &st, err, sizeof(err)), 0);
+	assert_null(st);
+	config_fini(&cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_vector, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sha512_and_rotation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_and_recipient_dedup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mo, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
+	    cmocka_unit_test(test_not_configured),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

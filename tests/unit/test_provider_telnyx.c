@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for src/providers/telnyx.c through its provider table entry:
+ * Ed25519 verification (a pinned vector made with the RFC 8032 test-1 key,
+ * and signatures made here with OpenSSL), the timestamp window both ways,
+ * key rotation, per-recipient events with their ids, every status of the
+ * vocabulary, inbound messages, canonical ids and time parsing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "crypto.h"
+#include "provider.h"
+
+extern const struct provider provider_telnyx;
+
+/* RFC 8032 section 7.1 TEST 1 key pair. */
+static const uint8_t SEED1[32] = {0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a,
+                                  0xf4, 0x92, 0xec, 0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32,
+                                  0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
+#define PUB1 "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+/* A second key (seed 0x01 x 32) for rotation tests; its public key is
+ * computed at run time. */
+static const uint8_t SEED2[32] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+/* Self-computed with `openssl pkeyutl -sign -rawin` and the TEST 1 key over
+ * "1700000000|" + VEC_BODY. */
+#define VEC_TS "1700000000"
+#define VEC_BODY                                                                                   \
+	"{\"data\":{\"event_type\":\"message.finalized\",\"id\":"                                  \
+	"\"4ee8c3a6-4995-4309-a3c6-38e3db9ea4be\"}}"
+#define VEC_SIG                                                                                    \
+	"LSlvn7JbdpP9Y/vAyvWoNXCbvPuKYfGQy+GqA1/XeyxhO81erQTGLoCfFkcLOiuIhSxcV9WgO/MooOVkYJPhBg=="
+
+#define NOW_MS 1700000000000LL
+
+struct hdr {
+	const char *name;
+	const char *value;
+};
+
+struct fx {
+	struct config cfg;
+	void *state;
+	struct arena a;
+	char block[8192];
+	struct hdr h[8];
+	size_t nh;
+	struct provider_result res;
+	char err[256];
+	char sig[128];
+};
+
+static const char *fake_header(void *ctx, const char *name)
+{
+	struct fx *f = ctx;
+	for (size_t i = 0; i < f->nh; i++)
+		if (strcasecmp(f->h[i].name, name) == 0)
+			return f->h[i].value;
+	return NULL;
+}
+
+static void pub_b64(const uint8_t seed[32], char out[64])
+{
+	EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+	uint8_t pub[32];
+	size_t n = sizeof(pub);
+	assert_non_null(k);
+	assert_int_equal(EVP_PKEY_get_raw_public_key(k, pub, &n), 1);
+	crypto_b64_encode(pub, n, out);
+	EVP_PKEY_free(k);
+}
+
+/* base64 Ed25519 signature of ts "|" body under seed. */
+static void sign(const uint8_t seed[32], const char *ts, const char *body, char out[128])
+{
+	EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	size_t ml = strlen(ts) + 1 + strlen(body), sl = 64;
+	char *m = malloc(ml + 1);
+	uint8_t s[64];
+	memcpy(m, ts, strlen(ts));
+	m[strlen(ts)] = '|';
+	memcpy(m + strlen(ts) + 1, body, strlen(body));
+	assert_int_equal(EVP_DigestSignInit(c, NULL, NULL, NULL, k), 1);
+	assert_int_equal(EVP_DigestSign(c, s, &sl, (uint8_t *)m, ml), 1);
+	crypto_b64_encode(s, sl, out);
+	free(m);
+	EVP_MD_CTX_free(c);
+	EVP_PKEY_free(k);
+}
+
+static int start(void **state, const char *keys, const char *tolerance)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	static const uint8_t hk[] = "unit-test-hash-key";
+	char err[256];
+
+	if (keys)
+		setenv("DLRD_TELNYX_PUBLIC_KEYS", keys, 1);
+	else
+		unsetenv("DLRD_TELNYX_PUBLIC_KEYS");
+	if (tolerance)
+		setenv("DLRD_TELNYX_TOLERANCE_SECONDS", tolerance, 1);
+	else
+		unsetenv("DLRD_TELNYX_TOLERANCE_SECONDS");
+	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+		return -1;
+	if (provider_telnyx.init(&f->cfg, &f->state, err, sizeof(err)) != 0)
+		return -1;
+	provider_set_hash_key(hk, sizeof(hk) - 1);
+	arena_init(&f->a, f->block, sizeof(f->block));
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	char both[160], p2[64];
+	pub_b64(SEED2, p2);
+	snprintf(both, sizeof(both), "%s, %s", PUB1, p2);
+	return start(state, both, NULL);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	provider_telnyx.fini(f->state);
+	config_fini(&f->cfg);
+	arena_fini(&f->a);
+	free(f);
+	return 0;
+}
+
+/* Runs authenticate (and parse when it passes).  Returns authenticate's
+ * code; parse must succeed. */
+static int run_full(struct fx *f, const char *method, const char *ctype, const char *ts,
+                    const char *sig, const char *body, int64_t now_ms)
+{
+	struct provider_request r;
+	int rc;
+
+	arena_reset(&f->a);
+	memset(&r, 0, sizeof(r));
+	memset(&f->res, 0, sizeof(f->res));
+	f->nh = 0;
+	if (ts)
+		f->h[f->nh++] = (struct hdr){"Telnyx-Timestamp", ts};
+	if (sig)
+		f->h[f->nh++] = (struct hdr){"Telnyx-Signature-Ed25519", sig};
+	r.method = method;
+	r.kind = HOOK_STATUS;
+	r.target = IOV_LIT("/webhooks/telnyx/status");
+	r.path = r.target;
+	r.body = (struct iov){body, strlen(body)};
+	r.content_type = ctype;
+	r.public_url = "https://sms.example.com";
+	r.now_ms = now_ms;
+	r.arena = &f->a;
+	r.header = fake_header;
+	r.hctx = f;
+	rc = provider_telnyx.authenticate(f->state, &r, f->err, sizeof(f->err));
+	if (rc == 0) {
+		f->res.http_status = 200;
+		assert_int_equal(
+		    provider_telnyx.parse(f->state, &r, &f->res, f->err, sizeof(f->err)), 0);
+	}
+	return rc;
+}
+
+/* Signs body with key 1 at NOW and runs it. */
+static int run(struct fx *f, const char *body)
+{
+	sign(SEED1, VEC_TS, body, f->sig);
+	return run_full(f, "POST", "application/json", VEC_TS, f->sig, body, NOW_MS);
+}
+
+static char *evbody(const char *type, const char *st1, const char *st2, const char *errors)
+{
+	static char b[2048];
+	snprintf(b, sizeof(b),
+	         "{\"data\":{\"event_type\":\"%s\","
+	         "\"id\":\"4EE8C3A6-4995-4309-A3C6-38E3DB9EA4BE\","
+	         "\"occurred_at\":\"2019-12-09T21:32:14.148+00:00\",\"record_type\":\"event\","
+	         "\"payload\":{\"id\":\"40385F64-5717-4562-B3FC-2C963F66AFA6\","
+	         "\"direction\":\"outbound\",\"type\":\"SMS\",\"new_field\":{\"x\":[1,2]},"
+	         "\"from\":{\"phone_number\":\"+18445550001\",\"carrier\":\"Telnyx\"},"
+	         "\"to\":[{\"phone_number\":\"+14155550100\",\"status\":\"%s\"}%s%s%s],"
+	         "\"errors\":[%s]}},\"meta\":{\"attempt\":1}}",
+	         type, st1, st2 ? ",{\"phone_number\":\"+447700900123\",\"status\":\"" : "",
+	         st2 ? st2 : "", st2 ? "\"}" : "", errors ? errors : "");
+	return b;
+}
+
+static char *finalized(const char *st1, const char *st2, const char *errors)
+{
+	return evbody("message.finalized", st1, st2, errors);
+}
+
+static void test_pinned_vector(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS),
+	                 0);
+	/* authentic but without a payload: one review event */
+	assert_int_equal(f->res.n_events, 1);
+	assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
+	assert_int_equal(f->res.events[0].review, REVIEW_UNUSABLE);
+}
+
+static void test_forged_missing_stale(void **state)
+{
+	struct fx *f = *state;
+	char body[] = VEC_BODY;
+	body[10] = 'X';
+	assert_int_equal(run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, body, NOW_MS),
+	                 DLRD_EAUTH);
+	/* signature of another timestamp */
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", "1700000001", VEC_SIG, VEC_BODY, NOW_MS + 1000),
+	    DLRD_EAUTH);
+	assert_int_equal(run_full(f, "POST", "application/json", NULL, VEC_SIG, VEC_BODY, NOW_MS),
+	                 DLRD_EAUTH);
+	assert_int_equal(run_full(f, "POST", "application/json", VEC_TS, NULL, VEC_BODY, NOW_MS),
+	                 DLRD_EAUTH);
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, "bm90IGEgc2ln", VEC_BODY, NOW_MS),
+	    DLRD_EAUTH);
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", "-1700000000", VEC_SIG, VEC_BODY, NOW_MS),
+	    DLRD_EAUTH);
+	/* 300 s either way passes, 301 s does not */
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS + 300000), 0);
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS - 300000), 0);
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS + 301000),
+	    DLRD_ESTALE);
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS - 301000),
+	    DLRD_ESTALE);
+}
+
+static void test_method_and_type(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(run_full(f, "GET", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS),
+	                 DLRD_EMETHOD);
+	assert_int_equal(run_full(f, "POST", "application/x-www-form-urlencoded", VEC_TS, VEC_SIG,
+	                          VEC_BODY, NOW_MS),
+	                 DLRD_EUNSUPP);
+}
+
+static void test_rotation(void **state)
+{
+	struct fx *f = *state;
+	const char *body = finalized("delivered", NULL, NULL);
+	sign(SEED2, VEC_TS, body, f->sig);
+	assert_int_equal(run_full(f, "POST", "application/json", VEC_TS, f->sig, body, NOW_MS), 0);
+	assert_int_equal(f->res.events[0].status, ST_DELIVERED);
+}
+
+static void test_two_recipients(void **state)
+{
+	struct fx *f = *state;
+	const struct dlr_event *a, *b;
+	assert_int_equal(run(f, finalized("delivered", "delivery_failed",
+	                                  "{\"code\":\"40008\",\"title\":\"Undeliverable\"}")),
+	                 0);
+	assert_int_equal(f->res.n_events, 2);
+	a = &f->res.events[0];
+	b = &f->res.events[1];
+	assert_int_equal(a->kind, EV_STATUS);
+	assert_string_equal(a->provider, "telnyx");
+	assert_string_equal(a->provider_message_id, "40385f64-5717-4562-b3fc-2c963f66afa6");
+	assert_string_equal(b->provider_message_id, "40385f64-5717-4562-b3fc-2c963f66afa6");
+	assert_string_equal(a->provider_event_id,
+	                    "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:+14155550100");
+	assert_string_equal(b->provider_event_id,
+	                    "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:+447700900123");
+	assert_int_equal(a->status, ST_DELIVERED);
+	assert_null(a->error_code);
+	assert_int_equal(b->status, ST_UNDELIVERED);
+	assert_string_equal(b->raw_status, "delivery_failed");
+	assert_string_equal(b->error_code, "40008");
+	assert_int_equal(a->occurred_ms, 1575927134148LL);
+	assert_string_equal(a->destination_country, "US");
+	assert_string_equal(b->destination_country, "GB");
+	assert_non_null(a->recipient_hash);
+	assert_string_equal(a->sender_identity, "+18445550001");
+	assert_string_not_equal(a->dedup_key, b->dedup_key);
+}
+
+static void test_rejected_by_error(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(run(f, finalized("delivery_failed", NULL, "{\"code\":\"40300\"}")), 0);
+	assert_int_equal(f->res.events[0].status, ST_REJECTED);
+	assert_string_equal(f->res.events[0].error_code, "40300");
+	/* integer codes are accepted too */
+	assert_int_equal(run(f, finalized("delivery_failed", NULL, "{\"code\":40003}")), 0);
+	assert_int_equal(f->res.events[0].status, ST_REJECTED);
+	assert_string_equal(f->res.events[0].error_code, "40003");
+}
+
+static void test_vocabulary(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *raw;
+		enum dlr_status st;
+	} cases[] = {
+	    {"scheduled", ST_ACCEPTED},
+	    {"queued", ST_ACCEPTED},
+	    {"sending", ST_ACCEPTED},
+	    {"sent", ST_SENT},
+	    {"delivered", ST_DELIVERED},
+	    {"sending_failed", ST_FAILED},
+	    {"delivery_failed", ST_UNDELIVERED},
+	    {"delivery_unconfirmed", ST_UNKNOWN},
+	    {"expired", ST_EXPIRED},
+	    {"cancelled", ST_FAILED},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		assert_int_equal(run(f, finalized(cases[i].raw, NULL, NULL)), 0);
+		assert_int_equal(f->res.n_events, 1);
+		assert_int_equal(f->res.events[0].status, cases[i].st);
+		assert_int_equal(f->res.events[0].review, REVIEW_NONE);
+		assert_string_equal(f->res.events[0].raw_status, cases[i].raw);
+	}
+	assert_int_equal(run(f, finalized("teleported", NULL, NULL)), 0);
+	assert_int_equal(f->res.events[0].status, ST_UNKNOWN);
+	assert_int_equal(f->res.events[0].review, REVIEW_UNKNOWN_STATUS);
+	assert_non_null(f->res.events[0].review_detail);
+}
+
+static void test_sent_event(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(run(f, evbody("message.sent", "sent", NULL, NULL)), 0);
+	assert_int_equal(f->res.events[0].status, ST_SENT);
+}
+
+static void test_inbound(void **state)
+{
+	struct fx *f = *state;
+	const char *body =
+	    "{\"data\":{\"event_type\":\"message.received\","
+	    "\"id\":\"b301ed3f-1490-491f-995f-6e64e69674d4\","
+	    "\"occurred_at\":\"2024-02-14T15:37:10.5-05:00\",\"payload\":{"
+	    "\"id\":\"84CCA175-9755-4859-B67F-4730D7F58AA3\",\"direction\":\"inbound\","
+	    "\"from\":{\"phone_number\":\"+14155550100\",\"carrier\":\"T-Mobile\"},"
+	    "\"to\":[{\"phone_number\":\"+18445550001\",\"status\":\"webhook_delivered\"}],"
+	    "\"text\":\" Stop \",\"media\":[]}}}";
+	assert_int_equal(run(f, body), 0);
+	assert_int_equal(f->res.n_events, 1);
+	const struct dlr_event *ev = &f->res.events[0];
+	assert_int_equal(ev->kind, EV_INBOUND);
+	assert_string_equal(ev->provider_message_id, "84cca175-9755-4859-b67f-4730d7f58aa3");
+	assert_string_equal(ev->provider_event_id, "b301ed3f-1490-491f-995f-6e64e69674d4");
+	assert_string_equal(ev->sender_identity, "+18445550001");
+	assert_string_equal(ev->destination_country, "US");
+	assert_non_null(ev->recipient_hash);
+	assert_int_equal(ev->text_len, 6);
+	assert_memory_equal(ev->text, " Stop ", 6);
+	assert_int_equal(ev->occurred_ms, 1707943030500LL);
+}
+
+static void test_unusable(void **state)
+{
+	struct fx *f = *state;
+	static const char *const bodies[] = {
+	    "not json",
+	    "[1,2]",
+	    "{\"data\":{\"event_type\":\"message.finalized\",\"payload\":{\"to\":[]}}}",
+	    "{\"data\":{\"event_type\":\"call.initiated\",\"payload\":{}}}",
+	    "{\"data\":{\"event_type\":\"message.finalized\",\"payload\":{\"id\":\"x\","
+	    "\"to\":[1,2]}}}",
+	};
+	for (size_t i = 0; i < ARRAY_LEN(bodies); i++) {
+		assert_int_equal(run(f, bodies[i]), 0);
+		assert_int_equal(f->res.n_events, 1);
+		assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
+	}
+}
+
+static void test_deep_json(void **state)
+{
+	struct fx *f = *state;
+	char body[200];
+	size_t n = 0;
+	for (int i = 0; i < 40; i++)
+		body[n++] = '[';
+	for (int i = 0; i < 40; i++)
+		body[n++] = ']';
+	body[n] = '\0';
+	assert_int_equal(run(f, body), 0);
+	assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
+}
+
+static void test_dedup_stable(void **state)
+{
+	struct fx *f = *state;
+	char k1[65];
+	assert_int_equal(run(f, finalized("delivered", NULL, NULL)), 0);
+	memcpy(k1, f->res.events[0].dedup_key, 65);
+	/* a retry is the same body with another timestamp and signature */
+	sign(SEED1, "1700000100", finalized("delivered", NULL, NULL), f->sig);
+	assert_int_equal(run_full(f, "POST", "application/json", "1700000100", f->sig,
+	                          finalized("delivered", NULL, NULL), NOW_MS),
+	                 0);
+	assert_string_equal(f->res.events[0].dedup_key, k1);
+}
+
+static void test_config(void **state)
+{
+	struct config cfg;
+	void *st = (void *)1;
+	char err[256] = "";
+	(void)state;
+	unsetenv("DLRD_TELNYX_PUBLIC_KEYS");
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(provider_telnyx.init(&cfg, &st, err, sizeof(err)), 0);
+	assert_null(st);
+	config_fini(&cfg);
+	setenv("DLRD_TELNYX_PUBLIC_KEYS", "c2hvcnQ=", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(provider_telnyx.init(&cfg, &st, err, sizeof(err)), DLRD_ECONFIG);
+	assert_non_null(strstr(err, "telnyx.public_keys"));
+	config_fini(&cfg);
+	setenv("DLRD_TELNYX_PUBLIC_KEYS", PUB1, 1);
+	setenv("DLRD_TELNYX_TOLERANCE_SECONDS", "0", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(provider_telnyx.init(&cfg, &st, err, sizeof(err)), DLRD_ECONFIG);
+	config_fini(&cfg);
+	unsetenv("DLRD_TELNYX_TOLERANCE_SECONDS");
+}
+
+static int setup_tol(void **state)
+{
+	return start(state, PUB1, "10");
+}
+
+static void test_custom_tolerance(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS + 10000), 0);
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS + 11000),
+	    DLRD_ESTALE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_pinned_vector, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_missing_stale, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_method_and_type, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_recipients, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rejected_by_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sent_event, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deep_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dedup_stable, setup, teardown),
+	    cmocka_unit_test(test_config),
+	    cmocka_unit_test_setup_teardown(test_custom_tolerance, setup_tol, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
