@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration: Vonage SMS API callbacks against the real daemon.  A signed
+ * GET delivery receipt stores exact rows (canonical id, status, carrier
+ * time from scts, the query string as raw payload); the same receipt again
+ * (a retry: new timestamp, nonce and sig) adds only a retry-log row; a late
+ * `accepted` does not move the summary back; POST form and POST JSON work
+ * too; forged, unsigned and stale requests answer 401 and write nothing; an
+ * inbound STOP stores an inbound row and an opt-out; an unconfigured dlrd
+ * answers 404.  Signatures are computed here with OpenSSL.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define SECRET "vonage-it-signature-secret"
+#define ID     "0B00000127FDBC63"
+
+static const char *const env[] = {"DLRD_VONAGE_SIGNATURE_SECRETS=old-secret," SECRET,
+                                  "DLRD_VONAGE_SIGNATURE_METHOD=sha256", NULL};
+
+static int setup(void **state)
+{
+	return h_fixture_start(state, env);
+}
+
+static int teardown(void **state)
+{
+	return h_fixture_stop(state);
+}
+
+struct kv {
+	const char *k, *v;
+};
+
+static int kv_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct kv *)a)->k, ((const struct kv *)b)->k);
+}
+
+/* Vonage's documented string, HMAC-SHA256 hex. */
+static void vsign(struct kv *kv, size_t n, char out[65])
+{
+	char s[4096];
+	size_t at = 0;
+	unsigned char m[32];
+	unsigned ml = 0;
+
+	qsort(kv, n, sizeof(*kv), kv_cmp);
+	for (size_t i = 0; i < n; i++) {
+		at += util_fmt(s + at, sizeof(s) - at, "&%s=", kv[i].k);
+		for (const char *c = kv[i].v; *c; c++)
+			s[at++] = (*c == '&' || *c == '=') ? '_' : *c;
+		s[at] = '\0';
+	}
+	HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (unsigned char *)s, at, m, &ml);
+	for (unsigned i = 0; i < ml; i++)
+		snprintf(out + 2 * i, 3, "%02x", m[i]);
+}
+
+static void pct(const char *v, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (; *v && o + 4 < cap; v++) {
+		unsigned char c = (unsigned char)*v;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_' || c == '.')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "%%%02X", c);
+	}
+	out[o] = '\0';
+}
+
+/* A signed form/query string of kv plus timestamp (seconds from now). */
+static void signed_form(struct kv *kv, size_t n, long skew_s, const char *nonce, char *out,
+                        size_t cap)
+{
+	char ts[32], sig[65], enc[512];
+	struct kv all[32];
+	size_t at = 0, m = 0;
+
+	util_fmt(ts, sizeof(ts), "%lld", (long long)time(NULL) + skew_s);
+	for (size_t i = 0; i < n; i++)
+		all[m++] = kv[i];
+	all[m++] = (struct kv){"timestamp", ts};
+	all[m++] = (struct kv){"nonce", nonce};
+	vsign(all, m, sig);
+	for (size_t i = 0; i < m; i++) {
+		pct(all[i].v, enc, sizeof(enc));
+		at += util_fmt(out + at, cap - at, "%s%s=%s", i ? "&" : "", all[i].k, enc);
+	}
+	util_fmt(out + at, cap - at, "&sig=%s", sig);
+}
+
+static void receipt(char *out, size_t cap, const char *status, const char *err, long skew_s,
+                    const char *nonce)
+{
+	struct kv kv[] = {
+	    {"msisdn", "447700900123"}, {"to", "AcmeInc"},
+	    {"network-code", "23410"},  {"messageId", ID},
+	    {"price", "0.03330000"},    {"status", status},
+	    {"scts", "2001011400"},     {"err-code", err},
+	    {"api-key", "abcd1234"},    {"message-timestamp", "2020-01-01 14:00:05"},
+	};
+	signed_form(kv, ARRAY_LEN(kv), skew_s, nonce, out, cap);
+}
+
+static long get(struct dlrd *d, const char *path, const char *q, struct h_resp *r)
+{
+	char target[4096];
+	util_fmt(target, sizeof(target), "%s?%s", path, q);
+	h_request(d, "GET", target, NULL, NULL, 0, r);
+	return r->status;
+}
+
+static void test_receipt_retry_and_order(void **state)
+{
+	struct dlrd *d = *state;
+	char q[4096], q2[4096], late[4096], buf[512];
+	struct h_resp r;
+
+	receipt(q, sizeof(q), "delivered", "0", 0, "nonce-1");
+	assert_int_equal(get(d, "/webhooks/vonage/status", q, &r), 200);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT provider_message_id||'|'||current_status||'|'||"
+	              "destination_country||'|'||sender_identity||'|'||is_final FROM sms_messages"),
+	    "0b00000127fdbc63|delivered|GB|AcmeInc|1");
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf),
+	                              "SELECT status||'|'||raw_status||'|'||error_code||'|'||"
+	                              "provider_occurred_at||'|'||changed_summary FROM "
+	                              "sms_message_events"),
+	                    "delivered|delivered|0|2020-01-01T14:00:00.000Z|1");
+	/* the raw payload is the query string, byte for byte */
+	assert_int_equal(
+	    h_sql_int(d, "SELECT CAST(raw_payload AS TEXT) = %Q FROM sms_message_events", q), 1);
+	assert_int_equal(h_sql_int(d, "SELECT length(recipient_hash) FROM sms_messages"), 64);
+
+	/* a retry: new timestamp, nonce and signature; the other hook path */
+	receipt(q2, sizeof(q2), "delivered", "0", -5, "nonce-2");
+	assert_int_equal(get(d, "/webhooks/vonage/inbound", q2, &r), 200);
+	assert_int_equal(h_count(d, "sms_message_events"), 1);
+	assert_int_equal(h_count(d, "sms_callback_log"), 2);
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_callback_log WHERE duplicate=1"),
+	                 1);
+
+	/* a late intermediate receipt is stored but does not move the summary */
+	receipt(late, sizeof(late), "accepted", "0", 0, "nonce-3");
+	assert_int_equal(get(d, "/webhooks/vonage/status", late, &r), 200);
+	assert_int_equal(h_count(d, "sms_message_events"), 2);
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf),
+	                              "SELECT status||'|'||changed_summary FROM sms_message_events"
+	                              " WHERE raw_status='accepted'"),
+	                    "sent|0");
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT current_status FROM sms_messages"), "delivered");
+	assert_int_equal(h_count(d, "review_queue"), 0);
+}
+
+static void test_post_form_and_json(void **state)
+{
+	struct dlrd *d = *state;
+	char body[4096], sig[65], ts[32], buf[256];
+	const char *form_hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	const char *json_hdr[] = {"Content-Type: application/json", NULL};
+	struct h_resp r;
+
+	receipt(body, sizeof(body), "rejected", "6", 0, "n-form");
+	assert_int_equal(
+	    h_request(d, "POST", "/webhooks/vonage/status", form_hdr, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT status||'|'||error_code||'|'||error_reason FROM sms_message_events"),
+	    "rejected|6|carrier_filtered");
+
+	util_fmt(ts, sizeof(ts), "%lld", (long long)time(NULL));
+	struct kv kv[] = {
+	    {"messageId", "0C00000000000001"}, {"status", "expired"}, {"err-code", "1"},
+	    {"msisdn", "14155550123"},         {"timestamp", ts},     {"nonce", "n-json"}};
+	vsign(kv, ARRAY_LEN(kv), sig);
+	util_fmt(body, sizeof(body),
+	         "{\"messageId\":\"0C00000000000001\",\"status\":\"expired\",\"err-code\":\"1\","
+	         "\"msisdn\":\"14155550123\",\"timestamp\":\"%s\",\"nonce\":\"n-json\","
+	         "\"sig\":\"%s\"}",
+	         ts, sig);
+	assert_int_equal(
+	    h_request(d, "POST", "/webhooks/vonage/status", json_hdr, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf),
+	                              "SELECT current_status||'|'||destination_country FROM "
+	                              "sms_messages WHERE provider_message_id='0c00000000000001'"),
+	                    "expired|US");
+	assert_int_equal(
+	    h_sql_int(d,
+	              "SELECT CAST(raw_payload AS TEXT) = %Q FROM sms_message_events WHERE "
+	              "raw_status='expired'",
+	              body),
+	    1);
+}
+
+static void test_rejected_write_nothing(void **state)
+{
+	struct dlrd *d = *state;
+	char q[4096], bad[4096];
+	struct h_resp r;
+
+	receipt(q, sizeof(q), "delivered", "0", 0, "n");
+	/* forged: last hex digit changed */
+	util_strlcpy(bad, q, sizeof(bad));
+	bad[strlen(bad) - 1] = bad[strlen(bad) - 1] == '0' ? '1' : '0';
+	assert_int_equal(get(d, "/webhooks/vonage/status", bad, &r), 401);
+	/* unsigned */
+	util_strlcpy(bad, q, sizeof(bad));
+	*strstr(bad, "&sig=") = '\0';
+	assert_int_equal(get(d, "/webhooks/vonage/status", bad, &r), 401);
+	/* tampered after signing */
+	util_strlcpy(bad, q, sizeof(bad));
+	memcpy(strstr(bad, "status=delivered"), "status=deliverex", 16);
+	assert_int_equal(get(d, "/webhooks/vonage/status", bad, &r), 401);
+	/* replayed an hour later / from the future */
+	receipt(bad, sizeof(bad), "delivered", "0", -3600, "n");
+	assert_int_equal(get(d, "/webhooks/vonage/status", bad, &r), 401);
+	receipt(bad, sizeof(bad), "delivered", "0", 3600, "n");
+	assert_int_equal(get(d, "/webhooks/vonage/status", bad, &r), 401);
+	/* unsupported method and media type */
+	h_request(d, "POST", "/webhooks/vonage/status",
+	          (const char *const[]){"Content-Type: text/plain", NULL}, q, strlen(q), &r);
+	assert_int_equal(r.status, 415);
+	assert_int_equal(h_count_data(d), 0);
+	assert_int_equal(h_count(d, "sms_inbound_messages"), 0);
+	assert_int_equal(h_metric(d, "dlrd_callbacks_total{provider=\"vonage\","
+	                             "outcome=\"unauthorized\"}"),
+	                 5);
+}
+
+static void test_inbound_stop(void **state)
+{
+	struct dlrd *d = *state;
+	char body[4096], buf[512];
+	const char *hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	struct kv kv[] = {
+	    {"msisdn", "447700900123"},
+	    {"to", "447700900000"},
+	    {"messageId", "0A0000000123ABCD"},
+	    {"text", "Stop"},
+	    {"type", "text"},
+	    {"keyword", "STOP"},
+	    {"api-key", "abcd1234"},
+	    {"message-timestamp", "2020-01-01 12:00:00"},
+	};
+	struct h_resp r;
+
+	signed_form(kv, ARRAY_LEN(kv), 0, "n-in", body, sizeof(body));
+	assert_int_equal(
+	    h_request(d, "POST", "/webhooks/vonage/inbound", hdr, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT provider_message_id||'|'||body||'|'||keyword||'|'||"
+	              "to_identity||'|'||sender_country||'|'||"
+	              "coalesce(provider_occurred_at,'-') FROM sms_inbound_messages"),
+	    "0a0000000123abcd|Stop|opt_out|447700900000|GB|-");
+	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs WHERE "
+	                              "sender_identity='447700900000'"),
+	                 1);
+	assert_int_equal(h_count(d, "sms_message_events"), 0);
+	/* the same message again (Vonage retried it) is a duplicate */
+	signed_form(kv, ARRAY_LEN(kv), 0, "n-in-2", body, sizeof(body));
+	assert_int_equal(
+	    h_request(d, "POST", "/webhooks/vonage/status", hdr, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(h_count(d, "sms_inbound_messages"), 1);
+	assert_int_equal(h_sql_int(d, "SELECT retry_count FROM sms_inbound_messages"), 1);
+}
+
+static void test_unconfigured_404(void **state)
+{
+	struct dlrd d;
+	struct h_resp r;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, NULL), 0);
+	assert_int_equal(h_start(&d), 0);
+	assert_int_equal(h_get(&d, "/webhooks/vonage/status?messageId=1", &r), 404);
+	assert_int_equal(h_get(&d, "/webhooks/vonage/inbound?messageId=1", &r), 404);
+	h_teardown(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_receipt_retry_and_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_post_form_and_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rejected_write_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound_stop, setup, teardown),
+	    cmocka_unit_test(test_unconfigured_404),
+	};
+	return cmocka_run_group_tests_name("integration/provider_vonage", tests, NULL, NULL);
+}
