@@ -7,8 +7,14 @@
  *   otherwise hand us a decoded path and parsed arguments, and signatures are
  *   computed over the raw bytes);
  * - the raw body is read into the request's arena with a hard cap (413 at
- *   once when Content-Length says too much, or when a chunked body grows past
- *   it; MHD discards the rest and closes);
+ *   once when Content-Length says too much; a chunked body that grows past
+ *   it is discarded from there on and answered 413 when it ends, since MHD
+ *   0.9.75 cannot queue an answer in the middle of an upload, and the
+ *   request deadline bounds how long that may take);
+ * - past max_connections, a new connection is closed as soon as it is
+ *   accepted (an accept policy over our own count), instead of waiting in
+ *   the listen backlog until a slot frees, and the soft limit on open files
+ *   is raised to cover max_connections;
  * - duplicated Content-Length, or Content-Length together with
  *   Transfer-Encoding, or any Transfer-Encoding but chunked, is 400;
  * - a whole request must arrive within request_timeout_ms (a watchdog shuts
@@ -34,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -47,6 +54,10 @@
 #define REQ_ARENA_BYTES 6144
 #define WATCHDOG_MS 200
 #define RETRY_AFTER "1"
+/* Files besides connections: listening socket, epoll and event fds, the
+ * database and its WAL, logs. */
+#define FD_RESERVE 64
+#define LIMIT_LOG_MS 10000
 
 enum phase { PH_NEW = 0, PH_BODY, PH_PARKED, PH_DONE };
 
@@ -77,6 +88,7 @@ struct req {
 	char *body;
 	size_t body_len, body_cap;
 	bool body_heap;
+	bool body_too_big; /* past max_body_bytes: the rest is discarded */
 	struct provider_result res;
 	struct commit_item item;
 	struct req *next_free;
@@ -91,9 +103,11 @@ struct http {
 	struct MHD_Daemon *d;
 	char *public_url;
 	atomic_int parked;
+	atomic_uint n_conns;        /* open connections (for the limit) */
+	atomic_llong limit_log_ms;  /* last "connection limit reached" log */
 	/* static responses, shared read-only by every thread */
-	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405, *r_413, *r_414, *r_415,
-		*r_431, *r_503, *r_health_ok, *r_health_bad;
+	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post,
+		*r_405_get, *r_413, *r_414, *r_415, *r_431, *r_503, *r_health_ok, *r_health_bad;
 	/* free list of request structs */
 	pthread_mutex_t pool_mu;
 	struct req *pool;
@@ -273,6 +287,13 @@ static enum MHD_Result serve_metrics(struct req *r)
 	return ret;
 }
 
+/* The 405 answer of a webhook path, whose Allow header names the methods
+ * that path takes. */
+static struct MHD_Response *webhook_405(const struct req *r)
+{
+	return r->prov->get_hooks & (1u << r->kind) ? r->h->r_405_get_post : r->h->r_405_post;
+}
+
 /* First call for a request: headers are complete, no body read yet. */
 static enum MHD_Result begin(struct req *r)
 {
@@ -293,14 +314,14 @@ static enum MHD_Result begin(struct req *r)
 	split_target(r, &path, &query);
 	if (path_is(path, "/healthz")) {
 		if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
-			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405);
+			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405_get);
 		return commitq_healthy(h->q) ? reply(r, MHD_HTTP_OK, h->r_health_ok)
 					     : reply(r, MHD_HTTP_SERVICE_UNAVAILABLE,
 						     h->r_health_bad);
 	}
 	if (path_is(path, "/metrics")) {
 		if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
-			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405);
+			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405_get);
 		return serve_metrics(r);
 	}
 	if (!parse_webhook_path(path, &name, &kind))
@@ -320,9 +341,10 @@ static enum MHD_Result begin(struct req *r)
 	 * unauthenticated callback. */
 	if (!r->prov_state || !(r->prov->hooks & (1u << r->kind)))
 		return reply(r, MHD_HTTP_NOT_FOUND, h->r_404);
-	if (strcmp(r->method, "POST") != 0 && strcmp(r->method, "GET") != 0) {
+	if (strcmp(r->method, "POST") != 0 &&
+	    (strcmp(r->method, "GET") != 0 || !(r->prov->get_hooks & (1u << r->kind)))) {
 		metrics_callback(r->prov_idx, CB_UNSUPPORTED);
-		return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405);
+		return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, webhook_405(r));
 	}
 	if (hs.n_cl && hs.cl > h->cfg->max_body_bytes) {
 		metrics_callback(r->prov_idx, CB_TOO_LARGE);
@@ -339,9 +361,18 @@ static enum MHD_Result begin(struct req *r)
 static enum MHD_Result append_body(struct req *r, const char *data, size_t n)
 {
 	struct http *h = r->h;
+	if (r->body_too_big)
+		return MHD_YES;
 	if (n > h->cfg->max_body_bytes - r->body_len) {
-		metrics_callback(r->prov_idx, CB_TOO_LARGE);
-		return reply(r, MHD_HTTP_CONTENT_TOO_LARGE, h->r_413);
+		/* MHD cannot queue an answer in the middle of an upload: drop
+		 * the body and answer 413 when it ends (dispatch). */
+		if (r->body_heap)
+			free(r->body);
+		r->body = NULL;
+		r->body_len = r->body_cap = 0;
+		r->body_heap = false;
+		r->body_too_big = true;
+		return MHD_YES;
 	}
 	if (r->body_len + n > r->body_cap) {
 		/* chunked (or a lying Content-Length, which MHD already bounds) */
@@ -417,7 +448,7 @@ static enum MHD_Result reject(struct req *r, int rc, const char *why)
 	case MHD_HTTP_UNAUTHORIZED:
 		return reply(r, status, h->r_401);
 	case MHD_HTTP_METHOD_NOT_ALLOWED:
-		return reply(r, status, h->r_405);
+		return reply(r, status, webhook_405(r));
 	case MHD_HTTP_UNSUPPORTED_MEDIA_TYPE:
 		return reply(r, status, h->r_415);
 	case MHD_HTTP_CONTENT_TOO_LARGE:
@@ -435,6 +466,10 @@ static enum MHD_Result dispatch(struct req *r)
 	char err[256] = "";
 	int rc;
 
+	if (r->body_too_big) {
+		metrics_callback(r->prov_idx, CB_TOO_LARGE);
+		return reply(r, MHD_HTTP_CONTENT_TOO_LARGE, h->r_413);
+	}
 	if (!r->body) {
 		r->body = arena_alloc(&r->arena, 1);
 		r->body_cap = 0;
@@ -609,6 +644,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 		cc->fd = ci ? ci->connect_fd : -1;
 		atomic_init(&cc->state, CS_IDLE);
 		atomic_init(&cc->since_ms, (long long)util_now_ms());
+		atomic_fetch_add(&h->n_conns, 1);
 		pthread_mutex_lock(&h->reg_mu);
 		cc->next = h->conns;
 		if (h->conns)
@@ -630,9 +666,47 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 		if (cc->next)
 			cc->next->prev = cc->prev;
 		pthread_mutex_unlock(&h->reg_mu);
+		atomic_fetch_sub(&h->n_conns, 1);
 		free(cc);
 		*socket_context = NULL;
 	}
+}
+
+/* MHD's accept policy: past max_connections a new connection is closed at
+ * once.  (MHD's own limit, kept a little higher as a hard cap, would instead
+ * stop accepting and leave new clients waiting in the backlog.)  Two threads
+ * accepting at once may both pass at max-1: the overshoot is at most the
+ * number of threads. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct http *h = cls;
+	(void)addr;
+	(void)addrlen;
+	if (atomic_load(&h->n_conns) < h->cfg->max_connections)
+		return MHD_YES;
+	long long now = (long long)util_now_ms(), last = atomic_load(&h->limit_log_ms);
+	if (now - last >= LIMIT_LOG_MS && atomic_compare_exchange_strong(&h->limit_log_ms, &last, now))
+		LOG_W("connection_limit", "max_connections=%u note=\"new connections are closed\"",
+		      h->cfg->max_connections);
+	return MHD_NO;
+}
+
+/* max_connections needs as many file descriptors: raise the soft limit
+ * towards the hard one when it is lower (it is often 1024). */
+static void raise_fd_limit(unsigned max_connections)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)max_connections + FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		LOG_W("open_files_limit", "limit=%llu max_connections=%u note=\"raise the hard"
+					  " limit (LimitNOFILE, ulimit -Hn) or lower"
+					  " server.max_connections\"",
+		      (unsigned long long)rl.rlim_cur, max_connections);
 }
 
 /* Enforces the whole-request deadline: a request that is still arriving
@@ -665,6 +739,8 @@ static void *watchdog_main(void *arg)
 	}
 	return NULL;
 }
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -738,6 +814,8 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 		      h->public_url);
 	}
 	atomic_init(&h->parked, 0);
+	atomic_init(&h->n_conns, 0);
+	atomic_init(&h->limit_log_ms, 0);
 	atomic_init(&h->stopping, false);
 	pthread_mutex_init(&h->pool_mu, NULL);
 	pthread_mutex_init(&h->reg_mu, NULL);
@@ -746,8 +824,12 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	h->r_400 = static_response("bad request\n", "text/plain");
 	h->r_401 = static_response("unauthorized\n", "text/plain");
 	h->r_404 = static_response("not found\n", "text/plain");
-	h->r_405 = static_response("method not allowed\n", "text/plain");
-	MHD_add_response_header(h->r_405, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+	h->r_405_post = static_response("method not allowed\n", "text/plain");
+	MHD_add_response_header(h->r_405_post, MHD_HTTP_HEADER_ALLOW, "POST");
+	h->r_405_get_post = static_response("method not allowed\n", "text/plain");
+	MHD_add_response_header(h->r_405_get_post, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+	h->r_405_get = static_response("method not allowed\n", "text/plain");
+	MHD_add_response_header(h->r_405_get, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	h->r_413 = static_response("request body too large\n", "text/plain");
 	MHD_add_response_header(h->r_413, MHD_HTTP_HEADER_CONNECTION, "close");
 	h->r_414 = static_response("request target too long\n", "text/plain");
@@ -760,17 +842,19 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	h->r_health_ok = static_response("ok\n", "text/plain");
 	h->r_health_bad = static_response("storage unavailable\n", "text/plain");
 
+	raise_fd_limit(cfg->max_connections);
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+	/* The logger goes first, or MHD prints what it says before it. */
 	h->d = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-		cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+		flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + threads + 16,
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(LIM_HEADER_BYTES * 2),
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-		h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER,
-		mhd_log, NULL, MHD_OPTION_END);
+		h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
 	if (!h->d) {
 		util_fmt(err, errlen, "http: cannot listen on %s (address in use?)", cfg->listen);
 		http_stop(h, 0);
@@ -809,9 +893,10 @@ void http_stop(struct http *h, unsigned timeout_ms)
 	atomic_store(&h->stopping, true);
 	if (h->watchdog_started)
 		pthread_join(h->watchdog, NULL);
-	struct MHD_Response *all[] = {h->r_ok,  h->r_400, h->r_401, h->r_404,
-				      h->r_405, h->r_413, h->r_414, h->r_415,
-				      h->r_431, h->r_503, h->r_health_ok, h->r_health_bad};
+	struct MHD_Response *all[] = {h->r_ok,	   h->r_400,	    h->r_401,	   h->r_404,
+				      h->r_405_post, h->r_405_get_post, h->r_405_get, h->r_413,
+				      h->r_414,	   h->r_415,	    h->r_431,	   h->r_503,
+				      h->r_health_ok, h->r_health_bad};
 	for (size_t i = 0; i < ARRAY_LEN(all); i++)
 		if (all[i])
 			MHD_destroy_response(all[i]);

@@ -61,6 +61,7 @@ struct provider_result {
 struct provider {
 	const char *name;                   /* path segment and config section */
 	unsigned hooks;                     /* bit (1 << HOOK_STATUS), (1 << HOOK_INBOUND) */
+	unsigned get_hooks;                 /* hooks that take GET as well as POST */
 	const struct config_key *keys;      /* keys of its config section, {NULL} ended */
 	const struct provider_error *errors; /* its error codes, {NULL} ended, or NULL */
 	/* Reads the provider's section.  Sets *state to NULL when the provider is

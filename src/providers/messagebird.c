@@ -361,6 +361,7 @@ static int mbird_parse(const void *state, struct provider_request *req, struct p
 const struct provider provider_messagebird = {
     .name = "messagebird",
     .hooks = 1u << HOOK_STATUS,
+    .get_hooks = 1u << HOOK_STATUS,
     .keys = mbird_keys,
     .errors = mbird_errors,
     .init = mbird_init,

@@ -511,6 +511,7 @@ static int plivo_parse(const void *state, struct provider_request *req, struct p
 const struct provider provider_plivo = {
     .name = "plivo",
     .hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
+    .get_hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
     .keys = plivo_keys,
     .errors = plivo_errors,
     .init = plivo_init,

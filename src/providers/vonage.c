@@ -552,6 +552,7 @@ static int vonage_parse(const void *state, struct provider_request *req,
 const struct provider provider_vonage = {
     .name = "vonage",
     .hooks = 1u << HOOK_STATUS | 1u << HOOK_INBOUND,
+    .get_hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
     .keys = vonage_keys,
     .errors = vonage_errors,
     .init = vonage_init,

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration: storage faults.  While the fault file exists every SQLite
+ * write and sync in dlrd fails (an I/O error, or a full disk when the file
+ * starts with 'f'); callbacks must then be refused with 503 and Retry-After,
+ * /healthz must say 503, and nothing may be written.  Once the fault is
+ * gone, /healthz recovers by itself (the writer probes every second) and the
+ * same callbacks are stored exactly once.  A full commit queue is also 503
+ * with Retry-After, and what it refused is not stored.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define UNAVAILABLE "dlrd_callbacks_total{provider=\"twilio\",outcome=\"unavailable\"}"
+#define N_FAILED    3
+
+static int setup(void **state)
+{
+	return h_fixture_start(state, NULL);
+}
+
+/* Starts dlrd with the extra settings given as the test's initial state. */
+static int setup_env(void **state)
+{
+	const char *const *env = *state;
+	return h_fixture_start(state, env);
+}
+
+static const char *const small_queue[] = {"DLRD_STORAGE_QUEUE_CAPACITY=1", NULL};
+
+static int teardown(void **state)
+{
+	return h_fixture_stop(state);
+}
+
+static void body_for(char *body, size_t cap, unsigned tag, unsigned n, const char *status)
+{
+	char sid[35];
+	h_sid(sid, tag, n);
+	assert_true(h_twilio_body(body, cap, sid, status, NULL) > 0);
+}
+
+/* Table counts as "messages/events/log/review". */
+static const char *counts(struct dlrd *d, char *buf, size_t cap)
+{
+	util_fmt(buf, cap, "%lld/%lld/%lld/%lld", (long long)h_count(d, "sms_messages"),
+	         (long long)h_count(d, "sms_message_events"),
+	         (long long)h_count(d, "sms_callback_log"), (long long)h_count(d, "review_queue"));
+	return buf;
+}
+
+static void storage_failure(struct dlrd *d, const char *fault, unsigned tag)
+{
+	char base[1024], body[N_FAILED][1024], buf[64], sid[35];
+	struct h_resp r;
+	int64_t t0, recovered_ms;
+
+	/* a stored baseline */
+	body_for(base, sizeof(base), tag, 0, "sent");
+	assert_int_equal(h_post_status(d, base, &r), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "1/1/1/0");
+
+	/* the fault: every callback, new or duplicate, is refused */
+	assert_int_equal(h_write_file(d->fault_path, fault), 0);
+	for (unsigned i = 0; i < N_FAILED; i++) {
+		body_for(body[i], sizeof(body[i]), tag, i + 1, "delivered");
+		assert_int_equal(h_post_status(d, body[i], &r), 503);
+		assert_string_equal(r.retry_after, "1");
+		assert_string_equal(r.body, "temporarily unavailable, retry\n");
+	}
+	assert_int_equal(h_post_status(d, base, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_int_equal(h_get(d, "/healthz", &r), 503);
+	assert_string_equal(r.body, "storage unavailable\n");
+	assert_string_equal(counts(d, buf, sizeof(buf)), "1/1/1/0");
+	assert_int_equal(h_metric(d, UNAVAILABLE), N_FAILED + 1);
+	assert_int_equal(h_metric(d, "dlrd_commit_failures_total"), N_FAILED + 1);
+	assert_int_equal(h_metric(d, "dlrd_storage_healthy"), 0);
+	/* it stays unhealthy while the fault lasts (the probe fails too) */
+	h_sleep_ms(1200);
+	assert_int_equal(h_get(d, "/healthz", &r), 503);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "1/1/1/0");
+
+	/* the fault goes away: healthy again without any traffic */
+	assert_int_equal(unlink(d->fault_path), 0);
+	t0 = h_now_ms();
+	while (h_get(d, "/healthz", &r) != 200 && h_now_ms() - t0 < 5000)
+		h_sleep_ms(50);
+	recovered_ms = h_now_ms() - t0;
+	assert_int_equal(r.status, 200);
+	if (recovered_ms > 3000)
+		fail_msg("/healthz took %lld ms to recover", (long long)recovered_ms);
+	assert_int_equal(h_metric(d, "dlrd_storage_healthy"), 1);
+
+	/* the same callbacks again: stored exactly once */
+	for (unsigned i = 0; i < N_FAILED; i++)
+		assert_int_equal(h_post_status(d, body[i], &r), 200);
+	assert_int_equal(h_post_status(d, base, &r), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "4/4/5/0");
+	for (unsigned i = 0; i <= N_FAILED; i++) {
+		h_sid(sid, tag, i);
+		assert_int_equal(h_sql_int(d,
+		                           "SELECT count(*) FROM sms_message_events WHERE"
+		                           " provider_message_id = %Q",
+		                           sid),
+		                 1);
+	}
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_messages WHERE"
+	                              " current_status = 'delivered'"),
+	                 N_FAILED);
+	/* and a later retry is a duplicate */
+	assert_int_equal(h_post_status(d, body[0], &r), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "4/4/6/0");
+	assert_true(h_log_contains(d, "event=commit_failed"));
+	assert_true(h_log_contains(d, "event=storage_recovered"));
+}
+
+static void test_io_error(void **state)
+{
+	storage_failure(*state, "e", 40);
+	assert_true(h_log_contains(*state, "I/O error"));
+}
+
+static void test_disk_full(void **state)
+{
+	storage_failure(*state, "f", 41);
+	assert_true(h_log_contains(*state, "full"));
+}
+
+/* The fault arrives while a request is parked for the commit: it is
+ * answered 503 (not 200), and nothing of it is stored. */
+static void test_fault_during_commit_wait(void **state)
+{
+	struct dlrd *d = *state;
+	char body[1024], buf[64];
+	struct h_resp r;
+	void *lock;
+	struct h_async *a;
+
+	body_for(body, sizeof(body), 42, 1, "delivered");
+	lock = h_db_lock(d);
+	assert_non_null(lock);
+	a = h_async_post_status(d, body);
+	assert_non_null(a);
+	h_sleep_ms(300); /* the writer is now waiting for the lock */
+	assert_int_equal(h_write_file(d->fault_path, "e"), 0);
+	h_db_unlock(lock);
+	assert_int_equal(h_async_wait(a, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_string_equal(counts(d, buf, sizeof(buf)), "0/0/0/0");
+	assert_int_equal(unlink(d->fault_path), 0);
+	assert_int_equal(h_wait_healthy(d, 5000), 0);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "1/1/1/0");
+}
+
+/* With a queue of one, a third request while the writer is stuck (here: on a
+ * database lock held by the test) finds the queue full. */
+static void test_queue_full(void **state)
+{
+	struct dlrd *d = *state;
+	char a_body[1024], b_body[1024], c_body[1024], buf[64], sid[35];
+	struct h_resp r;
+	struct h_async *a, *b;
+	int64_t t0;
+	void *lock;
+
+	body_for(a_body, sizeof(a_body), 43, 1, "sent");
+	body_for(b_body, sizeof(b_body), 43, 2, "sent");
+	body_for(c_body, sizeof(c_body), 43, 3, "sent");
+
+	lock = h_db_lock(d);
+	assert_non_null(lock);
+	a = h_async_post_status(d, a_body); /* taken by the writer, which waits */
+	assert_non_null(a);
+	h_sleep_ms(250);
+	b = h_async_post_status(d, b_body); /* fills the one queue slot */
+	assert_non_null(b);
+	t0 = h_now_ms();
+	while (h_metric(d, "dlrd_queue_depth") != 1 && h_now_ms() - t0 < 3000)
+		h_sleep_ms(10);
+	assert_int_equal(h_metric(d, "dlrd_queue_depth"), 1);
+	assert_int_equal(h_post_status(d, c_body, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_true(r.elapsed_ms < 1000); /* refused at once, not parked */
+	h_db_unlock(lock);
+	assert_int_equal(h_async_wait(a, NULL), 200);
+	assert_int_equal(h_async_wait(b, NULL), 200);
+
+	assert_string_equal(counts(d, buf, sizeof(buf)), "2/2/2/0");
+	h_sid(sid, 43, 3);
+	assert_int_equal(h_sql_int(d,
+	                           "SELECT count(*) FROM sms_messages WHERE"
+	                           " provider_message_id = %Q",
+	                           sid),
+	                 0);
+	assert_int_equal(h_get(d, "/healthz", &r), 200);
+	assert_int_equal(h_metric(d, "dlrd_queue_depth"), 0);
+	/* the refused one is welcome now */
+	assert_int_equal(h_post_status(d, c_body, &r), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "3/3/3/0");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_io_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fault_during_commit_wait, setup, teardown),
+	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
+	                                             (void *)small_queue),
+	};
+	return cmocka_run_group_tests_name("integration/faults", tests, NULL, NULL);
+}

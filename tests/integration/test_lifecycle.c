@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration: the process lifecycle.  A SIGTERM restart keeps every row and
+ * duplicate detection; a SIGKILL followed by an immediate restart on the same
+ * port and database keeps everything that was acknowledged; SIGTERM while
+ * ~200 callbacks are in flight exits 0 within 5 s, and every 200 answered is
+ * stored; a second dlrd on the same database, or a database path that
+ * cannot be created, stops start-up with a non-zero exit and a message.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "status.h"
+#include "util.h"
+
+#define SUMMARY                                                                                    \
+	"SELECT current_status||'|'||coalesce(current_error_code,'-')||'|'||is_final||'|'||"       \
+	"status_mask||'|'||event_count||'|'||callback_count||'|'||duplicate_count"                 \
+	" FROM sms_messages WHERE provider_message_id = %Q"
+#define MIGRATIONS                                                                                 \
+	"SELECT group_concat(version||':'||name||':'||applied_at, ',') FROM (SELECT * FROM"        \
+	" schema_migrations ORDER BY version)"
+#define N_DRAIN 200
+
+static int setup(void **state)
+{
+	return h_fixture_start(state, NULL);
+}
+
+static int teardown(void **state)
+{
+	return h_fixture_stop(state);
+}
+
+static void post(struct dlrd *d, const char *sid, const char *status, const char *ec)
+{
+	char body[1024];
+	struct h_resp r;
+
+	assert_true(h_twilio_body(body, sizeof(body), sid, status, ec) > 0);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+}
+
+static const char *counts(struct dlrd *d, char *buf, size_t cap)
+{
+	util_fmt(buf, cap, "%lld/%lld/%lld/%lld", (long long)h_count(d, "sms_messages"),
+	         (long long)h_count(d, "sms_message_events"),
+	         (long long)h_count(d, "sms_callback_log"), (long long)h_count(d, "review_queue"));
+	return buf;
+}
+
+static void expect_clean_exit(struct dlrd *d, int sig)
+{
+	int st = 0;
+	assert_int_equal(h_stop(d, sig, 5000, &st), 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("dlrd did not exit 0 on signal %d (wait status 0x%x)", sig, st);
+}
+
+static void test_sigterm_restart(void **state)
+{
+	struct dlrd *d = *state;
+	char a[35], b[35], buf[256], exp[256], migrations[256];
+
+	h_sid(a, 60, 1);
+	h_sid(b, 60, 2);
+	post(d, a, "queued", NULL);
+	post(d, a, "sent", NULL);
+	post(d, a, "undelivered", "30003");
+	post(d, b, "sent", NULL);
+	post(d, b, "teleported", NULL); /* a review row too */
+	assert_string_equal(counts(d, buf, sizeof(buf)), "2/5/5/1");
+	assert_true(h_sql_text(d, migrations, sizeof(migrations), MIGRATIONS) > 0);
+
+	expect_clean_exit(d, SIGTERM);
+	assert_true(h_log_contains(d, "event=stopped clean=true"));
+	assert_string_equal(counts(d, buf, sizeof(buf)), "2/5/5/1");
+
+	assert_int_equal(h_start(d), 0);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "2/5/5/1");
+	util_fmt(exp, sizeof(exp), "undelivered|30003|1|%u|3|3|0",
+	         (1u << ST_ACCEPTED) | (1u << ST_SENT) | (1u << ST_UNDELIVERED));
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf), SUMMARY, a), exp);
+	/* every migration ran once, the first time only */
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf), MIGRATIONS), migrations);
+	assert_int_equal(h_sql_int(d, "SELECT min(version) = 1 AND count(*) = max(version) FROM"
+	                              " schema_migrations"),
+	                 1);
+
+	/* duplicates are still recognised across the restart */
+	post(d, a, "sent", NULL);
+	post(d, a, "undelivered", "30003");
+	assert_string_equal(counts(d, buf, sizeof(buf)), "2/5/7/1");
+	util_fmt(exp, sizeof(exp), "undelivered|30003|1|%u|3|5|2",
+	         (1u << ST_ACCEPTED) | (1u << ST_SENT) | (1u << ST_UNDELIVERED));
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf), SUMMARY, a), exp);
+	post(d, b, "delivered", NULL);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "2/6/8/1");
+	expect_clean_exit(d, SIGTERM);
+}
+
+static void test_sigkill_restart(void **state)
+{
+	struct dlrd *d = *state;
+	char sid[35], buf[256];
+	int st = 0;
+
+	for (unsigned i = 0; i < 20; i++) {
+		h_sid(sid, 61, i);
+		post(d, sid, "delivered", NULL);
+	}
+	assert_int_equal(h_stop(d, SIGKILL, 5000, &st), 0);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+
+	/* at once, same port, same database */
+	assert_int_equal(h_start(d), 0);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "20/20/20/0");
+	for (unsigned i = 0; i < 20; i++) {
+		h_sid(sid, 61, i);
+		assert_int_equal(h_sql_int(d,
+		                           "SELECT count(*) FROM sms_message_events WHERE"
+		                           " provider_message_id = %Q AND status = 'delivered'",
+		                           sid),
+		                 1);
+	}
+	h_sid(sid, 61, 7);
+	post(d, sid, "delivered", NULL);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "20/20/21/0");
+	h_sid(sid, 61, 100);
+	post(d, sid, "sent", NULL);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "21/21/22/0");
+	expect_clean_exit(d, SIGTERM);
+}
+
+struct drain {
+	struct dlrd *d;
+	size_t done_at_signal;
+	int64_t signal_ms;
+	int64_t exit_ms; /* when the exit was seen, 0 until then */
+	int status;
+};
+
+static void drain_tick(void *arg, size_t done, size_t added)
+{
+	struct drain *dr = arg;
+	if (dr->signal_ms && !dr->exit_ms && h_wait_exit(dr->d, 0, &dr->status) == 0)
+		dr->exit_ms = h_now_ms();
+	/* the signal goes as soon as the second wave is on its way, while
+	 * most of the first wave's answers are still to be read */
+	if (dr->signal_ms || added < N_DRAIN)
+		return;
+	dr->done_at_signal = done;
+	dr->signal_ms = h_now_ms();
+	kill(dr->d->pid, SIGTERM);
+}
+
+static void test_sigterm_drain(void **state)
+{
+	struct dlrd *d = *state;
+	static char bodies[N_DRAIN][1024];
+	const char *ptrs[N_DRAIN];
+	static struct h_multi out[N_DRAIN];
+	struct drain dr = {d, 0, 0, 0, 0};
+	char sid[35];
+	unsigned n200 = 0, n503 = 0, nnone = 0, stored_unanswered = 0;
+
+	for (unsigned i = 0; i < N_DRAIN; i++) {
+		h_sid(sid, 62, i);
+		assert_true(h_twilio_body(bodies[i], sizeof(bodies[i]), sid, "delivered", NULL) >
+		            0);
+		ptrs[i] = bodies[i];
+	}
+	assert_int_equal(
+	    h_post_concurrent(d, ptrs, N_DRAIN, N_DRAIN / 2, drain_tick, &dr, out, 20000), 0);
+	assert_true(dr.signal_ms > 0);
+	assert_true(dr.done_at_signal < N_DRAIN); /* the signal came mid-flight */
+
+	if (!dr.exit_ms) {
+		int64_t left = 5000 - (h_now_ms() - dr.signal_ms);
+		if (h_wait_exit(d, left > 0 ? (int)left : 0, &dr.status) == 0)
+			dr.exit_ms = h_now_ms();
+	}
+	if (!dr.exit_ms || dr.exit_ms - dr.signal_ms > 5000)
+		fail_msg("dlrd still ran %lld ms after SIGTERM",
+		         (long long)(h_now_ms() - dr.signal_ms));
+	if (!WIFEXITED(dr.status) || WEXITSTATUS(dr.status) != 0)
+		fail_msg("dlrd did not exit 0 after SIGTERM (wait status 0x%x)", dr.status);
+
+	for (unsigned i = 0; i < N_DRAIN; i++) {
+		int64_t stored;
+		h_sid(sid, 62, i);
+		stored = h_sql_int(d,
+		                   "SELECT count(*) FROM sms_message_events WHERE"
+		                   " provider_message_id = %Q",
+		                   sid);
+		switch (out[i].status) {
+		case 200:
+			n200++;
+			if (stored != 1)
+				fail_msg("request %u got 200 but is stored %lld times", i,
+				         (long long)stored);
+			break;
+		case 503:
+			n503++;
+			assert_string_equal(out[i].retry_after, "1");
+			if (stored != 0)
+				fail_msg("request %u got 503 but is stored", i);
+			break;
+		case 0:
+			nnone++;
+			stored_unanswered += stored == 1;
+			break;
+		default:
+			fail_msg("request %u got %ld", i, out[i].status);
+		}
+	}
+	print_message("drain: %u x 200, %u x 503, %u unanswered (%u of them stored), %zu done"
+	              " at SIGTERM\n",
+	              n200, n503, nnone, stored_unanswered, dr.done_at_signal);
+	/* a committed request is always answered before the exit */
+	assert_int_equal(stored_unanswered, 0);
+	assert_true(n200 >= dr.done_at_signal);
+	assert_int_equal(h_count(d, "sms_message_events"), (int64_t)(n200 + stored_unanswered));
+	assert_true(h_log_contains(d, "event=stopped clean=true"));
+}
+
+static void test_second_instance_refused(void **state)
+{
+	struct dlrd *d = *state;
+	struct dlrd two;
+	char sid[35], msg[H_PATH_MAX + 64];
+	int st = 0;
+
+	assert_int_equal(h_setup_shared(&two, d, "second.log", NULL), 0);
+	assert_int_equal(h_spawn(&two), 0);
+	if (h_wait_exit(&two, 5000, &st) != 0) {
+		h_teardown(&two);
+		fail_msg("a second dlrd on the same database kept running");
+	}
+	assert_true(WIFEXITED(st));
+	assert_int_not_equal(WEXITSTATUS(st), 0);
+	util_fmt(msg, sizeof(msg), "%s is in use by another dlrd process", d->db_path);
+	assert_true(h_log_contains(&two, msg));
+	h_teardown(&two);
+
+	/* the first one is untouched */
+	h_sid(sid, 63, 1);
+	post(d, sid, "sent", NULL);
+	assert_int_equal(h_count(d, "sms_message_events"), 1);
+	expect_clean_exit(d, SIGTERM);
+}
+
+static void test_uncreatable_database(void **state)
+{
+	struct dlrd d;
+	char path[H_PATH_MAX], kv[H_PATH_MAX + 32];
+	int st = 0;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, NULL), 0);
+	/* a regular file where the database's folder should be */
+	util_fmt(path, sizeof(path), "%s/file", d.dir);
+	assert_int_equal(h_write_file(path, "not a folder\n"), 0);
+	util_fmt(kv, sizeof(kv), "DLRD_STORAGE_URL=sqlite:%s/file/dlrd.db", d.dir);
+	h_set_env(&d, kv);
+	assert_int_equal(h_spawn(&d), 0);
+	if (h_wait_exit(&d, 5000, &st) != 0) {
+		h_teardown(&d);
+		fail_msg("dlrd kept running with an uncreatable database path");
+	}
+	assert_true(WIFEXITED(st));
+	assert_int_not_equal(WEXITSTATUS(st), 0);
+	util_fmt(path, sizeof(path), "%s/file/dlrd.db", d.dir);
+	assert_true(h_log_contains(&d, path));
+	assert_true(h_log_contains(&d, "dlrd: "));
+	h_teardown(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_sigterm_restart, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sigkill_restart, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_second_instance_refused, setup, teardown),
+	    cmocka_unit_test(test_uncreatable_database),
+	};
+	return cmocka_run_group_tests_name("integration/lifecycle", tests, NULL, NULL);
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration: what dlrd writes to stderr.  After a run at debug level with
+ * every kind of callback (stored, duplicate, unknown status, unusable,
+ * forged, malformed, oversized, refused during a storage fault), the log
+ * must contain neither an auth token, nor the hash key, nor the digits of
+ * the recipient's number; and a configuration error names the key, never
+ * its value.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "util.h"
+
+static const char *const debug_env[] = {"DLRD_SERVER_LOG_LEVEL=debug",
+                                        "DLRD_SERVER_MAX_BODY_BYTES=1024", NULL};
+
+static int setup(void **state)
+{
+	return h_fixture_start(state, debug_env);
+}
+
+static int teardown(void **state)
+{
+	return h_fixture_stop(state);
+}
+
+static void assert_log_clean(struct dlrd *d)
+{
+	static const char *const secrets[] = {
+	    H_TOKEN1, H_TOKEN2, H_HASH_KEY, H_TO_DIGITS, "tok1-4f0d", /* a prefix of a token */
+	};
+	size_t n;
+	char *log = h_read_file(d->log_path, &n);
+
+	assert_non_null(log);
+	for (size_t i = 0; i < ARRAY_LEN(secrets); i++) {
+		const char *hit = memmem(log, n, secrets[i], strlen(secrets[i]));
+		if (hit) {
+			const char *ls = hit, *le = strchr(hit, '\n');
+			while (ls > log && ls[-1] != '\n')
+				ls--;
+			fail_msg("the log contains \"%s\" in: %.*s", secrets[i],
+			         (int)(le ? le - ls : (long)strlen(ls)), ls);
+		}
+	}
+	free(log);
+}
+
+static void test_no_secrets_or_numbers(void **state)
+{
+	struct dlrd *d = *state;
+	char sid[35], body[2048];
+	const char *sig_bad[] = {"Content-Type: application/x-www-form-urlencoded",
+	                         "X-Twilio-Signature: AAAAAAAAAAAAAAAAAAAAAAAAAAA=", NULL};
+	struct h_resp r;
+	int st = 0;
+
+	/* stored, duplicate, unknown status */
+	h_sid(sid, 70, 1);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "delivered", NULL) > 0);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "undelivered", "30003") > 0);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	h_sid(sid, 70, 2);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "teleported", NULL) > 0);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	/* unusable: no MessageSid */
+	assert_int_equal(h_post_status(d, "To=%2B14155550123&MessageStatus=sent", &r), 200);
+	/* forged, with the number in the body */
+	assert_int_equal(h_request(d, "POST", H_STATUS_PATH, sig_bad, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 401);
+	/* malformed, right next to the number */
+	static const char bad_form[] = "To=%2B14155550123%ZZ&MessageStatus=sent";
+	assert_int_equal(
+	    h_request(d, "POST", H_STATUS_PATH, sig_bad, bad_form, strlen(bad_form), &r), 0);
+	assert_int_equal(r.status, 400);
+	/* not a phone number at all, but number-like digits in a field name */
+	static const char odd[] = "To%2B14155550123=x&MessageStatus=sent";
+	assert_int_equal(h_request(d, "POST", H_STATUS_PATH, sig_bad, odd, strlen(odd), &r), 0);
+	assert_int_equal(r.status, 401);
+	/* oversized */
+	size_t n = strlen(body);
+	while (n < 1500)
+		body[n++] = '1';
+	body[n] = '\0';
+	assert_int_equal(h_post_status(d, body, &r), 413);
+	/* refused during a storage fault */
+	assert_int_equal(h_write_file(d->fault_path, "e"), 0);
+	h_sid(sid, 70, 3);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "sent", NULL) > 0);
+	assert_int_equal(h_post_status(d, body, &r), 503);
+	assert_int_equal(unlink(d->fault_path), 0);
+	assert_int_equal(h_wait_healthy(d, 5000), 0);
+
+	assert_int_equal(h_stop(d, SIGTERM, 5000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+	/* the log is there and says something... */
+	assert_true(h_log_contains(d, "event=listening"));
+	assert_true(h_log_contains(d, "event=callback_rejected"));
+	assert_true(h_log_contains(d, "event=commit_failed"));
+	/* ...but nothing it must not */
+	assert_log_clean(d);
+}
+
+/* A value that fails validation is never echoed, secret or not. */
+static void test_config_error_hides_value(void **state)
+{
+	static const char *const env[] = {"DLRD_PRIVACY_HASH_KEY=short-but-secret-value", NULL};
+	struct dlrd d;
+	int st = 0;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, env), 0);
+	assert_int_equal(h_spawn(&d), 0);
+	assert_int_equal(h_wait_exit(&d, 5000, &st), 0);
+	assert_true(WIFEXITED(st));
+	assert_int_not_equal(WEXITSTATUS(st), 0);
+	assert_true(h_log_contains(&d, "privacy.hash_key"));
+	assert_true(h_log_contains(&d, "DLRD_PRIVACY_HASH_KEY"));
+	assert_false(h_log_contains(&d, "short-but-secret-value"));
+	h_teardown(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_no_secrets_or_numbers, setup, teardown),
+	    cmocka_unit_test(test_config_error_hides_value),
+	};
+	return cmocka_run_group_tests_name("integration/logs", tests, NULL, NULL);
+}
