@@ -432,6 +432,9 @@ static enum MHD_Result reject(struct req *r, int rc, const char *why)
 		{DLRD_EMETHOD, MHD_HTTP_METHOD_NOT_ALLOWED, CB_UNSUPPORTED},
 		{DLRD_EUNSUPP, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, CB_UNSUPPORTED},
 		{DLRD_ETOOBIG, MHD_HTTP_CONTENT_TOO_LARGE, CB_TOO_LARGE},
+		/* a temporary failure (e.g. a certificate fetch): the provider
+		 * retries */
+		{DLRD_EIO, MHD_HTTP_SERVICE_UNAVAILABLE, CB_UNAVAILABLE},
 	};
 	unsigned status = MHD_HTTP_BAD_REQUEST;
 	enum cb_outcome outcome = CB_BAD_REQUEST;
@@ -453,6 +456,8 @@ static enum MHD_Result reject(struct req *r, int rc, const char *why)
 		return reply(r, status, h->r_415);
 	case MHD_HTTP_CONTENT_TOO_LARGE:
 		return reply(r, status, h->r_413);
+	case MHD_HTTP_SERVICE_UNAVAILABLE:
+		return reply(r, status, h->r_503);
 	default:
 		return reply_text(r, status, why, false);
 	}
@@ -518,7 +523,9 @@ static enum MHD_Result dispatch(struct req *r)
 	r->item.provider = r->prov->name;
 	r->item.events = r->res.events;
 	r->item.n_events = r->res.n_events;
-	r->item.raw_payload = strcmp(r->method, "GET") == 0 ? pr.query : pr.body;
+	r->item.raw_payload = r->res.raw_payload.p         ? r->res.raw_payload
+			      : strcmp(r->method, "GET") == 0 ? pr.query
+							       : pr.body;
 	r->item.received_ms = pr.now_ms;
 	r->item.complete = on_committed;
 	r->phase = PH_PARKED;

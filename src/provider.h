@@ -56,6 +56,10 @@ struct provider_result {
 	int http_status;            /* answer once stored (default 200) */
 	const char *content_type;   /* of the answer body, default "text/plain" */
 	const char *body;           /* answer body, static, default "" */
+	/* What to store as the raw payload when it must differ from the
+	 * request (for example a query string with a secret redacted); NULL p:
+	 * the body, or the query string for GET. */
+	struct iov raw_payload;
 };
 
 struct provider {

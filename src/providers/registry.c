@@ -12,9 +12,29 @@
 #include "phone.h"
 
 extern const struct provider provider_twilio;
+extern const struct provider provider_telnyx;
+extern const struct provider provider_plivo;
+extern const struct provider provider_sinch;
+extern const struct provider provider_infobip;
+extern const struct provider provider_vonage;
+extern const struct provider provider_vonage_messages;
+extern const struct provider provider_messagebird;
+extern const struct provider provider_sns;
+extern const struct provider provider_kannel;
+extern const struct provider provider_generic;
 
 const struct provider *const provider_table[] = {
 	&provider_twilio,
+	&provider_telnyx,
+	&provider_plivo,
+	&provider_sinch,
+	&provider_infobip,
+	&provider_vonage,
+	&provider_vonage_messages,
+	&provider_messagebird,
+	&provider_sns,
+	&provider_kannel,
+	&provider_generic,
 	NULL,
 };
 
@@ -51,6 +71,10 @@ void provider_set_hash_key(const uint8_t *key, size_t len)
 	hash_key_len = len;
 }
 
+/* Besides the hash and the country (provider.h), sets the masked number for
+ * display and whether the country came from the number; the number itself
+ * is never kept.  The JSON API calls it too, so a recorded send and its
+ * callbacks hash the same number the same way. */
 void provider_set_recipient(struct dlr_event *ev, struct arena *a, const char *raw, size_t n)
 {
 	char e164[PHONE_E164_MAX + 1];
@@ -62,8 +86,13 @@ void provider_set_recipient(struct dlr_event *ev, struct arena *a, const char *r
 		phone_hash(hash_key, hash_key_len, e164, h);
 		ev->recipient_hash = h;
 	}
-	if (!ev->destination_country)
+	char *m = arena_alloc(a, PHONE_E164_MAX + 1);
+	phone_mask(e164, m);
+	ev->recipient_masked = m;
+	if (!ev->destination_country) {
 		ev->destination_country = phone_country(e164);
+		ev->country_from_number = ev->destination_country != NULL;
+	}
 }
 
 const char *provider_text(struct arena *a, const char *p, size_t n, size_t max)

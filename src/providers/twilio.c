@@ -11,6 +11,19 @@
  * (RawDlrDoneDate is a carrier "done date" without a time zone, so it is kept
  * in the raw payload and never guessed into UTC), and no event id, so events
  * deduplicate on (MessageSid, MessageStatus, ErrorCode).
+ *
+ * Inbound messages (/webhooks/twilio/inbound, the number's "A message comes
+ * in" webhook): POST form, or GET when the webhook is set to HTTP GET (the
+ * parameters are then in the query string, and the signature covers the URL
+ * with no POST parameters).  MessageSid is the inbound message's id, From
+ * the user who wrote (hashed; FromCountry is Twilio's geo-lookup of it), To
+ * our number, Body the text.  The answer is an empty TwiML document, so
+ * Twilio sends no reply.  Inbound messages have no event time either.
+ *
+ * Both URLs route by payload, so a webhook pointed at the wrong one still
+ * lands right: SmsStatus/MessageStatus "received" (or "receiving"), or a
+ * Body with no status at all, is an inbound message; anything else is a
+ * status callback.
  */
 #include <jansson.h>
 #include <stdlib.h>
@@ -119,6 +132,7 @@ static void twilio_fini(void *state)
 struct twilio_req {
 	struct form form;
 	bool json;
+	bool get; /* inbound GET: the fields came from the query string */
 };
 
 static bool query_has(struct iov q, const char *name)
@@ -191,11 +205,20 @@ static int twilio_authenticate(const void *state, struct provider_request *req, 
 
 	memset(tr, 0, sizeof(*tr));
 	req->scratch = tr;
-	if (strcmp(req->method, "POST") != 0) {
-		util_fmt(err, errlen, "status callbacks are POST");
+	if (req->kind == HOOK_INBOUND && strcmp(req->method, "GET") == 0) {
+		/* inbound webhook set to HTTP GET: fields in the query, the
+		 * signature over the URL alone */
+		rc = form_decode(req->arena, req->query.p, req->query.n, LIM_FORM_FIELDS, &tr->form,
+		                 err, errlen);
+		if (rc != 0)
+			return DLRD_EINVAL;
+		tr->get = true;
+	} else if (strcmp(req->method, "POST") != 0) {
+		util_fmt(err, errlen,
+		         req->kind == HOOK_INBOUND ? "inbound webhooks are POST or GET"
+		                                   : "status callbacks are POST");
 		return DLRD_EMETHOD;
-	}
-	if (strcmp(req->content_type, "application/x-www-form-urlencoded") == 0) {
+	} else if (strcmp(req->content_type, "application/x-www-form-urlencoded") == 0) {
 		rc = form_decode(req->arena, req->body.p, req->body.n, LIM_FORM_FIELDS, &tr->form,
 				 err, errlen);
 		if (rc != 0)
@@ -213,7 +236,7 @@ static int twilio_authenticate(const void *state, struct provider_request *req, 
 		return DLRD_EAUTH;
 	}
 	rc = sig_twilio_verify(t->tokens, t->n_tokens, req->public_url, req->target,
-			       tr->json ? NULL : &tr->form, req->body,
+			       tr->json || tr->get ? NULL : &tr->form, req->body,
 			       (struct iov){sig, strlen(sig)}, err, errlen);
 	if (rc != 0)
 		return DLRD_EAUTH;
@@ -252,6 +275,62 @@ static const char *canonical_sid(struct arena *a, const char *p, size_t n)
 	return s;
 }
 
+/* What Twilio expects back from an inbound webhook: TwiML that sends no
+ * reply. */
+static const char twiml_empty[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+
+/* Whether the fields are an inbound message rather than a status callback
+ * (see the header comment). */
+static bool is_inbound(const struct form *f)
+{
+	const struct form_field *st = field(f, "SmsStatus", "MessageStatus");
+	if (st)
+		return strcmp(st->value, "received") == 0 || strcmp(st->value, "receiving") == 0;
+	return form_get(f, "Body") != NULL;
+}
+
+/* An inbound message: one EV_INBOUND event, answered with empty TwiML. */
+static void parse_inbound(struct provider_request *req, const struct form *f,
+                          struct provider_result *res, struct dlr_event *ev)
+{
+	const struct form_field *sid, *from, *to, *body, *country;
+
+	res->content_type = "text/xml";
+	res->body = twiml_empty;
+	sid = field(f, "MessageSid", "SmsMessageSid");
+	if (!sid)
+		sid = field(f, "SmsSid", NULL);
+	ev->provider_message_id =
+	    sid ? canonical_sid(req->arena, sid->value, sid->value_len) : NULL;
+	if (!ev->provider_message_id) {
+		ev->kind = EV_UNUSABLE;
+		ev->review = REVIEW_UNUSABLE;
+		ev->review_detail = "inbound message without a usable MessageSid";
+		ev->status = ST_UNKNOWN;
+		event_finish(ev);
+		return;
+	}
+	ev->kind = EV_INBOUND;
+	ev->status = ST_UNKNOWN;
+	/* FromCountry is Twilio's ISO 3166 alpha-2 for the sender; it wins
+	 * over the calling-code guess when it looks like one. */
+	country = field(f, "FromCountry", NULL);
+	if (country && country->value_len == 2 && country->value[0] >= 'A' &&
+	    country->value[0] <= 'Z' && country->value[1] >= 'A' && country->value[1] <= 'Z')
+		ev->destination_country = arena_strndup(req->arena, country->value, 2);
+	from = field(f, "From", NULL);
+	if (from)
+		provider_set_recipient(ev, req->arena, from->value, from->value_len);
+	to = field(f, "To", NULL);
+	if (to)
+		ev->sender_identity =
+		    provider_text(req->arena, to->value, to->value_len, LIM_ID_BYTES);
+	body = form_get(f, "Body");
+	ev->text = body ? body->value : arena_strndup(req->arena, "", 0);
+	ev->text_len = body ? body->value_len : 0;
+	event_finish(ev);
+}
+
 static int twilio_parse(const void *state, struct provider_request *req,
 			struct provider_result *res, char *err, size_t errlen)
 {
@@ -269,6 +348,10 @@ static int twilio_parse(const void *state, struct provider_request *req,
 	res->events = ev;
 	res->n_events = 1;
 
+	if (is_inbound(f)) {
+		parse_inbound(req, f, res, ev);
+		return 0;
+	}
 	sid = field(f, "MessageSid", "SmsSid");
 	st = field(f, "MessageStatus", "SmsStatus");
 	ev->provider_message_id = sid ? canonical_sid(req->arena, sid->value, sid->value_len) : NULL;
@@ -294,12 +377,8 @@ static int twilio_parse(const void *state, struct provider_request *req,
 			break;
 		}
 	}
-	if (ev->review == REVIEW_UNKNOWN_STATUS) {
-		if (strcmp(ev->raw_status, "received") == 0 || strcmp(ev->raw_status, "receiving") == 0)
-			ev->review_detail = "inbound message posted to the status URL";
-		else
-			ev->review_detail = "status not in Twilio's vocabulary";
-	}
+	if (ev->review == REVIEW_UNKNOWN_STATUS)
+		ev->review_detail = "status not in Twilio's vocabulary";
 	ec = field(f, "ErrorCode", NULL);
 	if (ec)
 		ev->error_code = provider_text(req->arena, ec->value, ec->value_len, LIM_STATUS_BYTES);
@@ -316,7 +395,8 @@ static int twilio_parse(const void *state, struct provider_request *req,
 
 const struct provider provider_twilio = {
 	.name = "twilio",
-	.hooks = 1u << HOOK_STATUS,
+	.hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
+	.get_hooks = 1u << HOOK_INBOUND,
 	.keys = twilio_keys,
 	.errors = twilio_errors,
 	.init = twilio_init,

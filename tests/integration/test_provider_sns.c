@@ -1,0 +1,483 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration: AWS End User Messaging SMS events via Amazon SNS (provider
+ * "sns") against the real daemon, with the signing certificate fetched over
+ * real HTTPS.  The test makes two RSA keys and self-signed certificates with
+ * the openssl command (a TLS server certificate for 127.0.0.1, and the
+ * "SNS" signing certificate), serves the directory with `openssl s_server
+ * -WWW` on a loopback port, and runs dlrd with [sns] cert_hosts = 127.0.0.1
+ * and ca_file = the server certificate.  Envelopes are signed here with
+ * OpenSSL as SNS signs them.
+ *
+ * Covered: a signed notification stores exactly one event (SNS MessageId as
+ * the event id, eventTimestamp as the time); the same SNS message again is a
+ * duplicate; a late TEXT_SUCCESSFUL does not move a delivered summary back;
+ * forged, stale and unknown-topic messages are 401 and write nothing; a
+ * certificate that cannot be fetched is 503 and writes nothing, one whose
+ * TLS peer does not verify is 401; an UnsubscribeConfirmation goes to
+ * review; a SubscriptionConfirmation is confirmed by fetching SubscribeURL
+ * and stores nothing.  Skipped when no openssl command is on PATH.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "crypto.h"
+#include "harness.h"
+
+#define TOPIC   "arn:aws:sns:us-east-1:123456789012:dlrd-it-events"
+#define PATH    "/webhooks/sns/status"
+#define CONFIRM "confirm.txt?Action=ConfirmSubscription&TopicArn=x&Token=2336412f37fb"
+
+/* The HTTPS server and its files, shared by the tests of this file. */
+static struct {
+	char dir[256];
+	char log[300];
+	uint16_t port;
+	pid_t pid;
+	EVP_PKEY *key; /* the signing key */
+	bool ready;
+} tls;
+
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static uint16_t free_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	uint16_t port = 0;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static int server_start(void)
+{
+	char accept[32];
+	int64_t deadline;
+
+	tls.port = free_port();
+	snprintf(accept, sizeof(accept), "127.0.0.1:%u", tls.port);
+	tls.pid = fork();
+	if (tls.pid < 0)
+		return -1;
+	if (tls.pid == 0) {
+		int fd = open(tls.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd < 0 || chdir(tls.dir) != 0)
+			_exit(127);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("openssl", "openssl", "s_server", "-accept", accept, "-cert", "srv.pem",
+		       "-key", "srv.key", "-WWW", (char *)NULL);
+		_exit(127);
+	}
+	deadline = h_now_ms() + 5000;
+	while (h_now_ms() < deadline) {
+		int fd = h_connect(tls.port);
+		if (fd >= 0) {
+			close(fd);
+			return 0;
+		}
+		h_sleep_ms(20);
+	}
+	return -1;
+}
+
+/* Stops s_server; its log is complete afterwards. */
+static void server_stop(void)
+{
+	if (tls.pid > 0) {
+		kill(tls.pid, SIGTERM);
+		waitpid(tls.pid, NULL, 0);
+		tls.pid = 0;
+	}
+}
+
+static int group_setup(void **state)
+{
+	char tmpl[] = "/tmp/dlrd-sns-XXXXXX", path[400];
+	FILE *fp;
+
+	(void)state;
+	if (sh("openssl version > /dev/null 2>&1") != 0)
+		return 0; /* tests skip */
+	if (!mkdtemp(tmpl))
+		return -1;
+	snprintf(tls.dir, sizeof(tls.dir), "%s", tmpl);
+	snprintf(tls.log, sizeof(tls.log), "%s/s_server.log", tls.dir);
+	if (sh("cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout srv.key -out srv.pem "
+	       "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -days 2 > /dev/null 2>&1 "
+	       "&& openssl req -x509 -newkey rsa:2048 -nodes -keyout sign.key -out signing.pem "
+	       "-subj /CN=sns.amazonaws.com -days 2 > /dev/null 2>&1",
+	       tls.dir) != 0)
+		return -1;
+	/* what SubscribeURL answers; s_server -WWW serves the query as part
+	 * of the file name */
+	snprintf(path, sizeof(path), "%s/" CONFIRM, tls.dir);
+	if (h_write_file(path, "<ConfirmSubscriptionResponse/>") != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/sign.key", tls.dir);
+	fp = fopen(path, "r");
+	if (!fp)
+		return -1;
+	tls.key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	if (!tls.key || server_start() != 0)
+		return -1;
+	tls.ready = true;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	server_stop();
+	EVP_PKEY_free(tls.key);
+	if (tls.dir[0])
+		sh("rm -rf %s", tls.dir);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	char e1[300], e2[300];
+	const char *env[] = {"DLRD_SNS_TOPIC_ARNS=" TOPIC,
+	                     "DLRD_SNS_CERT_HOSTS=127.0.0.1,localhost", e1, e2, NULL};
+
+	if (!tls.ready) {
+		*state = NULL;
+		return 0;
+	}
+	snprintf(e1, sizeof(e1), "DLRD_SNS_CA_FILE=%s/srv.pem", tls.dir);
+	snprintf(e2, sizeof(e2), "DLRD_SERVER_LOG_LEVEL=info");
+	return h_fixture_start(state, env);
+}
+
+static int teardown(void **state)
+{
+	return *state ? h_fixture_stop(state) : 0;
+}
+
+#define SKIP_WITHOUT_OPENSSL()                                                                     \
+	do {                                                                                       \
+		if (!tls.ready)                                                                    \
+			skip();                                                                    \
+	} while (0)
+
+/* The SNS envelope of type around message, signed with the signing key.
+ * cert_url NULL: the loopback server's signing.pem. */
+static char *envelope(const char *type, const char *mid, const char *message, long skew_s,
+                      const char *topic, const char *cert_url, const char *version,
+                      const char *sub_url)
+{
+	char ts[32], url[256], buf[16384], b64[1024];
+	time_t now = time(NULL) + skew_s;
+	struct tm tm;
+	json_t *e = json_object();
+	size_t at = 0, sl;
+	uint8_t sig[1024];
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	bool notif = strcmp(type, "Notification") == 0;
+	char *out;
+
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+	if (!cert_url) {
+		snprintf(url, sizeof(url), "https://127.0.0.1:%u/signing.pem", tls.port);
+		cert_url = url;
+	}
+	/* the string to sign, in AWS's key order */
+	at += (size_t)snprintf(buf + at, sizeof(buf) - at, "Message\n%s\nMessageId\n%s\n", message,
+	                       mid);
+	if (!notif)
+		at += (size_t)snprintf(buf + at, sizeof(buf) - at, "SubscribeURL\n%s\n", sub_url);
+	at += (size_t)snprintf(buf + at, sizeof(buf) - at, "Timestamp\n%s\n", ts);
+	if (!notif)
+		at += (size_t)snprintf(buf + at, sizeof(buf) - at, "Token\n2336412f37fb\n");
+	at += (size_t)snprintf(buf + at, sizeof(buf) - at, "TopicArn\n%s\nType\n%s\n", topic, type);
+	sl = sizeof(sig);
+	assert_int_equal(EVP_DigestSignInit(c, NULL, version[0] == '2' ? EVP_sha256() : EVP_sha1(),
+	                                    NULL, tls.key),
+	                 1);
+	assert_int_equal(EVP_DigestSign(c, sig, &sl, (uint8_t *)buf, at), 1);
+	EVP_MD_CTX_free(c);
+	crypto_b64_encode(sig, sl, b64);
+
+	json_object_set_new(e, "Type", json_string(type));
+	json_object_set_new(e, "MessageId", json_string(mid));
+	if (!notif) {
+		json_object_set_new(e, "Token", json_string("2336412f37fb"));
+		json_object_set_new(e, "SubscribeURL", json_string(sub_url));
+	}
+	json_object_set_new(e, "TopicArn", json_string(topic));
+	json_object_set_new(e, "Message", json_string(message));
+	json_object_set_new(e, "Timestamp", json_string(ts));
+	json_object_set_new(e, "SignatureVersion", json_string(version));
+	json_object_set_new(e, "Signature", json_string(b64));
+	json_object_set_new(e, "SigningCertURL", json_string(cert_url));
+	json_object_set_new(e, "UnsubscribeURL",
+	                    json_string("https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"));
+	out = json_dumps(e, JSON_INDENT(2));
+	json_decref(e);
+	return out;
+}
+
+/* POSTs an envelope (taking it) as SNS does. */
+static long post(const struct dlrd *d, char *body, const char *type, struct h_resp *r)
+{
+	char h[96];
+	const char *hdrs[] = {"Content-Type: text/plain; charset=UTF-8", h,
+	                      "User-Agent: Amazon Simple Notification Service Agent", NULL};
+
+	snprintf(h, sizeof(h), "x-amz-sns-message-type: %s", type);
+	h_request(d, "POST", PATH, hdrs, body, strlen(body), r);
+	free(body);
+	return r->status;
+}
+
+#define EVENT(type, mid)                                                                           \
+	"{\"eventType\":\"" type "\",\"eventVersion\":\"1.0\",\"eventTimestamp\":1795792200123,"   \
+	"\"isFinal\":true,\"originationPhoneNumber\":\"+12065550152\","                            \
+	"\"destinationPhoneNumber\":\"+447700900123\",\"isInternationalSend\":true,"               \
+	"\"mcc\":\"234\",\"mnc\":\"15\",\"messageId\":\"" mid "\","                                \
+	"\"messageRequestTimestamp\":1795792199000,\"messageEncoding\":\"GSM\","                   \
+	"\"messageType\":\"TRANSACTIONAL\",\"messageStatus\":\"DELIVERED\","                       \
+	"\"messageStatusDescription\":\"Message has been delivered\",\"context\":{},"              \
+	"\"totalMessageParts\":1,\"totalMessagePrice\":0.0456,\"totalCarrierFee\":0.0}"
+
+static void expect_nothing_written(struct dlrd *d)
+{
+	assert_int_equal(h_count_data(d), 0);
+}
+
+static void test_notification_stored_and_deduped(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char buf[1024];
+	char *body;
+
+	SKIP_WITHOUT_OPENSSL();
+	body = envelope("Notification", "4f6a7c3e-0b1d-5e2f-8a9b-0c1d2e3f4a5b",
+	                EVENT("TEXT_DELIVERED", "7B2D0F4A-9C1E-4F6A-8B3D-2E5F7A9C1D0E"), 0, TOPIC,
+	                NULL, "2", NULL);
+	assert_int_equal(post(d, strdup(body), "Notification", &r), 200);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT provider||'|'||provider_message_id||'|'||provider_event_id||'|'||"
+	              "status||'|'||raw_status||'|'||coalesce(error_code,'-')||'|'||"
+	              "provider_occurred_at||'|'||is_final FROM sms_message_events"),
+	    "sns|7b2d0f4a-9c1e-4f6a-8b3d-2e5f7a9c1d0e|4f6a7c3e-0b1d-5e2f-8a9b-0c1d2e3f4a5b|"
+	    "delivered|TEXT_DELIVERED|-|2026-11-27T15:10:00.123Z|1");
+	assert_int_equal(h_sql_int(d,
+	                           "SELECT count(*) FROM sms_message_events "
+	                           "WHERE CAST(raw_payload AS TEXT) = %Q",
+	                           body),
+	                 1);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT current_status||'|'||destination_country||'|'||"
+	              "sender_identity||'|'||length(recipient_hash) FROM sms_messages"),
+	    "delivered|GB|+12065550152|64");
+	/* SNS retries the same message (same MessageId and body) */
+	assert_int_equal(post(d, body, "Notification", &r), 200);
+	assert_int_equal(h_count(d, "sms_message_events"), 1);
+	assert_int_equal(h_count(d, "sms_callback_log"), 2);
+	/* a late TEXT_SUCCESSFUL (signature version 1) arrives after */
+	body = envelope("Notification", "9a8b7c6d-0000-5e2f-8a9b-0c1d2e3f4a5b",
+	                EVENT("TEXT_SUCCESSFUL", "7b2d0f4a-9c1e-4f6a-8b3d-2e5f7a9c1d0e"), 0, TOPIC,
+	                NULL, "1", NULL);
+	assert_int_equal(post(d, body, "Notification", &r), 200);
+	assert_int_equal(h_count(d, "sms_message_events"), 2);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT current_status||'|'||event_count||'|'||callback_count "
+	              "FROM sms_messages"),
+	    "delivered|2|3");
+}
+
+static void test_forged_stale_unknown_topic(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char *body;
+	json_t *e;
+	json_error_t jerr;
+
+	SKIP_WITHOUT_OPENSSL();
+	/* a field changed after signing */
+	body = envelope("Notification", "m-1", EVENT("TEXT_DELIVERED", "a1"), 0, TOPIC, NULL, "2",
+	                NULL);
+	e = json_loads(body, 0, &jerr);
+	free(body);
+	json_object_set_new(e, "Message", json_string(EVENT("TEXT_DELIVERED", "a2")));
+	assert_int_equal(post(d, json_dumps(e, 0), "Notification", &r), 401);
+	assert_string_equal(r.body, "unauthorized\n");
+	json_decref(e);
+	/* stale: more than 4200 s old, or ahead */
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-2", EVENT("TEXT_DELIVERED", "a1"), -4300,
+	                               TOPIC, NULL, "2", NULL),
+	                      "Notification", &r),
+	                 401);
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-3", EVENT("TEXT_DELIVERED", "a1"), 4300,
+	                               TOPIC, NULL, "2", NULL),
+	                      "Notification", &r),
+	                 401);
+	/* a topic not in topic_arns, correctly signed */
+	assert_int_equal(
+	    post(d,
+	         envelope("Notification", "m-4", EVENT("TEXT_DELIVERED", "a1"), 0,
+	                  "arn:aws:sns:us-east-1:123456789012:someone-else", NULL, "2", NULL),
+	         "Notification", &r),
+	    401);
+	/* raw message delivery: no envelope */
+	assert_int_equal(post(d, strdup(EVENT("TEXT_DELIVERED", "a1")), "Notification", &r), 401);
+	expect_nothing_written(d);
+	/* a retry from an hour ago is still accepted */
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-5", EVENT("TEXT_DELIVERED", "a1"), -3600,
+	                               TOPIC, NULL, "2", NULL),
+	                      "Notification", &r),
+	                 200);
+	assert_int_equal(h_count(d, "sms_message_events"), 1);
+}
+
+static void test_certificate_problems(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char url[256];
+
+	SKIP_WITHOUT_OPENSSL();
+	/* nothing listens there: temporary, 503 so SNS retries */
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/signing.pem", (unsigned)free_port());
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-1", EVENT("TEXT_DELIVERED", "a1"), 0,
+	                               TOPIC, url, "2", NULL),
+	                      "Notification", &r),
+	                 503);
+	assert_string_equal(r.body, "signing certificate unavailable, retry later\n");
+	expect_nothing_written(d);
+	assert_true(h_log_contains(d, "sns_cert_unavailable"));
+	/* the TLS peer does not verify for that name: refused */
+	snprintf(url, sizeof(url), "https://localhost:%u/signing.pem", tls.port);
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-2", EVENT("TEXT_DELIVERED", "a1"), 0,
+	                               TOPIC, url, "2", NULL),
+	                      "Notification", &r),
+	                 401);
+	/* a host that is not allowed, and a path that is no .pem */
+	snprintf(url, sizeof(url), "https://127.0.0.2:%u/signing.pem", tls.port);
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-3", EVENT("TEXT_DELIVERED", "a1"), 0,
+	                               TOPIC, url, "2", NULL),
+	                      "Notification", &r),
+	                 401);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/srv.key", tls.port);
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-4", EVENT("TEXT_DELIVERED", "a1"), 0,
+	                               TOPIC, url, "2", NULL),
+	                      "Notification", &r),
+	                 401);
+	/* served, but not a certificate */
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/missing.pem", tls.port);
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-5", EVENT("TEXT_DELIVERED", "a1"), 0,
+	                               TOPIC, url, "2", NULL),
+	                      "Notification", &r),
+	                 401);
+	expect_nothing_written(d);
+}
+
+static void test_unsubscribe_reviewed(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char buf[512];
+
+	SKIP_WITHOUT_OPENSSL();
+	assert_int_equal(
+	    post(d,
+	         envelope("UnsubscribeConfirmation", "u-1",
+	                  "You have chosen to deactivate subscription", 0, TOPIC, NULL, "2",
+	                  "https://sns.us-east-1.amazonaws.com/?Action=Subscribe"),
+	         "UnsubscribeConfirmation", &r),
+	    200);
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf), "SELECT reason FROM review_queue"),
+	                    "unusable_payload");
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+}
+
+/* Last: it stops the HTTPS server to read its complete log. */
+static void test_subscription_confirmed(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char url[256], *log;
+
+	SKIP_WITHOUT_OPENSSL();
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/" CONFIRM, tls.port);
+	assert_int_equal(
+	    post(d,
+	         envelope("SubscriptionConfirmation", "s-1",
+	                  "You have chosen to subscribe to the topic", 0, TOPIC, NULL, "1", url),
+	         "SubscriptionConfirmation", &r),
+	    200);
+	expect_nothing_written(d);
+	assert_true(h_log_contains(d, "sns_subscription_confirmed"));
+	server_stop();
+	log = h_read_file(tls.log, NULL);
+	assert_non_null(log);
+	assert_non_null(strstr(log, "FILE:" CONFIRM));
+	free(log);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_notification_stored_and_deduped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_stale_unknown_topic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_certificate_problems, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unsubscribe_reviewed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subscription_confirmed, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

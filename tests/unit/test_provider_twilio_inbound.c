@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for the inbound-message side of src/providers/twilio.c through
+ * its provider table entry: form POST and GET webhooks (GET is signed over
+ * the URL alone), the empty TwiML answer, the fields of an inbound event,
+ * routing by payload when a webhook is pointed at the other URL, and
+ * signatures that must fail.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "dlrd_limits.h"
+#include "form.h"
+#include "provider.h"
+#include "sig.h"
+
+extern const struct provider provider_twilio;
+
+#define TOKEN  "unit-twilio-token-0123456789"
+#define PUBLIC "https://sms.example.com"
+#define SID    "SM0123456789abcdef0123456789abcdef"
+#define TWIML  "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>"
+
+/* An inbound webhook as Twilio documents its fields. */
+#define INBOUND_BODY                                                                               \
+	"ToCountry=US&ToState=CA&SmsMessageSid=" SID "&NumMedia=0&ToCity=&FromZip=&SmsSid=" SID    \
+	"&FromState=&SmsStatus=received&FromCity=&Body=Stop+please%0A&FromCountry=GB&To=%2B1500"   \
+	"5550006&ToZip=&NumSegments=1&MessageSid=" SID "&AccountSid=AC0123456789abcdef0123456789"  \
+	"abcdef&From=%2B447700900123&ApiVersion=2010-04-01"
+
+struct fx {
+	struct config cfg;
+	void *state;
+	struct arena a;
+	char block[16384];
+	char sig[29];
+	struct provider_request req;
+	struct provider_result res;
+	char err[256];
+};
+
+static const char *fake_header(void *ctx, const char *name)
+{
+	struct fx *f = ctx;
+	if (strcasecmp(name, "X-Twilio-Signature") == 0 && f->sig[0])
+		return f->sig;
+	return NULL;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	static const uint8_t hk[] = "unit-test-hash-key";
+	char err[256];
+
+	setenv("DLRD_TWILIO_AUTH_TOKENS", TOKEN, 1);
+	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+		return -1;
+	if (provider_twilio.init(&f->cfg, &f->state, err, sizeof(err)) != 0 || !f->state)
+		return -1;
+	provider_set_hash_key(hk, sizeof(hk) - 1);
+	arena_init(&f->a, f->block, sizeof(f->block));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	provider_twilio.fini(f->state);
+	config_fini(&f->cfg);
+	arena_fini(&f->a);
+	free(f);
+	unsetenv("DLRD_TWILIO_AUTH_TOKENS");
+	return 0;
+}
+
+/* Twilio's signature for PUBLIC + target with the form params (NULL for
+ * GET). */
+static void sign(struct fx *f, const char *target, const char *form_body)
+{
+	char url[1024];
+	struct form form, *fp = NULL;
+	struct arena a;
+	char block[8192], err[128];
+
+	arena_init(&a, block, sizeof(block));
+	if (form_body) {
+		assert_int_equal(form_decode(&a, form_body, strlen(form_body), LIM_FORM_FIELDS,
+		                             &form, err, sizeof(err)),
+		                 0);
+		fp = &form;
+	}
+	snprintf(url, sizeof(url), "%s%s", PUBLIC, target);
+	sig_twilio_sign(TOKEN, (struct iov){url, strlen(url)}, fp, f->sig);
+	arena_fini(&a);
+}
+
+/* Runs authenticate and parse.  target: "/webhooks/twilio/inbound?...". */
+static int run(struct fx *f, const char *method, enum webhook_kind kind, const char *target,
+               const char *body, int *parse_rc)
+{
+	struct provider_request *req = &f->req;
+	const char *q = strchr(target, '?');
+	int rc;
+
+	arena_reset(&f->a);
+	memset(req, 0, sizeof(*req));
+	req->method = method;
+	req->kind = kind;
+	req->target = (struct iov){target, strlen(target)};
+	req->path = (struct iov){target, q ? (size_t)(q - target) : strlen(target)};
+	req->query = q ? (struct iov){q + 1, strlen(q + 1)} : (struct iov){"", 0};
+	req->body = (struct iov){body, strlen(body)};
+	req->content_type = strcmp(method, "POST") == 0 ? "application/x-www-form-urlencoded" : "";
+	req->public_url = PUBLIC;
+	req->now_ms = 1700000000000LL;
+	req->arena = &f->a;
+	req->header = fake_header;
+	req->hctx = f;
+	memset(&f->res, 0, sizeof(f->res));
+	f->res.http_status = 200;
+	f->err[0] = '\0';
+	rc = provider_twilio.authenticate(f->state, req, f->err, sizeof(f->err));
+	*parse_rc = -100;
+	if (rc == 0)
+		*parse_rc = provider_twilio.parse(f->state, req, &f->res, f->err, sizeof(f->err));
+	return rc;
+}
+
+static void expect_inbound(struct fx *f)
+{
+	assert_int_equal(f->res.n_events, 1);
+	const struct dlr_event *ev = &f->res.events[0];
+	assert_int_equal(ev->kind, EV_INBOUND);
+	assert_string_equal(ev->provider, "twilio");
+	assert_string_equal(ev->provider_message_id, SID);
+	assert_null(ev->provider_event_id);
+	assert_non_null(ev->recipient_hash);
+	assert_string_equal(ev->destination_country, "GB");
+	assert_string_equal(ev->sender_identity, "+15005550006");
+	assert_int_equal(ev->text_len, strlen("Stop please\n"));
+	assert_string_equal(ev->text, "Stop please\n");
+	assert_int_equal(ev->occurred_ms, -1);
+	assert_string_equal(f->res.content_type, "text/xml");
+	assert_string_equal(f->res.body, TWIML);
+}
+
+static void test_post(void **state)
+{
+	struct fx *f = *state;
+	int prc;
+
+	sign(f, "/webhooks/twilio/inbound", INBOUND_BODY);
+	assert_int_equal(
+	    run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound", INBOUND_BODY, &prc), 0);
+	assert_int_equal(prc, 0);
+	expect_inbound(f);
+}
+
+static void test_get(void **state)
+{
+	struct fx *f = *state;
+	static const char target[] = "/webhooks/twilio/inbound?" INBOUND_BODY;
+	int prc;
+	char dedup[65];
+
+	/* GET: the whole URL is signed, with no POST parameters */
+	sign(f, target, NULL);
+	assert_int_equal(run(f, "GET", HOOK_INBOUND, target, "", &prc), 0);
+	assert_int_equal(prc, 0);
+	expect_inbound(f);
+	snprintf(dedup, sizeof(dedup), "%s", f->res.events[0].dedup_key);
+	/* the same message by POST deduplicates with it (MessageSid) */
+	sign(f, "/webhooks/twilio/inbound", INBOUND_BODY);
+	assert_int_equal(
+	    run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound", INBOUND_BODY, &prc), 0);
+	assert_string_equal(f->res.events[0].dedup_key, dedup);
+	/* a GET signed as if the query were POST parameters fails */
+	sign(f, "/webhooks/twilio/inbound", INBOUND_BODY);
+	assert_int_equal(run(f, "GET", HOOK_INBOUND, target, "", &prc), DLRD_EAUTH);
+	/* so does a changed query */
+	sign(f, target, NULL);
+	assert_int_equal(run(f, "GET", HOOK_INBOUND,
+	                     "/webhooks/twilio/inbound?" INBOUND_BODY "&Extra=1", "", &prc),
+	                 DLRD_EAUTH);
+	/* and no signature */
+	f->sig[0] = '\0';
+	assert_int_equal(run(f, "GET", HOOK_INBOUND, target, "", &prc), DLRD_EAUTH);
+	/* GET stays 405 on the status URL, PUT on both */
+	sign(f, target, NULL);
+	assert_int_equal(run(f, "GET", HOOK_STATUS, "/webhooks/twilio/status?a=b", "", &prc),
+	                 DLRD_EMETHOD);
+	assert_int_equal(run(f, "PUT", HOOK_INBOUND, "/webhooks/twilio/inbound", "", &prc),
+	                 DLRD_EMETHOD);
+}
+
+static void test_forged_post(void **state)
+{
+	struct fx *f = *state;
+	int prc;
+
+	sign(f, "/webhooks/twilio/inbound", INBOUND_BODY);
+	assert_int_equal(run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound",
+	                     INBOUND_BODY "&Body=changed", &prc),
+	                 DLRD_EAUTH);
+	/* signed for the status URL, posted to the inbound URL */
+	sign(f, "/webhooks/twilio/status", INBOUND_BODY);
+	assert_int_equal(
+	    run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound", INBOUND_BODY, &prc),
+	    DLRD_EAUTH);
+}
+
+/* Inbound posted to the status URL is still inbound, with TwiML. */
+static void test_inbound_on_status_url(void **state)
+{
+	struct fx *f = *state;
+	int prc;
+
+	sign(f, "/webhooks/twilio/status", INBOUND_BODY);
+	assert_int_equal(run(f, "POST", HOOK_STATUS, "/webhooks/twilio/status", INBOUND_BODY, &prc),
+	                 0);
+	assert_int_equal(prc, 0);
+	expect_inbound(f);
+	/* a Body and no status at all: inbound too */
+	static const char b2[] = "MessageSid=" SID "&From=%2B447700900123&To=12345&Body=hi";
+	sign(f, "/webhooks/twilio/status", b2);
+	assert_int_equal(run(f, "POST", HOOK_STATUS, "/webhooks/twilio/status", b2, &prc), 0);
+	assert_int_equal(f->res.events[0].kind, EV_INBOUND);
+	assert_string_equal(f->res.events[0].text, "hi");
+	/* no FromCountry: the number decides */
+	assert_string_equal(f->res.events[0].destination_country, "GB");
+}
+
+/* A status callback posted to the inbound URL is still a status. */
+static void test_status_on_inbound_url(void **state)
+{
+	struct fx *f = *state;
+	static const char body[] = "MessageSid=" SID "&MessageStatus=delivered&SmsStatus=delivered"
+	                           "&To=%2B14155550123&From=%2B15005550006";
+	int prc;
+
+	sign(f, "/webhooks/twilio/inbound", body);
+	assert_int_equal(run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound", body, &prc), 0);
+	assert_int_equal(prc, 0);
+	assert_int_equal(f->res.n_events, 1);
+	assert_int_equal(f->res.events[0].kind, EV_STATUS);
+	assert_int_equal(f->res.events[0].status, ST_DELIVERED);
+	assert_null(f->res.body); /* the default answer, not TwiML */
+	/* even with a Body, an outbound status wins */
+	static const char b2[] = "MessageSid=" SID "&MessageStatus=sent&Body=x";
+	sign(f, "/webhooks/twilio/inbound", b2);
+	assert_int_equal(run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound", b2, &prc), 0);
+	assert_int_equal(f->res.events[0].kind, EV_STATUS);
+	assert_int_equal(f->res.events[0].status, ST_SENT);
+}
+
+static void test_unusable_and_edge_fields(void **state)
+{
+	struct fx *f = *state;
+	int prc;
+
+	/* no MessageSid: a review row, still answered with TwiML */
+	static const char b1[] = "SmsStatus=received&From=%2B447700900123&Body=x";
+	sign(f, "/webhooks/twilio/inbound", b1);
+	assert_int_equal(run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound", b1, &prc), 0);
+	assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
+	assert_int_equal(f->res.events[0].review, REVIEW_UNUSABLE);
+	assert_string_equal(f->res.body, TWIML);
+	/* SmsMessageSid alone is enough; upper-case hex is canonicalized;
+	 * a bad FromCountry is ignored; an empty Body (media only) is a message */
+	static const char b2[] =
+	    "SmsMessageSid=MM0123456789ABCDEF0123456789ABCDEF&SmsStatus=received"
+	    "&From=%2B14155550123&FromCountry=gb&Body=&NumMedia=1";
+	sign(f, "/webhooks/twilio/inbound", b2);
+	assert_int_equal(run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound", b2, &prc), 0);
+	const struct dlr_event *ev = &f->res.events[0];
+	assert_int_equal(ev->kind, EV_INBOUND);
+	assert_string_equal(ev->provider_message_id, "MM0123456789abcdef0123456789abcdef");
+	assert_string_equal(ev->destination_country, "US");
+	assert_int_equal(ev->text_len, 0);
+	assert_string_equal(ev->text, "");
+	assert_null(ev->sender_identity);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_post, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_get, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_post, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound_on_status_url, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_status_on_inbound_url, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unusable_and_edge_fields, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
