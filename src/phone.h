@@ -30,7 +30,7 @@ const char *phone_country(const char *e164);
 size_t phone_calling_code(const char *e164, char out[4]);
 
 /* Masks for display: country calling code and the last 2 digits
- * ("+447700900123" -> "+44*******23").  out needs PHONE_E164_MAX+1 bytes. */
+ * ("+447700900123" -> "+44********23").  out needs PHONE_E164_MAX+1 bytes. */
 void phone_mask(const char *e164, char out[PHONE_E164_MAX + 1]);
 
 /* Hex HMAC-SHA256 of the E.164 number under key; out needs 65 bytes. */
