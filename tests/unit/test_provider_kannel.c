@@ -302,13 +302,13 @@ static void test_redaction(void **state)
 
 	assert_int_equal(run(f, "GET", "type=1&token=" TOKEN1 "&id=abc&answer=a+b&&x", &prc), 0);
 	assert_int_equal(prc, 0);
-	assert_int_equal(f->req.query.n, strlen("type=1&token=REDACTED&id=abc&answer=a+b&&x"));
-	assert_memory_equal(f->req.query.p, "type=1&token=REDACTED&id=abc&answer=a+b&&x",
-	                    f->req.query.n);
+	assert_int_equal(f->res.raw_payload.n, strlen("type=1&token=REDACTED&id=abc&answer=a+b&&x"));
+	assert_memory_equal(f->res.raw_payload.p, "type=1&token=REDACTED&id=abc&answer=a+b&&x",
+	                    f->res.raw_payload.n);
 	/* an encoded name is still the token; the encoded name is kept */
 	assert_int_equal(run(f, "GET", "%74oken=" TOKEN2 "&type=1&id=abc&", &prc), 0);
-	assert_memory_equal(f->req.query.p, "%74oken=REDACTED&type=1&id=abc&", f->req.query.n);
-	assert_int_equal(f->req.query.n, strlen("%74oken=REDACTED&type=1&id=abc&"));
+	assert_memory_equal(f->res.raw_payload.p, "%74oken=REDACTED&type=1&id=abc&", f->res.raw_payload.n);
+	assert_int_equal(f->res.raw_payload.n, strlen("%74oken=REDACTED&type=1&id=abc&"));
 }
 
 int main(void)
