@@ -143,9 +143,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* the stored raw payload holds a token only where the fuzzer
 		 * put one in another parameter */
 		struct iov own = {(const char *)in.p, in.n};
-		FZ_CHECK(fkn_count(pr.query, FKN_TOKEN1) <= fkn_count(own, FKN_TOKEN1));
-		FZ_CHECK(fkn_count(pr.query, FKN_TOKEN2) <= fkn_count(own, FKN_TOKEN2));
-		FZ_CHECK(pr.query.n <= qn);
+		FZ_CHECK(res.raw_payload.p != NULL);
+		FZ_CHECK(fkn_count(res.raw_payload, FKN_TOKEN1) <= fkn_count(own, FKN_TOKEN1));
+		FZ_CHECK(fkn_count(res.raw_payload, FKN_TOKEN2) <= fkn_count(own, FKN_TOKEN2));
+		FZ_CHECK(res.raw_payload.n <= qn);
 		const struct dlr_event *ev = &res.events[0];
 		FZ_CHECK(ev->kind == EV_STATUS || ev->kind == EV_UNUSABLE);
 		FZ_CHECK(ev->status < ST__COUNT);
