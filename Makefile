@@ -19,11 +19,11 @@ build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The whole suite: unit and integration tests (SQLite, and PostgreSQL when
-# scripts/pg-test.sh can start a throwaway cluster).
+# The whole suite: unit and integration tests, SQLite and PostgreSQL (a
+# throwaway cluster started by scripts/pg-test.sh and removed afterwards).
 test: build
-	@scripts/deps.sh build test
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@scripts/deps.sh build test pg
+	cd $(BUILD) && DLRD_PG_FAST=1 $(CURDIR)/scripts/pg-test.sh run ctest --output-on-failure -j $(JOBS)
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit
@@ -36,16 +36,17 @@ run: build
 	$(BUILD)/dlrd serve $(if $(wildcard dlrd.conf),--config dlrd.conf,)
 
 bench: build
-	@scripts/deps.sh build bench
+	@scripts/deps.sh build bench pg
 	bench/run.sh $(BUILD)
+	bench/run_pg.sh $(BUILD)
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer, leaks on.
 asan-test:
-	@scripts/deps.sh build test
+	@scripts/deps.sh build test pg
 	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DDLRD_SANITIZE=ON -DDLRD_WERROR=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN) -j $(JOBS)
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j $(JOBS)
+		DLRD_PG_FAST=1 $(CURDIR)/scripts/pg-test.sh run ctest --output-on-failure -j $(JOBS)
 
 FUZZ_SECONDS ?= 300
 fuzz:

@@ -15,12 +15,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
 
-#define PROBE_INTERVAL_MS 1000
+#define PROBE_INTERVAL_MS 1000 /* after a failure */
+#define IDLE_PROBE_MS 5000     /* while healthy and idle */
 
 struct commitq {
 	struct store *st;
@@ -59,23 +61,28 @@ static void *writer_main(void *arg)
 		/* Leave only when stopping and no reserved slot can still be
 		 * pushed: every pushed item must be completed. */
 		while (!q->head && !(q->stopping && q->reserved == 0)) {
-			if (atomic_load(&q->healthy)) {
-				pthread_cond_wait(&q->cv, &q->mu);
-			} else {
-				/* After a failure, probe until storage is writable
-				 * again so /healthz recovers without traffic. */
-				struct timespec ts;
-				clock_gettime(CLOCK_REALTIME, &ts);
-				ts.tv_sec += PROBE_INTERVAL_MS / 1000;
-				if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) != 0 && !q->head) {
-					pthread_mutex_unlock(&q->mu);
-					if (store_probe(q->st, err, sizeof(err)) == 0) {
-						atomic_store(&q->healthy, true);
+			/* With nothing to write, probe storage now and then so
+			 * /healthz tells the truth without traffic: every second
+			 * after a failure until it recovers, every few seconds
+			 * while healthy (a database server can go away). */
+			bool healthy = atomic_load(&q->healthy);
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += (healthy ? IDLE_PROBE_MS : PROBE_INTERVAL_MS) / 1000;
+			if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) != 0 && !q->head &&
+			    !q->stopping) {
+				pthread_mutex_unlock(&q->mu);
+				if (store_probe(q->st, err, sizeof(err)) == 0) {
+					if (!atomic_exchange(&q->healthy, true))
 						LOG_I("storage_recovered", "backend=%s",
 						      store_backend(q->st));
-					}
-					pthread_mutex_lock(&q->mu);
+				} else if (atomic_exchange(&q->healthy, false)) {
+					char qe[300];
+					LOG_E("storage_unavailable", "backend=%s error=%s",
+					      store_backend(q->st),
+					      log_quote(qe, sizeof(qe), err, strlen(err)));
 				}
+				pthread_mutex_lock(&q->mu);
 			}
 		}
 		while (q->head && n < q->max_batch) {
@@ -95,8 +102,11 @@ static void *writer_main(void *arg)
 			uint64_t dt = util_mono_ns() - t0;
 			metrics_commit(n, dt, rc == 0);
 			if (rc != 0) {
-				if (atomic_exchange(&q->healthy, false))
-					LOG_E("commit_failed", "batch=%zu error=\"%s\"", n, err);
+				if (atomic_exchange(&q->healthy, false)) {
+					char qe[300];
+					LOG_E("commit_failed", "batch=%zu error=%s", n,
+					      log_quote(qe, sizeof(qe), err, strlen(err)));
+				}
 				complete_all(q->batch, n, rc);
 			} else {
 				if (!atomic_exchange(&q->healthy, true))
@@ -205,4 +215,9 @@ size_t commitq_depth(const struct commitq *q)
 bool commitq_healthy(const struct commitq *q)
 {
 	return atomic_load(&((struct commitq *)q)->healthy);
+}
+
+struct store *commitq_store(const struct commitq *q)
+{
+	return q->st;
 }

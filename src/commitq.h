@@ -23,9 +23,15 @@
 #include "util.h"
 
 struct store;
+struct store_op;
 struct commitq;
 
-/* One callback request on its way to disk.  Owned by the HTTP layer; the
+/* What a commit item carries: a callback's events (the ingest path), or
+ * one write of the JSON API (struct store_op, store.h), applied by the
+ * writer in the same batch transaction. */
+enum commit_kind { CI_CALLBACK = 0, CI_API };
+
+/* One request on its way to disk.  Owned by the HTTP layer; the
  * writer reads the input fields and writes the output fields between push and
  * complete, and nobody else touches it meanwhile. */
 struct commit_item {
@@ -35,6 +41,8 @@ struct commit_item {
 	size_t n_events;
 	struct iov raw_payload;   /* body, or the query string for GET */
 	int64_t received_ms;
+	enum commit_kind kind;    /* CI_CALLBACK (0) unless set */
+	struct store_op *op;      /* CI_API: the operation, its input and output */
 	/* output, set by the writer before complete() */
 	int result;               /* 0 durable, <0 rolled back */
 	uint32_t n_new;           /* events stored for the first time */
@@ -62,5 +70,8 @@ void commitq_free(struct commitq *q);
 size_t commitq_depth(const struct commitq *q);
 /* False after a failed commit until a later transaction succeeds. */
 bool commitq_healthy(const struct commitq *q);
+/* The store the writer applies batches to (borrowed), for readers that run
+ * beside the writer (the JSON API's read methods). */
+struct store *commitq_store(const struct commitq *q);
 
 #endif

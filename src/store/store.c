@@ -17,6 +17,7 @@ struct store {
 
 static const struct store_ops *const backends[] = {
 	&store__sqlite_ops,
+	&store__pg_ops,
 	NULL,
 };
 

@@ -19,6 +19,7 @@ struct store_ops {
 };
 
 extern const struct store_ops store__sqlite_ops;
+extern const struct store_ops store__pg_ops;
 
 /* The fault-injecting VFS for tests (faultvfs.c): registers "dlrd-fault"
  * when DLRD_TEST_FAULT_FILE is set and returns its name, else NULL. */
