@@ -15,7 +15,8 @@
  *
  * Properties: authenticate() returns 0 or a documented code; a correctly
  * signed POST of application/json within the window is accepted when the
- * body is a JSON object (DLRD_EINVAL otherwise), DLRD_ESTALE outside it;
+ * body is a JSON object nested at most LIM_JSON_DEPTH deep (DLRD_EINVAL
+ * otherwise), DLRD_ESTALE outside it;
  * parse() never fails and makes one bounded event with a hex dedup key.
  */
 #include <jansson.h>
@@ -28,6 +29,7 @@
 #include "crypto.h"
 #include "dlrd_limits.h"
 #include "fuzz.h"
+#include "json.h"
 #include "jwt.h"
 #include "optout.h"
 #include "provider.h"
@@ -126,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_error_t je;
 		json_t *j =
 		    json_loadb(bodyv.n ? bodyv.p : "", bodyv.n, JSON_REJECT_DUPLICATES, &je);
-		is_obj = j && json_is_object(j);
+		is_obj = j && json_is_object(j) && jsonx_depth_ok(bodyv.p, bodyv.n, LIM_JSON_DEPTH);
 		json_decref(j);
 	} else {
 		auth = fz_cstr(authv);

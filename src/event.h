@@ -45,7 +45,10 @@ struct dlr_event {
 	 * sender id.  Inbound: the user who wrote (recipient_hash is then the
 	 * sender's number), and our number or short code they wrote to. */
 	const char *recipient_hash;      /* hex HMAC of the user's E.164 number, or NULL */
+	const char *recipient_masked;    /* the number masked for display (phone_mask), or NULL */
 	const char *destination_country; /* the user's country, ISO 3166 alpha-2, or NULL */
+	bool country_from_number;        /* destination_country was derived from the number,
+					  * not supplied by the provider */
 	const char *sender_identity;     /* our number / sender id, or NULL */
 	enum err_reason error_reason;    /* set centrally from the catalogue */
 	const char *error_title;         /* the provider's title for error_code, or NULL */

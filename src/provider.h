@@ -105,4 +105,40 @@ const char *provider_text(struct arena *a, const char *p, size_t n, size_t max);
 /* The recipient-hash key, set once at start-up before threads run. */
 void provider_set_hash_key(const uint8_t *key, size_t len);
 
+/* Like provider_text(a, p, n, LIM_ID_BYTES), for a message or event id; an
+ * id made only of hex digits and '-' (a UUID, an SMPP hex id) is
+ * lower-cased, so a receipt matches whatever case an application stored it
+ * in, and any other id is kept as sent. */
+const char *provider_hex_id(struct arena *a, const char *p, size_t n);
+
+/* n zeroed events (at least one) in the arena, each with provider set and
+ * occurred_ms -1 (no provider time), for parse() to fill. */
+struct dlr_event *provider_events_new(struct arena *a, const char *provider, size_t n);
+
+/* Makes ev the event of an authenticated but unusable payload: EV_UNUSABLE
+ * for the review queue with detail (static text), status unknown, no
+ * message id; then event_finish(). */
+void provider_unusable(struct dlr_event *ev, const char *detail);
+
+/* For init(): the comma-separated list at [section] key (config_list()).
+ * Sets *list NULL and *n 0 when the key is absent or lists nothing, so the
+ * caller leaves the provider unconfigured; otherwise *list is the
+ * caller's (config_list_free).  Returns DLRD_ECONFIG, nothing in *list,
+ * and an err naming the key but never an item, when the list has more than
+ * LIM_SECRETS items ("at most 16 <what>") or an item is shorter than
+ * min_len bytes. */
+int provider_config_list(const struct config *cfg, const char *section, const char *key,
+			 const char *what, size_t min_len, char ***list, size_t *n, char *err,
+			 size_t errlen);
+
+/* The largest tolerance_seconds (a day): how far a signed timestamp may be
+ * from our clock, either way. */
+#define PROVIDER_TOLERANCE_MAX 86400u
+
+/* For init(): [section] tolerance_seconds, an integer in
+ * 1..PROVIDER_TOLERANCE_MAX, or dflt when absent, into *seconds.  Returns
+ * 0, or DLRD_ECONFIG with err naming the key. */
+int provider_config_tolerance(const struct config *cfg, const char *section, unsigned long dflt,
+			      int64_t *seconds, char *err, size_t errlen);
+
 #endif

@@ -41,10 +41,10 @@
 
 #include "crypto.h"
 #include "dlrd_limits.h"
+#include "json.h"
 #include "provider.h"
 
 #define GEN_TOLERANCE_DEFAULT 300u
-#define GEN_TOLERANCE_MAX     86400u
 #define GEN_KEY_MIN           16u /* bytes; the spec asks for 24..64 */
 #define GEN_KEY_MAX           256u
 #define GEN_SIG_ENTRIES_MAX   16u /* "v1,..." entries looked at per request */
@@ -81,33 +81,22 @@ static void generic_fini(void *state)
 
 static int generic_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *v = config_get(cfg, "generic", "secrets");
-	const char *tol = config_get(cfg, "generic", "tolerance_seconds");
-	unsigned long tol_s = GEN_TOLERANCE_DEFAULT;
+	int64_t tol_s;
 	struct generic *g = NULL;
 	char **list = NULL;
-	size_t n = 0;
-	int rc = 0;
+	size_t n;
+	int rc;
 
 	*state = NULL;
-	if (!v)
-		return 0;
-	list = config_list(v, &n);
-	if (n == 0)
+	rc = provider_config_list(cfg, "generic", "secrets", "secrets", 0, &list, &n, err, errlen);
+	if (rc != 0 || n == 0)
+		return rc;
+	rc = provider_config_tolerance(cfg, "generic", GEN_TOLERANCE_DEFAULT, &tol_s, err, errlen);
+	if (rc != 0)
 		goto out;
-	if (n > LIM_SECRETS) {
-		util_fmt(err, errlen, "config: generic.secrets: at most %u secrets", LIM_SECRETS);
-		rc = DLRD_ECONFIG;
-		goto out;
-	}
-	if (tol && config_parse_uint("generic", "tolerance_seconds", tol, 1, GEN_TOLERANCE_MAX,
-	                             &tol_s, err, errlen) != 0) {
-		rc = DLRD_ECONFIG;
-		goto out;
-	}
 	g = xcalloc(1, sizeof(*g));
 	g->keys = xcalloc(n, sizeof(*g->keys));
-	g->tolerance_ms = (int64_t)tol_s * 1000;
+	g->tolerance_ms = tol_s * 1000;
 	for (size_t i = 0; i < n; i++) {
 		const char *s = list[i];
 		size_t sl = strlen(s);
@@ -240,36 +229,6 @@ static int generic_authenticate(const void *state, struct provider_request *req,
 	return 0;
 }
 
-/* Deepest nesting of v (1 for a scalar), stopping early past limit. */
-static unsigned json_depth(json_t *v, unsigned limit)
-{
-	unsigned best = 0, d;
-	const char *key;
-	json_t *x;
-	size_t i;
-
-	if (limit == 0)
-		return 1;
-	if (json_is_object(v)) {
-		json_object_foreach(v, key, x)
-		{
-			if ((d = json_depth(x, limit - 1)) > best)
-				best = d;
-			if (best >= limit)
-				break;
-		}
-	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, x)
-		{
-			if ((d = json_depth(x, limit - 1)) > best)
-				best = d;
-			if (best >= limit)
-				break;
-		}
-	}
-	return best + 1;
-}
-
 /* A field of data: a string, or absent (NULL) when optional.  Sets err and
  * returns DLRD_EINVAL when it is present with another type, or required and
  * absent. */
@@ -350,10 +309,8 @@ static int parse_status(struct provider_request *req, json_t *data, struct dlr_e
 		return DLRD_EINVAL;
 	/* error_code: a string, or an integer for gateways that pass SMPP or
 	 * GSM codes through as numbers. */
-	if (ec && json_is_integer(ec)) {
-		char num[24];
-		size_t n = util_fmt(num, sizeof(num), "%lld", (long long)json_integer_value(ec));
-		ev->error_code = arena_strndup(a, num, n);
+	if (json_is_integer(ec)) {
+		ev->error_code = jsonx_text(a, ec, LIM_STATUS_BYTES); /* digits: always fit */
 	} else if (ec && !json_is_null(ec) && !json_is_string(ec)) {
 		util_fmt(err, errlen, "data.error_code: must be a string or an integer");
 		return DLRD_EINVAL;
@@ -398,28 +355,18 @@ static int parse_inbound(struct provider_request *req, json_t *data, struct dlr_
 static int generic_parse(const void *state, struct provider_request *req,
                          struct provider_result *res, char *err, size_t errlen)
 {
-	struct dlr_event *ev = arena_alloc(req->arena, sizeof(*ev));
-	json_error_t jerr;
-	json_t *root = NULL, *type, *ts, *data;
+	struct dlr_event *ev = provider_events_new(req->arena, "generic", 1);
+	json_t *root, *type, *ts, *data;
 	const char *t;
 	int64_t ms;
 	int rc = DLRD_EINVAL;
 
 	(void)state;
-	memset(ev, 0, sizeof(*ev));
-	ev->provider = "generic";
-	ev->occurred_ms = -1;
 	ev->provider_event_id = req->scratch; /* the webhook-id */
 
-	root = json_loadb(req->body.p, req->body.n, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root || !json_is_object(root)) {
-		util_fmt(err, errlen, "body is not a JSON object");
+	root = jsonx_load_object(req->body.p, req->body.n, err, errlen);
+	if (!root)
 		goto out;
-	}
-	if (json_depth(root, LIM_JSON_DEPTH + 1) > LIM_JSON_DEPTH) {
-		util_fmt(err, errlen, "body nests deeper than %u", LIM_JSON_DEPTH);
-		goto out;
-	}
 	type = json_object_get(root, "type");
 	ts = json_object_get(root, "timestamp");
 	data = json_object_get(root, "data");

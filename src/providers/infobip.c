@@ -35,6 +35,7 @@
 
 #include "crypto.h"
 #include "dlrd_limits.h"
+#include "json.h"
 #include "provider.h"
 
 #define INFOBIP_AUTH_MAX 1024u
@@ -97,24 +98,16 @@ static void infobip_fini(void *state)
 
 static int infobip_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *v = config_get(cfg, "infobip", "basic_auth");
 	struct infobip *ib;
-	size_t n = 0;
+	size_t n;
 	char **list;
 
 	*state = NULL;
-	if (!v)
-		return 0;
-	list = config_list(v, &n);
-	if (n == 0) {
-		config_list_free(list);
-		return 0;
-	}
-	if (n > LIM_SECRETS) {
-		config_list_free(list);
-		util_fmt(err, errlen, "config: infobip.basic_auth: at most %u pairs", LIM_SECRETS);
+	if (provider_config_list(cfg, "infobip", "basic_auth", "pairs", 0, &list, &n, err,
+	                         errlen) != 0)
 		return DLRD_ECONFIG;
-	}
+	if (n == 0)
+		return 0;
 	ib = xcalloc(1, sizeof(*ib));
 	for (size_t i = 0; i < n; i++) {
 		const char *colon = strchr(list[i], ':');
@@ -177,59 +170,6 @@ static int infobip_authenticate(const void *state, struct provider_request *req,
 
 /* ---- JSON helpers ---- */
 
-/* Rejects nesting deeper than max before jansson builds anything. */
-static bool json_depth_ok(const char *p, size_t n, unsigned max)
-{
-	unsigned depth = 0;
-	bool in_str = false;
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = false;
-		} else if (c == '"') {
-			in_str = true;
-		} else if (c == '{' || c == '[') {
-			if (++depth > max)
-				return false;
-		} else if (c == '}' || c == ']') {
-			if (depth)
-				depth--;
-		}
-	}
-	return true;
-}
-
-static const char *jtext(struct arena *a, const json_t *obj, const char *key, size_t max)
-{
-	const json_t *v = json_object_get(obj, key);
-	char num[32];
-	if (json_is_string(v))
-		return provider_text(a, json_string_value(v), json_string_length(v), max);
-	if (json_is_integer(v)) {
-		size_t n = util_fmt(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-		return provider_text(a, num, n, max);
-	}
-	return NULL;
-}
-
-/* Infobip message ids are UUIDs or hex-and-dash strings: lower-cased. */
-static const char *canonical_id(struct arena *a, const json_t *obj, const char *key)
-{
-	char *s = (char *)jtext(a, obj, key, LIM_ID_BYTES);
-	if (!s)
-		return NULL;
-	for (char *p = s; *p; p++)
-		if (!strchr("0123456789abcdefABCDEF-", *p))
-			return s;
-	for (char *p = s; *p; p++)
-		if (*p >= 'A' && *p <= 'F')
-			*p = (char)(*p + 32);
-	return s;
-}
-
 /* Infobip times: "2019-04-09T16:01:56.494-0300" (Java's yyyy-MM-dd'T'HH:mm:ss.SSSZ,
  * offset without a colon); RFC 3339 forms are accepted too. */
 static int64_t infobip_time(const json_t *obj, const char *key)
@@ -254,16 +194,6 @@ static int64_t infobip_time(const json_t *obj, const char *key)
 }
 
 /* ---- parse ---- */
-
-static void set_unusable(struct dlr_event *ev, const char *detail)
-{
-	ev->kind = EV_UNUSABLE;
-	ev->review = REVIEW_UNUSABLE;
-	ev->review_detail = detail;
-	ev->status = ST_UNKNOWN;
-	ev->provider_message_id = NULL;
-	event_finish(ev);
-}
 
 /* Normalized status from the status object; *review set when unmapped. */
 static enum dlr_status map_status(const char *name, const json_t *status, const char **detail)
@@ -307,41 +237,42 @@ static void parse_report(struct provider_request *req, struct dlr_event *ev, con
 {
 	const json_t *status = json_object_get(r, "status");
 	const json_t *error = json_object_get(r, "error");
-	const char *to = jtext(req->arena, r, "to", LIM_ID_BYTES);
+	const char *to = jsonx_member_text(req->arena, r, "to", LIM_ID_BYTES);
 	const char *detail;
 
 	ev->kind = EV_STATUS;
-	ev->provider_message_id = canonical_id(req->arena, r, "messageId");
+	/* Infobip message ids are UUIDs or hex-and-dash strings: lower-cased */
+	ev->provider_message_id = jsonx_member_id(req->arena, r, "messageId");
 	if (!ev->provider_message_id) {
-		set_unusable(ev, "delivery report without a usable messageId");
+		provider_unusable(ev, "delivery report without a usable messageId");
 		return;
 	}
-	ev->raw_status = jtext(req->arena, status, "name", LIM_STATUS_BYTES);
+	ev->raw_status = jsonx_member_text(req->arena, status, "name", LIM_STATUS_BYTES);
 	if (!ev->raw_status) /* keep the numeric id rather than nothing */
-		ev->raw_status = jtext(req->arena, status, "id", LIM_STATUS_BYTES);
+		ev->raw_status = jsonx_member_text(req->arena, status, "id", LIM_STATUS_BYTES);
 	ev->status = map_status(ev->raw_status, status, &detail);
 	if (detail) {
 		ev->review = REVIEW_UNKNOWN_STATUS;
 		ev->review_detail = detail;
 	}
 	if (json_is_object(error))
-		ev->error_code = jtext(req->arena, error, "id", LIM_STATUS_BYTES);
+		ev->error_code = jsonx_member_text(req->arena, error, "id", LIM_STATUS_BYTES);
 	ev->occurred_ms = infobip_time(r, "doneAt");
 	if (to)
 		provider_set_recipient(ev, req->arena, to, strlen(to));
-	ev->sender_identity = jtext(req->arena, r, "from", LIM_ID_BYTES);
+	ev->sender_identity = jsonx_member_text(req->arena, r, "from", LIM_ID_BYTES);
 	event_finish(ev);
 }
 
 static void parse_inbound(struct provider_request *req, struct dlr_event *ev, const json_t *r)
 {
-	const char *from = jtext(req->arena, r, "from", LIM_ID_BYTES);
+	const char *from = jsonx_member_text(req->arena, r, "from", LIM_ID_BYTES);
 	const json_t *text = json_object_get(r, "text");
 
 	ev->kind = EV_INBOUND;
-	ev->provider_message_id = canonical_id(req->arena, r, "messageId");
+	ev->provider_message_id = jsonx_member_id(req->arena, r, "messageId");
 	if (!ev->provider_message_id) {
-		set_unusable(ev, "inbound message without a usable messageId");
+		provider_unusable(ev, "inbound message without a usable messageId");
 		return;
 	}
 	ev->raw_status = "received";
@@ -349,7 +280,7 @@ static void parse_inbound(struct provider_request *req, struct dlr_event *ev, co
 	ev->occurred_ms = infobip_time(r, "receivedAt");
 	if (from)
 		provider_set_recipient(ev, req->arena, from, strlen(from));
-	ev->sender_identity = jtext(req->arena, r, "to", LIM_ID_BYTES);
+	ev->sender_identity = jsonx_member_text(req->arena, r, "to", LIM_ID_BYTES);
 	if (json_is_string(text)) {
 		ev->text =
 		    arena_strndup(req->arena, json_string_value(text), json_string_length(text));
@@ -363,16 +294,13 @@ static void parse_inbound(struct provider_request *req, struct dlr_event *ev, co
 static int infobip_parse(const void *state, struct provider_request *req,
                          struct provider_result *res, char *err, size_t errlen)
 {
-	json_error_t jerr;
-	json_t *root = NULL;
+	json_t *root = jsonx_load_object(req->body.p, req->body.n, NULL, 0);
 	const json_t *results = NULL, *r;
 	struct dlr_event *evs;
 	size_t n = 0, i;
 
 	(void)state;
-	if (json_depth_ok(req->body.p, req->body.n, LIM_JSON_DEPTH))
-		root = json_loadb(req->body.p, req->body.n, JSON_REJECT_DUPLICATES, &jerr);
-	if (json_is_object(root))
+	if (root)
 		results = json_object_get(root, "results");
 	n = json_is_array(results) ? json_array_size(results) : 0;
 	if (n > LIM_EVENTS_PER_REQUEST) {
@@ -380,29 +308,25 @@ static int infobip_parse(const void *state, struct provider_request *req,
 		util_fmt(err, errlen, "more than %u results", LIM_EVENTS_PER_REQUEST);
 		return DLRD_EINVAL;
 	}
-	evs = arena_alloc(req->arena, (n ? n : 1) * sizeof(*evs));
-	memset(evs, 0, (n ? n : 1) * sizeof(*evs));
+	evs = provider_events_new(req->arena, "infobip", n);
 	res->events = evs;
 	res->n_events = n ? n : 1;
-	for (i = 0; i < (n ? n : 1); i++) {
-		evs[i].provider = "infobip";
-		evs[i].occurred_ms = -1;
-	}
 	if (n == 0) {
-		set_unusable(evs, !json_is_object(root) ? "body is not a JSON object"
-		                                        : "no results in the body");
+		provider_unusable(evs,
+		                  !root ? "body is not a JSON object" : "no results in the body");
 		goto out;
 	}
 	json_array_foreach(results, i, r)
 	{
 		if (!json_is_object(r))
-			set_unusable(&evs[i], "result is not an object");
+			provider_unusable(&evs[i], "result is not an object");
 		else if (json_is_object(json_object_get(r, "status")))
 			parse_report(req, &evs[i], r);
 		else if (json_object_get(r, "text") || json_object_get(r, "receivedAt"))
 			parse_inbound(req, &evs[i], r);
 		else
-			set_unusable(&evs[i], "result is neither a delivery report nor a message");
+			provider_unusable(&evs[i],
+			                  "result is neither a delivery report nor a message");
 	}
 out:
 	json_decref(root);

@@ -87,32 +87,16 @@ static void kannel_fini(void *state)
 
 static int kannel_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *v = config_get(cfg, "kannel", "tokens");
 	char **list;
-	size_t n = 0;
+	size_t n;
 	struct kannel *k;
 
 	*state = NULL;
-	if (!v)
-		return 0;
-	list = config_list(v, &n);
-	if (n == 0) {
-		config_list_free(list);
-		return 0;
-	}
-	if (n > LIM_SECRETS) {
-		config_list_free(list);
-		util_fmt(err, errlen, "config: kannel.tokens: at most %u tokens", LIM_SECRETS);
+	if (provider_config_list(cfg, "kannel", "tokens", "tokens", KANNEL_TOKEN_MIN, &list, &n,
+	                         err, errlen) != 0)
 		return DLRD_ECONFIG;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (strlen(list[i]) < KANNEL_TOKEN_MIN) {
-			config_list_free(list);
-			util_fmt(err, errlen, "config: kannel.tokens: item %zu is shorter than %u",
-			         i + 1, KANNEL_TOKEN_MIN);
-			return DLRD_ECONFIG;
-		}
-	}
+	if (n == 0)
+		return 0;
 	k = xcalloc(1, sizeof(*k));
 	k->digests = xcalloc(n, sizeof(*k->digests));
 	for (size_t i = 0; i < n; i++) {
@@ -301,26 +285,11 @@ static enum dlr_status map_type(uint64_t type, const struct form_field *ans, boo
 	return ST_SENT; /* 8 accepted by the SMSC, 4 buffered */
 }
 
-/* Kannel ids are opaque strings; the canonical form lower-cases an id made
- * only of hex digits and '-' (SMPP hex ids, UUIDs) and keeps any other id
- * exactly as sent. */
-static const char *canonical_id(struct arena *a, const char *p, size_t n)
-{
-	char *s = (char *)provider_text(a, p, n, LIM_ID_BYTES);
-	bool hex = s != NULL;
-
-	for (size_t i = 0; hex && i < n; i++)
-		hex = strchr("0123456789abcdefABCDEF-", s[i]) != NULL;
-	for (size_t i = 0; hex && i < n; i++)
-		s[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] + 32 : s[i]);
-	return s;
-}
-
 static int kannel_parse(const void *state, struct provider_request *req,
                         struct provider_result *res, char *err, size_t errlen)
 {
 	const struct form *f = req->scratch;
-	struct dlr_event *ev = arena_alloc(req->arena, sizeof(*ev));
+	struct dlr_event *ev = provider_events_new(req->arena, "kannel", 1);
 	const struct form_field *type = get(f, "type"), *id = get(f, "id"), *to = get(f, "to");
 	const struct form_field *from = get(f, "from"), *ts = get(f, "ts"), *ans = get(f, "answer");
 	uint64_t t = 0, secs;
@@ -332,17 +301,18 @@ static int kannel_parse(const void *state, struct provider_request *req,
 	/* The raw payload is the query string minus the token's value. */
 	res->raw_payload = redact_query(req->arena, req->query);
 
-	memset(ev, 0, sizeof(*ev));
-	ev->provider = "kannel";
-	ev->occurred_ms = -1;
 	res->events = ev;
 	res->n_events = 1;
 
-	ev->provider_message_id = id ? canonical_id(req->arena, id->value, id->value_len) : NULL;
+	/* Kannel ids are opaque: an SMPP hex id or a UUID is lower-cased, any
+	 * other id kept exactly as sent */
+	ev->provider_message_id = id ? provider_hex_id(req->arena, id->value, id->value_len) : NULL;
 	ev->raw_status =
 	    type ? provider_text(req->arena, type->value, type->value_len, LIM_STATUS_BYTES) : NULL;
 	if (!ev->provider_message_id || !ev->raw_status ||
 	    util_parse_u64(type->value, type->value_len, &t) != 0) {
+		/* not provider_unusable(): the review row keeps the id when
+		 * only the type is unusable */
 		ev->kind = EV_UNUSABLE;
 		ev->review = REVIEW_UNUSABLE;
 		ev->review_detail = !ev->provider_message_id ? "no usable id (Kannel %F)"

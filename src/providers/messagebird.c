@@ -106,28 +106,22 @@ static void mbird_fini(void *state)
 
 static int mbird_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *keys = config_get(cfg, "messagebird", "signing_keys");
 	const char *tol = config_get(cfg, "messagebird", "tolerance_seconds");
 	unsigned long tol_s = 300;
-	size_t n = 0;
+	size_t n;
 	char **list;
 
 	*state = NULL;
-	if (!keys)
-		return 0;
-	list = config_list(keys, &n);
-	if (n == 0) {
-		config_list_free(list);
-		return 0;
-	}
-	if (n > LIM_SECRETS) {
-		config_list_free(list);
-		util_fmt(err, errlen, "config: messagebird.signing_keys: at most %u keys",
-		         LIM_SECRETS);
+	if (provider_config_list(cfg, "messagebird", "signing_keys", "keys", 0, &list, &n, err,
+	                         errlen) != 0)
 		return DLRD_ECONFIG;
-	}
-	if (tol && config_parse_uint("messagebird", "tolerance_seconds", tol, 0, 86400, &tol_s, err,
-	                             errlen) != 0) {
+	if (n == 0)
+		return 0;
+	/* Not provider_config_tolerance(): here the tolerance is clock skew
+	 * added to the token's own nbf..exp window, not the whole replay
+	 * window, so 0 (no skew allowed) is a valid setting. */
+	if (tol && config_parse_uint("messagebird", "tolerance_seconds", tol, 0,
+	                             PROVIDER_TOLERANCE_MAX, &tol_s, err, errlen) != 0) {
 		config_list_free(list);
 		return DLRD_ECONFIG;
 	}
@@ -265,7 +259,8 @@ static const struct form_field *field(const struct form *f, const char *name)
 	return x && x->value_len ? x : NULL;
 }
 
-/* MessageBird ids are 32 hex digits; lower-cased.  Other ids as sent. */
+/* MessageBird ids are 32 hex digits; lower-cased.  Other ids as sent: not
+ * provider_hex_id(), which would also lower-case an id with a '-'. */
 static const char *canonical_id(struct arena *a, const char *p, size_t n)
 {
 	char *s = (char *)provider_text(a, p, n, LIM_ID_BYTES);
@@ -304,7 +299,7 @@ static int mbird_parse(const void *state, struct provider_request *req, struct p
 	const struct mbird_req *mr = req->scratch;
 	const struct form *f = &mr->params;
 	struct arena *a = req->arena;
-	struct dlr_event *ev = arena_alloc(a, sizeof(*ev));
+	struct dlr_event *ev = provider_events_new(a, "messagebird", 1);
 	const struct form_field *id = field(f, "id"), *st = field(f, "status"),
 	                        *ec = field(f, "statusErrorCode"),
 	                        *reason = field(f, "statusReason"), *to = field(f, "recipient"),
@@ -313,21 +308,14 @@ static int mbird_parse(const void *state, struct provider_request *req, struct p
 	(void)state;
 	(void)err;
 	(void)errlen;
-	memset(ev, 0, sizeof(*ev));
-	ev->provider = "messagebird";
-	ev->occurred_ms = -1;
 	res->events = ev;
 	res->n_events = 1;
 
 	ev->provider_message_id = id ? canonical_id(a, id->value, id->value_len) : NULL;
 	ev->raw_status = st ? provider_text(a, st->value, st->value_len, LIM_STATUS_BYTES) : NULL;
 	if (!ev->provider_message_id || !ev->raw_status) {
-		ev->kind = EV_UNUSABLE;
-		ev->review = REVIEW_UNUSABLE;
-		ev->review_detail = !ev->provider_message_id ? "no usable id" : "no usable status";
-		ev->status = ST_UNKNOWN;
-		ev->provider_message_id = NULL;
-		event_finish(ev);
+		provider_unusable(ev,
+		                  !ev->provider_message_id ? "no usable id" : "no usable status");
 		return 0;
 	}
 	ev->kind = EV_STATUS;

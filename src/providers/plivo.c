@@ -110,33 +110,15 @@ static void plivo_fini(void *state)
 	free(p);
 }
 
-static int read_tokens(const struct config *cfg, const char *key, char ***out, size_t *n, char *err,
-                       size_t errlen)
-{
-	const char *v = config_get(cfg, "plivo", key);
-	*out = NULL;
-	*n = 0;
-	if (!v)
-		return 0;
-	*out = config_list(v, n);
-	if (*n > LIM_SECRETS) {
-		util_fmt(err, errlen, "config: plivo.%s: at most %u tokens", key, LIM_SECRETS);
-		return DLRD_ECONFIG;
-	}
-	if (*n == 0) {
-		config_list_free(*out);
-		*out = NULL;
-	}
-	return 0;
-}
-
 static int plivo_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
 	struct plivo *p = xcalloc(1, sizeof(*p));
 
 	*state = NULL;
-	if (read_tokens(cfg, "auth_tokens", &p->tokens, &p->n_tokens, err, errlen) != 0 ||
-	    read_tokens(cfg, "main_auth_tokens", &p->main_tokens, &p->n_main, err, errlen) != 0) {
+	if (provider_config_list(cfg, "plivo", "auth_tokens", "tokens", 0, &p->tokens, &p->n_tokens,
+	                         err, errlen) != 0 ||
+	    provider_config_list(cfg, "plivo", "main_auth_tokens", "tokens", 0, &p->main_tokens,
+	                         &p->n_main, err, errlen) != 0) {
 		plivo_fini(p);
 		return DLRD_ECONFIG;
 	}
@@ -380,16 +362,8 @@ static const char *text_of(struct arena *a, const struct form *f, const char *na
  * have stored them upper-case). */
 static const char *canonical_uuid(struct arena *a, const struct form *f)
 {
-	char *s = (char *)text_of(a, f, "MessageUUID", LIM_ID_BYTES);
-	if (!s)
-		return NULL;
-	for (char *p = s; *p; p++)
-		if (!strchr("0123456789abcdefABCDEF-", *p))
-			return s;
-	for (char *p = s; *p; p++)
-		if (*p >= 'A' && *p <= 'F')
-			*p = (char)(*p + 32);
-	return s;
+	const struct form_field *x = field(f, "MessageUUID");
+	return x ? provider_hex_id(a, x->value, x->value_len) : NULL;
 }
 
 /* A Plivo time, only when it carries an explicit zone (see the top). */
@@ -412,11 +386,7 @@ static void parse_inbound(struct provider_request *req, const struct form *f, st
 	ev->status = ST_DELIVERED;
 	ev->occurred_ms = plivo_time(f, "MessageTime");
 	if (!ev->provider_message_id) {
-		ev->kind = EV_UNUSABLE;
-		ev->review = REVIEW_UNUSABLE;
-		ev->review_detail = "inbound message without MessageUUID";
-		ev->status = ST_UNKNOWN;
-		event_finish(ev);
+		provider_unusable(ev, "inbound message without MessageUUID");
 		return;
 	}
 	if (from)
@@ -438,6 +408,8 @@ static void parse_status(struct provider_request *req, const struct form *f, str
 	ev->provider_message_id = canonical_uuid(req->arena, f);
 	ev->raw_status = provider_text(req->arena, st->value, st->value_len, LIM_STATUS_BYTES);
 	if (!ev->provider_message_id || !ev->raw_status) {
+		/* not provider_unusable(): the review row keeps the MessageUUID
+		 * when only the status is unusable */
 		ev->kind = EV_UNUSABLE;
 		ev->review = REVIEW_UNUSABLE;
 		ev->review_detail =
@@ -478,14 +450,11 @@ static int plivo_parse(const void *state, struct provider_request *req, struct p
 	const struct plivo_req *pr = req->scratch;
 	const struct form *f = pr->fields;
 	const struct form_field *st = field(f, "Status");
-	struct dlr_event *ev = arena_alloc(req->arena, sizeof(*ev));
+	struct dlr_event *ev = provider_events_new(req->arena, "plivo", 1);
 
 	(void)state;
 	(void)err;
 	(void)errlen;
-	memset(ev, 0, sizeof(*ev));
-	ev->provider = "plivo";
-	ev->occurred_ms = -1;
 	res->events = ev;
 	res->n_events = 1;
 	if (st && !(st->value_len == 8 && memcmp(st->value, "received", 8) == 0)) {
@@ -500,11 +469,7 @@ static int plivo_parse(const void *state, struct provider_request *req, struct p
 		parse_inbound(req, f, ev);
 		return 0;
 	}
-	ev->kind = EV_UNUSABLE;
-	ev->review = REVIEW_UNUSABLE;
-	ev->review_detail = "neither a status callback nor an inbound message";
-	ev->status = ST_UNKNOWN;
-	event_finish(ev);
+	provider_unusable(ev, "neither a status callback nor an inbound message");
 	return 0;
 }
 

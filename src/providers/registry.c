@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "dlrd_limits.h"
 #include "phone.h"
 
 extern const struct provider provider_twilio;
@@ -105,4 +106,87 @@ const char *provider_text(struct arena *a, const char *p, size_t n, size_t max)
 			return NULL;
 	}
 	return arena_strndup(a, p, n);
+}
+
+const char *provider_hex_id(struct arena *a, const char *p, size_t n)
+{
+	char *s = (char *)provider_text(a, p, n, LIM_ID_BYTES);
+	bool hex = s != NULL;
+
+	for (size_t i = 0; hex && i < n; i++)
+		hex = strchr("0123456789abcdefABCDEF-", s[i]) != NULL;
+	for (size_t i = 0; hex && i < n; i++)
+		s[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] + 32 : s[i]);
+	return s;
+}
+
+struct dlr_event *provider_events_new(struct arena *a, const char *provider, size_t n)
+{
+	size_t cap = n ? n : 1;
+	struct dlr_event *evs = arena_alloc(a, cap * sizeof(*evs));
+
+	memset(evs, 0, cap * sizeof(*evs));
+	for (size_t i = 0; i < cap; i++) {
+		evs[i].provider = provider;
+		evs[i].occurred_ms = -1;
+	}
+	return evs;
+}
+
+void provider_unusable(struct dlr_event *ev, const char *detail)
+{
+	ev->kind = EV_UNUSABLE;
+	ev->review = REVIEW_UNUSABLE;
+	ev->review_detail = detail;
+	ev->status = ST_UNKNOWN;
+	ev->provider_message_id = NULL;
+	event_finish(ev);
+}
+
+int provider_config_list(const struct config *cfg, const char *section, const char *key,
+                         const char *what, size_t min_len, char ***list, size_t *n, char *err,
+                         size_t errlen)
+{
+	const char *v = config_get(cfg, section, key);
+	char **l;
+
+	*list = NULL;
+	*n = 0;
+	if (!v)
+		return 0;
+	l = config_list(v, n);
+	if (*n > LIM_SECRETS) {
+		util_fmt(err, errlen, "config: %s.%s: at most %u %s", section, key, LIM_SECRETS,
+		         what);
+		goto fail;
+	}
+	for (size_t i = 0; i < *n; i++) {
+		if (strlen(l[i]) < min_len) {
+			util_fmt(err, errlen, "config: %s.%s: item %zu is shorter than %zu", section,
+			         key, i + 1, min_len);
+			goto fail;
+		}
+	}
+	if (*n == 0)
+		config_list_free(l);
+	else
+		*list = l;
+	return 0;
+fail:
+	config_list_free(l);
+	*n = 0;
+	return DLRD_ECONFIG;
+}
+
+int provider_config_tolerance(const struct config *cfg, const char *section, unsigned long dflt,
+                              int64_t *seconds, char *err, size_t errlen)
+{
+	const char *v = config_get(cfg, section, "tolerance_seconds");
+	unsigned long s = dflt;
+
+	if (v && config_parse_uint(section, "tolerance_seconds", v, 1, PROVIDER_TOLERANCE_MAX, &s,
+	                           err, errlen) != 0)
+		return DLRD_ECONFIG;
+	*seconds = (int64_t)s;
+	return 0;
 }

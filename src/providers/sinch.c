@@ -39,6 +39,7 @@
 
 #include "crypto.h"
 #include "dlrd_limits.h"
+#include "json.h"
 #include "provider.h"
 
 #define SINCH_TOLERANCE_DEFAULT 300u
@@ -101,34 +102,24 @@ static void sinch_fini(void *state)
 
 static int sinch_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *v = config_get(cfg, "sinch", "secrets");
-	const char *tol = config_get(cfg, "sinch", "tolerance_seconds");
-	unsigned long tolerance = SINCH_TOLERANCE_DEFAULT;
-	size_t n = 0;
+	int64_t tolerance;
+	size_t n;
 	char **list;
 
 	*state = NULL;
-	if (!v)
-		return 0;
-	list = config_list(v, &n);
-	if (n == 0) {
-		config_list_free(list);
-		return 0;
-	}
-	if (n > LIM_SECRETS) {
-		config_list_free(list);
-		util_fmt(err, errlen, "config: sinch.secrets: at most %u secrets", LIM_SECRETS);
+	if (provider_config_list(cfg, "sinch", "secrets", "secrets", 0, &list, &n, err, errlen))
 		return DLRD_ECONFIG;
-	}
-	if (tol && config_parse_uint("sinch", "tolerance_seconds", tol, 1, 86400, &tolerance, err,
-	                             errlen) != 0) {
+	if (n == 0)
+		return 0;
+	if (provider_config_tolerance(cfg, "sinch", SINCH_TOLERANCE_DEFAULT, &tolerance, err,
+	                              errlen) != 0) {
 		config_list_free(list);
 		return DLRD_ECONFIG;
 	}
 	struct sinch *s = xcalloc(1, sizeof(*s));
 	s->secrets = list;
 	s->n_secrets = n;
-	s->tolerance_ms = (int64_t)tolerance * 1000;
+	s->tolerance_ms = tolerance * 1000;
 	*state = s;
 	return 0;
 }
@@ -197,54 +188,11 @@ static int sinch_authenticate(const void *state, struct provider_request *req, c
 
 /* ---- JSON helpers ---- */
 
-/* Rejects nesting deeper than max before jansson builds anything. */
-static bool json_depth_ok(const char *p, size_t n, unsigned max)
-{
-	unsigned depth = 0;
-	bool in_str = false;
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = false;
-		} else if (c == '"') {
-			in_str = true;
-		} else if (c == '{' || c == '[') {
-			if (++depth > max)
-				return false;
-		} else if (c == '}' || c == ']') {
-			if (depth)
-				depth--;
-		}
-	}
-	return true;
-}
-
-/* A string or integer value as checked arena text, or NULL. */
-static const char *vtext(struct arena *a, const json_t *v, size_t max)
-{
-	char num[32];
-	if (json_is_string(v))
-		return provider_text(a, json_string_value(v), json_string_length(v), max);
-	if (json_is_integer(v)) {
-		size_t n = util_fmt(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-		return provider_text(a, num, n, max);
-	}
-	return NULL;
-}
-
-static const char *jtext(struct arena *a, const json_t *obj, const char *key, size_t max)
-{
-	return vtext(a, json_object_get(obj, key), max);
-}
-
 /* Sinch ids (batch ids, MO ids) are ULID-like Crockford base32: the
  * canonical form is upper-case. */
 static const char *canonical_id(struct arena *a, const json_t *obj, const char *key)
 {
-	char *s = (char *)jtext(a, obj, key, LIM_ID_BYTES);
+	char *s = (char *)jsonx_member_text(a, obj, key, LIM_ID_BYTES);
 	if (!s)
 		return NULL;
 	for (char *p = s; *p; p++)
@@ -257,40 +205,14 @@ static const char *canonical_id(struct arena *a, const json_t *obj, const char *
 	return s;
 }
 
-static int64_t jtime(const json_t *obj, const char *key)
-{
-	const json_t *v = json_object_get(obj, key);
-	int64_t ms;
-	if (json_is_string(v) &&
-	    util_parse_rfc3339(json_string_value(v), json_string_length(v), &ms) == 0)
-		return ms;
-	return -1;
-}
-
 /* ---- parse ---- */
-
-static void set_unusable(struct dlr_event *ev, const char *detail)
-{
-	ev->kind = EV_UNUSABLE;
-	ev->review = REVIEW_UNUSABLE;
-	ev->review_detail = detail;
-	ev->status = ST_UNKNOWN;
-	ev->provider_message_id = NULL;
-	event_finish(ev);
-}
 
 static struct dlr_event *new_events(struct provider_request *req, struct provider_result *res,
                                     size_t n)
 {
-	struct dlr_event *evs = arena_alloc(req->arena, (n ? n : 1) * sizeof(*evs));
-	memset(evs, 0, (n ? n : 1) * sizeof(*evs));
-	for (size_t i = 0; i < (n ? n : 1); i++) {
-		evs[i].provider = "sinch";
-		evs[i].occurred_ms = -1;
-	}
-	res->events = evs;
+	res->events = provider_events_new(req->arena, "sinch", n);
 	res->n_events = n;
-	return evs;
+	return res->events;
 }
 
 /* One recipient's status.  recipient may be NULL (summary reports). */
@@ -344,8 +266,9 @@ static int parse_batch(struct provider_request *req, struct provider_result *res
 	struct dlr_event *evs;
 
 	if (!batch_id || !json_is_array(statuses) || json_array_size(statuses) == 0) {
-		set_unusable(new_events(req, res, 1),
-		             !batch_id ? "no usable batch_id" : "no statuses in the batch report");
+		provider_unusable(new_events(req, res, 1), !batch_id
+		                                               ? "no usable batch_id"
+		                                               : "no statuses in the batch report");
 		return 0;
 	}
 	json_array_foreach(statuses, i, st)
@@ -364,18 +287,18 @@ static int parse_batch(struct provider_request *req, struct provider_result *res
 		const json_t *rc = json_object_get(st, "recipients");
 		const char *raw, *code;
 		if (!json_is_object(st)) {
-			set_unusable(&evs[k++], "status entry is not an object");
+			provider_unusable(&evs[k++], "status entry is not an object");
 			continue;
 		}
-		raw = jtext(req->arena, st, "status", LIM_STATUS_BYTES);
-		code = jtext(req->arena, st, "code", LIM_STATUS_BYTES);
+		raw = jsonx_member_text(req->arena, st, "status", LIM_STATUS_BYTES);
+		code = jsonx_member_text(req->arena, st, "code", LIM_STATUS_BYTES);
 		if (!json_is_array(rc) || json_array_size(rc) == 0) {
 			fill_status(req, &evs[k++], batch_id, NULL, raw, code, -1, NULL);
 			continue;
 		}
 		json_array_foreach(rc, j, r)
 		{
-			const char *num = vtext(req->arena, r, LIM_ID_BYTES);
+			const char *num = jsonx_text(req->arena, r, LIM_ID_BYTES);
 			fill_status(req, &evs[k++], batch_id, num, raw, code, -1, NULL);
 		}
 	}
@@ -388,39 +311,40 @@ static void parse_recipient(struct provider_request *req, struct provider_result
 {
 	struct dlr_event *ev = new_events(req, res, 1);
 	const char *batch_id = canonical_id(req->arena, root, "batch_id");
-	int64_t occurred = jtime(root, "operator_status_at");
+	int64_t occurred = jsonx_member_time(root, "operator_status_at");
 
 	if (!batch_id) {
-		set_unusable(ev, "no usable batch_id");
+		provider_unusable(ev, "no usable batch_id");
 		return;
 	}
 	if (occurred < 0)
-		occurred = jtime(root, "at");
-	fill_status(req, ev, batch_id, jtext(req->arena, root, "recipient", LIM_ID_BYTES),
-	            jtext(req->arena, root, "status", LIM_STATUS_BYTES),
-	            jtext(req->arena, root, "code", LIM_STATUS_BYTES), occurred,
-	            jtext(req->arena, root, "applied_originator", LIM_ID_BYTES));
+		occurred = jsonx_member_time(root, "at");
+	fill_status(req, ev, batch_id,
+	            jsonx_member_text(req->arena, root, "recipient", LIM_ID_BYTES),
+	            jsonx_member_text(req->arena, root, "status", LIM_STATUS_BYTES),
+	            jsonx_member_text(req->arena, root, "code", LIM_STATUS_BYTES), occurred,
+	            jsonx_member_text(req->arena, root, "applied_originator", LIM_ID_BYTES));
 }
 
 static void parse_mo(struct provider_request *req, struct provider_result *res, const json_t *root,
                      const char *type)
 {
 	struct dlr_event *ev = new_events(req, res, 1);
-	const char *from = jtext(req->arena, root, "from", LIM_ID_BYTES);
+	const char *from = jsonx_member_text(req->arena, root, "from", LIM_ID_BYTES);
 	const json_t *body = json_object_get(root, "body");
 
 	ev->kind = EV_INBOUND;
 	ev->provider_message_id = canonical_id(req->arena, root, "id");
 	if (!ev->provider_message_id) {
-		set_unusable(ev, "MO message without an id");
+		provider_unusable(ev, "MO message without an id");
 		return;
 	}
 	ev->raw_status = type;
 	ev->status = ST_DELIVERED;
-	ev->occurred_ms = jtime(root, "received_at");
+	ev->occurred_ms = jsonx_member_time(root, "received_at");
 	if (from)
 		provider_set_recipient(ev, req->arena, from, strlen(from));
-	ev->sender_identity = jtext(req->arena, root, "to", LIM_ID_BYTES);
+	ev->sender_identity = jsonx_member_text(req->arena, root, "to", LIM_ID_BYTES);
 	/* mo_text: body is the text; mo_media: body.message; mo_binary: body is
 	 * base64 data, not text (kept in the raw payload only) */
 	if (strcmp(type, "mo_media") == 0 && json_is_object(body))
@@ -436,21 +360,18 @@ static void parse_mo(struct provider_request *req, struct provider_result *res, 
 static int sinch_parse(const void *state, struct provider_request *req, struct provider_result *res,
                        char *err, size_t errlen)
 {
-	json_error_t jerr;
-	json_t *root = NULL;
+	json_t *root = jsonx_load_object(req->body.p, req->body.n, NULL, 0);
 	const char *type;
 	int rc = 0;
 
 	(void)state;
-	if (json_depth_ok(req->body.p, req->body.n, LIM_JSON_DEPTH))
-		root = json_loadb(req->body.p, req->body.n, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(root)) {
-		set_unusable(new_events(req, res, 1), "body is not a JSON object");
+	if (!root) {
+		provider_unusable(new_events(req, res, 1), "body is not a JSON object");
 		goto out;
 	}
-	type = jtext(req->arena, root, "type", LIM_STATUS_BYTES);
+	type = jsonx_member_text(req->arena, root, "type", LIM_STATUS_BYTES);
 	if (!type) {
-		set_unusable(new_events(req, res, 1), "no type member");
+		provider_unusable(new_events(req, res, 1), "no type member");
 	} else if (strcmp(type, "delivery_report_sms") == 0 ||
 	           strcmp(type, "delivery_report_mms") == 0) {
 		rc = parse_batch(req, res, root, err, errlen);
@@ -461,7 +382,8 @@ static int sinch_parse(const void *state, struct provider_request *req, struct p
 	           strcmp(type, "mo_media") == 0) {
 		parse_mo(req, res, root, type);
 	} else {
-		set_unusable(new_events(req, res, 1), "Sinch callback type dlrd does not handle");
+		provider_unusable(new_events(req, res, 1),
+		                  "Sinch callback type dlrd does not handle");
 	}
 out:
 	json_decref(root);

@@ -90,6 +90,7 @@
 
 #include "crypto.h"
 #include "dlrd_limits.h"
+#include "json.h"
 #include "log.h"
 #include "provider.h"
 
@@ -98,7 +99,6 @@
 #endif
 
 #define SNS_TOLERANCE_DEFAULT  4200u
-#define SNS_TOLERANCE_MAX      86400u
 #define SNS_CACHE_SLOTS        16
 #define SNS_CACHE_TTL_MS       (24LL * 3600 * 1000)
 #define SNS_CERT_MAX           16384u /* bytes of PEM */
@@ -225,8 +225,7 @@ static int sns_init(const struct config *cfg, void **state, char *err, size_t er
 	const char *topics = config_get(cfg, "sns", "topic_arns");
 	const char *hosts = config_get(cfg, "sns", "cert_hosts");
 	const char *ca = config_get(cfg, "sns", "ca_file");
-	const char *tol = config_get(cfg, "sns", "tolerance_seconds");
-	unsigned long tol_s = SNS_TOLERANCE_DEFAULT;
+	int64_t tol_s;
 	struct sns *s;
 	size_t n = 0;
 	char **list;
@@ -234,13 +233,14 @@ static int sns_init(const struct config *cfg, void **state, char *err, size_t er
 	*state = NULL;
 	if (!topics)
 		return 0;
+	/* Not provider_config_list(): topics are not secrets, so there is no
+	 * rotation limit on how many one endpoint takes. */
 	list = config_list(topics, &n);
 	if (n == 0) {
 		config_list_free(list);
 		return 0;
 	}
-	if (tol && config_parse_uint("sns", "tolerance_seconds", tol, 1, SNS_TOLERANCE_MAX, &tol_s,
-	                             err, errlen) != 0) {
+	if (provider_config_tolerance(cfg, "sns", SNS_TOLERANCE_DEFAULT, &tol_s, err, errlen)) {
 		config_list_free(list);
 		return DLRD_ECONFIG;
 	}
@@ -249,7 +249,7 @@ static int sns_init(const struct config *cfg, void **state, char *err, size_t er
 	curl_global_init(CURL_GLOBAL_DEFAULT); /* main thread, before any other */
 	s->topics = list;
 	s->n_topics = n;
-	s->tolerance_ms = (int64_t)tol_s * 1000;
+	s->tolerance_ms = tol_s * 1000;
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp(list[i], "arn:", 4) != 0 || strstr(list[i], ":sns:") == NULL) {
 			util_fmt(err, errlen,
@@ -615,17 +615,6 @@ static int cert_get(const struct sns *cs, CURLU *u, const char *url, int64_t now
 
 /* ---- authentication ---- */
 
-/* A member of the envelope that must be a string; NULL otherwise. */
-static const char *member(json_t *root, const char *name, size_t *len)
-{
-	json_t *v = json_object_get(root, name);
-	if (!v || !json_is_string(v))
-		return NULL;
-	if (len)
-		*len = json_string_length(v);
-	return json_string_value(v);
-}
-
 /* Appends "key\nvalue\n" to the string to sign. */
 static void sign_add(char *buf, size_t *at, const char *key, const char *val, size_t vlen)
 {
@@ -649,42 +638,11 @@ static bool rsa_verify(EVP_PKEY *key, bool sha256, const char *msg, size_t n, co
 	return ok;
 }
 
-/* Deepest nesting of v (1 for a scalar), stopping early past limit. */
-static unsigned json_depth(json_t *v, unsigned limit)
-{
-	unsigned best = 0, d;
-	const char *key;
-	json_t *x;
-	size_t i;
-
-	if (limit == 0)
-		return 1;
-	if (json_is_object(v)) {
-		json_object_foreach(v, key, x)
-		{
-			if ((d = json_depth(x, limit - 1)) > best)
-				best = d;
-			if (best >= limit)
-				break;
-		}
-	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, x)
-		{
-			if ((d = json_depth(x, limit - 1)) > best)
-				best = d;
-			if (best >= limit)
-				break;
-		}
-	}
-	return best + 1;
-}
-
 static int sns_authenticate(const void *state, struct provider_request *req, char *err,
                             size_t errlen)
 {
 	const struct sns *s = state;
 	struct sns_msg *m = arena_alloc(req->arena, sizeof(*m));
-	json_error_t jerr;
 	json_t *root = NULL;
 	const char *type, *sigb64, *cert_url, *msg, *mid, *topic, *ts, *ver, *subject = NULL;
 	const char *sub_url = NULL, *token = NULL, *hdr;
@@ -714,18 +672,16 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 		util_fmt(err, errlen, "raw message delivery cannot be verified; disable it");
 		return DLRD_EAUTH;
 	}
-	root = json_loadb(req->body.p, req->body.n, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root || !json_is_object(root) ||
-	    json_depth(root, LIM_JSON_DEPTH + 1) > LIM_JSON_DEPTH) {
-		util_fmt(err, errlen, "body is not a JSON object");
+	root = jsonx_load_object(req->body.p, req->body.n, err, errlen);
+	if (!root) {
 		rc = DLRD_EINVAL;
 		goto out;
 	}
-	type = member(root, "Type", &type_n);
-	sigb64 = member(root, "Signature", &sig_n);
-	cert_url = member(root, "SigningCertURL", NULL);
+	type = jsonx_member_string(root, "Type", &type_n);
+	sigb64 = jsonx_member_string(root, "Signature", &sig_n);
+	cert_url = jsonx_member_string(root, "SigningCertURL", NULL);
 	if (!cert_url)
-		cert_url = member(root, "SigningCertUrl", NULL);
+		cert_url = jsonx_member_string(root, "SigningCertUrl", NULL);
 	if (!type || !sigb64 || !cert_url) {
 		util_fmt(err, errlen,
 		         "no SNS signature envelope (raw message delivery is not "
@@ -747,23 +703,23 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 		util_fmt(err, errlen, "x-amz-sns-message-type does not match Type");
 		goto out;
 	}
-	msg = member(root, "Message", &msg_n);
-	mid = member(root, "MessageId", &mid_n);
-	topic = member(root, "TopicArn", &topic_n);
-	ts = member(root, "Timestamp", &ts_n);
-	ver = member(root, "SignatureVersion", NULL);
+	msg = jsonx_member_string(root, "Message", &msg_n);
+	mid = jsonx_member_string(root, "MessageId", &mid_n);
+	topic = jsonx_member_string(root, "TopicArn", &topic_n);
+	ts = jsonx_member_string(root, "Timestamp", &ts_n);
+	ver = jsonx_member_string(root, "SignatureVersion", NULL);
 	if (m->type == SNS_NOTIFICATION) {
 		json_t *sj = json_object_get(root, "Subject");
 		if (sj && !json_is_null(sj)) {
-			subject = member(root, "Subject", &subject_n);
+			subject = jsonx_member_string(root, "Subject", &subject_n);
 			if (!subject) {
 				util_fmt(err, errlen, "Subject is not a string");
 				goto out;
 			}
 		}
 	} else {
-		sub_url = member(root, "SubscribeURL", &sub_n);
-		token = member(root, "Token", &token_n);
+		sub_url = jsonx_member_string(root, "SubscribeURL", &sub_n);
+		token = jsonx_member_string(root, "Token", &token_n);
 		if (!sub_url || !token) {
 			util_fmt(err, errlen, "confirmation without SubscribeURL or Token");
 			goto out;
@@ -855,56 +811,34 @@ out:
 static const char unavailable_body[] = "signing certificate unavailable, retry later\n";
 static const char unconfirmed_body[] = "subscription not confirmed, retry later\n";
 
-/* An authenticated request that becomes a review row only. */
-static void unusable(struct dlr_event *ev, const char *detail)
-{
-	ev->kind = EV_UNUSABLE;
-	ev->review = REVIEW_UNUSABLE;
-	ev->review_detail = detail;
-	ev->status = ST_UNKNOWN;
-	ev->provider_message_id = NULL;
-	event_finish(ev);
-}
-
-/* AWS message ids are UUID-like; the canonical form is lower-case when the
- * id is made only of hex digits and '-', and as sent otherwise. */
-static const char *canonical_id(struct arena *a, const char *p, size_t n)
-{
-	char *s = (char *)provider_text(a, p, n, LIM_ID_BYTES);
-	bool hex = s != NULL;
-
-	for (size_t i = 0; hex && i < n; i++)
-		hex = strchr("0123456789abcdefABCDEF-", s[i]) != NULL;
-	for (size_t i = 0; hex && i < n; i++)
-		s[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] + 32 : s[i]);
-	return s;
-}
-
 static void parse_event(struct provider_request *req, const struct sns_msg *m, struct dlr_event *ev)
 {
 	struct arena *a = req->arena;
-	json_error_t jerr;
-	json_t *e = json_loadb(m->message, m->message_len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *e = jsonx_load_object(m->message, m->message_len, NULL, 0);
 	json_t *v;
 	const char *type, *mid, *s;
 	size_t type_n, mid_n, n;
 	bool mapped = false;
 
-	if (!e || !json_is_object(e) || json_depth(e, LIM_JSON_DEPTH + 1) > LIM_JSON_DEPTH) {
-		unusable(ev, "SNS Message is not an AWS End User Messaging event (JSON object)");
+	if (!e) {
+		provider_unusable(
+		    ev, "SNS Message is not an AWS End User Messaging event (JSON object)");
 		goto out;
 	}
-	type = member(e, "eventType", &type_n);
-	mid = member(e, "messageId", &mid_n);
+	type = jsonx_member_string(e, "eventType", &type_n);
+	mid = jsonx_member_string(e, "messageId", &mid_n);
 	if (!type || type_n < 5 || memcmp(type, "TEXT_", 5) != 0) {
-		unusable(ev, "not an SMS event (eventType TEXT_*): send only SMS events to this "
-		             "topic");
+		provider_unusable(
+		    ev, "not an SMS event (eventType TEXT_*): send only SMS events to this "
+		        "topic");
 		goto out;
 	}
 	ev->raw_status = provider_text(a, type, type_n, LIM_STATUS_BYTES);
-	ev->provider_message_id = mid ? canonical_id(a, mid, mid_n) : NULL;
+	/* AWS message ids are UUID-like: lower-cased when hex */
+	ev->provider_message_id = mid ? provider_hex_id(a, mid, mid_n) : NULL;
 	if (!ev->raw_status || !ev->provider_message_id) {
-		unusable(ev, !ev->raw_status ? "unusable eventType" : "no usable messageId");
+		provider_unusable(ev,
+		                  !ev->raw_status ? "unusable eventType" : "no usable messageId");
 		goto out;
 	}
 	ev->kind = EV_STATUS;
@@ -930,13 +864,13 @@ static void parse_event(struct provider_request *req, const struct sns_msg *m, s
 	v = json_object_get(e, "eventTimestamp");
 	if (v && json_is_integer(v) && json_integer_value(v) > 0)
 		ev->occurred_ms = (int64_t)json_integer_value(v);
-	s = member(e, "isoCountryCode", &n);
+	s = jsonx_member_string(e, "isoCountryCode", &n);
 	if (s && n == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z')
 		ev->destination_country = arena_strndup(a, s, 2);
-	s = member(e, "destinationPhoneNumber", &n);
+	s = jsonx_member_string(e, "destinationPhoneNumber", &n);
 	if (s)
 		provider_set_recipient(ev, a, s, n);
-	s = member(e, "originationPhoneNumber", &n);
+	s = jsonx_member_string(e, "originationPhoneNumber", &n);
 	if (s)
 		ev->sender_identity = provider_text(a, s, n, LIM_ID_BYTES);
 	event_finish(ev);
@@ -957,8 +891,9 @@ static void confirm(const struct sns *s, const struct sns_msg *m, struct provide
 	int rc;
 
 	if (!u) {
-		unusable(ev, "SubscriptionConfirmation: SubscribeURL is not on an allowed host; "
-		             "not confirmed");
+		provider_unusable(
+		    ev, "SubscriptionConfirmation: SubscribeURL is not on an allowed host; "
+		        "not confirmed");
 		res->events = ev;
 		res->n_events = 1;
 		return;
@@ -978,8 +913,8 @@ static void confirm(const struct sns *s, const struct sns_msg *m, struct provide
 		res->body = unconfirmed_body;
 		return;
 	}
-	unusable(ev, "SubscriptionConfirmation: SNS refused the confirmation (an expired "
-	             "token?); subscribe again");
+	provider_unusable(ev, "SubscriptionConfirmation: SNS refused the confirmation (an expired "
+	                      "token?); subscribe again");
 	res->events = ev;
 	res->n_events = 1;
 }
@@ -989,13 +924,10 @@ static int sns_parse(const void *state, struct provider_request *req, struct pro
 {
 	const struct sns *s = state;
 	const struct sns_msg *m = req->scratch;
-	struct dlr_event *ev = arena_alloc(req->arena, sizeof(*ev));
+	struct dlr_event *ev = provider_events_new(req->arena, "sns", 1);
 
 	(void)err;
 	(void)errlen;
-	memset(ev, 0, sizeof(*ev));
-	ev->provider = "sns";
-	ev->occurred_ms = -1;
 	if (m->unavailable) {
 		res->http_status = 503;
 		res->body = unavailable_body;
@@ -1006,8 +938,9 @@ static int sns_parse(const void *state, struct provider_request *req, struct pro
 		confirm(s, m, res, ev);
 		return 0;
 	case SNS_UNSUB_CONFIRM:
-		unusable(ev, "UnsubscribeConfirmation: this endpoint was unsubscribed from the "
-		             "topic; events stop until it is subscribed again");
+		provider_unusable(
+		    ev, "UnsubscribeConfirmation: this endpoint was unsubscribed from the "
+		        "topic; events stop until it is subscribed again");
 		break;
 	case SNS_NOTIFICATION:
 		ev->provider_event_id = m->message_id;

@@ -34,6 +34,7 @@
 
 #include "crypto.h"
 #include "dlrd_limits.h"
+#include "json.h"
 #include "provider.h"
 
 #define TELNYX_KEY_LEN           32
@@ -104,32 +105,22 @@ static void telnyx_fini(void *state)
 
 static int telnyx_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *v = config_get(cfg, "telnyx", "public_keys");
-	const char *tol = config_get(cfg, "telnyx", "tolerance_seconds");
-	unsigned long tolerance = TELNYX_TOLERANCE_DEFAULT;
+	int64_t tolerance;
 	struct telnyx *t = NULL;
 	char **list = NULL;
-	size_t n = 0;
-	int rc = 0;
+	size_t n;
+	int rc;
 
 	*state = NULL;
-	if (!v)
-		return 0;
-	list = config_list(v, &n);
-	if (n == 0)
+	rc = provider_config_list(cfg, "telnyx", "public_keys", "keys", 0, &list, &n, err, errlen);
+	if (rc != 0 || n == 0)
+		return rc;
+	rc = provider_config_tolerance(cfg, "telnyx", TELNYX_TOLERANCE_DEFAULT, &tolerance, err,
+	                               errlen);
+	if (rc != 0)
 		goto out;
-	if (n > LIM_SECRETS) {
-		util_fmt(err, errlen, "config: telnyx.public_keys: at most %u keys", LIM_SECRETS);
-		rc = DLRD_ECONFIG;
-		goto out;
-	}
-	if (tol && config_parse_uint("telnyx", "tolerance_seconds", tol, 1, 86400, &tolerance, err,
-	                             errlen) != 0) {
-		rc = DLRD_ECONFIG;
-		goto out;
-	}
 	t = xcalloc(1, sizeof(*t));
-	t->tolerance_ms = (int64_t)tolerance * 1000;
+	t->tolerance_ms = tolerance * 1000;
 	for (size_t i = 0; i < n; i++) {
 		size_t kl = strlen(list[i]), raw_len = 0;
 		uint8_t *raw = xmalloc(3 * (kl / 4) + 3);
@@ -224,98 +215,14 @@ static int telnyx_authenticate(const void *state, struct provider_request *req, 
 	return 0;
 }
 
-/* ---- JSON helpers ---- */
-
-/* Rejects nesting deeper than max before jansson builds anything. */
-static bool json_depth_ok(const char *p, size_t n, unsigned max)
-{
-	unsigned depth = 0;
-	bool in_str = false;
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = false;
-		} else if (c == '"') {
-			in_str = true;
-		} else if (c == '{' || c == '[') {
-			if (++depth > max)
-				return false;
-		} else if (c == '}' || c == ']') {
-			if (depth)
-				depth--;
-		}
-	}
-	return true;
-}
-
-/* A short text member (string, or integer written in decimal) copied into
- * the arena after provider_text's checks; NULL when absent or unfit. */
-static const char *jtext(struct arena *a, const json_t *obj, const char *key, size_t max)
-{
-	const json_t *v = json_object_get(obj, key);
-	char num[32];
-	if (json_is_string(v))
-		return provider_text(a, json_string_value(v), json_string_length(v), max);
-	if (json_is_integer(v)) {
-		size_t n = util_fmt(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-		return provider_text(a, num, n, max);
-	}
-	return NULL;
-}
-
-/* Lower-cases an id made only of hex digits and '-' (UUIDs), so one
- * message has one canonical id whatever case an app stored. */
-static const char *canonical_id(struct arena *a, const json_t *obj, const char *key)
-{
-	char *s = (char *)jtext(a, obj, key, LIM_ID_BYTES);
-	if (!s)
-		return NULL;
-	for (char *p = s; *p; p++)
-		if (!strchr("0123456789abcdefABCDEF-", *p))
-			return s;
-	for (char *p = s; *p; p++)
-		if (*p >= 'A' && *p <= 'F')
-			*p = (char)(*p + 32);
-	return s;
-}
-
-static int64_t jtime(const json_t *obj, const char *key)
-{
-	const json_t *v = json_object_get(obj, key);
-	int64_t ms;
-	if (json_is_string(v) &&
-	    util_parse_rfc3339(json_string_value(v), json_string_length(v), &ms) == 0)
-		return ms;
-	return -1;
-}
-
 /* ---- parse ---- */
-
-static void set_unusable(struct dlr_event *ev, const char *detail)
-{
-	ev->kind = EV_UNUSABLE;
-	ev->review = REVIEW_UNUSABLE;
-	ev->review_detail = detail;
-	ev->status = ST_UNKNOWN;
-	ev->provider_message_id = NULL;
-	event_finish(ev);
-}
 
 static struct dlr_event *new_events(struct provider_request *req, struct provider_result *res,
                                     size_t n)
 {
-	struct dlr_event *evs = arena_alloc(req->arena, n * sizeof(*evs));
-	memset(evs, 0, n * sizeof(*evs));
-	for (size_t i = 0; i < n; i++) {
-		evs[i].provider = "telnyx";
-		evs[i].occurred_ms = -1;
-	}
-	res->events = evs;
+	res->events = provider_events_new(req->arena, "telnyx", n);
 	res->n_events = n;
-	return evs;
+	return res->events;
 }
 
 static bool is_success_or_pending(enum dlr_status s)
@@ -333,23 +240,23 @@ static void parse_inbound(struct provider_request *req, struct dlr_event *ev, co
 	const char *num;
 
 	ev->kind = EV_INBOUND;
-	ev->provider_message_id = canonical_id(req->arena, payload, "id");
+	ev->provider_message_id = jsonx_member_id(req->arena, payload, "id");
 	if (!ev->provider_message_id) {
-		set_unusable(ev, "message.received without data.payload.id");
+		provider_unusable(ev, "message.received without data.payload.id");
 		return;
 	}
-	ev->provider_event_id = canonical_id(req->arena, data, "id");
+	ev->provider_event_id = jsonx_member_id(req->arena, data, "id");
 	ev->status = ST_DELIVERED;
 	ev->raw_status = "message.received";
-	ev->occurred_ms = jtime(data, "occurred_at");
+	ev->occurred_ms = jsonx_member_time(data, "occurred_at");
 	if (ev->occurred_ms < 0)
-		ev->occurred_ms = jtime(payload, "received_at");
-	num = json_is_object(from) ? jtext(req->arena, from, "phone_number", LIM_ID_BYTES) : NULL;
+		ev->occurred_ms = jsonx_member_time(payload, "received_at");
+	num = jsonx_member_text(req->arena, from, "phone_number", LIM_ID_BYTES);
 	if (num)
 		provider_set_recipient(ev, req->arena, num, strlen(num));
 	if (json_is_array(to) && json_is_object(json_array_get(to, 0)))
-		ev->sender_identity =
-		    jtext(req->arena, json_array_get(to, 0), "phone_number", LIM_ID_BYTES);
+		ev->sender_identity = jsonx_member_text(req->arena, json_array_get(to, 0),
+		                                        "phone_number", LIM_ID_BYTES);
 	if (json_is_string(text)) {
 		ev->text =
 		    arena_strndup(req->arena, json_string_value(text), json_string_length(text));
@@ -366,8 +273,8 @@ static void fill_recipient(struct provider_request *req, struct dlr_event *ev, c
                            const char *event_id, const json_t *rcpt, size_t index,
                            const char *error_code, const char *sender, int64_t occurred)
 {
-	const char *num = jtext(req->arena, rcpt, "phone_number", LIM_ID_BYTES);
-	const char *st = jtext(req->arena, rcpt, "status", LIM_STATUS_BYTES);
+	const char *num = jsonx_member_text(req->arena, rcpt, "phone_number", LIM_ID_BYTES);
+	const char *st = jsonx_member_text(req->arena, rcpt, "status", LIM_STATUS_BYTES);
 
 	ev->kind = EV_STATUS;
 	ev->provider_message_id = msg_id;
@@ -425,8 +332,7 @@ static size_t count_status_entries(const json_t *arr)
 static int telnyx_parse(const void *state, struct provider_request *req,
                         struct provider_result *res, char *err, size_t errlen)
 {
-	json_error_t jerr;
-	json_t *root = NULL;
+	json_t *root;
 	const json_t *data, *payload, *to, *cc, *errors;
 	const char *type, *msg_id, *event_id, *error_code = NULL, *sender = NULL;
 	struct dlr_event *evs;
@@ -434,17 +340,16 @@ static int telnyx_parse(const void *state, struct provider_request *req,
 	int64_t occurred;
 
 	(void)state;
-	if (!json_depth_ok(req->body.p, req->body.n, LIM_JSON_DEPTH))
-		goto unusable_json;
-	root = json_loadb(req->body.p, req->body.n, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(root))
-		goto unusable_json;
+	root = jsonx_load_object(req->body.p, req->body.n, NULL, 0);
+	if (!root) {
+		provider_unusable(new_events(req, res, 1), "body is not a JSON object");
+		return 0;
+	}
 	data = json_object_get(root, "data");
 	payload = json_is_object(data) ? json_object_get(data, "payload") : NULL;
-	type =
-	    json_is_object(data) ? jtext(req->arena, data, "event_type", LIM_STATUS_BYTES) : NULL;
+	type = jsonx_member_text(req->arena, data, "event_type", LIM_STATUS_BYTES);
 	if (!json_is_object(payload) || !type) {
-		set_unusable(new_events(req, res, 1), "no data.event_type or data.payload");
+		provider_unusable(new_events(req, res, 1), "no data.event_type or data.payload");
 		goto out;
 	}
 	if (strcmp(type, "message.received") == 0) {
@@ -452,17 +357,20 @@ static int telnyx_parse(const void *state, struct provider_request *req,
 		goto out;
 	}
 	if (strcmp(type, "message.sent") != 0 && strcmp(type, "message.finalized") != 0) {
-		set_unusable(new_events(req, res, 1), "Telnyx event type dlrd does not handle");
+		provider_unusable(new_events(req, res, 1),
+		                  "Telnyx event type dlrd does not handle");
 		goto out;
 	}
-	msg_id = canonical_id(req->arena, payload, "id");
+	/* a UUID, lower-cased: one message has one id whatever case an app stored */
+	msg_id = jsonx_member_id(req->arena, payload, "id");
 	to = json_object_get(payload, "to");
 	cc = json_object_get(payload, "cc");
 	n_to = count_status_entries(to);
 	n_cc = count_status_entries(cc);
 	if (!msg_id || n_to + n_cc == 0) {
-		set_unusable(new_events(req, res, 1), !msg_id ? "no usable data.payload.id"
-		                                              : "no recipients in data.payload.to");
+		provider_unusable(new_events(req, res, 1),
+		                  !msg_id ? "no usable data.payload.id"
+		                          : "no recipients in data.payload.to");
 		goto out;
 	}
 	if (n_to + n_cc > LIM_EVENTS_PER_REQUEST) {
@@ -470,14 +378,15 @@ static int telnyx_parse(const void *state, struct provider_request *req,
 		json_decref(root);
 		return DLRD_EINVAL;
 	}
-	event_id = canonical_id(req->arena, data, "id");
-	occurred = jtime(data, "occurred_at");
+	event_id = jsonx_member_id(req->arena, data, "id");
+	occurred = jsonx_member_time(data, "occurred_at");
 	errors = json_object_get(payload, "errors");
 	if (json_is_array(errors) && json_is_object(json_array_get(errors, 0)))
-		error_code = jtext(req->arena, json_array_get(errors, 0), "code", LIM_STATUS_BYTES);
+		error_code = jsonx_member_text(req->arena, json_array_get(errors, 0), "code",
+		                               LIM_STATUS_BYTES);
 	if (json_is_object(json_object_get(payload, "from")))
-		sender = jtext(req->arena, json_object_get(payload, "from"), "phone_number",
-		               LIM_ID_BYTES);
+		sender = jsonx_member_text(req->arena, json_object_get(payload, "from"),
+		                           "phone_number", LIM_ID_BYTES);
 	evs = new_events(req, res, n_to + n_cc);
 	for (size_t i = 0; i < n_to + n_cc; i++) {
 		const json_t *r = i < n_to ? json_array_get(to, i) : json_array_get(cc, i - n_to);
@@ -487,14 +396,10 @@ static int telnyx_parse(const void *state, struct provider_request *req,
 		               occurred);
 	}
 	if (k == 0)
-		set_unusable(&evs[k++], "recipient entries are not objects");
+		provider_unusable(&evs[k++], "recipient entries are not objects");
 	res->n_events = k;
 out:
 	json_decref(root);
-	return 0;
-unusable_json:
-	json_decref(root);
-	set_unusable(new_events(req, res, 1), "body is not a JSON object");
 	return 0;
 }
 

@@ -31,6 +31,7 @@
 
 #include "form.h"
 #include "dlrd_limits.h"
+#include "json.h"
 #include "provider.h"
 #include "sig.h"
 
@@ -95,23 +96,15 @@ static const struct config_key twilio_keys[] = {
 
 static int twilio_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *v = config_get(cfg, "twilio", "auth_tokens");
-	size_t n = 0;
+	size_t n;
 	char **list;
 
 	*state = NULL;
-	if (!v)
-		return 0;
-	list = config_list(v, &n);
-	if (n == 0) {
-		config_list_free(list);
-		return 0;
-	}
-	if (n > LIM_SECRETS) {
-		config_list_free(list);
-		util_fmt(err, errlen, "config: twilio.auth_tokens: at most %u tokens", LIM_SECRETS);
+	if (provider_config_list(cfg, "twilio", "auth_tokens", "tokens", 0, &list, &n, err,
+				 errlen) != 0)
 		return DLRD_ECONFIG;
-	}
+	if (n == 0)
+		return 0;
 	struct twilio *t = xcalloc(1, sizeof(*t));
 	t->tokens = list;
 	t->n_tokens = n;
@@ -149,20 +142,18 @@ static bool query_has(struct iov q, const char *name)
 	return false;
 }
 
-/* Reads a JSON object's top-level string/number members as fields. */
+/* Reads a JSON object's top-level string and integer members as fields;
+ * the body is refused (DLRD_EINVAL) when it is not an object or nests
+ * deeper than LIM_JSON_DEPTH. */
 static int json_fields(struct arena *a, struct iov body, struct form *f, char *err, size_t errlen)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(body.p, body.n, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *root = jsonx_load_object(body.p, body.n, err, errlen);
 	const char *key;
 	json_t *val;
 	size_t i = 0;
 
-	if (!root || !json_is_object(root)) {
-		json_decref(root);
-		util_fmt(err, errlen, "body is not a JSON object");
+	if (!root)
 		return DLRD_EINVAL;
-	}
 	size_t n = json_object_size(root);
 	if (n > LIM_FORM_FIELDS) {
 		json_decref(root);
@@ -172,18 +163,11 @@ static int json_fields(struct arena *a, struct iov body, struct form *f, char *e
 	f->fields = arena_alloc(a, (n ? n : 1) * sizeof(*f->fields));
 	json_object_foreach(root, key, val)
 	{
-		char num[32];
-		const char *s = NULL;
-		size_t sl = 0;
-		if (json_is_string(val)) {
-			s = json_string_value(val);
-			sl = json_string_length(val);
-		} else if (json_is_integer(val)) {
-			sl = util_fmt(num, sizeof(num), "%lld", (long long)json_integer_value(val));
-			s = num;
-		} else {
+		char num[JSONX_NUM_MAX];
+		const char *s;
+		size_t sl;
+		if (!jsonx_scalar(val, num, &s, &sl))
 			continue;
-		}
 		f->fields[i].name = arena_strndup(a, key, strlen(key));
 		f->fields[i].name_len = strlen(key);
 		f->fields[i].value = arena_strndup(a, s, sl);
@@ -303,11 +287,7 @@ static void parse_inbound(struct provider_request *req, const struct form *f,
 	ev->provider_message_id =
 	    sid ? canonical_sid(req->arena, sid->value, sid->value_len) : NULL;
 	if (!ev->provider_message_id) {
-		ev->kind = EV_UNUSABLE;
-		ev->review = REVIEW_UNUSABLE;
-		ev->review_detail = "inbound message without a usable MessageSid";
-		ev->status = ST_UNKNOWN;
-		event_finish(ev);
+		provider_unusable(ev, "inbound message without a usable MessageSid");
 		return;
 	}
 	ev->kind = EV_INBOUND;
@@ -336,15 +316,12 @@ static int twilio_parse(const void *state, struct provider_request *req,
 {
 	const struct twilio_req *tr = req->scratch;
 	const struct form *f = &tr->form;
-	struct dlr_event *ev = arena_alloc(req->arena, sizeof(*ev));
+	struct dlr_event *ev = provider_events_new(req->arena, "twilio", 1);
 	const struct form_field *sid, *st, *ec, *to, *from;
 
 	(void)state;
 	(void)err;
 	(void)errlen;
-	memset(ev, 0, sizeof(*ev));
-	ev->provider = "twilio";
-	ev->occurred_ms = -1;
 	res->events = ev;
 	res->n_events = 1;
 
@@ -358,6 +335,8 @@ static int twilio_parse(const void *state, struct provider_request *req,
 	ev->raw_status = st ? provider_text(req->arena, st->value, st->value_len, LIM_STATUS_BYTES)
 			    : NULL;
 	if (!ev->provider_message_id || !ev->raw_status) {
+		/* not provider_unusable(): the review row keeps the MessageSid
+		 * when only the status is missing */
 		ev->kind = EV_UNUSABLE;
 		ev->review = REVIEW_UNUSABLE;
 		ev->review_detail = !ev->provider_message_id ? "no usable MessageSid"

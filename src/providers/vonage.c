@@ -41,6 +41,7 @@
 #include "crypto.h"
 #include "dlrd_limits.h"
 #include "form.h"
+#include "json.h"
 #include "provider.h"
 
 enum vonage_method { VM_MD5HASH = 0, VM_MD5, VM_SHA1, VM_SHA256, VM_SHA512 };
@@ -125,27 +126,16 @@ static void vonage_fini(void *state)
 
 static int vonage_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *secrets = config_get(cfg, "vonage", "signature_secrets");
 	const char *method = config_get(cfg, "vonage", "signature_method");
-	const char *tol = config_get(cfg, "vonage", "tolerance_seconds");
-	unsigned long tol_s = 300;
-	size_t n = 0, i;
+	size_t n, i;
 	char **list;
 
 	*state = NULL;
-	if (!secrets)
-		return 0;
-	list = config_list(secrets, &n);
-	if (n == 0) {
-		config_list_free(list);
-		return 0;
-	}
-	if (n > LIM_SECRETS) {
-		config_list_free(list);
-		util_fmt(err, errlen, "config: vonage.signature_secrets: at most %u secrets",
-		         LIM_SECRETS);
+	if (provider_config_list(cfg, "vonage", "signature_secrets", "secrets", 0, &list, &n, err,
+	                         errlen) != 0)
 		return DLRD_ECONFIG;
-	}
+	if (n == 0)
+		return 0;
 	struct vonage *v = xcalloc(1, sizeof(*v));
 	v->secrets = list;
 	v->n_secrets = n;
@@ -163,12 +153,10 @@ static int vonage_init(const struct config *cfg, void **state, char *err, size_t
 		}
 		v->method = methods[i].m;
 	}
-	if (tol && config_parse_uint("vonage", "tolerance_seconds", tol, 1, 86400, &tol_s, err,
-	                             errlen) != 0) {
+	if (provider_config_tolerance(cfg, "vonage", 300, &v->tolerance_s, err, errlen) != 0) {
 		vonage_fini(v);
 		return DLRD_ECONFIG;
 	}
-	v->tolerance_s = (int64_t)tol_s;
 	*state = v;
 	return 0;
 }
@@ -184,19 +172,17 @@ static void add_field(struct arena *a, struct form *f, const char *name, size_t 
 	x->value_len = vl;
 }
 
-/* The top-level members of a JSON object body as parameters. */
+/* The top-level members of a JSON object body as parameters; the body is
+ * refused (DLRD_EINVAL) when it is not an object or nests deeper than
+ * LIM_JSON_DEPTH. */
 static int json_params(struct arena *a, struct iov body, struct form *f, char *err, size_t errlen)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(body.p, body.n, JSON_REJECT_DUPLICATES, &jerr), *val;
+	json_t *root = jsonx_load_object(body.p, body.n, err, errlen), *val;
 	const char *key;
 	int rc = 0;
 
-	if (!root || !json_is_object(root)) {
-		util_fmt(err, errlen, "body is not a JSON object");
-		rc = DLRD_EINVAL;
-		goto out;
-	}
+	if (!root)
+		return DLRD_EINVAL;
 	if (json_object_size(root) > LIM_FORM_FIELDS) {
 		util_fmt(err, errlen, "too many JSON members");
 		rc = DLRD_EINVAL;
@@ -206,39 +192,36 @@ static int json_params(struct arena *a, struct iov body, struct form *f, char *e
 	f->fields = arena_alloc(a, (json_object_size(root) + 1) * sizeof(*f->fields));
 	json_object_foreach(root, key, val)
 	{
-		char num[32];
-		size_t kl = strlen(key);
+		char num[JSONX_NUM_MAX];
+		const char *s;
+		size_t kl = strlen(key), sl;
 		if (kl > LIM_FIELD_BYTES) {
 			util_fmt(err, errlen, "JSON member name too long");
 			rc = DLRD_EINVAL;
 			goto out;
 		}
-		if (json_is_string(val)) {
-			if (json_string_length(val) > LIM_FIELD_BYTES) {
-				util_fmt(err, errlen, "JSON member too long");
-				rc = DLRD_EINVAL;
-				goto out;
-			}
-			add_field(a, f, key, kl, json_string_value(val), json_string_length(val));
-		} else if (json_is_integer(val)) {
-			size_t nl =
-			    util_fmt(num, sizeof(num), "%lld", (long long)json_integer_value(val));
-			add_field(a, f, key, kl, num, nl);
-		} else if (json_is_boolean(val)) {
-			add_field(a, f, key, kl, json_is_true(val) ? "true" : "false",
-			          json_is_true(val) ? 4 : 5);
-		} else if (!json_is_null(val)) {
-			/* reals, objects, arrays: their compact JSON text */
-			char *s = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY);
-			size_t sl = s ? strlen(s) : 0;
-			if (!s || sl > LIM_FIELD_BYTES) {
-				free(s);
+		if (jsonx_scalar(val, num, &s, &sl)) { /* a string, or an integer in decimal */
+			if (sl > LIM_FIELD_BYTES) {
 				util_fmt(err, errlen, "JSON member too long");
 				rc = DLRD_EINVAL;
 				goto out;
 			}
 			add_field(a, f, key, kl, s, sl);
-			free(s);
+		} else if (json_is_boolean(val)) {
+			add_field(a, f, key, kl, json_is_true(val) ? "true" : "false",
+			          json_is_true(val) ? 4 : 5);
+		} else if (!json_is_null(val)) {
+			/* reals, objects, arrays: their compact JSON text */
+			char *d = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY);
+			size_t dl = d ? strlen(d) : 0;
+			if (!d || dl > LIM_FIELD_BYTES) {
+				free(d);
+				util_fmt(err, errlen, "JSON member too long");
+				rc = DLRD_EINVAL;
+				goto out;
+			}
+			add_field(a, f, key, kl, d, dl);
+			free(d);
 		}
 	}
 out:
@@ -413,22 +396,6 @@ static const struct form_field *field(const struct form *f, const char *name)
 	return x && x->value_len ? x : NULL;
 }
 
-/* Message ids: hex ids ("0A0000001234567B") and UUIDs are lower-cased so a
- * receipt matches however the application stored the id; anything else is
- * kept as sent. */
-static const char *canonical_id(struct arena *a, const char *p, size_t n)
-{
-	char *s = (char *)provider_text(a, p, n, LIM_ID_BYTES);
-	bool hexish = s != NULL;
-
-	for (size_t i = 0; hexish && i < n; i++)
-		hexish = strchr("0123456789abcdefABCDEF-", s[i]) != NULL;
-	for (size_t i = 0; hexish && i < n; i++)
-		if (s[i] >= 'A' && s[i] <= 'F')
-			s[i] = (char)(s[i] + 32);
-	return s;
-}
-
 /*
  * scts: YYMMDDHHMM (Vonage also documents none with seconds, but a 12-digit
  * YYMMDDHHMMSS is accepted).  Vonage's SMS API reference gives no zone;
@@ -454,25 +421,18 @@ static int64_t parse_scts(const struct form_field *x)
 	return ms;
 }
 
-static void unusable(struct dlr_event *ev, const char *why)
-{
-	ev->kind = EV_UNUSABLE;
-	ev->review = REVIEW_UNUSABLE;
-	ev->review_detail = why;
-	ev->status = ST_UNKNOWN;
-	ev->provider_message_id = NULL;
-}
-
 static void parse_receipt(struct arena *a, const struct form *f, struct dlr_event *ev,
                           const struct form_field *id)
 {
 	const struct form_field *st = field(f, "status"), *ec = field(f, "err-code"),
 	                        *to = field(f, "msisdn"), *from = field(f, "to");
 
-	ev->provider_message_id = canonical_id(a, id->value, id->value_len);
+	/* hex ids ("0A0000001234567B") and UUIDs lower-cased, others as sent */
+	ev->provider_message_id = provider_hex_id(a, id->value, id->value_len);
 	ev->raw_status = st ? provider_text(a, st->value, st->value_len, LIM_STATUS_BYTES) : NULL;
 	if (!ev->provider_message_id || !ev->raw_status) {
-		unusable(ev, !ev->provider_message_id ? "no usable messageId" : "no usable status");
+		provider_unusable(ev, !ev->provider_message_id ? "no usable messageId"
+		                                               : "no usable status");
 		return;
 	}
 	ev->kind = EV_STATUS;
@@ -494,6 +454,7 @@ static void parse_receipt(struct arena *a, const struct form *f, struct dlr_even
 		provider_set_recipient(ev, a, to->value, to->value_len);
 	if (from)
 		ev->sender_identity = provider_text(a, from->value, from->value_len, LIM_ID_BYTES);
+	event_finish(ev);
 }
 
 static void parse_inbound(struct arena *a, const struct form *f, struct dlr_event *ev,
@@ -502,9 +463,9 @@ static void parse_inbound(struct arena *a, const struct form *f, struct dlr_even
 	const struct form_field *text = form_get(f, "text"), *user = field(f, "msisdn"),
 	                        *ours = field(f, "to");
 
-	ev->provider_message_id = canonical_id(a, id->value, id->value_len);
+	ev->provider_message_id = provider_hex_id(a, id->value, id->value_len);
 	if (!ev->provider_message_id) {
-		unusable(ev, "no usable messageId");
+		provider_unusable(ev, "no usable messageId");
 		return;
 	}
 	ev->kind = EV_INBOUND;
@@ -517,6 +478,7 @@ static void parse_inbound(struct arena *a, const struct form *f, struct dlr_even
 		ev->text = arena_strndup(a, text->value, text->value_len);
 		ev->text_len = text->value_len;
 	}
+	event_finish(ev);
 }
 
 static int vonage_parse(const void *state, struct provider_request *req,
@@ -524,28 +486,24 @@ static int vonage_parse(const void *state, struct provider_request *req,
 {
 	const struct vonage_req *vr = req->scratch;
 	const struct form *f = &vr->params;
-	struct dlr_event *ev = arena_alloc(req->arena, sizeof(*ev));
+	struct dlr_event *ev = provider_events_new(req->arena, "vonage", 1);
 	const struct form_field *id = field(f, "messageId");
 
 	(void)state;
 	(void)err;
 	(void)errlen;
-	memset(ev, 0, sizeof(*ev));
-	ev->provider = "vonage";
-	ev->occurred_ms = -1;
 	res->events = ev;
 	res->n_events = 1;
 
 	if (!id) {
-		unusable(ev, "no messageId");
+		provider_unusable(ev, "no messageId");
 	} else if (form_get(f, "status") || form_get(f, "err-code") || form_get(f, "scts")) {
 		parse_receipt(req->arena, f, ev, id);
 	} else if (form_get(f, "text") || form_get(f, "type") || form_get(f, "keyword")) {
 		parse_inbound(req->arena, f, ev, id);
 	} else {
-		unusable(ev, "neither a delivery receipt nor an inbound message");
+		provider_unusable(ev, "neither a delivery receipt nor an inbound message");
 	}
-	event_finish(ev);
 	return 0;
 }
 

@@ -42,6 +42,7 @@
 
 #include "crypto.h"
 #include "dlrd_limits.h"
+#include "json.h"
 #include "jwt.h"
 #include "provider.h"
 
@@ -168,36 +169,24 @@ static void vmsg_fini(void *state)
 
 static int vmsg_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
-	const char *secrets = config_get(cfg, "vonage-messages", "signature_secrets");
-	const char *tol = config_get(cfg, "vonage-messages", "tolerance_seconds");
-	unsigned long tol_s = 300;
-	size_t n = 0;
+	int64_t tol_s;
+	size_t n;
 	char **list;
 
 	*state = NULL;
-	if (!secrets)
-		return 0;
-	list = config_list(secrets, &n);
-	if (n == 0) {
-		config_list_free(list);
-		return 0;
-	}
-	if (n > LIM_SECRETS) {
-		config_list_free(list);
-		util_fmt(err, errlen,
-		         "config: vonage-messages.signature_secrets: at most %u secrets",
-		         LIM_SECRETS);
+	if (provider_config_list(cfg, "vonage-messages", "signature_secrets", "secrets", 0, &list,
+	                         &n, err, errlen) != 0)
 		return DLRD_ECONFIG;
-	}
-	if (tol && config_parse_uint("vonage-messages", "tolerance_seconds", tol, 1, 86400, &tol_s,
-	                             err, errlen) != 0) {
+	if (n == 0)
+		return 0;
+	if (provider_config_tolerance(cfg, "vonage-messages", 300, &tol_s, err, errlen) != 0) {
 		config_list_free(list);
 		return DLRD_ECONFIG;
 	}
 	struct vmsg *v = xcalloc(1, sizeof(*v));
 	v->secrets = list;
 	v->n_secrets = n;
-	v->tolerance_s = (int64_t)tol_s;
+	v->tolerance_s = tol_s;
 	*state = v;
 	return 0;
 }
@@ -225,7 +214,7 @@ static int vmsg_authenticate(const void *state, struct provider_request *req, ch
 	struct vmsg_req *vr = arena_alloc(req->arena, sizeof(*vr));
 	const char *auth, *tok;
 	json_t *claims = NULL, *body = NULL;
-	json_error_t jerr;
+	char jerr[64];
 	int64_t iat, now_s = req->now_ms / 1000;
 	int rc = DLRD_EAUTH;
 
@@ -258,14 +247,16 @@ static int vmsg_authenticate(const void *state, struct provider_request *req, ch
 		rc = DLRD_ESTALE;
 		goto out;
 	}
-	body = json_loadb(req->body.p, req->body.n, JSON_REJECT_DUPLICATES, &jerr);
+	/* any JSON value, so the compact form below is tried for a body that
+	 * is JSON but not an object (answered 400 once it verifies) */
+	body = jsonx_load(req->body.p, req->body.n, jerr, sizeof(jerr));
 	if (req->body.n && !jwt_claim_sha256(claims, "payload_hash", req->body.p, req->body.n) &&
 	    !(body && hash_matches_compact(claims, body))) {
 		util_fmt(err, errlen, "payload_hash missing or does not match the body");
 		goto out;
 	}
-	if (!body || !json_is_object(body)) {
-		util_fmt(err, errlen, "body is not a JSON object");
+	if (!json_is_object(body)) {
+		util_fmt(err, errlen, "%s", body ? "body is not a JSON object" : jerr);
 		rc = DLRD_EINVAL;
 		goto out;
 	}
@@ -278,21 +269,6 @@ out:
 	return rc;
 }
 
-/* A string member, or a number member as decimal text (arena copy). */
-static const char *member_text(struct arena *a, const json_t *obj, const char *name, size_t max)
-{
-	const json_t *v = json_object_get(obj, name);
-	char num[32];
-
-	if (json_is_string(v))
-		return provider_text(a, json_string_value(v), json_string_length(v), max);
-	if (json_is_integer(v)) {
-		size_t n = util_fmt(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-		return provider_text(a, num, n, max);
-	}
-	return NULL;
-}
-
 /* `to` / `from`: a string in the current API, an object {type, number|id}
  * in the 2021 schema. */
 static const char *party(struct arena *a, const json_t *body, const char *name)
@@ -300,10 +276,10 @@ static const char *party(struct arena *a, const json_t *body, const char *name)
 	const json_t *v = json_object_get(body, name);
 
 	if (json_is_object(v)) {
-		const char *s = member_text(a, v, "number", LIM_ID_BYTES);
-		return s ? s : member_text(a, v, "id", LIM_ID_BYTES);
+		const char *s = jsonx_member_text(a, v, "number", LIM_ID_BYTES);
+		return s ? s : jsonx_member_text(a, v, "id", LIM_ID_BYTES);
 	}
-	return member_text(a, body, name, LIM_ID_BYTES);
+	return jsonx_member_text(a, body, name, LIM_ID_BYTES);
 }
 
 /* All digits, 1..8 of them. */
@@ -326,11 +302,11 @@ static const char *error_code(struct arena *a, const json_t *body)
 
 	if (!json_is_object(e))
 		return NULL;
-	if ((s = member_text(a, e, "code", LIM_STATUS_BYTES)))
+	if ((s = jsonx_member_text(a, e, "code", LIM_STATUS_BYTES)))
 		return s;
-	if ((s = member_text(a, e, "title", LIM_STATUS_BYTES)) && is_code(s, strlen(s)))
+	if ((s = jsonx_member_text(a, e, "title", LIM_STATUS_BYTES)) && is_code(s, strlen(s)))
 		return s;
-	s = member_text(a, e, "type", 1024);
+	s = jsonx_member_text(a, e, "type", 1024);
 	if (s) {
 		const char *h = strrchr(s, '#');
 		if (h && is_code(h + 1, strlen(h + 1)))
@@ -339,54 +315,21 @@ static const char *error_code(struct arena *a, const json_t *body)
 	return NULL;
 }
 
-/* message_uuid, lower-cased when it is a UUID (or any hex id). */
-static const char *canonical_uuid(struct arena *a, const json_t *body)
-{
-	char *s = (char *)member_text(a, body, "message_uuid", LIM_ID_BYTES);
-	bool hexish = s != NULL;
-
-	for (size_t i = 0; hexish && s[i]; i++)
-		hexish = strchr("0123456789abcdefABCDEF-", s[i]) != NULL;
-	for (size_t i = 0; hexish && s[i]; i++)
-		if (s[i] >= 'A' && s[i] <= 'F')
-			s[i] = (char)(s[i] + 32);
-	return s;
-}
-
-static int64_t event_time(const json_t *body)
-{
-	const json_t *t = json_object_get(body, "timestamp");
-	int64_t ms;
-
-	if (!json_is_string(t) ||
-	    util_parse_rfc3339(json_string_value(t), json_string_length(t), &ms) != 0)
-		return -1;
-	return ms;
-}
-
-static void unusable(struct dlr_event *ev, const char *why)
-{
-	ev->kind = EV_UNUSABLE;
-	ev->review = REVIEW_UNUSABLE;
-	ev->review_detail = why;
-	ev->status = ST_UNKNOWN;
-	ev->provider_message_id = NULL;
-}
-
 static void parse_status(struct arena *a, const json_t *body, struct dlr_event *ev)
 {
 	const char *to, *from;
 
-	ev->provider_message_id = canonical_uuid(a, body);
-	ev->raw_status = member_text(a, body, "status", LIM_STATUS_BYTES);
+	/* message_uuid, lower-cased when it is a UUID (or any hex id) */
+	ev->provider_message_id = jsonx_member_id(a, body, "message_uuid");
+	ev->raw_status = jsonx_member_text(a, body, "status", LIM_STATUS_BYTES);
 	if (!ev->provider_message_id || !ev->raw_status) {
-		unusable(ev,
-		         !ev->provider_message_id ? "no usable message_uuid" : "no usable status");
+		provider_unusable(ev, !ev->provider_message_id ? "no usable message_uuid"
+		                                               : "no usable status");
 		return;
 	}
 	ev->kind = EV_STATUS;
 	ev->error_code = error_code(a, body);
-	ev->occurred_ms = event_time(body);
+	ev->occurred_ms = jsonx_member_time(body, "timestamp");
 	ev->status = ST_UNKNOWN;
 	ev->review = REVIEW_UNKNOWN_STATUS;
 	ev->review_detail = "status not in the Messages API vocabulary";
@@ -407,6 +350,7 @@ static void parse_status(struct arena *a, const json_t *body, struct dlr_event *
 	from = party(a, body, "from");
 	if (from)
 		ev->sender_identity = from;
+	event_finish(ev);
 }
 
 static void parse_inbound(struct arena *a, const json_t *body, struct dlr_event *ev)
@@ -414,13 +358,13 @@ static void parse_inbound(struct arena *a, const json_t *body, struct dlr_event 
 	const char *user, *ours;
 	const json_t *text = json_object_get(body, "text");
 
-	ev->provider_message_id = canonical_uuid(a, body);
+	ev->provider_message_id = jsonx_member_id(a, body, "message_uuid");
 	if (!ev->provider_message_id) {
-		unusable(ev, "no usable message_uuid");
+		provider_unusable(ev, "no usable message_uuid");
 		return;
 	}
 	ev->kind = EV_INBOUND;
-	ev->occurred_ms = event_time(body);
+	ev->occurred_ms = jsonx_member_time(body, "timestamp");
 	user = party(a, body, "from");
 	if (user)
 		provider_set_recipient(ev, a, user, strlen(user));
@@ -433,6 +377,7 @@ static void parse_inbound(struct arena *a, const json_t *body, struct dlr_event 
 		ev->text = arena_strndup(a, json_string_value(text), json_string_length(text));
 		ev->text_len = json_string_length(text);
 	}
+	event_finish(ev);
 }
 
 static int vmsg_parse(const void *state, struct provider_request *req, struct provider_result *res,
@@ -440,14 +385,11 @@ static int vmsg_parse(const void *state, struct provider_request *req, struct pr
 {
 	struct vmsg_req *vr = req->scratch;
 	json_t *body = vr->body;
-	struct dlr_event *ev = arena_alloc(req->arena, sizeof(*ev));
+	struct dlr_event *ev = provider_events_new(req->arena, "vonage-messages", 1);
 
 	(void)state;
 	(void)err;
 	(void)errlen;
-	memset(ev, 0, sizeof(*ev));
-	ev->provider = "vonage-messages";
-	ev->occurred_ms = -1;
 	res->events = ev;
 	res->n_events = 1;
 
@@ -456,8 +398,7 @@ static int vmsg_parse(const void *state, struct provider_request *req, struct pr
 	else if (json_object_get(body, "message_type") || json_object_get(body, "text"))
 		parse_inbound(req->arena, body, ev);
 	else
-		unusable(ev, "neither a status nor an inbound message");
-	event_finish(ev);
+		provider_unusable(ev, "neither a status nor an inbound message");
 	json_decref(body);
 	vr->body = NULL;
 	return 0;

@@ -114,14 +114,15 @@ static void test_normalize_bounds(void **state)
 static void country_is(const char *e164, const char *want)
 {
 	const char *got = phone_country(e164);
+	const char *shown = e164 ? e164 : "(null)";
 
 	if (!want) {
 		if (got)
-			fail_msg("phone_country(%s) = %s, want NULL", e164, got);
+			fail_msg("phone_country(%s) = %s, want NULL", shown, got);
 		return;
 	}
 	if (!got || strcmp(got, want) != 0)
-		fail_msg("phone_country(%s) = %s, want %s", e164, got ? got : "NULL", want);
+		fail_msg("phone_country(%s) = %s, want %s", shown, got ? got : "NULL", want);
 }
 
 static void test_country_sample(void **state)

@@ -21,6 +21,7 @@
 
 #include "crypto.h"
 #include "provider.h"
+#include "provider_test.h"
 
 extern const struct provider provider_generic;
 
@@ -37,52 +38,26 @@ extern const struct provider provider_generic;
 #define NOW_S  1700000000LL
 #define NOW_TS "1700000000"
 
-struct hdr {
-	const char *name;
-	const char *value;
-};
-
 struct fx {
 	struct config cfg;
 	void *state;
 	struct arena a;
 	char block[8192];
-	struct hdr h[8];
-	size_t nh;
+	struct pt_headers hdr;
 	struct provider_result res;
 	char err[256];
 	char sig[256];
 };
 
-static const char *fake_header(void *ctx, const char *name)
-{
-	struct fx *f = ctx;
-	for (size_t i = 0; i < f->nh; i++)
-		if (strcasecmp(f->h[i].name, name) == 0)
-			return f->h[i].value;
-	return NULL;
-}
-
 static int start(void **state, const char *secrets, const char *tolerance)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	static const uint8_t hk[] = "unit-test-hash-key";
-	char err[256];
 
-	if (secrets)
-		setenv("DLRD_GENERIC_SECRETS", secrets, 1);
-	else
-		unsetenv("DLRD_GENERIC_SECRETS");
-	if (tolerance)
-		setenv("DLRD_GENERIC_TOLERANCE_SECONDS", tolerance, 1);
-	else
-		unsetenv("DLRD_GENERIC_TOLERANCE_SECONDS");
-	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+	pt_setenv("DLRD_GENERIC_SECRETS", secrets);
+	pt_setenv("DLRD_GENERIC_TOLERANCE_SECONDS", tolerance);
+	if (pt_start(&provider_generic, &f->cfg, &f->state, false, &f->a, f->block,
+	             sizeof(f->block)) != 0)
 		return -1;
-	if (provider_generic.init(&f->cfg, &f->state, err, sizeof(err)) != 0)
-		return -1;
-	provider_set_hash_key(hk, sizeof(hk) - 1);
-	arena_init(&f->a, f->block, sizeof(f->block));
 	*state = f;
 	return 0;
 }
@@ -95,9 +70,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	provider_generic.fini(f->state);
-	config_fini(&f->cfg);
-	arena_fini(&f->a);
+	pt_stop(&provider_generic, &f->cfg, f->state, &f->a);
 	free(f);
 	return 0;
 }
@@ -123,37 +96,18 @@ static int run(struct fx *f, const char *id, const char *ts, const char *sig, co
                int64_t now_ms, int *parse_rc)
 {
 	struct provider_request req;
-	int rc;
 
-	arena_reset(&f->a);
-	f->nh = 0;
-	if (id)
-		f->h[f->nh++] = (struct hdr){"webhook-id", id};
-	if (ts)
-		f->h[f->nh++] = (struct hdr){"webhook-timestamp", ts};
-	if (sig)
-		f->h[f->nh++] = (struct hdr){"webhook-signature", sig};
-	memset(&req, 0, sizeof(req));
-	req.method = "POST";
-	req.kind = HOOK_STATUS;
-	req.target = IOV_LIT("/webhooks/generic/status");
-	req.path = req.target;
-	req.query = (struct iov){"", 0};
-	req.body = (struct iov){body, strlen(body)};
-	req.content_type = "application/json";
-	req.public_url = "https://sms.example.com";
-	req.now_ms = now_ms;
-	req.arena = &f->a;
-	req.header = fake_header;
-	req.hctx = f;
-	memset(&f->res, 0, sizeof(f->res));
-	f->res.http_status = 200;
-	f->err[0] = '\0';
-	rc = provider_generic.authenticate(f->state, &req, f->err, sizeof(f->err));
-	*parse_rc = -100;
-	if (rc == 0)
-		*parse_rc = provider_generic.parse(f->state, &req, &f->res, f->err, sizeof(f->err));
-	return rc;
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "webhook-id", id);
+	pt_header_add(&f->hdr, "webhook-timestamp", ts);
+	pt_header_add(&f->hdr, "webhook-signature", sig);
+	pt_request(&req, &f->a,
+	           &(struct pt_call){.target = "/webhooks/generic/status",
+	                             .ctype = "application/json",
+	                             .body = body,
+	                             .now_ms = now_ms,
+	                             .headers = &f->hdr});
+	return pt_run(&provider_generic, f->state, &req, &f->res, f->err, sizeof(f->err), parse_rc);
 }
 
 /* Signs body with the first secret and runs it at NOW. */
@@ -512,13 +466,8 @@ static void test_method_and_type(void **state)
 	struct fx *f = *state;
 	struct provider_request req;
 
-	memset(&req, 0, sizeof(req));
-	req.method = "GET";
-	req.content_type = "";
-	req.arena = &f->a;
-	req.header = fake_header;
-	req.hctx = f;
-	req.body = (struct iov){"", 0};
+	pt_request(&req, &f->a,
+	           &(struct pt_call){.method = "GET", .target = "/webhooks/generic/status"});
 	assert_int_equal(provider_generic.authenticate(f->state, &req, f->err, sizeof(f->err)),
 	                 DLRD_EMETHOD);
 	req.method = "POST";

@@ -19,6 +19,7 @@
 
 #include "crypto.h"
 #include "provider.h"
+#include "provider_test.h"
 
 extern const struct provider provider_infobip;
 
@@ -27,44 +28,24 @@ extern const struct provider provider_infobip;
 #define AUTH_OLD "Basic b2xkOnB3"
 #define AUTH_BAD "Basic ZGxyZDpzM2NyZXQ6d2l0aDpjb2xvbg==" /* one byte short */
 
-struct hdr {
-	const char *name;
-	const char *value;
-};
-
 struct fx {
 	struct config cfg;
 	void *state;
 	struct arena a;
 	char block[16384];
-	struct hdr h[4];
-	size_t nh;
+	struct pt_headers hdr;
 	struct provider_result res;
 	char err[256];
 };
 
-static const char *fake_header(void *ctx, const char *name)
-{
-	struct fx *f = ctx;
-	for (size_t i = 0; i < f->nh; i++)
-		if (strcasecmp(f->h[i].name, name) == 0)
-			return f->h[i].value;
-	return NULL;
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	static const uint8_t hk[] = "unit-test-hash-key";
-	char err[256];
 
 	setenv("DLRD_INFOBIP_BASIC_AUTH", "old:pw, dlrd:s3cret:with:colons", 1);
-	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+	if (pt_start(&provider_infobip, &f->cfg, &f->state, true, &f->a, f->block,
+	             sizeof(f->block)) != 0)
 		return -1;
-	if (provider_infobip.init(&f->cfg, &f->state, err, sizeof(err)) != 0 || !f->state)
-		return -1;
-	provider_set_hash_key(hk, sizeof(hk) - 1);
-	arena_init(&f->a, f->block, sizeof(f->block));
 	*state = f;
 	return 0;
 }
@@ -72,9 +53,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	provider_infobip.fini(f->state);
-	config_fini(&f->cfg);
-	arena_fini(&f->a);
+	pt_stop(&provider_infobip, &f->cfg, f->state, &f->a);
 	free(f);
 	return 0;
 }
@@ -83,32 +62,17 @@ static int run_full(struct fx *f, const char *method, const char *ctype, const c
                     const char *body)
 {
 	struct provider_request r;
-	int rc;
 
-	arena_reset(&f->a);
-	memset(&r, 0, sizeof(r));
-	memset(&f->res, 0, sizeof(f->res));
-	f->nh = 0;
-	if (auth)
-		f->h[f->nh++] = (struct hdr){"Authorization", auth};
-	r.method = method;
-	r.kind = HOOK_STATUS;
-	r.target = IOV_LIT("/webhooks/infobip/status");
-	r.path = r.target;
-	r.body = (struct iov){body, strlen(body)};
-	r.content_type = ctype;
-	r.public_url = "https://sms.example.com";
-	r.now_ms = 1700000000000LL;
-	r.arena = &f->a;
-	r.header = fake_header;
-	r.hctx = f;
-	rc = provider_infobip.authenticate(f->state, &r, f->err, sizeof(f->err));
-	if (rc == 0) {
-		f->res.http_status = 200;
-		assert_int_equal(
-		    provider_infobip.parse(f->state, &r, &f->res, f->err, sizeof(f->err)), 0);
-	}
-	return rc;
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "Authorization", auth);
+	pt_request(&r, &f->a,
+	           &(struct pt_call){.method = method,
+	                             .target = "/webhooks/infobip/status",
+	                             .ctype = ctype,
+	                             .body = body,
+	                             .now_ms = 1700000000000LL,
+	                             .headers = &f->hdr});
+	return pt_run(&provider_infobip, f->state, &r, &f->res, f->err, sizeof(f->err), NULL);
 }
 
 static int run(struct fx *f, const char *body)

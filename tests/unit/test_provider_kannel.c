@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "provider.h"
+#include "provider_test.h"
 
 extern const struct provider provider_kannel;
 
@@ -35,26 +36,14 @@ struct fx {
 	char err[256];
 };
 
-static const char *no_header(void *ctx, const char *name)
-{
-	(void)ctx;
-	(void)name;
-	return NULL;
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	static const uint8_t hk[] = "unit-test-hash-key";
-	char err[256];
 
 	setenv("DLRD_KANNEL_TOKENS", TOKEN1 "," TOKEN2, 1);
-	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+	if (pt_start(&provider_kannel, &f->cfg, &f->state, true, &f->a, f->block,
+	             sizeof(f->block)) != 0)
 		return -1;
-	if (provider_kannel.init(&f->cfg, &f->state, err, sizeof(err)) != 0 || !f->state)
-		return -1;
-	provider_set_hash_key(hk, sizeof(hk) - 1);
-	arena_init(&f->a, f->block, sizeof(f->block));
 	*state = f;
 	return 0;
 }
@@ -62,9 +51,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	provider_kannel.fini(f->state);
-	config_fini(&f->cfg);
-	arena_fini(&f->a);
+	pt_stop(&provider_kannel, &f->cfg, f->state, &f->a);
 	free(f);
 	unsetenv("DLRD_KANNEL_TOKENS");
 	return 0;
@@ -73,31 +60,13 @@ static int teardown(void **state)
 /* Runs authenticate (and parse when it passes) on a GET with query q. */
 static int run(struct fx *f, const char *method, const char *q, int *parse_rc)
 {
-	struct provider_request *req = &f->req;
-	int rc;
-
-	arena_reset(&f->a);
-	memset(req, 0, sizeof(*req));
-	req->method = method;
-	req->kind = HOOK_STATUS;
-	req->target = IOV_LIT("/webhooks/kannel/status");
-	req->path = req->target;
-	req->query = (struct iov){q, strlen(q)};
-	req->body = (struct iov){"", 0};
-	req->content_type = "";
-	req->public_url = "https://sms.example.com";
-	req->now_ms = 1700000000000LL;
-	req->arena = &f->a;
-	req->header = no_header;
-	req->hctx = f;
-	memset(&f->res, 0, sizeof(f->res));
-	f->res.http_status = 200;
-	f->err[0] = '\0';
-	rc = provider_kannel.authenticate(f->state, req, f->err, sizeof(f->err));
-	*parse_rc = -100;
-	if (rc == 0)
-		*parse_rc = provider_kannel.parse(f->state, req, &f->res, f->err, sizeof(f->err));
-	return rc;
+	pt_request(&f->req, &f->a,
+	           &(struct pt_call){.method = method,
+	                             .target = "/webhooks/kannel/status",
+	                             .query = q,
+	                             .now_ms = 1700000000000LL});
+	return pt_run(&provider_kannel, f->state, &f->req, &f->res, f->err, sizeof(f->err),
+	              parse_rc);
 }
 
 /* A signed-in DLR: returns the single event. */
@@ -302,12 +271,14 @@ static void test_redaction(void **state)
 
 	assert_int_equal(run(f, "GET", "type=1&token=" TOKEN1 "&id=abc&answer=a+b&&x", &prc), 0);
 	assert_int_equal(prc, 0);
-	assert_int_equal(f->res.raw_payload.n, strlen("type=1&token=REDACTED&id=abc&answer=a+b&&x"));
+	assert_int_equal(f->res.raw_payload.n,
+	                 strlen("type=1&token=REDACTED&id=abc&answer=a+b&&x"));
 	assert_memory_equal(f->res.raw_payload.p, "type=1&token=REDACTED&id=abc&answer=a+b&&x",
 	                    f->res.raw_payload.n);
 	/* an encoded name is still the token; the encoded name is kept */
 	assert_int_equal(run(f, "GET", "%74oken=" TOKEN2 "&type=1&id=abc&", &prc), 0);
-	assert_memory_equal(f->res.raw_payload.p, "%74oken=REDACTED&type=1&id=abc&", f->res.raw_payload.n);
+	assert_memory_equal(f->res.raw_payload.p, "%74oken=REDACTED&type=1&id=abc&",
+	                    f->res.raw_payload.n);
 	assert_int_equal(f->res.raw_payload.n, strlen("%74oken=REDACTED&type=1&id=abc&"));
 }
 

@@ -25,9 +25,9 @@
 #include "jwt.h"
 #include "phone.h"
 #include "provider.h"
+#include "provider_test.h"
 #include "util.h"
 
-extern char **environ;
 extern const struct provider provider_messagebird;
 #define P (&provider_messagebird)
 
@@ -141,49 +141,8 @@ struct fx {
 	char jwt[2048];
 	char target[2048];
 	char body[2048];
+	struct pt_headers hdr;
 };
-
-static const char *fake_header(void *hctx, const char *name)
-{
-	struct fx *f = hctx;
-	return strcasecmp(name, "MessageBird-Signature-JWT") == 0 && f->jwt[0] ? f->jwt : NULL;
-}
-
-static void clear_env(void)
-{
-	for (;;) {
-		char name[256];
-		size_t i;
-		for (i = 0; environ[i]; i++)
-			if (strncmp(environ[i], "DLRD_", 5) == 0)
-				break;
-		if (!environ[i])
-			return;
-		const char *eq = strchr(environ[i], '=');
-		size_t n = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-		util_fmt(name, sizeof(name), "%.*s", (int)n, environ[i]);
-		unsetenv(name);
-	}
-}
-
-static int load(const char *const *env, void **state, char *err, size_t errlen)
-{
-	struct config cfg;
-	int rc;
-
-	clear_env();
-	for (size_t i = 0; env && env[i]; i++) {
-		char k[128];
-		const char *eq = strchr(env[i], '=');
-		util_fmt(k, sizeof(k), "%.*s", (int)(eq - env[i]), env[i]);
-		setenv(k, eq + 1, 1);
-	}
-	if ((rc = config_load(NULL, &cfg, err, errlen)) != 0)
-		return rc;
-	rc = P->init(&cfg, state, err, errlen);
-	config_fini(&cfg);
-	return rc;
-}
 
 static struct fx *fx_new(const char *keys, const char *tol)
 {
@@ -194,8 +153,9 @@ static struct fx *fx_new(const char *keys, const char *tol)
 	assert_non_null(f);
 	util_fmt(e1, sizeof(e1), "DLRD_MESSAGEBIRD_SIGNING_KEYS=%s", keys);
 	util_fmt(e2, sizeof(e2), "DLRD_MESSAGEBIRD_TOLERANCE_SECONDS=%s", tol ? tol : "300");
-	assert_int_equal(load(env, &f->state, f->err, sizeof(f->err)), 0);
+	assert_int_equal(pt_load(P, env, &f->state, f->err, sizeof(f->err)), 0);
 	assert_non_null(f->state);
+	arena_init(&f->a, f->block, sizeof(f->block));
 	return f;
 }
 
@@ -209,48 +169,30 @@ static void fx_free(struct fx *f)
 static int run(struct fx *f, const char *method, const char *base, const char *target,
                const char *body, int64_t now_ms)
 {
-	int rc;
+	int rc, prc;
 
-	arena_fini(&f->a);
-	arena_init(&f->a, f->block, sizeof(f->block));
-	memset(&f->req, 0, sizeof(f->req));
-	memset(&f->res, 0, sizeof(f->res));
-	f->err[0] = '\0';
 	util_strlcpy(f->target, target, sizeof(f->target));
 	util_strlcpy(f->body, body, sizeof(f->body));
-	const char *qm = strchr(f->target, '?');
-	f->req.method = method;
-	f->req.kind = HOOK_STATUS;
-	f->req.target = (struct iov){f->target, strlen(f->target)};
-	f->req.path = (struct iov){f->target, qm ? (size_t)(qm - f->target) : strlen(f->target)};
-	f->req.query = qm ? (struct iov){qm + 1, strlen(qm + 1)} : (struct iov){"", 0};
-	f->req.body = (struct iov){f->body, strlen(f->body)};
-	f->req.content_type =
-	    strcmp(method, "POST") == 0 ? "application/x-www-form-urlencoded" : "";
-	f->req.public_url = base;
-	f->req.now_ms = now_ms;
-	f->req.arena = &f->a;
-	f->req.header = fake_header;
-	f->req.hctx = f;
-	rc = P->authenticate(f->state, &f->req, f->err, sizeof(f->err));
-	if (rc != 0)
-		return rc;
-	f->res.http_status = 200;
-	return P->parse(f->state, &f->req, &f->res, f->err, sizeof(f->err));
-}
-
-static const uint8_t hash_key[] = "unit-test-hash-key";
-
-static const char *hash_of(const char *e164)
-{
-	static char out[65];
-	phone_hash(hash_key, sizeof(hash_key) - 1, e164, out);
-	return out;
+	pt_headers_reset(&f->hdr);
+	if (f->jwt[0])
+		pt_header_add(&f->hdr, "MessageBird-Signature-JWT", f->jwt);
+	pt_request(&f->req, &f->a,
+	           &(struct pt_call){.method = method,
+	                             .target = f->target,
+	                             .ctype = strcmp(method, "POST") == 0
+	                                          ? "application/x-www-form-urlencoded"
+	                                          : "",
+	                             .body = f->body,
+	                             .public_url = base,
+	                             .now_ms = now_ms,
+	                             .headers = &f->hdr});
+	rc = pt_run(P, f->state, &f->req, &f->res, f->err, sizeof(f->err), &prc);
+	return rc != 0 ? rc : prc;
 }
 
 static int setup(void **state)
 {
-	provider_set_hash_key(hash_key, sizeof(hash_key) - 1);
+	pt_set_hash_key();
 	*state = NULL;
 	return 0;
 }
@@ -370,7 +312,7 @@ static void test_status_vocabulary(void **state)
 		else
 			assert_null(ev->error_code);
 		assert_int_equal(ev->occurred_ms, 1462265890000LL);
-		assert_string_equal(ev->recipient_hash, hash_of("+31612345678"));
+		assert_string_equal(ev->recipient_hash, pt_hash_of("+31612345678"));
 		assert_string_equal(ev->destination_country, "NL");
 		assert_int_equal(ev->review, REVIEW_NONE);
 	}
@@ -516,11 +458,11 @@ static void test_config(void **state)
 	                     "DLRD_MESSAGEBIRD_TOLERANCE_SECONDS=99999999", NULL};
 
 	(void)state;
-	assert_int_equal(load(none, &st, err, sizeof(err)), 0);
+	assert_int_equal(pt_load(P, none, &st, err, sizeof(err)), 0);
 	assert_null(st);
-	assert_int_equal(load(bad, &st, err, sizeof(err)), DLRD_ECONFIG);
+	assert_int_equal(pt_load(P, bad, &st, err, sizeof(err)), DLRD_ECONFIG);
 	assert_non_null(strstr(err, "messagebird.tolerance_seconds"));
-	clear_env();
+	pt_clearenv();
 }
 
 int main(void)

@@ -21,6 +21,7 @@
 
 #include "crypto.h"
 #include "provider.h"
+#include "provider_test.h"
 
 extern const struct provider provider_plivo;
 
@@ -41,49 +42,26 @@ extern const struct provider provider_plivo;
 #define QBODY "From=14155550199&MessageUUID=" UUID "&Status=delivered&To=14155550100&Text=a+b"
 #define QSIG  "kF8bN1QnnSCxJpwzzx+8rp9ZM8pzGmBghL2UO6GLmng="
 
-struct hdr {
-	const char *name;
-	const char *value;
-};
-
 struct fx {
 	struct config cfg;
 	void *state;
 	struct arena a;
 	char block[8192];
-	struct hdr h[8];
-	size_t nh;
+	struct pt_headers hdr;
 	struct provider_result res;
 	char err[256];
 	char sig[64];
 };
 
-static const char *fake_header(void *ctx, const char *name)
-{
-	struct fx *f = ctx;
-	for (size_t i = 0; i < f->nh; i++)
-		if (strcasecmp(f->h[i].name, name) == 0)
-			return f->h[i].value;
-	return NULL;
-}
-
 static int start(void **state, const char *main_tokens)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	static const uint8_t hk[] = "unit-test-hash-key";
-	char err[256];
 
 	setenv("DLRD_PLIVO_AUTH_TOKENS", "other-token, " TOKEN, 1);
-	if (main_tokens)
-		setenv("DLRD_PLIVO_MAIN_AUTH_TOKENS", main_tokens, 1);
-	else
-		unsetenv("DLRD_PLIVO_MAIN_AUTH_TOKENS");
-	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+	pt_setenv("DLRD_PLIVO_MAIN_AUTH_TOKENS", main_tokens);
+	if (pt_start(&provider_plivo, &f->cfg, &f->state, true, &f->a, f->block,
+	             sizeof(f->block)) != 0)
 		return -1;
-	if (provider_plivo.init(&f->cfg, &f->state, err, sizeof(err)) != 0 || !f->state)
-		return -1;
-	provider_set_hash_key(hk, sizeof(hk) - 1);
-	arena_init(&f->a, f->block, sizeof(f->block));
 	*state = f;
 	return 0;
 }
@@ -101,21 +79,9 @@ static int setup_main(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	provider_plivo.fini(f->state);
-	config_fini(&f->cfg);
-	arena_fini(&f->a);
+	pt_stop(&provider_plivo, &f->cfg, f->state, &f->a);
 	free(f);
 	return 0;
-}
-
-static void hdr_reset(struct fx *f)
-{
-	f->nh = 0;
-}
-
-static void hdr_add(struct fx *f, const char *name, const char *value)
-{
-	f->h[f->nh++] = (struct hdr){name, value};
 }
 
 /* Runs authenticate (then parse) for a request to public_url + target. */
@@ -123,31 +89,15 @@ static int run_req(struct fx *f, const char *method, const char *target, const c
                    const char *body)
 {
 	struct provider_request r;
-	const char *q = strchr(target, '?');
-	int rc;
 
-	arena_reset(&f->a);
-	memset(&r, 0, sizeof(r));
-	memset(&f->res, 0, sizeof(f->res));
-	r.method = method;
-	r.kind = HOOK_STATUS;
-	r.target = (struct iov){target, strlen(target)};
-	r.path = (struct iov){target, q ? (size_t)(q - target) : strlen(target)};
-	r.query = q ? (struct iov){q + 1, strlen(q + 1)} : (struct iov){"", 0};
-	r.body = (struct iov){body, strlen(body)};
-	r.content_type = ctype;
-	r.public_url = "https://sms.example.com";
-	r.now_ms = 1700000000000LL;
-	r.arena = &f->a;
-	r.header = fake_header;
-	r.hctx = f;
-	rc = provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err));
-	if (rc == 0) {
-		f->res.http_status = 200;
-		assert_int_equal(
-		    provider_plivo.parse(f->state, &r, &f->res, f->err, sizeof(f->err)), 0);
-	}
-	return rc;
+	pt_request(&r, &f->a,
+	           &(struct pt_call){.method = method,
+	                             .target = target,
+	                             .ctype = ctype,
+	                             .body = body,
+	                             .now_ms = 1700000000000LL,
+	                             .headers = &f->hdr});
+	return pt_run(&provider_plivo, f->state, &r, &f->res, f->err, sizeof(f->err), NULL);
 }
 
 /* The V3 signature of a POST body to public_url + path (no query), made
@@ -177,9 +127,9 @@ static int post_status(struct fx *f, const char *status, const char *error_code,
 	         "MessageUUID" UUID "%sSequence2Status%sTo+14155550100",
 	         error_code, *extra ? "NewField1" : "", status);
 	sign_post(f, "/webhooks/plivo/status", concat);
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", f->sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	return run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded",
 	               body);
 }
@@ -189,37 +139,31 @@ static void test_v3_vector(void **state)
 	struct fx *f = *state;
 	/* the vector's URL is https://example.com/sms_status */
 	struct provider_request r;
-	memset(&r, 0, sizeof(r));
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", "AAAA, " V3_SIG);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
-	arena_reset(&f->a);
-	r.method = "POST";
-	r.target = IOV_LIT("/sms_status");
-	r.path = r.target;
-	r.query = IOV_LIT("");
-	r.body = IOV_LIT(V3_BODY);
-	r.content_type = "application/x-www-form-urlencoded";
-	r.public_url = "https://example.com";
-	r.arena = &f->a;
-	r.header = fake_header;
-	r.hctx = f;
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", "AAAA, " V3_SIG);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_request(&r, &f->a,
+	           &(struct pt_call){.target = "/sms_status",
+	                             .ctype = "application/x-www-form-urlencoded",
+	                             .body = V3_BODY,
+	                             .public_url = "https://example.com",
+	                             .headers = &f->hdr});
 	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)), 0);
 	/* one byte of the body changed */
 	r.body = IOV_LIT("To=14155550101&From=14155550199&Status=delivered&MessageUUID=" UUID);
 	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)),
 	                 DLRD_EAUTH);
 	/* V2 vector: https://example.com/sms_status/ */
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V2", V2_SIG);
-	hdr_add(f, "X-Plivo-Signature-V2-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V2", V2_SIG);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V2-Nonce", NONCE);
 	r.target = IOV_LIT("/sms_status/?ignored=1");
 	r.path = IOV_LIT("/sms_status/");
 	r.query = IOV_LIT("ignored=1");
 	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)), 0);
 	/* V2 is not looked at when a V3 header came */
-	hdr_add(f, "X-Plivo-Signature-V3", "AAAA");
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", "AAAA");
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)),
 	                 DLRD_EAUTH);
 }
@@ -229,17 +173,17 @@ static void test_get_blank_values(void **state)
 	struct fx *f = *state;
 	const char *sigs[] = {GET_SIG_NODE, GET_SIG_PY};
 	for (size_t i = 0; i < 2; i++) {
-		hdr_reset(f);
-		hdr_add(f, "X-Plivo-Signature-V3", sigs[i]);
-		hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+		pt_headers_reset(&f->hdr);
+		pt_header_add(&f->hdr, "X-Plivo-Signature-V3", sigs[i]);
+		pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 		assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY, "", ""), 0);
 		assert_int_equal(f->res.n_events, 1);
 		assert_int_equal(f->res.events[0].status, ST_SENT);
 		assert_null(f->res.events[0].error_code);
 	}
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", GET_SIG_NODE);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", GET_SIG_NODE);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY "&x=1", "", ""),
 	                 DLRD_EAUTH);
 }
@@ -247,9 +191,9 @@ static void test_get_blank_values(void **state)
 static void test_post_with_query(void **state)
 {
 	struct fx *f = *state;
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", QSIG);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", QSIG);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status?tenant=a+b",
 	                         "application/x-www-form-urlencoded", QBODY),
 	                 0);
@@ -259,11 +203,11 @@ static void test_post_with_query(void **state)
 static void test_rejections(void **state)
 {
 	struct fx *f = *state;
-	hdr_reset(f);
+	pt_headers_reset(&f->hdr);
 	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
 	                         "application/x-www-form-urlencoded", V3_BODY),
 	                 DLRD_EAUTH);
-	hdr_add(f, "X-Plivo-Signature-V3", V3_SIG);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", V3_SIG);
 	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
 	                         "application/x-www-form-urlencoded", V3_BODY),
 	                 DLRD_EAUTH); /* no nonce */
@@ -286,9 +230,9 @@ static int post_ma(struct fx *f)
 	struct crypto_piece pc = {s, strlen(s)};
 	crypto_hmac(CRYPTO_SHA256, MAIN_TOKEN, strlen(MAIN_TOKEN), &pc, 1, mac);
 	crypto_b64_encode(mac, sizeof(mac), f->sig);
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-Ma-V3", f->sig);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", f->sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	return run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded",
 	               "Status=delivered&MessageUUID=" UUID);
 }
@@ -357,9 +301,9 @@ static void test_canonical_and_time(void **state)
 	         "DeliveryReportTime2024-02-14 15:37:10.123456+00:00"
 	         "MessageUUID2F0B4C4E-1E3A-11EE-8A3B-0242AC110002Statusdelivered");
 	sign_post(f, "/webhooks/plivo/status", concat);
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", f->sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(
 	    run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded", body),
 	    0);
@@ -375,9 +319,9 @@ static void test_inbound(void **state)
 	sign_post(f, "/webhooks/plivo/inbound",
 	          "From14155550100MessageIntentoptoutMessageUUID" UUID
 	          "TextSTOPTo14155550199TotalAmount0TotalRate0TypesmsUnits1");
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", f->sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/inbound",
 	                         "application/x-www-form-urlencoded", body),
 	                 0);
@@ -400,9 +344,9 @@ static void test_inbound_mms_body(void **state)
 	sign_post(f, "/webhooks/plivo/status",
 	          "Bodyhi"
 	          "From14155550100MessageUUID" UUID "To14155550199Typemms");
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", f->sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	/* an inbound message on the status path is routed by payload */
 	assert_int_equal(
 	    run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded", body),
@@ -415,17 +359,17 @@ static void test_unusable(void **state)
 {
 	struct fx *f = *state;
 	sign_post(f, "/webhooks/plivo/status", "Foobar");
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", f->sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
 	                         "application/x-www-form-urlencoded", "Foo=bar"),
 	                 0);
 	assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
 	sign_post(f, "/webhooks/plivo/status", "Statusdelivered");
-	hdr_reset(f);
-	hdr_add(f, "X-Plivo-Signature-V3", f->sig);
-	hdr_add(f, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", f->sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/status",
 	                         "application/x-www-form-urlencoded", "Status=delivered"),
 	                 0);

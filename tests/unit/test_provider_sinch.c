@@ -19,6 +19,7 @@
 
 #include "crypto.h"
 #include "provider.h"
+#include "provider_test.h"
 
 extern const struct provider provider_sinch;
 
@@ -32,46 +33,26 @@ extern const struct provider provider_sinch;
 	"\"at\":\"2022-08-30T08:16:08.930Z\"}"
 #define VEC_SIG "DIgjydzK5fVpZ3enwX/hPZp/gBqjl0SJwF/hhTpwW8A="
 
-struct hdr {
-	const char *name;
-	const char *value;
-};
-
 struct fx {
 	struct config cfg;
 	void *state;
 	struct arena a;
 	char block[16384];
-	struct hdr h[8];
-	size_t nh;
+	struct pt_headers hdr;
 	struct provider_result res;
 	char err[256];
 	char sig[128];
 };
 
-static const char *fake_header(void *ctx, const char *name)
-{
-	struct fx *f = ctx;
-	for (size_t i = 0; i < f->nh; i++)
-		if (strcasecmp(f->h[i].name, name) == 0)
-			return f->h[i].value;
-	return NULL;
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	static const uint8_t hk[] = "unit-test-hash-key";
-	char err[256];
 
 	setenv("DLRD_SINCH_SECRETS", "old-secret," SECRET, 1);
 	unsetenv("DLRD_SINCH_TOLERANCE_SECONDS");
-	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+	if (pt_start(&provider_sinch, &f->cfg, &f->state, true, &f->a, f->block,
+	             sizeof(f->block)) != 0)
 		return -1;
-	if (provider_sinch.init(&f->cfg, &f->state, err, sizeof(err)) != 0 || !f->state)
-		return -1;
-	provider_set_hash_key(hk, sizeof(hk) - 1);
-	arena_init(&f->a, f->block, sizeof(f->block));
 	*state = f;
 	return 0;
 }
@@ -79,9 +60,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	provider_sinch.fini(f->state);
-	config_fini(&f->cfg);
-	arena_fini(&f->a);
+	pt_stop(&provider_sinch, &f->cfg, f->state, &f->a);
 	free(f);
 	return 0;
 }
@@ -100,38 +79,19 @@ static int run_full(struct fx *f, const char *sig, const char *nonce, const char
                     const char *alg, const char *body, int64_t now_ms)
 {
 	struct provider_request r;
-	int rc;
 
-	arena_reset(&f->a);
-	memset(&r, 0, sizeof(r));
-	memset(&f->res, 0, sizeof(f->res));
-	f->nh = 0;
-	if (sig)
-		f->h[f->nh++] = (struct hdr){"X-Sinch-Webhook-Signature", sig};
-	if (nonce)
-		f->h[f->nh++] = (struct hdr){"X-Sinch-Webhook-Signature-Nonce", nonce};
-	if (ts)
-		f->h[f->nh++] = (struct hdr){"X-Sinch-Webhook-Signature-Timestamp", ts};
-	if (alg)
-		f->h[f->nh++] = (struct hdr){"X-Sinch-Webhook-Signature-Algorithm", alg};
-	r.method = "POST";
-	r.kind = HOOK_STATUS;
-	r.target = IOV_LIT("/webhooks/sinch/status");
-	r.path = r.target;
-	r.body = (struct iov){body, strlen(body)};
-	r.content_type = "application/json";
-	r.public_url = "https://sms.example.com";
-	r.now_ms = now_ms;
-	r.arena = &f->a;
-	r.header = fake_header;
-	r.hctx = f;
-	rc = provider_sinch.authenticate(f->state, &r, f->err, sizeof(f->err));
-	if (rc == 0) {
-		f->res.http_status = 200;
-		assert_int_equal(
-		    provider_sinch.parse(f->state, &r, &f->res, f->err, sizeof(f->err)), 0);
-	}
-	return rc;
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Sinch-Webhook-Signature", sig);
+	pt_header_add(&f->hdr, "X-Sinch-Webhook-Signature-Nonce", nonce);
+	pt_header_add(&f->hdr, "X-Sinch-Webhook-Signature-Timestamp", ts);
+	pt_header_add(&f->hdr, "X-Sinch-Webhook-Signature-Algorithm", alg);
+	pt_request(&r, &f->a,
+	           &(struct pt_call){.target = "/webhooks/sinch/status",
+	                             .ctype = "application/json",
+	                             .body = body,
+	                             .now_ms = now_ms,
+	                             .headers = &f->hdr});
+	return pt_run(&provider_sinch, f->state, &r, &f->res, f->err, sizeof(f->err), NULL);
 }
 
 static int run(struct fx *f, const char *body)

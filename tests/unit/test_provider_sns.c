@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "../../src/providers/sns.c"
+#include "provider_test.h"
 
 /* ---- AWS's own fixtures ---- */
 
@@ -115,11 +116,6 @@ static const struct {
 #define NOW_MS   1700000000000LL
 #define NOW_TS   "2023-11-14T22:13:20.000Z"
 
-struct hdr {
-	const char *name;
-	const char *value;
-};
-
 struct fx {
 	struct config cfg;
 	struct sns *s;
@@ -127,22 +123,12 @@ struct fx {
 	char *pem;
 	struct arena a;
 	char block[32768];
-	struct hdr h[4];
-	size_t nh;
+	struct pt_headers hdr;
 	struct provider_request req;
 	struct provider_result res;
 	char err[256];
 	char *body;
 };
-
-static const char *fake_header(void *ctx, const char *name)
-{
-	struct fx *f = ctx;
-	for (size_t i = 0; i < f->nh; i++)
-		if (strcasecmp(f->h[i].name, name) == 0)
-			return f->h[i].value;
-	return NULL;
-}
 
 /* A fresh RSA key and a self-signed certificate valid from now+from_s to
  * now+to_s; the PEM is heap (free it). */
@@ -177,34 +163,22 @@ static EVP_PKEY *make_cert(long from_s, long to_s, char **pem)
 static int start(struct fx **out, const char *topics, const char *hosts, const char *tolerance)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	static const uint8_t hk[] = "unit-test-hash-key";
-	char err[256];
 	void *st = NULL;
 
 	setenv("DLRD_SNS_TOPIC_ARNS", topics, 1);
-	if (hosts)
-		setenv("DLRD_SNS_CERT_HOSTS", hosts, 1);
-	else
-		unsetenv("DLRD_SNS_CERT_HOSTS");
-	if (tolerance)
-		setenv("DLRD_SNS_TOLERANCE_SECONDS", tolerance, 1);
-	else
-		unsetenv("DLRD_SNS_TOLERANCE_SECONDS");
+	pt_setenv("DLRD_SNS_CERT_HOSTS", hosts);
+	pt_setenv("DLRD_SNS_TOLERANCE_SECONDS", tolerance);
 	unsetenv("DLRD_SNS_CA_FILE");
-	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
-		return -1;
-	if (provider_sns.init(&f->cfg, &st, err, sizeof(err)) != 0 || !st)
+	if (pt_start(&provider_sns, &f->cfg, &st, true, &f->a, f->block, sizeof(f->block)) != 0)
 		return -1;
 	f->s = st;
-	provider_set_hash_key(hk, sizeof(hk) - 1);
-	arena_init(&f->a, f->block, sizeof(f->block));
 	*out = f;
 	return 0;
 }
 
 static int setup(void **state)
 {
-	struct fx *f;
+	struct fx *f = NULL;
 	EVP_PKEY *k;
 
 	if (start(&f, TOPIC ", arn:aws:sns:eu-west-1:123456789012:other", "aws, 127.0.0.1", NULL) !=
@@ -221,9 +195,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	provider_sns.fini(f->s);
-	config_fini(&f->cfg);
-	arena_fini(&f->a);
+	pt_stop(&provider_sns, &f->cfg, f->s, &f->a);
 	EVP_PKEY_free(f->key);
 	free(f->pem);
 	free(f->body);
@@ -290,31 +262,13 @@ static json_t *envelope(const char *type, const char *message, const char *mid, 
 /* Runs authenticate (and parse when it passes) on body. */
 static int run_body(struct fx *f, const char *body, int64_t now_ms, int *parse_rc)
 {
-	struct provider_request *req = &f->req;
-	int rc;
-
-	arena_reset(&f->a);
-	memset(req, 0, sizeof(*req));
-	req->method = "POST";
-	req->kind = HOOK_STATUS;
-	req->target = IOV_LIT("/webhooks/sns/status");
-	req->path = req->target;
-	req->query = (struct iov){"", 0};
-	req->body = (struct iov){body, strlen(body)};
-	req->content_type = "text/plain";
-	req->public_url = "https://sms.example.com";
-	req->now_ms = now_ms;
-	req->arena = &f->a;
-	req->header = fake_header;
-	req->hctx = f;
-	memset(&f->res, 0, sizeof(f->res));
-	f->res.http_status = 200;
-	f->err[0] = '\0';
-	rc = provider_sns.authenticate(f->s, req, f->err, sizeof(f->err));
-	*parse_rc = -100;
-	if (rc == 0)
-		*parse_rc = provider_sns.parse(f->s, req, &f->res, f->err, sizeof(f->err));
-	return rc;
+	pt_request(&f->req, &f->a,
+	           &(struct pt_call){.target = "/webhooks/sns/status",
+	                             .ctype = "text/plain",
+	                             .body = body,
+	                             .now_ms = now_ms,
+	                             .headers = &f->hdr});
+	return pt_run(&provider_sns, f->s, &f->req, &f->res, f->err, sizeof(f->err), parse_rc);
 }
 
 /* Serializes env (taking it) and runs it at NOW. */
@@ -355,7 +309,7 @@ static const struct dlr_event *notify(struct fx *f, const char *event, const cha
 
 static void test_aws_vectors(void **state)
 {
-	struct fx *f;
+	struct fx *f = NULL;
 	char topics[2048] = "", url_buf[512];
 	size_t at = 0;
 	int prc;
@@ -593,21 +547,22 @@ static void test_rejections(void **state)
 	assert_int_equal(run_body(f, EVENT("TEXT_DELIVERED", "true"), NOW_MS, &prc), DLRD_EAUTH);
 	assert_string_equal(f->err,
 	                    "no SNS signature envelope (raw message delivery is not supported)");
-	f->h[0] = (struct hdr){"x-amz-sns-rawdelivery", "true"};
-	f->nh = 1;
+	pt_header_add(&f->hdr, "x-amz-sns-rawdelivery", "true");
 	e = envelope("Notification", "x", "m1", NOW_TS, "2");
 	sign_env(f->key, e);
 	assert_int_equal(run_env(f, e, &prc), DLRD_EAUTH);
 	/* the message-type header must agree with Type */
-	f->h[0] = (struct hdr){"x-amz-sns-message-type", "SubscriptionConfirmation"};
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "x-amz-sns-message-type", "SubscriptionConfirmation");
 	e = envelope("Notification", EVENT("TEXT_DELIVERED", "true"), "m1", NOW_TS, "2");
 	sign_env(f->key, e);
 	assert_int_equal(run_env(f, e, &prc), DLRD_EAUTH);
-	f->h[0] = (struct hdr){"x-amz-sns-message-type", "Notification"};
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "x-amz-sns-message-type", "Notification");
 	e = envelope("Notification", EVENT("TEXT_DELIVERED", "true"), "m1", NOW_TS, "2");
 	sign_env(f->key, e);
 	assert_int_equal(run_env(f, e, &prc), 0);
-	f->nh = 0;
+	pt_headers_reset(&f->hdr);
 	/* not JSON at all */
 	assert_int_equal(run_body(f, "Type=Notification", NOW_MS, &prc), DLRD_EINVAL);
 	assert_int_equal(run_body(f, "[]", NOW_MS, &prc), DLRD_EINVAL);
@@ -642,7 +597,7 @@ static void test_timestamp_window(void **state)
 
 static void test_tolerance_setting(void **state)
 {
-	struct fx *f;
+	struct fx *f = NULL;
 	json_t *e;
 	int prc;
 	EVP_PKEY *k;
@@ -874,13 +829,8 @@ static void test_method_and_type(void **state)
 	struct fx *f = *state;
 	struct provider_request req;
 
-	memset(&req, 0, sizeof(req));
-	req.method = "GET";
-	req.content_type = "";
-	req.arena = &f->a;
-	req.header = fake_header;
-	req.hctx = f;
-	req.body = (struct iov){"", 0};
+	pt_request(&req, &f->a,
+	           &(struct pt_call){.method = "GET", .target = "/webhooks/sns/status"});
 	assert_int_equal(provider_sns.authenticate(f->s, &req, f->err, sizeof(f->err)),
 	                 DLRD_EMETHOD);
 	req.method = "POST";

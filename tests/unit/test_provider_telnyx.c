@@ -20,6 +20,7 @@
 
 #include "crypto.h"
 #include "provider.h"
+#include "provider_test.h"
 
 extern const struct provider provider_telnyx;
 
@@ -44,31 +45,16 @@ static const uint8_t SEED2[32] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
 
 #define NOW_MS 1700000000000LL
 
-struct hdr {
-	const char *name;
-	const char *value;
-};
-
 struct fx {
 	struct config cfg;
 	void *state;
 	struct arena a;
 	char block[8192];
-	struct hdr h[8];
-	size_t nh;
+	struct pt_headers hdr;
 	struct provider_result res;
 	char err[256];
 	char sig[128];
 };
-
-static const char *fake_header(void *ctx, const char *name)
-{
-	struct fx *f = ctx;
-	for (size_t i = 0; i < f->nh; i++)
-		if (strcasecmp(f->h[i].name, name) == 0)
-			return f->h[i].value;
-	return NULL;
-}
 
 static void pub_b64(const uint8_t seed[32], char out[64])
 {
@@ -103,23 +89,12 @@ static void sign(const uint8_t seed[32], const char *ts, const char *body, char 
 static int start(void **state, const char *keys, const char *tolerance)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	static const uint8_t hk[] = "unit-test-hash-key";
-	char err[256];
 
-	if (keys)
-		setenv("DLRD_TELNYX_PUBLIC_KEYS", keys, 1);
-	else
-		unsetenv("DLRD_TELNYX_PUBLIC_KEYS");
-	if (tolerance)
-		setenv("DLRD_TELNYX_TOLERANCE_SECONDS", tolerance, 1);
-	else
-		unsetenv("DLRD_TELNYX_TOLERANCE_SECONDS");
-	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+	pt_setenv("DLRD_TELNYX_PUBLIC_KEYS", keys);
+	pt_setenv("DLRD_TELNYX_TOLERANCE_SECONDS", tolerance);
+	if (pt_start(&provider_telnyx, &f->cfg, &f->state, false, &f->a, f->block,
+	             sizeof(f->block)) != 0)
 		return -1;
-	if (provider_telnyx.init(&f->cfg, &f->state, err, sizeof(err)) != 0)
-		return -1;
-	provider_set_hash_key(hk, sizeof(hk) - 1);
-	arena_init(&f->a, f->block, sizeof(f->block));
 	*state = f;
 	return 0;
 }
@@ -135,9 +110,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	provider_telnyx.fini(f->state);
-	config_fini(&f->cfg);
-	arena_fini(&f->a);
+	pt_stop(&provider_telnyx, &f->cfg, f->state, &f->a);
 	free(f);
 	return 0;
 }
@@ -148,34 +121,18 @@ static int run_full(struct fx *f, const char *method, const char *ctype, const c
                     const char *sig, const char *body, int64_t now_ms)
 {
 	struct provider_request r;
-	int rc;
 
-	arena_reset(&f->a);
-	memset(&r, 0, sizeof(r));
-	memset(&f->res, 0, sizeof(f->res));
-	f->nh = 0;
-	if (ts)
-		f->h[f->nh++] = (struct hdr){"Telnyx-Timestamp", ts};
-	if (sig)
-		f->h[f->nh++] = (struct hdr){"Telnyx-Signature-Ed25519", sig};
-	r.method = method;
-	r.kind = HOOK_STATUS;
-	r.target = IOV_LIT("/webhooks/telnyx/status");
-	r.path = r.target;
-	r.body = (struct iov){body, strlen(body)};
-	r.content_type = ctype;
-	r.public_url = "https://sms.example.com";
-	r.now_ms = now_ms;
-	r.arena = &f->a;
-	r.header = fake_header;
-	r.hctx = f;
-	rc = provider_telnyx.authenticate(f->state, &r, f->err, sizeof(f->err));
-	if (rc == 0) {
-		f->res.http_status = 200;
-		assert_int_equal(
-		    provider_telnyx.parse(f->state, &r, &f->res, f->err, sizeof(f->err)), 0);
-	}
-	return rc;
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "Telnyx-Timestamp", ts);
+	pt_header_add(&f->hdr, "Telnyx-Signature-Ed25519", sig);
+	pt_request(&r, &f->a,
+	           &(struct pt_call){.method = method,
+	                             .target = "/webhooks/telnyx/status",
+	                             .ctype = ctype,
+	                             .body = body,
+	                             .now_ms = now_ms,
+	                             .headers = &f->hdr});
+	return pt_run(&provider_telnyx, f->state, &r, &f->res, f->err, sizeof(f->err), NULL);
 }
 
 /* Signs body with key 1 at NOW and runs it. */

@@ -20,6 +20,7 @@
 #include "dlrd_limits.h"
 #include "form.h"
 #include "provider.h"
+#include "provider_test.h"
 #include "sig.h"
 
 extern const struct provider provider_twilio;
@@ -42,32 +43,20 @@ struct fx {
 	struct arena a;
 	char block[16384];
 	char sig[29];
+	struct pt_headers hdr;
 	struct provider_request req;
 	struct provider_result res;
 	char err[256];
 };
 
-static const char *fake_header(void *ctx, const char *name)
-{
-	struct fx *f = ctx;
-	if (strcasecmp(name, "X-Twilio-Signature") == 0 && f->sig[0])
-		return f->sig;
-	return NULL;
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	static const uint8_t hk[] = "unit-test-hash-key";
-	char err[256];
 
 	setenv("DLRD_TWILIO_AUTH_TOKENS", TOKEN, 1);
-	if (config_load(NULL, &f->cfg, err, sizeof(err)) != 0)
+	if (pt_start(&provider_twilio, &f->cfg, &f->state, true, &f->a, f->block,
+	             sizeof(f->block)) != 0)
 		return -1;
-	if (provider_twilio.init(&f->cfg, &f->state, err, sizeof(err)) != 0 || !f->state)
-		return -1;
-	provider_set_hash_key(hk, sizeof(hk) - 1);
-	arena_init(&f->a, f->block, sizeof(f->block));
 	*state = f;
 	return 0;
 }
@@ -75,9 +64,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	provider_twilio.fini(f->state);
-	config_fini(&f->cfg);
-	arena_fini(&f->a);
+	pt_stop(&provider_twilio, &f->cfg, f->state, &f->a);
 	free(f);
 	unsetenv("DLRD_TWILIO_AUTH_TOKENS");
 	return 0;
@@ -108,32 +95,22 @@ static void sign(struct fx *f, const char *target, const char *form_body)
 static int run(struct fx *f, const char *method, enum webhook_kind kind, const char *target,
                const char *body, int *parse_rc)
 {
-	struct provider_request *req = &f->req;
-	const char *q = strchr(target, '?');
-	int rc;
-
-	arena_reset(&f->a);
-	memset(req, 0, sizeof(*req));
-	req->method = method;
-	req->kind = kind;
-	req->target = (struct iov){target, strlen(target)};
-	req->path = (struct iov){target, q ? (size_t)(q - target) : strlen(target)};
-	req->query = q ? (struct iov){q + 1, strlen(q + 1)} : (struct iov){"", 0};
-	req->body = (struct iov){body, strlen(body)};
-	req->content_type = strcmp(method, "POST") == 0 ? "application/x-www-form-urlencoded" : "";
-	req->public_url = PUBLIC;
-	req->now_ms = 1700000000000LL;
-	req->arena = &f->a;
-	req->header = fake_header;
-	req->hctx = f;
-	memset(&f->res, 0, sizeof(f->res));
-	f->res.http_status = 200;
-	f->err[0] = '\0';
-	rc = provider_twilio.authenticate(f->state, req, f->err, sizeof(f->err));
-	*parse_rc = -100;
-	if (rc == 0)
-		*parse_rc = provider_twilio.parse(f->state, req, &f->res, f->err, sizeof(f->err));
-	return rc;
+	pt_headers_reset(&f->hdr);
+	if (f->sig[0])
+		pt_header_add(&f->hdr, "X-Twilio-Signature", f->sig);
+	pt_request(&f->req, &f->a,
+	           &(struct pt_call){.method = method,
+	                             .kind = kind,
+	                             .target = target,
+	                             .ctype = strcmp(method, "POST") == 0
+	                                          ? "application/x-www-form-urlencoded"
+	                                          : "",
+	                             .body = body,
+	                             .public_url = PUBLIC,
+	                             .now_ms = 1700000000000LL,
+	                             .headers = &f->hdr});
+	return pt_run(&provider_twilio, f->state, &f->req, &f->res, f->err, sizeof(f->err),
+	              parse_rc);
 }
 
 static void expect_inbound(struct fx *f)

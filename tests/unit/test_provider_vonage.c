@@ -26,9 +26,9 @@
 #include "config.h"
 #include "phone.h"
 #include "provider.h"
+#include "provider_test.h"
 #include "util.h"
 
-extern char **environ;
 extern const struct provider provider_vonage;
 #define P (&provider_vonage)
 
@@ -74,50 +74,6 @@ struct fx {
 	char body[4096];
 };
 
-static const char *no_header(void *hctx, const char *name)
-{
-	(void)hctx;
-	(void)name;
-	return NULL;
-}
-
-static void clear_env(void)
-{
-	for (;;) {
-		char name[256];
-		size_t i;
-		for (i = 0; environ[i]; i++)
-			if (strncmp(environ[i], "DLRD_", 5) == 0)
-				break;
-		if (!environ[i])
-			return;
-		const char *eq = strchr(environ[i], '=');
-		size_t n = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-		util_fmt(name, sizeof(name), "%.*s", (int)n, environ[i]);
-		unsetenv(name);
-	}
-}
-
-/* Loads env (NULL-terminated "KEY=VALUE" list) and runs init. */
-static int load(const char *const *env, void **state, char *err, size_t errlen)
-{
-	struct config cfg;
-	int rc;
-
-	clear_env();
-	for (size_t i = 0; env && env[i]; i++) {
-		char k[128];
-		const char *eq = strchr(env[i], '=');
-		util_fmt(k, sizeof(k), "%.*s", (int)(eq - env[i]), env[i]);
-		setenv(k, eq + 1, 1);
-	}
-	if ((rc = config_load(NULL, &cfg, err, errlen)) != 0)
-		return rc;
-	rc = P->init(&cfg, state, err, errlen);
-	config_fini(&cfg);
-	return rc;
-}
-
 static struct fx *fx_new(const char *method_name, const char *secrets, const char *tol)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -128,8 +84,9 @@ static struct fx *fx_new(const char *method_name, const char *secrets, const cha
 	util_fmt(e1, sizeof(e1), "DLRD_VONAGE_SIGNATURE_SECRETS=%s", secrets);
 	util_fmt(e2, sizeof(e2), "DLRD_VONAGE_SIGNATURE_METHOD=%s", method_name);
 	util_fmt(e3, sizeof(e3), "DLRD_VONAGE_TOLERANCE_SECONDS=%s", tol ? tol : "300");
-	assert_int_equal(load(env, &f->state, f->err, sizeof(f->err)), 0);
+	assert_int_equal(pt_load(P, env, &f->state, f->err, sizeof(f->err)), 0);
 	assert_non_null(f->state);
+	arena_init(&f->a, f->block, sizeof(f->block));
 	return f;
 }
 
@@ -144,34 +101,21 @@ static void fx_free(struct fx *f)
 static int run(struct fx *f, const char *method, enum webhook_kind kind, const char *ctype,
                const char *query, const char *body, int64_t now_ms)
 {
-	int rc;
+	int rc, prc;
 
-	arena_fini(&f->a);
-	arena_init(&f->a, f->block, sizeof(f->block));
-	memset(&f->req, 0, sizeof(f->req));
-	memset(&f->res, 0, sizeof(f->res));
-	f->err[0] = '\0';
 	util_fmt(f->target, sizeof(f->target), "/webhooks/vonage/%s%s%s",
 	         kind == HOOK_STATUS ? "status" : "inbound", query && *query ? "?" : "",
 	         query ? query : "");
 	util_strlcpy(f->body, body ? body : "", sizeof(f->body));
-	f->req.method = method;
-	f->req.kind = kind;
-	f->req.target = (struct iov){f->target, strlen(f->target)};
-	const char *qm = strchr(f->target, '?');
-	f->req.path = (struct iov){f->target, qm ? (size_t)(qm - f->target) : strlen(f->target)};
-	f->req.query = qm ? (struct iov){qm + 1, strlen(qm + 1)} : (struct iov){"", 0};
-	f->req.body = (struct iov){f->body, strlen(f->body)};
-	f->req.content_type = ctype ? ctype : "";
-	f->req.public_url = "https://sms.example.com";
-	f->req.now_ms = now_ms;
-	f->req.arena = &f->a;
-	f->req.header = no_header;
-	rc = P->authenticate(f->state, &f->req, f->err, sizeof(f->err));
-	if (rc != 0)
-		return rc;
-	f->res.http_status = 200;
-	return P->parse(f->state, &f->req, &f->res, f->err, sizeof(f->err));
+	pt_request(&f->req, &f->a,
+	           &(struct pt_call){.method = method,
+	                             .kind = kind,
+	                             .target = f->target,
+	                             .ctype = ctype,
+	                             .body = f->body,
+	                             .now_ms = now_ms});
+	rc = pt_run(P, f->state, &f->req, &f->res, f->err, sizeof(f->err), &prc);
+	return rc != 0 ? rc : prc;
 }
 
 /* ---- signing, independent of the adapter ---- */
@@ -275,19 +219,9 @@ static void receipt(char *q, size_t cap, const char *id, const char *status, con
 
 /* ---- tests ---- */
 
-static const uint8_t hash_key[] = "unit-test-hash-key";
-
-/* The recipient hash dlrd should store for an E.164 number. */
-static const char *hash_of(const char *e164)
-{
-	static char out[65];
-	phone_hash(hash_key, sizeof(hash_key) - 1, e164, out);
-	return out;
-}
-
 static int setup(void **state)
 {
-	provider_set_hash_key(hash_key, sizeof(hash_key) - 1);
+	pt_set_hash_key();
 	*state = NULL;
 	return 0;
 }
@@ -305,7 +239,7 @@ static void expect_vector_event(struct fx *f)
 	assert_string_equal(ev->error_code, "0");
 	assert_int_equal(ev->occurred_ms, 1577887200000LL); /* 2020-01-01T14:00:00Z */
 	assert_string_equal(ev->sender_identity, "Acme&Co=1");
-	assert_string_equal(ev->recipient_hash, hash_of("+447700900000"));
+	assert_string_equal(ev->recipient_hash, pt_hash_of("+447700900000"));
 	assert_string_equal(ev->destination_country, "GB");
 	assert_int_equal(ev->review, REVIEW_NONE);
 	assert_false(ev->read);
@@ -501,7 +435,7 @@ static void test_inbound(void **state)
 		assert_string_equal(ev->text, "STOP");
 		assert_int_equal(ev->text_len, 4);
 		assert_string_equal(ev->sender_identity, "447700900000");
-		assert_string_equal(ev->recipient_hash, hash_of("+447700900001"));
+		assert_string_equal(ev->recipient_hash, pt_hash_of("+447700900001"));
 		assert_string_equal(ev->destination_country, "GB");
 		/* message-timestamp is push time, not event time */
 		assert_int_equal(ev->occurred_ms, -1);
@@ -626,17 +560,17 @@ static void test_config(void **state)
 	                      NULL};
 
 	(void)state;
-	assert_int_equal(load(none, &st, err, sizeof(err)), 0);
+	assert_int_equal(pt_load(P, none, &st, err, sizeof(err)), 0);
 	assert_null(st);
 	st = (void *)1;
-	assert_int_equal(load(empty, &st, err, sizeof(err)), 0);
+	assert_int_equal(pt_load(P, empty, &st, err, sizeof(err)), 0);
 	assert_null(st);
-	assert_int_equal(load(bad_method, &st, err, sizeof(err)), DLRD_ECONFIG);
+	assert_int_equal(pt_load(P, bad_method, &st, err, sizeof(err)), DLRD_ECONFIG);
 	assert_non_null(strstr(err, "vonage.signature_method"));
-	assert_int_equal(load(bad_tol, &st, err, sizeof(err)), DLRD_ECONFIG);
+	assert_int_equal(pt_load(P, bad_tol, &st, err, sizeof(err)), DLRD_ECONFIG);
 	assert_non_null(strstr(err, "vonage.tolerance_seconds"));
-	assert_int_equal(load(many, &st, err, sizeof(err)), DLRD_ECONFIG);
-	clear_env();
+	assert_int_equal(pt_load(P, many, &st, err, sizeof(err)), DLRD_ECONFIG);
+	pt_clearenv();
 }
 
 int main(void)

@@ -23,9 +23,9 @@
 #include "jwt.h"
 #include "phone.h"
 #include "provider.h"
+#include "provider_test.h"
 #include "util.h"
 
-extern char **environ;
 extern const struct provider provider_vonage_messages;
 #define P (&provider_vonage_messages)
 
@@ -42,49 +42,8 @@ struct fx {
 	char err[256];
 	char auth[4096];
 	char body[4096];
+	struct pt_headers hdr;
 };
-
-static const char *fake_header(void *hctx, const char *name)
-{
-	struct fx *f = hctx;
-	return strcasecmp(name, "Authorization") == 0 && f->auth[0] ? f->auth : NULL;
-}
-
-static void clear_env(void)
-{
-	for (;;) {
-		char name[256];
-		size_t i;
-		for (i = 0; environ[i]; i++)
-			if (strncmp(environ[i], "DLRD_", 5) == 0)
-				break;
-		if (!environ[i])
-			return;
-		const char *eq = strchr(environ[i], '=');
-		size_t n = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-		util_fmt(name, sizeof(name), "%.*s", (int)n, environ[i]);
-		unsetenv(name);
-	}
-}
-
-static int load(const char *const *env, void **state, char *err, size_t errlen)
-{
-	struct config cfg;
-	int rc;
-
-	clear_env();
-	for (size_t i = 0; env && env[i]; i++) {
-		char k[128];
-		const char *eq = strchr(env[i], '=');
-		util_fmt(k, sizeof(k), "%.*s", (int)(eq - env[i]), env[i]);
-		setenv(k, eq + 1, 1);
-	}
-	if ((rc = config_load(NULL, &cfg, err, errlen)) != 0)
-		return rc;
-	rc = P->init(&cfg, state, err, errlen);
-	config_fini(&cfg);
-	return rc;
-}
 
 static struct fx *fx_new(const char *secrets)
 {
@@ -94,8 +53,9 @@ static struct fx *fx_new(const char *secrets)
 
 	assert_non_null(f);
 	util_fmt(e1, sizeof(e1), "DLRD_VONAGE_MESSAGES_SIGNATURE_SECRETS=%s", secrets);
-	assert_int_equal(load(env, &f->state, f->err, sizeof(f->err)), 0);
+	assert_int_equal(pt_load(P, env, &f->state, f->err, sizeof(f->err)), 0);
 	assert_non_null(f->state);
+	arena_init(&f->a, f->block, sizeof(f->block));
 	return f;
 }
 
@@ -139,32 +99,24 @@ static void bearer(struct fx *f, unsigned alg, const char *secret, int64_t iat, 
 static int run(struct fx *f, const char *method, enum webhook_kind kind, const char *ctype,
                const char *body, int64_t now_s)
 {
-	int rc;
+	int rc, prc;
 
-	arena_fini(&f->a);
-	arena_init(&f->a, f->block, sizeof(f->block));
-	memset(&f->req, 0, sizeof(f->req));
-	memset(&f->res, 0, sizeof(f->res));
-	f->err[0] = '\0';
 	util_strlcpy(f->body, body, sizeof(f->body));
-	f->req.method = method;
-	f->req.kind = kind;
-	f->req.target = kind == HOOK_STATUS ? IOV_LIT("/webhooks/vonage-messages/status")
-	                                    : IOV_LIT("/webhooks/vonage-messages/inbound");
-	f->req.path = f->req.target;
-	f->req.query = (struct iov){"", 0};
-	f->req.body = (struct iov){f->body, strlen(f->body)};
-	f->req.content_type = ctype;
-	f->req.public_url = "https://sms.example.com";
-	f->req.now_ms = now_s * 1000 + 123;
-	f->req.arena = &f->a;
-	f->req.header = fake_header;
-	f->req.hctx = f;
-	rc = P->authenticate(f->state, &f->req, f->err, sizeof(f->err));
-	if (rc != 0)
-		return rc;
-	f->res.http_status = 200;
-	return P->parse(f->state, &f->req, &f->res, f->err, sizeof(f->err));
+	pt_headers_reset(&f->hdr);
+	if (f->auth[0])
+		pt_header_add(&f->hdr, "Authorization", f->auth);
+	pt_request(&f->req, &f->a,
+	           &(struct pt_call){.method = method,
+	                             .kind = kind,
+	                             .target = kind == HOOK_STATUS
+	                                           ? "/webhooks/vonage-messages/status"
+	                                           : "/webhooks/vonage-messages/inbound",
+	                             .ctype = ctype,
+	                             .body = f->body,
+	                             .now_ms = now_s * 1000 + 123,
+	                             .headers = &f->hdr});
+	rc = pt_run(P, f->state, &f->req, &f->res, f->err, sizeof(f->err), &prc);
+	return rc != 0 ? rc : prc;
 }
 
 /* Signs body properly and runs it as a status POST. */
@@ -174,18 +126,9 @@ static int post(struct fx *f, enum webhook_kind kind, const char *body)
 	return run(f, "POST", kind, "application/json", body, NOW_S);
 }
 
-static const uint8_t hash_key[] = "unit-test-hash-key";
-
-static const char *hash_of(const char *e164)
-{
-	static char out[65];
-	phone_hash(hash_key, sizeof(hash_key) - 1, e164, out);
-	return out;
-}
-
 static int setup(void **state)
 {
-	provider_set_hash_key(hash_key, sizeof(hash_key) - 1);
+	pt_set_hash_key();
 	*state = NULL;
 	return 0;
 }
@@ -256,7 +199,7 @@ static void test_status_vocabulary(void **state)
 		else
 			assert_null(ev->error_code);
 		assert_int_equal(ev->occurred_ms, 1682949600000LL); /* 2023-05-01T14:00:00Z */
-		assert_string_equal(ev->recipient_hash, hash_of("+447700900000"));
+		assert_string_equal(ev->recipient_hash, pt_hash_of("+447700900000"));
 		assert_string_equal(ev->destination_country, "GB");
 		assert_string_equal(ev->sender_identity, "447700900001");
 		assert_int_equal(ev->review, REVIEW_NONE);
@@ -295,7 +238,7 @@ static void test_old_schema_parties_and_canonical_uuid(void **state)
 	assert_int_equal(post(f, HOOK_STATUS, body), 0);
 	const struct dlr_event *ev = &f->res.events[0];
 	assert_string_equal(ev->provider_message_id, UUID);
-	assert_string_equal(ev->recipient_hash, hash_of("+14155550123"));
+	assert_string_equal(ev->recipient_hash, pt_hash_of("+14155550123"));
 	assert_string_equal(ev->sender_identity, "12345");
 	assert_int_equal(ev->occurred_ms, 1577883600000LL); /* 13:00Z */
 	fx_free(f);
@@ -319,7 +262,7 @@ static void test_inbound(void **state)
 		assert_string_equal(ev->provider_message_id, UUID);
 		assert_string_equal(ev->text, "Stop");
 		assert_int_equal(ev->text_len, 4);
-		assert_string_equal(ev->recipient_hash, hash_of("+447700900001"));
+		assert_string_equal(ev->recipient_hash, pt_hash_of("+447700900001"));
 		assert_string_equal(ev->sender_identity, "447700900000");
 		assert_int_equal(ev->occurred_ms, 1577887200000LL);
 	}
@@ -462,14 +405,14 @@ static void test_config(void **state)
 	                     "DLRD_VONAGE_MESSAGES_TOLERANCE_SECONDS=60", NULL};
 
 	(void)state;
-	assert_int_equal(load(none, &st, err, sizeof(err)), 0);
+	assert_int_equal(pt_load(P, none, &st, err, sizeof(err)), 0);
 	assert_null(st);
-	assert_int_equal(load(bad_tol, &st, err, sizeof(err)), DLRD_ECONFIG);
+	assert_int_equal(pt_load(P, bad_tol, &st, err, sizeof(err)), DLRD_ECONFIG);
 	assert_non_null(strstr(err, "vonage-messages.tolerance_seconds"));
-	assert_int_equal(load(tol, &st, err, sizeof(err)), 0);
+	assert_int_equal(pt_load(P, tol, &st, err, sizeof(err)), 0);
 	assert_non_null(st);
 	P->fini(st);
-	clear_env();
+	pt_clearenv();
 }
 
 int main(void)

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * JSON from outside: the bounded loader and the accessors the provider
+ * adapters share (see json.h).
+ *
+ * The depth check scans the raw bytes before jansson parses them, so a body
+ * of a million '[' costs one pass over it and no allocation.  It counts
+ * arrays and objects only, the way a reader counts nesting: {"a":[1]} is 2
+ * deep.
+ */
+#include "json.h"
+
+#include "dlrd_limits.h"
+#include "provider.h"
+#include "util.h"
+
+bool jsonx_depth_ok(const char *p, size_t n, unsigned max)
+{
+	unsigned depth = 0;
+	bool in_str = false;
+
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '{' || c == '[') {
+			if (++depth > max)
+				return false;
+		} else if (c == '}' || c == ']') {
+			if (depth)
+				depth--;
+		}
+	}
+	return true;
+}
+
+/* jsonx_load(), with not_json as the message for bytes jansson refuses. */
+static json_t *load(const char *p, size_t n, const char *not_json, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *v;
+
+	if (!jsonx_depth_ok(p, n, LIM_JSON_DEPTH)) {
+		util_fmt(err, errlen, "body nests deeper than %u", LIM_JSON_DEPTH);
+		return NULL;
+	}
+	v = json_loadb(p, n, JSON_REJECT_DUPLICATES, &jerr);
+	if (!v)
+		util_fmt(err, errlen, "%s", not_json);
+	return v;
+}
+
+json_t *jsonx_load(const char *p, size_t n, char *err, size_t errlen)
+{
+	return load(p, n, "body is not JSON", err, errlen);
+}
+
+json_t *jsonx_load_object(const char *p, size_t n, char *err, size_t errlen)
+{
+	json_t *v = load(p, n, "body is not a JSON object", err, errlen);
+
+	if (v && !json_is_object(v)) {
+		json_decref(v);
+		util_fmt(err, errlen, "body is not a JSON object");
+		return NULL;
+	}
+	return v;
+}
+
+bool jsonx_scalar(const json_t *v, char num[JSONX_NUM_MAX], const char **p, size_t *n)
+{
+	if (json_is_string(v)) {
+		*p = json_string_value(v);
+		*n = json_string_length(v);
+		return true;
+	}
+	if (json_is_integer(v)) {
+		*n = util_fmt(num, JSONX_NUM_MAX, "%lld", (long long)json_integer_value(v));
+		*p = num;
+		return true;
+	}
+	return false;
+}
+
+const char *jsonx_text(struct arena *a, const json_t *v, size_t max)
+{
+	char num[JSONX_NUM_MAX];
+	const char *p;
+	size_t n;
+
+	return jsonx_scalar(v, num, &p, &n) ? provider_text(a, p, n, max) : NULL;
+}
+
+const char *jsonx_member_text(struct arena *a, const json_t *obj, const char *key, size_t max)
+{
+	return jsonx_text(a, json_object_get(obj, key), max);
+}
+
+const char *jsonx_member_id(struct arena *a, const json_t *obj, const char *key)
+{
+	char num[JSONX_NUM_MAX];
+	const char *p;
+	size_t n;
+
+	return jsonx_scalar(json_object_get(obj, key), num, &p, &n) ? provider_hex_id(a, p, n)
+	                                                            : NULL;
+}
+
+const char *jsonx_member_string(const json_t *obj, const char *key, size_t *len)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (!json_is_string(v))
+		return NULL;
+	if (len)
+		*len = json_string_length(v);
+	return json_string_value(v);
+}
+
+int64_t jsonx_member_time(const json_t *obj, const char *key)
+{
+	size_t n;
+	const char *s = jsonx_member_string(obj, key, &n);
+	int64_t ms;
+
+	return s && util_parse_rfc3339(s, n, &ms) == 0 ? ms : -1;
+}
