@@ -71,6 +71,10 @@ enum core_id {
 	K_QUEUE_CAPACITY,
 	K_MAX_BATCH,
 	K_HASH_KEY,
+	K_READ_POOL_SIZE,
+	K_ENCRYPTION_KEYS,
+	K_API_TOKENS,
+	K_API_OPTOUT_EXEMPT,
 	K__COUNT
 };
 
@@ -92,6 +96,11 @@ static const struct core_key core_keys[K__COUNT] = {
     [K_QUEUE_CAPACITY] = {"storage", "queue_capacity", T_UINT, NULL, LIM_QUEUE_DEFAULT, 1, 1000000},
     [K_MAX_BATCH] = {"storage", "max_batch", T_UINT, NULL, LIM_BATCH_DEFAULT, 1, 100000},
     [K_HASH_KEY] = {"privacy", "hash_key", T_STR, NULL, 0, 0, 0},
+    /* The JSON API (api.c reads these with config_get) */
+    [K_READ_POOL_SIZE] = {"storage", "read_pool_size", T_UINT, NULL, 4, 1, 64},
+    [K_ENCRYPTION_KEYS] = {"privacy", "encryption_keys", T_STR, NULL, 0, 0, 0},
+    [K_API_TOKENS] = {"api", "tokens", T_STR, NULL, 0, 0, 0},
+    [K_API_OPTOUT_EXEMPT] = {"api", "optout_exempt_use_cases", T_STR, NULL, 0, 0, 0},
 };
 
 #define HASH_KEY_MIN 32

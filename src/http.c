@@ -23,7 +23,9 @@
  * - a callback is answered only after its transaction is durable: the
  *   connection is suspended, the request is queued for group commit, and the
  *   writer resumes it with the result.  Every parked request is resumed
- *   exactly once (commitq.h), and a stopping server waits for them.
+ *   exactly once (commitq.h), and a stopping server waits for them;
+ * - /v1/... and /openapi.json go to the JSON API (api.c), which answers
+ *   reads at once and parks its writes the same way as callbacks.
  *
  * Threads: request structs belong to the MHD thread serving the connection,
  * except between commitq_push() and the writer's complete() call.  The
@@ -44,6 +46,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "commitq.h"
 #include "dlrd_limits.h"
 #include "log.h"
@@ -89,6 +92,8 @@ struct req {
 	size_t body_len, body_cap;
 	bool body_heap;
 	bool body_too_big; /* past max_body_bytes: the rest is discarded */
+	bool is_api;       /* a JSON API request (api.c), not a webhook */
+	struct api_state *api;
 	struct provider_result res;
 	struct commit_item item;
 	struct req *next_free;
@@ -102,6 +107,7 @@ struct http {
 	void *const *states;
 	struct MHD_Daemon *d;
 	char *public_url;
+	struct api *api; /* the JSON API; read-only after start */
 	atomic_int parked;
 	atomic_uint n_conns;        /* open connections (for the limit) */
 	atomic_llong limit_log_ms;  /* last "connection limit reached" log */
@@ -294,6 +300,8 @@ static struct MHD_Response *webhook_405(const struct req *r)
 	return r->prov->get_hooks & (1u << r->kind) ? r->h->r_405_get_post : r->h->r_405_post;
 }
 
+static enum MHD_Result api_begin_req(struct req *r, const struct hdr_scan *hs);
+
 /* First call for a request: headers are complete, no body read yet. */
 static enum MHD_Result begin(struct req *r)
 {
@@ -324,6 +332,8 @@ static enum MHD_Result begin(struct req *r)
 			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405_get);
 		return serve_metrics(r);
 	}
+	if (api_owns(path))
+		return api_begin_req(r, &hs);
 	if (!parse_webhook_path(path, &name, &kind))
 		return reply(r, MHD_HTTP_NOT_FOUND, h->r_404);
 	r->prov = provider_find(name.p, name.n);
@@ -418,6 +428,90 @@ static const char *media_type(struct req *r)
 
 static void on_committed(struct commit_item *it);
 
+/* ---- the JSON API (api.c): same body reading and parking, its own answers ---- */
+
+static enum MHD_Result reply_api(struct req *r, struct api_answer *ans)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		ans->len, ans->body, ans->body_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ans->content_type);
+	for (size_t i = 0; i < ans->n_headers; i++)
+		MHD_add_response_header(resp, ans->header_name[i], ans->header_value[i]);
+	enum MHD_Result ret = reply(r, ans->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void api_request_of(struct req *r, struct api_request *rq, int64_t content_length)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->method = r->method;
+	split_target(r, &rq->path, &rq->query);
+	rq->body = (struct iov){r->body ? r->body : "", r->body_len};
+	rq->content_length = content_length;
+	rq->max_body = r->h->cfg->max_body_bytes;
+	rq->header = lookup_header;
+	rq->hctx = r->mc;
+	rq->arena = &r->arena;
+	rq->item = &r->item;
+	rq->now_ms = util_now_ms();
+}
+
+/* Headers are in: route, authenticate; maybe answer at once. */
+static enum MHD_Result api_begin_req(struct req *r, const struct hdr_scan *hs)
+{
+	struct api_request rq;
+	struct api_answer ans;
+
+	r->is_api = true;
+	api_request_of(r, &rq, hs->n_cl ? (int64_t)hs->cl : -1);
+	if (api_begin(r->h->api, &rq, &r->api, &ans))
+		return reply_api(r, &ans);
+	if (hs->n_cl) {
+		r->body_cap = (size_t)hs->cl;
+		r->body = arena_alloc(&r->arena, r->body_cap + 1);
+	}
+	r->phase = PH_BODY;
+	return MHD_YES;
+}
+
+/* The body is in: answer, or park a write like a callback. */
+static enum MHD_Result api_dispatch_req(struct req *r)
+{
+	static const char too_big[] = "{\"error\":{\"code\":\"body_too_large\",\"message\":"
+				      "\"the body is larger than the server accepts\"}}";
+	struct http *h = r->h;
+	struct api_request rq;
+	struct api_answer ans;
+
+	if (r->body_too_big) {
+		memset(&ans, 0, sizeof(ans));
+		ans.status = MHD_HTTP_CONTENT_TOO_LARGE;
+		ans.body = (char *)too_big;
+		ans.len = sizeof(too_big) - 1;
+		ans.body_static = true;
+		ans.content_type = "application/json";
+		return reply_api(r, &ans);
+	}
+	if (!r->body) {
+		r->body = arena_alloc(&r->arena, 1);
+		r->body_cap = 0;
+	}
+	r->body[r->body_len] = '\0';
+	api_request_of(r, &rq, -1);
+	api_dispatch(h->api, r->api, &rq, &ans);
+	if (!ans.park)
+		return reply_api(r, &ans);
+	/* api_dispatch reserved a queue slot and filled r->item */
+	r->item.complete = on_committed;
+	r->phase = PH_PARKED;
+	conn_set(r->cc, CS_PARKED);
+	atomic_fetch_add(&h->parked, 1);
+	MHD_suspend_connection(r->mc);
+	commitq_push(h->q, &r->item);
+	return MHD_YES;
+}
+
 static enum MHD_Result reject(struct req *r, int rc, const char *why)
 {
 	struct http *h = r->h;
@@ -471,6 +565,8 @@ static enum MHD_Result dispatch(struct req *r)
 	char err[256] = "";
 	int rc;
 
+	if (r->is_api)
+		return api_dispatch_req(r);
 	if (r->body_too_big) {
 		metrics_callback(r->prov_idx, CB_TOO_LARGE);
 		return reply(r, MHD_HTTP_CONTENT_TOO_LARGE, h->r_413);
@@ -549,6 +645,11 @@ static enum MHD_Result finish(struct req *r)
 	struct http *h = r->h;
 	atomic_fetch_sub(&h->parked, 1);
 	conn_set(r->cc, CS_REQUEST);
+	if (r->is_api) {
+		struct api_answer ans;
+		api_finish(h->api, r->api, &r->item, &ans);
+		return reply_api(r, &ans);
+	}
 	if (r->item.result != 0) {
 		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
 		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503);
@@ -849,6 +950,10 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	h->r_health_ok = static_response("ok\n", "text/plain");
 	h->r_health_bad = static_response("storage unavailable\n", "text/plain");
 
+	if (api_new(cfg, q, &h->api, err, errlen) != 0) {
+		http_stop(h, 0);
+		return DLRD_ECONFIG;
+	}
 	raise_fd_limit(cfg->max_connections);
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
@@ -914,6 +1019,7 @@ void http_stop(struct http *h, unsigned timeout_ms)
 	}
 	pthread_mutex_destroy(&h->pool_mu);
 	pthread_mutex_destroy(&h->reg_mu);
+	api_free(h->api);
 	free(h->public_url);
 	free(h);
 }

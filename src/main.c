@@ -3,7 +3,8 @@
  * dlrd's entry point: the command line, start-up in dependency order
  * (config, keys, providers, storage, commit queue, HTTP) and the orderly
  * shutdown on SIGTERM/SIGINT (stop accepting, commit and answer everything
- * queued, close the database, exit 0).
+ * queued, close the database, exit 0); and `dlrd token new`, which makes an
+ * API token and the config entry that holds only its hash.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "commitq.h"
 #include "config.h"
 #include "crypto.h"
@@ -27,6 +29,8 @@
 static void usage(FILE *f)
 {
 	fputs("usage: dlrd serve [--config FILE]   run the server\n"
+	      "       dlrd token new --role ROLE   make an API token (ROLE: app, viewer,\n"
+	      "                                    support or admin) and its config entry\n"
 	      "       dlrd version                 print the version\n"
 	      "       dlrd --help                  this text\n"
 	      "\n"
@@ -133,6 +137,42 @@ out:
 	return rc;
 }
 
+/* `dlrd token new --role ROLE`: a fresh token on stdout, with the [api]
+ * tokens entry that holds its hash.  dlrd never stores the token itself. */
+static int token_cmd(int argc, char **argv)
+{
+	char token[AUTH_NEW_TOKEN_LEN + 1], entry[128];
+	enum auth_role role = AUTH_NONE;
+
+	if (argc < 3 || strcmp(argv[2], "new") != 0) {
+		fprintf(stderr, "dlrd: usage: dlrd token new --role app|viewer|support|admin\n");
+		return 2;
+	}
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "--role") && i + 1 < argc &&
+		    auth_role_parse(argv[i + 1], strlen(argv[i + 1]), &role) == 0) {
+			i++;
+		} else {
+			fprintf(stderr, "dlrd: usage: dlrd token new --role app|viewer|support|admin\n");
+			return 2;
+		}
+	}
+	if (role == AUTH_NONE) {
+		fprintf(stderr, "dlrd: --role is required (app, viewer, support or admin)\n");
+		return 2;
+	}
+	auth_token_new(token);
+	auth_token_entry(role, token, entry, sizeof(entry));
+	printf("token:  %s\n", token);
+	printf("config: %s\n", entry);
+	fputs("Give the token to its user; it is shown only now.  Add the config entry to\n"
+	      "[api] tokens in dlrd.conf (entries are comma-separated) or to\n"
+	      "DLRD_API_TOKENS, then restart dlrd.\n",
+	      stderr);
+	explicit_bzero(token, sizeof(token));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -143,6 +183,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(argv[1], "token"))
+		return token_cmd(argc, argv);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("dlrd %s\n", DLRD_VERSION);
 		return 0;

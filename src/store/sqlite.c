@@ -9,7 +9,9 @@
  * transaction; any error rolls the whole batch back.  An flock on
  * "<db>.lock" keeps a second dlrd off the same file.
  *
- * Schema and migrations: see src/store/README.md.
+ * Schema and migrations: see src/store/README.md.  The JSON API's half of
+ * the backend (its writes inside the batch transaction, its pool of
+ * read-only connections) lives in sqlite_api.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@
 #include "errcat.h"
 #include "optout.h"
 #include "log.h"
+#include "sqlite_int.h"
 #include "status.h"
 #include "store_int.h"
 
@@ -147,6 +150,44 @@ static const struct {
 	 ");"
 	 "CREATE INDEX sms_opt_out_history_user ON sms_opt_out_history(recipient_hash,"
 	 " sender_identity, effective_at);"},
+	{3, "send records, masked and encrypted numbers, idempotency, audit log",
+	 /* the send side (POST /v1/messages); origin gains 'joined' */
+	 "ALTER TABLE sms_messages ADD COLUMN action_type TEXT;"
+	 "ALTER TABLE sms_messages ADD COLUMN action_id TEXT;"
+	 "ALTER TABLE sms_messages ADD COLUMN metadata TEXT;"           /* JSON object text */
+	 "ALTER TABLE sms_messages ADD COLUMN recipient_timezone TEXT;"
+	 "ALTER TABLE sms_messages ADD COLUMN recipient_enc BLOB;"      /* AES-256-GCM nonce|ct|tag */
+	 "ALTER TABLE sms_messages ADD COLUMN recipient_key_id TEXT;"
+	 "ALTER TABLE sms_messages ADD COLUMN recipient_masked TEXT;"   /* +44*******23 */
+	 "ALTER TABLE sms_messages ADD COLUMN country_source TEXT;"     /* app, provider, number */
+	 "ALTER TABLE sms_messages ADD COLUMN sent_recorded_at TEXT;"
+	 "ALTER TABLE sms_messages ADD COLUMN recorded_by TEXT;"        /* token id of the send */
+	 "ALTER TABLE review_queue ADD COLUMN resolved_by TEXT;"
+	 "ALTER TABLE review_queue ADD COLUMN resolution TEXT;"
+	 "CREATE INDEX sms_messages_created ON sms_messages(created_at);"
+	 "CREATE INDEX sms_messages_updated ON sms_messages(updated_at);"
+	 "CREATE INDEX sms_messages_action ON sms_messages(action_type, action_id);"
+	 "CREATE TABLE api_idempotency ("        /* one row per (token, Idempotency-Key) */
+	 " token_hash TEXT NOT NULL,"
+	 " idem_key TEXT NOT NULL,"
+	 " request_hash TEXT NOT NULL,"         /* SHA-256 of the canonical request */
+	 " status INTEGER NOT NULL,"
+	 " body TEXT NOT NULL,"                 /* the first answer, replayed */
+	 " message_id TEXT,"
+	 " created_at TEXT NOT NULL,"
+	 " PRIMARY KEY (token_hash, idem_key)"
+	 ");"
+	 "CREATE TABLE audit_log ("
+	 " id INTEGER PRIMARY KEY,"
+	 " at TEXT NOT NULL,"
+	 " actor TEXT NOT NULL,"                /* token id (hash prefix) */
+	 " actor_role TEXT NOT NULL,"
+	 " action TEXT NOT NULL,"               /* reveal, review_resolve */
+	 " message_id TEXT,"
+	 " review_id INTEGER,"
+	 " reason TEXT NOT NULL"
+	 ");"
+	 "CREATE INDEX audit_log_message ON audit_log(message_id, id);"},
 };
 
 enum {
@@ -171,8 +212,8 @@ static const char *const queries[Q__COUNT] = {
 		       " FROM sms_messages WHERE provider = ?1 AND provider_message_id = ?2",
 	[Q_INSERT_MSG] = "INSERT INTO sms_messages (id, provider, provider_message_id,"
 			 " recipient_hash, destination_country, sender_identity, origin,"
-			 " current_status, created_at, updated_at)"
-			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'callback', 'accepted', ?7, ?7)",
+			 " current_status, created_at, updated_at, recipient_masked, country_source)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'callback', 'accepted', ?7, ?7, ?8, ?9)",
 	[Q_INSERT_EVENT] = "INSERT INTO sms_message_events (message_id, provider,"
 			   " provider_message_id, provider_event_id, dedup_key, status,"
 			   " raw_status, error_code, is_final, read_receipt, changed_summary,"
@@ -189,6 +230,9 @@ static const char *const queries[Q__COUNT] = {
 			 " first_callback_at = coalesce(first_callback_at, ?10),"
 			 " final_at = CASE WHEN ?6 AND final_at IS NULL THEN ?10 ELSE final_at END,"
 			 " recipient_hash = coalesce(recipient_hash, ?11),"
+			 " recipient_masked = coalesce(recipient_masked, ?17),"
+			 " country_source = CASE WHEN destination_country IS NULL THEN ?18"
+			 " ELSE country_source END,"
 			 " destination_country = coalesce(destination_country, ?12),"
 			 " sender_identity = coalesce(sender_identity, ?13),"
 			 " updated_at = ?10 WHERE id = ?1",
@@ -223,6 +267,7 @@ static const char *const queries[Q__COUNT] = {
 
 struct sqlite_be {
 	sqlite3 *db;
+	struct store__sqlite_api *api; /* the JSON API's statements and read pool */
 	sqlite3_stmt *stmt[Q__COUNT];
 	sqlite3_stmt *begin, *commit, *rollback;
 	int lock_fd;
@@ -295,6 +340,7 @@ static void sqlite_close(void *p)
 	struct sqlite_be *be = p;
 	if (!be)
 		return;
+	store__sqlite_api_close(be->api);
 	for (int i = 0; i < Q__COUNT; i++)
 		sqlite3_finalize(be->stmt[i]);
 	sqlite3_finalize(be->begin);
@@ -395,6 +441,15 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 		rc = fail(be, err, errlen, "preparing statements");
 		goto out;
 	}
+	{
+		const char *ps = config_get(cfg, "storage", "read_pool_size");
+		uint64_t pool = 0;
+		if (!ps || util_parse_u64(ps, strlen(ps), &pool) != 0 || pool > 64)
+			pool = 0; /* the default */
+		if ((rc = store__sqlite_api_open(be->db, be->path, vfs, (unsigned)pool, &be->api,
+						 err, errlen)) != 0)
+			goto out;
+	}
 	LOG_I("storage_open", "backend=sqlite path=%s synchronous=%s", be->path,
 	      cfg->synchronous == SYNC_FULL ? "full" : "normal");
 	*out = be;
@@ -442,6 +497,14 @@ static int add_review(struct sqlite_be *be, const char *now, const char *provide
 	bind_text(st, 7, raw_status);
 	sqlite3_bind_blob(st, 8, payload.p ? payload.p : "", (int)payload.n, SQLITE_STATIC);
 	return step_done(be, st, err, errlen, "inserting review row");
+}
+
+/* Where a callback's destination_country came from. */
+static const char *country_source(const struct dlr_event *ev)
+{
+	if (!ev->destination_country)
+		return NULL;
+	return ev->country_from_number ? "number" : "provider";
 }
 
 /* Finds or creates the summary row of ev's message; loads its summary. */
@@ -493,6 +556,8 @@ static int load_message(struct sqlite_be *be, const struct dlr_event *ev, const 
 	bind_text(st, 5, ev->destination_country);
 	bind_text(st, 6, ev->sender_identity);
 	bind_text(st, 7, now);
+	bind_text(st, 8, ev->recipient_masked);
+	bind_text(st, 9, country_source(ev));
 	return step_done(be, st, err, errlen, "inserting message");
 }
 
@@ -652,6 +717,8 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 		sqlite3_bind_int64(st, 14, sum.top.occurred_ms);
 		bind_text(st, 15, errcat_name(ev->error_reason));
 		sqlite3_bind_int(st, 16, changed);
+		bind_text(st, 17, ev->recipient_masked);
+		bind_text(st, 18, country_source(ev));
 		if ((rc = step_done(be, st, err, errlen, "updating summary")) != 0)
 			return rc;
 		it->n_new++;
@@ -702,6 +769,11 @@ static int sqlite_apply(void *p, struct commit_item **items, size_t n, char *err
 		char now[25];
 		util_rfc3339(it->received_ms, now);
 		it->n_new = it->n_dup = it->n_review = 0;
+		if (it->kind == CI_API) {
+			if ((rc = store__sqlite_api_apply(be->api, it, now, err, errlen)) != 0)
+				goto rollback;
+			continue;
+		}
 		for (size_t e = 0; e < it->n_events; e++) {
 			if ((rc = apply_event(be, it, &it->events[e], now, err, errlen)) != 0)
 				goto rollback;
@@ -734,6 +806,39 @@ static int sqlite_probe(void *p, char *err, size_t errlen)
 	return rc;
 }
 
+/* The JSON API's reads (sqlite_api.c), on the backend's read pool. */
+static int sqlite_get_message(void *p, struct arena *a, const char *id, struct store_message *out,
+			      char *err, size_t errlen)
+{
+	return store__sqlite_get_message(((struct sqlite_be *)p)->api, a, id, out, err, errlen);
+}
+
+static int sqlite_get_timeline(void *p, struct arena *a, const char *id, bool payloads,
+			       struct store_message *msg, struct store_event **events, size_t *n,
+			       char *err, size_t errlen)
+{
+	return store__sqlite_get_timeline(((struct sqlite_be *)p)->api, a, id, payloads, msg,
+					  events, n, err, errlen);
+}
+
+static int sqlite_search(void *p, struct arena *a, const struct store_query *q,
+			 struct store_message **rows, size_t *n, char *err, size_t errlen)
+{
+	return store__sqlite_search(((struct sqlite_be *)p)->api, a, q, rows, n, err, errlen);
+}
+
+static int sqlite_list_review(void *p, struct arena *a, const struct store_review_query *q,
+			      struct store_review_item **rows, size_t *n, char *err, size_t errlen)
+{
+	return store__sqlite_list_review(((struct sqlite_be *)p)->api, a, q, rows, n, err, errlen);
+}
+
+static int sqlite_list_audit(void *p, struct arena *a, const struct store_audit_query *q,
+			     struct store_audit_row **rows, size_t *n, char *err, size_t errlen)
+{
+	return store__sqlite_list_audit(((struct sqlite_be *)p)->api, a, q, rows, n, err, errlen);
+}
+
 const struct store_ops store__sqlite_ops = {
 	.name = "sqlite",
 	.accepts = sqlite_accepts,
@@ -741,4 +846,10 @@ const struct store_ops store__sqlite_ops = {
 	.close = sqlite_close,
 	.apply = sqlite_apply,
 	.probe = sqlite_probe,
+	.api_writes = true,
+	.get_message = sqlite_get_message,
+	.get_timeline = sqlite_get_timeline,
+	.search = sqlite_search,
+	.list_review = sqlite_list_review,
+	.list_audit = sqlite_list_audit,
 };

@@ -64,3 +64,49 @@ const char *store_backend(const struct store *st)
 {
 	return st->ops->name;
 }
+
+bool store_api_writes(const struct store *st)
+{
+	return st->ops->api_writes;
+}
+
+int store_get_message(struct store *st, struct arena *a, const char *id, struct store_message *out,
+		      char *err, size_t errlen)
+{
+	if (!st->ops->get_message)
+		return DLRD_EUNSUPP;
+	return st->ops->get_message(st->be, a, id, out, err, errlen);
+}
+
+int store_get_timeline(struct store *st, struct arena *a, const char *id, bool payloads,
+		       struct store_message *msg, struct store_event **events, size_t *n, char *err,
+		       size_t errlen)
+{
+	if (!st->ops->get_timeline)
+		return DLRD_EUNSUPP;
+	return st->ops->get_timeline(st->be, a, id, payloads, msg, events, n, err, errlen);
+}
+
+int store_search(struct store *st, struct arena *a, const struct store_query *q,
+		 struct store_message **rows, size_t *n, char *err, size_t errlen)
+{
+	if (!st->ops->search)
+		return DLRD_EUNSUPP;
+	return st->ops->search(st->be, a, q, rows, n, err, errlen);
+}
+
+int store_list_review(struct store *st, struct arena *a, const struct store_review_query *q,
+		      struct store_review_item **rows, size_t *n, char *err, size_t errlen)
+{
+	if (!st->ops->list_review)
+		return DLRD_EUNSUPP;
+	return st->ops->list_review(st->be, a, q, rows, n, err, errlen);
+}
+
+int store_list_audit(struct store *st, struct arena *a, const struct store_audit_query *q,
+		     struct store_audit_row **rows, size_t *n, char *err, size_t errlen)
+{
+	if (!st->ops->list_audit)
+		return DLRD_EUNSUPP;
+	return st->ops->list_audit(st->be, a, q, rows, n, err, errlen);
+}

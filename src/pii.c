@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * AES-256-GCM over OpenSSL's EVP interface, and the key ring for personal
+ * data at rest (see pii.h).  Key material is wiped before it is freed and
+ * never appears in an error message: a bad entry is named by its position.
+ */
+#include "pii.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "crypto.h"
+#include "util.h"
+
+#define KEY_FILE_MAX 8192
+#define AAD_PREFIX   "dlrd:recipient:v1:"
+
+struct pii_key {
+	char id[PII_KEY_ID_MAX + 1];
+	uint8_t key[PII_KEY_LEN];
+};
+
+struct pii_keyring {
+	struct pii_key keys[PII_KEYS_MAX];
+	size_t n;
+};
+
+int pii_gcm_seal(const uint8_t key[PII_KEY_LEN], const uint8_t nonce[PII_NONCE_LEN],
+                 const void *aad, size_t aadlen, const void *pt, size_t n, uint8_t *ct,
+                 uint8_t tag[PII_TAG_LEN])
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	int len = 0, rc = DLRD_EIO;
+
+	if (!c || n > INT32_MAX || aadlen > INT32_MAX)
+		goto out;
+	if (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, PII_NONCE_LEN, NULL) != 1 ||
+	    EVP_EncryptInit_ex(c, NULL, NULL, key, nonce) != 1)
+		goto out;
+	if (aadlen && EVP_EncryptUpdate(c, NULL, &len, aad, (int)aadlen) != 1)
+		goto out;
+	if (n && EVP_EncryptUpdate(c, ct, &len, pt, (int)n) != 1)
+		goto out;
+	if (EVP_EncryptFinal_ex(c, ct + (n ? (size_t)len : 0), &len) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, PII_TAG_LEN, tag) != 1)
+		goto out;
+	rc = 0;
+out:
+	EVP_CIPHER_CTX_free(c);
+	return rc;
+}
+
+int pii_gcm_open(const uint8_t key[PII_KEY_LEN], const uint8_t nonce[PII_NONCE_LEN],
+                 const void *aad, size_t aadlen, const uint8_t *ct, size_t n,
+                 const uint8_t tag[PII_TAG_LEN], void *pt)
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	uint8_t tagcopy[PII_TAG_LEN];
+	int len = 0, rc = DLRD_EIO;
+
+	memcpy(tagcopy, tag, sizeof(tagcopy));
+	if (!c || n > INT32_MAX || aadlen > INT32_MAX)
+		goto out;
+	if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, PII_NONCE_LEN, NULL) != 1 ||
+	    EVP_DecryptInit_ex(c, NULL, NULL, key, nonce) != 1)
+		goto out;
+	if (aadlen && EVP_DecryptUpdate(c, NULL, &len, aad, (int)aadlen) != 1)
+		goto out;
+	if (n && EVP_DecryptUpdate(c, pt, &len, ct, (int)n) != 1)
+		goto out;
+	if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, PII_TAG_LEN, tagcopy) != 1)
+		goto out;
+	rc = EVP_DecryptFinal_ex(c, (uint8_t *)pt + (n ? (size_t)len : 0), &len) == 1 ? 0
+	                                                                              : DLRD_EAUTH;
+out:
+	if (rc != 0 && n)
+		explicit_bzero(pt, n);
+	EVP_CIPHER_CTX_free(c);
+	return rc;
+}
+
+static bool id_valid(const char *p, size_t n)
+{
+	if (n == 0 || n > PII_KEY_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+/* Adds "ID:BASE64KEY" (item, trimmed) to kr; what names the source. */
+static int add_entry(struct pii_keyring *kr, const char *item, size_t pos, const char *what,
+                     char *err, size_t errlen)
+{
+	const char *colon = strchr(item, ':');
+	uint8_t key[3 * 64 / 4 + 3];
+	size_t idlen, klen = 0;
+
+	if (kr->n >= PII_KEYS_MAX) {
+		util_fmt(err, errlen, "%s: at most %u keys", what, PII_KEYS_MAX);
+		return DLRD_ECONFIG;
+	}
+	idlen = colon ? (size_t)(colon - item) : 0;
+	if (!colon || !id_valid(item, idlen)) {
+		util_fmt(err, errlen,
+		         "%s: entry %zu must be ID:BASE64KEY with an ID of 1..%u letters, digits,"
+		         " '_', '-' or '.'",
+		         what, pos, PII_KEY_ID_MAX);
+		return DLRD_ECONFIG;
+	}
+	size_t b64len = strlen(colon + 1);
+	if (b64len > 64 || crypto_b64_decode(colon + 1, b64len, key, &klen) != 0 ||
+	    klen != PII_KEY_LEN) {
+		explicit_bzero(key, sizeof(key));
+		util_fmt(err, errlen, "%s: entry %zu: the key must be the base64 of 32 bytes", what,
+		         pos);
+		return DLRD_ECONFIG;
+	}
+	for (size_t i = 0; i < kr->n; i++) {
+		if (strlen(kr->keys[i].id) == idlen && memcmp(kr->keys[i].id, item, idlen) == 0) {
+			explicit_bzero(key, sizeof(key));
+			util_fmt(err, errlen, "%s: entry %zu: key id used twice", what, pos);
+			return DLRD_ECONFIG;
+		}
+	}
+	memcpy(kr->keys[kr->n].id, item, idlen);
+	kr->keys[kr->n].id[idlen] = '\0';
+	memcpy(kr->keys[kr->n].key, key, PII_KEY_LEN);
+	explicit_bzero(key, sizeof(key));
+	kr->n++;
+	return 0;
+}
+
+int pii_keyring_parse(const char *value, struct pii_keyring **out, char *err, size_t errlen)
+{
+	struct pii_keyring *kr = xcalloc(1, sizeof(*kr));
+	size_t n = 0;
+	char **list = config_list(value, &n);
+	int rc = 0;
+
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = add_entry(kr, list[i], i + 1, "config: privacy.encryption_keys", err, errlen);
+	config_list_free(list);
+	if (rc == 0 && kr->n == 0) {
+		util_fmt(err, errlen, "config: privacy.encryption_keys: no key");
+		rc = DLRD_ECONFIG;
+	}
+	if (rc != 0) {
+		pii_keyring_free(kr);
+		return rc;
+	}
+	*out = kr;
+	return 0;
+}
+
+/* Reads "ID:BASE64KEY" lines ('#' comments and blank lines skipped). */
+static int read_key_file(const char *path, struct pii_keyring **out, char *err, size_t errlen)
+{
+	char buf[KEY_FILE_MAX + 1];
+	struct pii_keyring *kr = NULL;
+	size_t got = 0, line = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = DLRD_ECONFIG;
+
+	if (fd < 0) {
+		util_fmt(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
+		return DLRD_EIO;
+	}
+	for (;;) {
+		ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (got == sizeof(buf) - 1)
+			break;
+	}
+	close(fd);
+	if (got == sizeof(buf) - 1) {
+		util_fmt(err, errlen, "key file %s is larger than %u bytes", path, KEY_FILE_MAX);
+		goto out;
+	}
+	buf[got] = '\0';
+	kr = xcalloc(1, sizeof(*kr));
+	for (char *p = buf; *p;) {
+		char *nl = strchr(p, '\n');
+		char *end = nl ? nl : p + strlen(p);
+		char *next = nl ? nl + 1 : end;
+		line++;
+		while (end > p && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		*end = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p && *p != '#') {
+			char what[4200];
+			util_fmt(what, sizeof(what), "key file %s (line %zu)", path, line);
+			if ((rc = add_entry(kr, p, 1, what, err, errlen)) != 0)
+				goto out;
+		}
+		p = next;
+	}
+	if (kr->n == 0) {
+		util_fmt(err, errlen, "key file %s holds no key", path);
+		rc = DLRD_ECONFIG;
+		goto out;
+	}
+	*out = kr;
+	kr = NULL;
+	rc = 0;
+out:
+	explicit_bzero(buf, sizeof(buf));
+	pii_keyring_free(kr);
+	return rc;
+}
+
+int pii_keyring_load_file(const char *dir, struct pii_keyring **out, int *created, char *err,
+                          size_t errlen)
+{
+	char path[4096], line[PII_KEY_ID_MAX + 64];
+	uint8_t key[PII_KEY_LEN];
+	size_t n;
+	int fd, dfd;
+
+	*created = 0;
+	util_fmt(path, sizeof(path), "%s/%s", dir, PII_KEY_FILE);
+	if (access(path, F_OK) == 0)
+		return read_key_file(path, out, err, errlen);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		util_fmt(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
+		return DLRD_EIO;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST) /* another process made it first */
+			return read_key_file(path, out, err, errlen);
+		util_fmt(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
+		return DLRD_EIO;
+	}
+	crypto_random(key, sizeof(key));
+	n = util_fmt(line, sizeof(line), "k1:");
+	n += crypto_b64_encode(key, sizeof(key), line + n);
+	line[n++] = '\n';
+	explicit_bzero(key, sizeof(key));
+	if (write(fd, line, n) != (ssize_t)n || fsync(fd) != 0) {
+		util_fmt(err, errlen, "cannot write key file %s: %s", path, strerror(errno));
+		explicit_bzero(line, sizeof(line));
+		close(fd);
+		unlink(path);
+		return DLRD_EIO;
+	}
+	explicit_bzero(line, sizeof(line));
+	close(fd);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	*created = 1;
+	return read_key_file(path, out, err, errlen);
+}
+
+void pii_keyring_free(struct pii_keyring *kr)
+{
+	if (!kr)
+		return;
+	explicit_bzero(kr, sizeof(*kr));
+	free(kr);
+}
+
+const char *pii_keyring_current(const struct pii_keyring *kr)
+{
+	return kr->keys[0].id;
+}
+
+static size_t make_aad(const char *key_id, char *aad, size_t cap)
+{
+	return util_fmt(aad, cap, AAD_PREFIX "%s", key_id);
+}
+
+int pii_encrypt(const struct pii_keyring *kr, const void *pt, size_t n, uint8_t *out, size_t cap,
+                size_t *outlen, const char **key_id)
+{
+	const struct pii_key *k = &kr->keys[0];
+	char aad[sizeof(AAD_PREFIX) + PII_KEY_ID_MAX];
+	size_t aadlen = make_aad(k->id, aad, sizeof(aad));
+	int rc;
+
+	if (n > SIZE_MAX - PII_OVERHEAD || cap < n + PII_OVERHEAD)
+		return DLRD_ENOMEM;
+	crypto_random(out, PII_NONCE_LEN);
+	rc = pii_gcm_seal(k->key, out, aad, aadlen, pt, n, out + PII_NONCE_LEN,
+	                  out + PII_NONCE_LEN + n);
+	if (rc != 0)
+		return rc;
+	*outlen = n + PII_OVERHEAD;
+	*key_id = k->id;
+	return 0;
+}
+
+int pii_decrypt(const struct pii_keyring *kr, const char *key_id, const uint8_t *blob, size_t n,
+                void *out, size_t cap, size_t *outlen)
+{
+	char aad[sizeof(AAD_PREFIX) + PII_KEY_ID_MAX];
+	const struct pii_key *k = NULL;
+
+	for (size_t i = 0; i < kr->n && key_id; i++)
+		if (strcmp(kr->keys[i].id, key_id) == 0)
+			k = &kr->keys[i];
+	if (!k)
+		return DLRD_ENOTFOUND;
+	if (n < PII_OVERHEAD)
+		return DLRD_EINVAL;
+	if (cap < n - PII_OVERHEAD)
+		return DLRD_ENOMEM;
+	size_t aadlen = make_aad(k->id, aad, sizeof(aad));
+	int rc = pii_gcm_open(k->key, blob, aad, aadlen, blob + PII_NONCE_LEN, n - PII_OVERHEAD,
+	                      blob + n - PII_TAG_LEN, out);
+	if (rc == 0)
+		*outlen = n - PII_OVERHEAD;
+	return rc;
+}

@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Integration: recording sends (POST /v1/messages) and setting provider ids
+ * (PATCH).  The exact 201 answer and stored row (hash = HMAC of the E.164
+ * number computed independently, number encrypted and masked, never in
+ * clear); every invalid input answers 400/422 naming the field and writes
+ * nothing; idempotency: same key and body -> the same answer (replayed),
+ * same key and another body -> 409, the key is per token, 8 concurrent
+ * requests with one key -> one message; a STOP from the recipient -> 409
+ * recipient_opted_out unless the use case is exempt; PATCH conflicts.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/hmac.h>
+
+#include "api_helpers.h"
+
+static int setup(void **state)
+{
+	const char *env[] = {api_tokens_env(), "DLRD_API_OPTOUT_EXEMPT_USE_CASES=security_alert",
+	                     NULL};
+	return h_fixture_start(state, env);
+}
+
+static int teardown(void **state)
+{
+	return h_fixture_stop(state);
+}
+
+static void expected_hash(const char *e164, char out[65])
+{
+	unsigned char md[32];
+	unsigned int len = sizeof(md);
+	HMAC(EVP_sha256(), H_HASH_KEY, (int)strlen(H_HASH_KEY), (const unsigned char *)e164,
+	     strlen(e164), md, &len);
+	for (unsigned i = 0; i < 32; i++)
+		util_fmt(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void test_record_send(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char body[1024], buf[1024], hash[65];
+
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", "Europe/Berlin");
+	assert_int_equal(api_send(d, T_APP, "k-1", body, &r), 201);
+	json_t *j = api_json(&r);
+	const char *id = jpath_s(j, "id");
+	assert_int_equal(strlen(id), 36);
+	assert_int_equal(id[14], '7'); /* UUIDv7 */
+	assert_string_equal(jpath_s(j, "origin"), "send");
+	assert_string_equal(jpath_s(j, "provider"), "twilio");
+	assert_true(json_is_null(jpath(j, "provider_message_id")));
+	assert_string_equal(jpath_s(j, "status"), "accepted");
+	assert_true(json_is_false(jpath(j, "is_final")));
+	assert_string_equal(jpath_s(j, "recipient"), "+1********23");
+	assert_string_equal(jpath_s(j, "destination_country"), "US");
+	assert_true(json_is_false(jpath(j, "joined_callbacks")));
+	assert_null(strstr(r.body, N_TO_DIGITS));
+
+	/* the row */
+	expected_hash(N_TO, hash);
+	h_sql_str(d, buf, sizeof(buf),
+	          "SELECT provider||'|'||coalesce(provider_message_id,'-')||'|'||origin||'|'||"
+	          "current_status||'|'||is_final||'|'||status_mask||'|'||event_count||'|'||"
+	          "recipient_hash||'|'||recipient_masked||'|'||destination_country||'|'||"
+	          "country_source||'|'||sender_identity||'|'||template_key||'|'||use_case||'|'||"
+	          "action_type||'|'||action_id||'|'||metadata||'|'||recipient_timezone||'|'||"
+	          "recipient_key_id||'|'||length(recipient_enc)||'|'||(sent_recorded_at ="
+	          " created_at)||'|'||length(recorded_by) FROM sms_messages WHERE id = %Q",
+	          id);
+	char want[1024];
+	util_fmt(want, sizeof(want),
+	         "twilio|-|send|accepted|0|0|0|%s|+1********23|US|number|" N_SENDER
+	         "|login_code|otp|login|user-42|{\"attempt\":1,\"locale\":\"en-US\"}|Europe/Berlin|"
+	         "k1|%d|1|12",
+	         hash, 12 + 28);
+	assert_string_equal(buf, want);
+	/* nowhere in the database in clear, in any table */
+	assert_int_equal(
+	    h_sql_int(d,
+	              "SELECT count(*) FROM sms_messages WHERE instr(CAST("
+	              "recipient_enc AS TEXT), %Q) OR instr(coalesce(metadata,''), %Q)",
+	              N_TO_DIGITS, N_TO_DIGITS),
+	    0);
+	assert_int_equal(
+	    h_sql_int(d, "SELECT count(*) FROM api_idempotency WHERE instr(body, %Q)", N_TO_DIGITS),
+	    0);
+	/* the idempotency row keeps the answer, scoped to the token's hash */
+	assert_int_equal(h_sql_int(d,
+	                           "SELECT count(*) FROM api_idempotency WHERE idem_key = 'k-1'"
+	                           " AND message_id = %Q AND status = 201 AND length(token_hash) ="
+	                           " 64",
+	                           id),
+	                 1);
+	/* Location names the message */
+	json_decref(j);
+}
+
+static void test_validation(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char code[64];
+	static const char *const base_fields =
+	    "\"provider\":\"twilio\",\"use_case\":\"otp\",\"template_key\":\"t\","
+	    "\"sender_identity\":\"ACME\",\"action\":{\"type\":\"login\"}";
+	static const struct {
+		const char *body; /* %s: the common fields */
+		long status;
+		const char *code;
+		const char *field;
+	} cases[] = {
+	    {"not json", 400, "invalid_json", NULL},
+	    {"[1,2]", 400, "invalid_json", NULL},
+	    {"{\"to\":\"+14155550123\",%s,\"to\":\"+1\"}", 400, "invalid_json", NULL},
+	    {"{%s}", 422, "missing_field", "to"},
+	    {"{\"to\":\"4155550123\",%s}", 422, "invalid_phone_number", "to"},
+	    {"{\"to\":\"+1 415 555 0123\",%s}", 422, "invalid_phone_number", "to"},
+	    {"{\"to\":\"+04155550123\",%s}", 422, "invalid_phone_number", "to"},
+	    {"{\"to\":\"+1415555012345678\",%s}", 422, "invalid_phone_number", "to"},
+	    {"{\"to\":14155550123,%s}", 422, "invalid_phone_number", "to"},
+	    {"{\"to\":\"+14155550123\",\"provider\":\"carrier-pigeon\",\"use_case\":\"otp\","
+	     "\"template_key\":\"t\",\"sender_identity\":\"A\",\"action\":{\"type\":\"x\"}}",
+	     422, "unknown_provider", "provider"},
+	    {"{\"to\":\"+14155550123\",\"provider\":\"twilio\",\"template_key\":\"t\","
+	     "\"sender_identity\":\"A\",\"action\":{\"type\":\"x\"}}",
+	     422, "missing_field", "use_case"},
+	    {"{\"to\":\"+14155550123\",%s,\"destination_country\":\"USA\"}", 422, "too_long",
+	     "destination_country"},
+	    {"{\"to\":\"+14155550123\",%s,\"destination_country\":\"1A\"}", 422, "invalid_country",
+	     "destination_country"},
+	    {"{\"to\":\"+14155550123\",%s,\"recipient_timezone\":\"Mars/Base\"}", 422,
+	     "unknown_time_zone", "recipient_timezone"},
+	    {"{\"to\":\"+14155550123\",%s,\"recipient_timezone\":\"../../etc/passwd\"}", 422,
+	     "unknown_time_zone", "recipient_timezone"},
+	    {"{\"to\":\"+14155550123\",%s,\"metadata\":[1]}", 422, "invalid_field", "metadata"},
+	    {"{\"to\":\"+14155550123\",%s,\"colour\":\"red\"}", 422, "unknown_field", "colour"},
+	    {"{\"to\":\"+14155550123\",%s,\"provider_message_id\":\"\"}", 422, "invalid_field",
+	     "provider_message_id"},
+	    {"{\"to\":\"+14155550123\",\"provider\":\"twilio\",\"use_case\":\"otp\","
+	     "\"template_key\":\"t\",\"sender_identity\":\"A\",\"action\":{\"id\":\"1\"}}",
+	     422, "missing_field", "action.type"},
+	    {"{\"to\":\"+14155550123\",\"provider\":\"twilio\",\"use_case\":\"o t p\","
+	     "\"template_key\":\"t\",\"sender_identity\":\"A\",\"action\":{\"type\":\"x\"}}",
+	     422, "invalid_field", "use_case"},
+	};
+	char body[8192];
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char key[32];
+		/* the pattern holds at most one %s, for the common fields */
+		const char *hole = strstr(cases[i].body, "%s");
+		if (hole)
+			util_fmt(body, sizeof(body), "%.*s%s%s", (int)(hole - cases[i].body),
+			         cases[i].body, base_fields, hole + 2);
+		else
+			util_strlcpy(body, cases[i].body, sizeof(body));
+		util_fmt(key, sizeof(key), "v-%zu", i);
+		long st = api_send(d, T_APP, key, body, &r);
+		if (st != cases[i].status)
+			fail_msg("case %zu: %ld, want %ld: %s", i, st, cases[i].status, r.body);
+		assert_string_equal(api_error_code(&r, code, sizeof(code)), cases[i].code);
+		json_t *j = api_json(&r);
+		if (cases[i].field)
+			assert_string_equal(jpath_s(j, "error.field"), cases[i].field);
+		assert_true(strlen(jpath_s(j, "error.message")) > 0);
+		json_decref(j);
+		/* an error never quotes the number */
+		assert_null(strstr(r.body, "415555"));
+	}
+	/* too long: a field, and metadata over 4 KiB */
+	char big[300];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	util_fmt(body, sizeof(body), "{\"to\":\"+14155550123\",%s,\"provider_message_id\":\"%s\"}",
+	         base_fields, big);
+	assert_int_equal(api_send(d, T_APP, "v-long", body, &r), 422);
+	assert_string_equal(api_error_code(&r, code, sizeof(code)), "too_long");
+	char meta[5000];
+	memset(meta, 'm', sizeof(meta) - 1);
+	meta[sizeof(meta) - 1] = '\0';
+	util_fmt(body, sizeof(body), "{\"to\":\"+14155550123\",%s,\"metadata\":{\"m\":\"%s\"}}",
+	         base_fields, meta);
+	assert_int_equal(api_send(d, T_APP, "v-meta", body, &r), 422);
+	json_t *j = api_json(&r);
+	assert_string_equal(jpath_s(j, "error.code"), "too_long");
+	assert_string_equal(jpath_s(j, "error.field"), "metadata");
+	json_decref(j);
+	/* no Idempotency-Key; not JSON content type */
+	util_fmt(body, sizeof(body), "{\"to\":\"+14155550123\",%s}", base_fields);
+	assert_int_equal(api_call(d, "POST", "/v1/messages", T_APP, body, NULL, &r), 400);
+	assert_string_equal(api_error_code(&r, code, sizeof(code)), "idempotency_key_required");
+	const char *form[] = {"Idempotency-Key: v-ct", "Content-Type: text/plain", NULL};
+	h_request(d, "POST", "/v1/messages",
+	          (const char *[]){"Authorization: Bearer " T_APP, form[0], form[1], NULL}, body,
+	          strlen(body), &r);
+	assert_int_equal(r.status, 415);
+	/* nothing was written by any of it */
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+	assert_int_equal(h_count(d, "api_idempotency"), 0);
+	/* a refused request may be fixed and retried with its key */
+	assert_int_equal(api_send(d, T_APP, "v-4", body, &r), 201);
+}
+
+static void test_idempotency(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r1, r2;
+	char body[1024], other[1024], reordered[1024], code[64];
+
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "same-key", body, &r1), 201);
+	/* same key, same body: the first answer, byte for byte */
+	assert_int_equal(api_send(d, T_APP, "same-key", body, &r2), 201);
+	assert_int_equal(r1.body_len, r2.body_len);
+	assert_memory_equal(r1.body, r2.body, r1.body_len);
+	/* the same request written differently (order, spaces) is the same */
+	util_fmt(reordered, sizeof(reordered),
+	         "{ \"metadata\": {\"locale\":\"en-US\", \"attempt\":1}, \"provider\":\"twilio\","
+	         " \"to\":\"" N_TO "\", \"use_case\":\"otp\", \"template_key\":\"login_code\","
+	         " \"sender_identity\":\"" N_SENDER "\", \"action\":{\"id\":\"user-42\","
+	         " \"type\":\"login\"} }");
+	assert_int_equal(api_send(d, T_APP, "same-key", reordered, &r2), 201);
+	assert_memory_equal(r1.body, r2.body, r1.body_len);
+	/* same key, another body: 409 */
+	api_send_body(other, sizeof(other), "+447700900123", NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "same-key", other, &r2), 409);
+	assert_string_equal(api_error_code(&r2, code, sizeof(code)), "idempotency_key_reused");
+	/* the key belongs to the token: another app token makes its own */
+	assert_int_equal(api_send(d, T_APP2, "same-key", body, &r2), 201);
+	json_t *a = api_json(&r1), *b = api_json(&r2);
+	assert_string_not_equal(jpath_s(a, "id"), jpath_s(b, "id"));
+	json_decref(a);
+	json_decref(b);
+	assert_int_equal(h_count(d, "sms_messages"), 2);
+	assert_int_equal(h_count(d, "api_idempotency"), 2);
+}
+
+struct racer {
+	struct dlrd *d;
+	const char *body;
+	struct h_resp r;
+};
+
+static void *race(void *arg)
+{
+	struct racer *x = arg;
+	api_send(x->d, T_APP, "race-key", x->body, &x->r);
+	return NULL;
+}
+
+static void test_concurrent_same_key(void **state)
+{
+	struct dlrd *d = *state;
+	char body[1024];
+	struct racer *x = calloc(8, sizeof(*x));
+	pthread_t th[8];
+
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	for (int i = 0; i < 8; i++) {
+		x[i].d = d;
+		x[i].body = body;
+		assert_int_equal(pthread_create(&th[i], NULL, race, &x[i]), 0);
+	}
+	for (int i = 0; i < 8; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(x[i].r.status, 201);
+		assert_memory_equal(x[i].r.body, x[0].r.body, x[0].r.body_len);
+	}
+	assert_int_equal(h_count(d, "sms_messages"), 1);
+	assert_int_equal(h_count(d, "api_idempotency"), 1);
+	free(x);
+}
+
+static void post_stop(struct dlrd *d, const char *from, const char *text, unsigned n)
+{
+	char form[512], sid[35];
+	struct h_resp r;
+	h_sid(sid, 900, n);
+	util_fmt(form, sizeof(form),
+	         "MessageSid=%s&AccountSid=AC0123456789abcdef0123456789abcdef"
+	         "&From=%%2B%s&To=%%2B%s&Body=%s",
+	         sid, from + 1, N_SENDER + 1, text);
+	assert_int_equal(h_post_twilio(d, "/webhooks/twilio/inbound", H_TOKEN1, form, NULL, &r),
+	                 200);
+}
+
+static void test_opted_out(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char body[1024], code[64];
+
+	post_stop(d, N_TO, "STOP", 1);
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "o-1", body, &r), 409);
+	json_t *j = api_json(&r);
+	assert_string_equal(jpath_s(j, "error.code"), "recipient_opted_out");
+	assert_string_equal(jpath_s(j, "error.field"), "to");
+	json_decref(j);
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+	/* an exempt use case goes through */
+	api_send_body(body, sizeof(body), N_TO, NULL, "security_alert", NULL);
+	assert_int_equal(api_send(d, T_APP, "o-2", body, &r), 201);
+	/* another recipient is not affected */
+	api_send_body(body, sizeof(body), "+14155550999", NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "o-3", body, &r), 201);
+	/* START opts back in; the refused key was not kept, so it works now */
+	post_stop(d, N_TO, "START", 2);
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "o-1", body, &r), 201);
+	(void)code;
+}
+
+static void test_patch(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char body[1024], target[128], code[64], id1[40], id2[40];
+	const char *sid = "SM0000000000000000000000000000abcd";
+
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "p-1", body, &r), 201);
+	json_t *j = api_json(&r);
+	util_strlcpy(id1, jpath_s(j, "id"), sizeof(id1));
+	json_decref(j);
+	assert_int_equal(api_send(d, T_APP, "p-2", body, &r), 201);
+	j = api_json(&r);
+	util_strlcpy(id2, jpath_s(j, "id"), sizeof(id2));
+	json_decref(j);
+
+	util_fmt(target, sizeof(target), "/v1/messages/%s", id1);
+	/* the SID in another case is canonicalized like the Twilio adapter does */
+	assert_int_equal(
+	    api_call(d, "PATCH", target, T_APP,
+	             "{\"provider_message_id\":\"sm0000000000000000000000000000ABCD\"}", NULL, &r),
+	    200);
+	j = api_json(&r);
+	assert_string_equal(jpath_s(j, "provider_message_id"), sid);
+	assert_string_equal(jpath_s(j, "id"), id1);
+	json_decref(j);
+	/* again: a no-op */
+	assert_int_equal(
+	    api_call(d, "PATCH", target, T_APP,
+	             "{\"provider_message_id\":\"SM0000000000000000000000000000abcd\"}", NULL, &r),
+	    200);
+	/* another id: 409 */
+	assert_int_equal(
+	    api_call(d, "PATCH", target, T_APP,
+	             "{\"provider_message_id\":\"SM0000000000000000000000000000ffff\"}", NULL, &r),
+	    409);
+	assert_string_equal(api_error_code(&r, code, sizeof(code)),
+	                    "provider_message_id_already_set");
+	/* the id of another recorded send: 409 */
+	util_fmt(target, sizeof(target), "/v1/messages/%s", id2);
+	assert_int_equal(
+	    api_call(d, "PATCH", target, T_APP,
+	             "{\"provider_message_id\":\"SM0000000000000000000000000000ABCD\"}", NULL, &r),
+	    409);
+	assert_string_equal(api_error_code(&r, code, sizeof(code)), "provider_message_id_taken");
+	/* a send recorded with that id: 409 too */
+	api_send_body(body, sizeof(body), N_TO, sid, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "p-3", body, &r), 409);
+	assert_string_equal(api_error_code(&r, code, sizeof(code)), "provider_message_id_taken");
+	/* bad bodies, unknown message */
+	assert_int_equal(api_call(d, "PATCH", target, T_APP, "{}", NULL, &r), 422);
+	assert_int_equal(
+	    api_call(d, "PATCH", target, T_APP, "{\"provider_message_id\":7}", NULL, &r), 422);
+	assert_int_equal(api_call(d, "PATCH", "/v1/messages/01a21dbe-10c7-77c1-8add-78a55b904a2a",
+	                          T_APP, "{\"provider_message_id\":\"x\"}", NULL, &r),
+	                 404);
+	assert_int_equal(h_sql_int(d,
+	                           "SELECT count(*) FROM sms_messages WHERE provider_message_id"
+	                           " = %Q",
+	                           sid),
+	                 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_record_send, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_opted_out, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_patch, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The API's contract: the OpenAPI document embedded in the binary
+ * (docs/openapi.json) is OpenAPI 3.1, and its paths and methods are exactly
+ * the routes of the API's route table, both ways.  Also the path matcher
+ * the routes rely on, and which paths the API owns.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cmocka.h>
+
+#include "api.c"
+
+static void test_document_is_openapi_31(void **state)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb((const char *)api_openapi_json, api_openapi_json_len, 0, &jerr);
+	(void)state;
+	if (!doc)
+		fail_msg("docs/openapi.json: %s (line %d)", jerr.text, jerr.line);
+	assert_string_equal(json_string_value(json_object_get(doc, "openapi")), "3.1.0");
+	assert_non_null(json_object_get(
+	    json_object_get(json_object_get(doc, "components"), "securitySchemes"), "bearer"));
+	json_decref(doc);
+}
+
+static void test_routes_match_document(void **state)
+{
+	json_t *doc = json_loadb((const char *)api_openapi_json, api_openapi_json_len, 0, NULL);
+	json_t *paths = json_object_get(doc, "paths"), *ops;
+	const char *path, *m;
+	json_t *v;
+	size_t documented = 0;
+	(void)state;
+
+	assert_non_null(paths);
+	/* every route is documented */
+	for (size_t i = 0; i < api_route_count(); i++) {
+		const char *method, *pattern;
+		char lower[16];
+		api_route(i, &method, &pattern);
+		util_strlcpy(lower, method, sizeof(lower));
+		for (char *c = lower; *c; c++)
+			*c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+		ops = json_object_get(paths, pattern);
+		if (!ops || !json_object_get(ops, lower))
+			fail_msg("route %s %s is not in docs/openapi.json", method, pattern);
+		assert_non_null(json_object_get(json_object_get(ops, lower), "responses"));
+	}
+	/* every documented operation is a route */
+	json_object_foreach(paths, path, ops)
+	{
+		json_object_foreach(ops, m, v)
+		{
+			if (strcmp(m, "parameters") == 0 || strcmp(m, "summary") == 0 ||
+			    strcmp(m, "description") == 0)
+				continue;
+			bool found = false;
+			for (size_t i = 0; i < api_route_count() && !found; i++) {
+				const char *method, *pattern;
+				api_route(i, &method, &pattern);
+				found = strcmp(pattern, path) == 0 && strcasecmp(method, m) == 0;
+			}
+			if (!found)
+				fail_msg("docs/openapi.json has %s %s, which no route serves", m,
+				         path);
+			documented++;
+		}
+	}
+	assert_int_equal(documented, api_route_count());
+	json_decref(doc);
+}
+
+static void test_match(void **state)
+{
+	struct iov id = {NULL, 0};
+	(void)state;
+	assert_true(match("/v1/messages/{id}", IOV_LIT("/v1/messages/abc"), &id));
+	assert_true(iov_eq(id, "abc"));
+	assert_true(match("/v1/messages/{id}/timeline", IOV_LIT("/v1/messages/x/timeline"), &id));
+	assert_true(iov_eq(id, "x"));
+	assert_false(match("/v1/messages/{id}", IOV_LIT("/v1/messages/"), &id));
+	assert_false(match("/v1/messages/{id}", IOV_LIT("/v1/messages/a/b"), &id));
+	assert_false(match("/v1/messages", IOV_LIT("/v1/messages/"), &id));
+	assert_false(match("/v1/messages", IOV_LIT("/v1/message"), &id));
+	assert_false(match("/v1/messages", IOV_LIT("/v1/messagesX"), &id));
+	assert_true(match("/v1/audit", IOV_LIT("/v1/audit"), &id));
+	assert_true(api_owns(IOV_LIT("/v1/anything")));
+	assert_true(api_owns(IOV_LIT("/openapi.json")));
+	assert_false(api_owns(IOV_LIT("/v10/x")));
+	assert_false(api_owns(IOV_LIT("/webhooks/twilio/status")));
+}
+
+static void test_cursor_and_canonical(void **state)
+{
+	char buf[512], key[64];
+	struct arena a;
+	(void)state;
+	arena_init(&a, buf, sizeof(buf));
+	const char *c = cursor_encode(&a, 'm', "01a21dbe-10c7-77c1-8add-78a55b904a2a");
+	assert_null(strchr(c, '='));
+	assert_int_equal(cursor_decode(c, strlen(c), 'm', key, sizeof(key)), 0);
+	assert_string_equal(key, "01a21dbe-10c7-77c1-8add-78a55b904a2a");
+	assert_int_equal(cursor_decode(c, strlen(c), 'r', key, sizeof(key)), -1);
+	assert_int_equal(cursor_decode("!!", 2, 'm', key, sizeof(key)), -1);
+	assert_string_equal(canonical_pmid(&a, "twilio", "smABCDEF0123456789ABCDEF0123456789", 34),
+	                    "SMabcdef0123456789abcdef0123456789");
+	assert_string_equal(canonical_pmid(&a, "sinch", "01abc", 5), "01ABC");
+	assert_string_equal(canonical_pmid(&a, "telnyx", "AB-CD", 5), "ab-cd");
+	assert_string_equal(canonical_pmid(&a, "generic", "AbC", 3), "AbC");
+	assert_true(e164("+14155550123", 12));
+	assert_false(e164("14155550123", 11));
+	assert_false(e164("+0415555012", 11));
+	assert_false(e164("+1415555", 8));
+	assert_false(e164("+1415555012345678", 17));
+	assert_false(e164("+1415 555 0123", 14));
+	arena_fini(&a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_document_is_openapi_31),
+	    cmocka_unit_test(test_routes_match_document),
+	    cmocka_unit_test(test_match),
+	    cmocka_unit_test(test_cursor_and_canonical),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

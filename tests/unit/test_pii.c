@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Personal data at rest: AES-256-GCM against published known-answer vectors
+ * (McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 14
+ * and 16), tamper and wrong-key detection, the key ring (parse errors that
+ * never show a key, rotation: the first key encrypts, every key decrypts
+ * its own blobs), and the key file dlrd creates once with mode 0600.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pii.h"
+#include "util.h"
+
+static void unhex(const char *h, uint8_t *out)
+{
+	for (size_t i = 0; h[2 * i]; i++) {
+		unsigned v;
+		char b[3] = {h[2 * i], h[2 * i + 1], 0};
+		v = (unsigned)strtoul(b, NULL, 16);
+		out[i] = (uint8_t)v;
+	}
+}
+
+static void test_known_answers(void **state)
+{
+	uint8_t key[32], iv[12], pt[64], aad[20], ct[64], tag[16], want_ct[64], want_tag[16],
+	    back[64];
+	(void)state;
+
+	/* test case 14: zero key, zero IV, 16 zero bytes */
+	memset(key, 0, sizeof(key));
+	memset(iv, 0, sizeof(iv));
+	memset(pt, 0, 16);
+	assert_int_equal(pii_gcm_seal(key, iv, NULL, 0, pt, 16, ct, tag), 0);
+	unhex("cea7403d4d606b6e074ec5d3baf39d18", want_ct);
+	unhex("d0d1c8a799996bf0265b98b5d48ab919", want_tag);
+	assert_memory_equal(ct, want_ct, 16);
+	assert_memory_equal(tag, want_tag, 16);
+
+	/* test case 16: 60 bytes with 20 bytes of AAD */
+	unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", key);
+	unhex("cafebabefacedbaddecaf888", iv);
+	unhex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf"
+	      "0e2449a6b525b16aedf5aa0de657ba637b39",
+	      pt);
+	unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2", aad);
+	assert_int_equal(pii_gcm_seal(key, iv, aad, 20, pt, 60, ct, tag), 0);
+	unhex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b0"
+	      "8b1056828838c5f61e6393ba7a0abcc9f662",
+	      want_ct);
+	unhex("76fc6ece0f4e1768cddf8853bb2d551b", want_tag);
+	assert_memory_equal(ct, want_ct, 60);
+	assert_memory_equal(tag, want_tag, 16);
+	assert_int_equal(pii_gcm_open(key, iv, aad, 20, ct, 60, tag, back), 0);
+	assert_memory_equal(back, pt, 60);
+
+	/* one flipped bit anywhere fails, and leaves no plaintext behind */
+	ct[7] ^= 1;
+	assert_int_equal(pii_gcm_open(key, iv, aad, 20, ct, 60, tag, back), DLRD_EAUTH);
+	for (size_t i = 0; i < 60; i++)
+		assert_int_equal(back[i], 0);
+	ct[7] ^= 1;
+	aad[0] ^= 1;
+	assert_int_equal(pii_gcm_open(key, iv, aad, 20, ct, 60, tag, back), DLRD_EAUTH);
+	aad[0] ^= 1;
+	tag[15] ^= 0x80;
+	assert_int_equal(pii_gcm_open(key, iv, aad, 20, ct, 60, tag, back), DLRD_EAUTH);
+}
+
+/* 32 bytes 0x00.., 0x01.., as base64 */
+#define K0 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+#define K1 "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+
+static void test_ring_rotation(void **state)
+{
+	struct pii_keyring *old = NULL, *both = NULL;
+	char err[256];
+	uint8_t blob[64];
+	char out[32];
+	size_t n = 0, m = 0;
+	const char *kid;
+	(void)state;
+
+	assert_int_equal(pii_keyring_parse("old:" K0, &old, err, sizeof(err)), 0);
+	assert_int_equal(pii_encrypt(old, "+14155550123", 12, blob, sizeof(blob), &n, &kid), 0);
+	assert_string_equal(kid, "old");
+	assert_int_equal(n, 12 + PII_OVERHEAD);
+	assert_null(memmem(blob, n, "4155550123", 10));
+
+	/* a new key first: it encrypts, the old one still decrypts */
+	assert_int_equal(pii_keyring_parse(" new:" K1 " , old:" K0, &both, err, sizeof(err)), 0);
+	assert_string_equal(pii_keyring_current(both), "new");
+	assert_int_equal(pii_decrypt(both, "old", blob, n, out, sizeof(out), &m), 0);
+	assert_int_equal(m, 12);
+	assert_memory_equal(out, "+14155550123", 12);
+	/* the key id is authenticated: the blob is not valid under "new" */
+	assert_int_equal(pii_decrypt(both, "new", blob, n, out, sizeof(out), &m), DLRD_EAUTH);
+	assert_int_equal(pii_decrypt(both, "gone", blob, n, out, sizeof(out), &m), DLRD_ENOTFOUND);
+	assert_int_equal(pii_decrypt(both, "old", blob, 10, out, sizeof(out), &m), DLRD_EINVAL);
+	/* two encryptions of the same number differ (random nonce) */
+	uint8_t b2[64], b3[64];
+	size_t n2, n3;
+	assert_int_equal(pii_encrypt(both, "+14155550123", 12, b2, sizeof(b2), &n2, &kid), 0);
+	assert_string_equal(kid, "new");
+	assert_int_equal(pii_encrypt(both, "+14155550123", 12, b3, sizeof(b3), &n3, &kid), 0);
+	assert_memory_not_equal(b2, b3, n2);
+	assert_int_equal(pii_encrypt(both, "+14155550123", 12, b3, 20, &n3, &kid), DLRD_ENOMEM);
+	pii_keyring_free(old);
+	pii_keyring_free(both);
+}
+
+static void test_ring_errors(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "k1",
+	    "k1:",
+	    "k1:short",
+	    "k 1:" K0,
+	    "k1:" K0 ",k1:" K1,
+	    "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", /* 36 bytes */
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct pii_keyring *kr = NULL;
+		char err[256] = "";
+		assert_int_equal(pii_keyring_parse(bad[i], &kr, err, sizeof(err)), DLRD_ECONFIG);
+		assert_null(kr);
+		assert_non_null(strstr(err, "privacy.encryption_keys"));
+		assert_null(strstr(err, "AAAAAAAA")); /* never the key */
+		assert_null(strstr(err, "AQEBAQEB"));
+	}
+}
+
+static void test_key_file(void **state)
+{
+	char dir[] = "/tmp/dlrd-pii-XXXXXX", path[128], *content;
+	struct pii_keyring *a = NULL, *b = NULL;
+	struct stat sb;
+	char err[256];
+	int created = 0;
+	uint8_t blob[64];
+	char out[32];
+	size_t n, m;
+	const char *kid;
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(pii_keyring_load_file(dir, &a, &created, err, sizeof(err)), 0);
+	assert_int_equal(created, 1);
+	util_fmt(path, sizeof(path), "%s/%s", dir, PII_KEY_FILE);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	content = calloc(1, 256);
+	assert_true(fread(content, 1, 255, f) > 0);
+	fclose(f);
+	assert_int_equal(strncmp(content, "k1:", 3), 0);
+	assert_int_equal(strlen(content), 3 + 44 + 1);
+	free(content);
+
+	/* loaded again, not re-created: the same key */
+	assert_int_equal(pii_encrypt(a, "+447700900123", 13, blob, sizeof(blob), &n, &kid), 0);
+	assert_int_equal(pii_keyring_load_file(dir, &b, &created, err, sizeof(err)), 0);
+	assert_int_equal(created, 0);
+	assert_int_equal(pii_decrypt(b, kid, blob, n, out, sizeof(out), &m), 0);
+	assert_memory_equal(out, "+447700900123", 13);
+	pii_keyring_free(a);
+	pii_keyring_free(b);
+	unlink(path);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_known_answers),
+	    cmocka_unit_test(test_ring_rotation),
+	    cmocka_unit_test(test_ring_errors),
+	    cmocka_unit_test(test_key_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
