@@ -12,7 +12,7 @@
 
 #include "util.h"
 
-#define ARENA_ALIGN 16u
+#define ARENA_ALIGN     16u
 #define ARENA_MIN_BLOCK 8192u
 
 struct arena_block {

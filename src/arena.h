@@ -13,12 +13,12 @@
 struct arena_block;
 
 struct arena {
-	char *base;    /* the caller's first block */
+	char *base; /* the caller's first block */
 	size_t base_size;
-	char *cur;     /* next free byte in the current block */
-	char *end;     /* end of the current block */
+	char *cur;                /* next free byte in the current block */
+	char *end;                /* end of the current block */
 	struct arena_block *heap; /* chained heap blocks, freed by arena_fini */
-	size_t total;  /* bytes handed out, for limits */
+	size_t total;             /* bytes handed out, for limits */
 };
 
 /* Starts an arena over the caller's buffer (may be NULL/0). */

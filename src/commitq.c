@@ -22,7 +22,7 @@
 #include "store.h"
 
 #define PROBE_INTERVAL_MS 1000 /* after a failure */
-#define IDLE_PROBE_MS 5000     /* while healthy and idle */
+#define IDLE_PROBE_MS     5000 /* while healthy and idle */
 
 struct commitq {
 	struct store *st;
@@ -37,7 +37,7 @@ struct commitq {
 	atomic_bool healthy;
 	atomic_size_t depth;
 	pthread_t thread;
-	struct commit_item **batch;      /* writer-owned scratch */
+	struct commit_item **batch; /* writer-owned scratch */
 };
 
 static void complete_all(struct commit_item **items, size_t n, int result)
@@ -110,7 +110,8 @@ static void *writer_main(void *arg)
 				complete_all(q->batch, n, rc);
 			} else {
 				if (!atomic_exchange(&q->healthy, true))
-					LOG_I("storage_recovered", "backend=%s", store_backend(q->st));
+					LOG_I("storage_recovered", "backend=%s",
+					      store_backend(q->st));
 				complete_all(q->batch, n, 0);
 			}
 		}

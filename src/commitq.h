@@ -39,15 +39,15 @@ struct commit_item {
 	const char *provider;
 	struct dlr_event *events;
 	size_t n_events;
-	struct iov raw_payload;   /* body, or the query string for GET */
+	struct iov raw_payload; /* body, or the query string for GET */
 	int64_t received_ms;
-	enum commit_kind kind;    /* CI_CALLBACK (0) unless set */
-	struct store_op *op;      /* CI_API: the operation, its input and output */
+	enum commit_kind kind; /* CI_CALLBACK (0) unless set */
+	struct store_op *op;   /* CI_API: the operation, its input and output */
 	/* output, set by the writer before complete() */
-	int result;               /* 0 durable, <0 rolled back */
-	uint32_t n_new;           /* events stored for the first time */
-	uint32_t n_dup;           /* duplicates (retry-log row only) */
-	uint32_t n_review;        /* review-queue rows added */
+	int result;        /* 0 durable, <0 rolled back */
+	uint32_t n_new;    /* events stored for the first time */
+	uint32_t n_dup;    /* duplicates (retry-log row only) */
+	uint32_t n_review; /* review-queue rows added */
 	/* completion, called once on the writer thread */
 	void (*complete)(struct commit_item *it);
 	struct commit_item *next; /* queue link, writer-owned */

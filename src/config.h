@@ -28,24 +28,24 @@ struct config_entry {
 
 struct config {
 	/* [server] */
-	char *listen;          /* "127.0.0.1:8080" as given */
-	char listen_host[64];  /* parsed host (IPv4 or IPv6 literal) */
+	char *listen;         /* "127.0.0.1:8080" as given */
+	char listen_host[64]; /* parsed host (IPv4 or IPv6 literal) */
 	uint16_t listen_port;
-	char *public_url;      /* no trailing slash; "" when unset */
+	char *public_url; /* no trailing slash; "" when unset */
 	size_t max_body_bytes;
 	unsigned max_connections;
 	unsigned request_timeout_ms;
 	unsigned idle_timeout_s;
-	unsigned threads;      /* HTTP worker threads; 0 = number of CPUs */
-	char *data_dir;        /* key files; default: the SQLite file's folder or "var" */
+	unsigned threads; /* HTTP worker threads; 0 = number of CPUs */
+	char *data_dir;   /* key files; default: the SQLite file's folder or "var" */
 	enum log_level log_level;
 	/* [storage] */
-	char *storage_url;     /* "sqlite:var/dlrd.db" or "postgresql://..." */
+	char *storage_url; /* "sqlite:var/dlrd.db" or "postgresql://..." */
 	enum sync_mode synchronous;
 	unsigned queue_capacity;
 	unsigned max_batch;
 	/* [privacy] */
-	char *hash_key;        /* as configured (NULL: use/create the key file) */
+	char *hash_key; /* as configured (NULL: use/create the key file) */
 
 	/* Every key as resolved, core and provider sections alike. */
 	struct config_entry *entries;
@@ -74,6 +74,6 @@ void config_list_free(char **list);
 
 /* Parses "123" into [min, max]; on failure writes "section.key: ..." to err. */
 int config_parse_uint(const char *section, const char *key, const char *value, unsigned long min,
-		      unsigned long max, unsigned long *out, char *err, size_t errlen);
+                      unsigned long max, unsigned long *out, char *err, size_t errlen);
 
 #endif

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#define CRYPTO_SHA1_LEN 20
+#define CRYPTO_SHA1_LEN   20
 #define CRYPTO_SHA256_LEN 32
 
 enum crypto_md { CRYPTO_MD5, CRYPTO_SHA1, CRYPTO_SHA256, CRYPTO_SHA512 };
@@ -27,7 +27,7 @@ struct crypto_piece {
 	size_t n;
 };
 void crypto_hmac(enum crypto_md md, const void *key, size_t keylen,
-		 const struct crypto_piece *pieces, size_t npieces, uint8_t *out);
+                 const struct crypto_piece *pieces, size_t npieces, uint8_t *out);
 
 /* Streaming HMAC for signature schemes that feed many small pieces. */
 struct crypto_hmac_ctx;

@@ -7,23 +7,23 @@
 #ifndef DLRD_DLRD_LIMITS_H
 #define DLRD_DLRD_LIMITS_H
 
-#define LIM_BODY_BYTES_DEFAULT   65536u   /* [server] max_body_bytes */
-#define LIM_BODY_BYTES_MAX       (16u << 20)
-#define LIM_TARGET_BYTES         8192u    /* request-target (path + query) */
-#define LIM_HEADER_BYTES         16384u   /* all request headers together */
-#define LIM_HEADERS              100u     /* number of request headers */
-#define LIM_FORM_FIELDS          256u     /* fields in one form body or query */
-#define LIM_FIELD_BYTES          16384u   /* one decoded form name or value */
-#define LIM_JSON_DEPTH           32u      /* nesting of JSON bodies */
-#define LIM_EVENTS_PER_REQUEST   1000u    /* events one callback may carry */
-#define LIM_ID_BYTES             256u     /* provider message / event ids */
-#define LIM_STATUS_BYTES         128u     /* raw provider status text */
-#define LIM_SECRETS              16u      /* secrets per provider (rotation) */
+#define LIM_BODY_BYTES_DEFAULT 65536u /* [server] max_body_bytes */
+#define LIM_BODY_BYTES_MAX     (16u << 20)
+#define LIM_TARGET_BYTES       8192u  /* request-target (path + query) */
+#define LIM_HEADER_BYTES       16384u /* all request headers together */
+#define LIM_HEADERS            100u   /* number of request headers */
+#define LIM_FORM_FIELDS        256u   /* fields in one form body or query */
+#define LIM_FIELD_BYTES        16384u /* one decoded form name or value */
+#define LIM_JSON_DEPTH         32u    /* nesting of JSON bodies */
+#define LIM_EVENTS_PER_REQUEST 1000u  /* events one callback may carry */
+#define LIM_ID_BYTES           256u   /* provider message / event ids */
+#define LIM_STATUS_BYTES       128u   /* raw provider status text */
+#define LIM_SECRETS            16u    /* secrets per provider (rotation) */
 
-#define LIM_CONNECTIONS_DEFAULT  1024u    /* [server] max_connections */
-#define LIM_REQUEST_MS_DEFAULT   10000u   /* [server] request_timeout_ms: whole request */
-#define LIM_IDLE_S_DEFAULT       30u      /* [server] idle_timeout_s: keep-alive idle */
-#define LIM_QUEUE_DEFAULT        8192u    /* [storage] queue_capacity: parked requests */
-#define LIM_BATCH_DEFAULT        1024u    /* [storage] max_batch: requests per transaction */
+#define LIM_CONNECTIONS_DEFAULT 1024u  /* [server] max_connections */
+#define LIM_REQUEST_MS_DEFAULT  10000u /* [server] request_timeout_ms: whole request */
+#define LIM_IDLE_S_DEFAULT      30u    /* [server] idle_timeout_s: keep-alive idle */
+#define LIM_QUEUE_DEFAULT       8192u  /* [storage] queue_capacity: parked requests */
+#define LIM_BATCH_DEFAULT       1024u  /* [storage] max_batch: requests per transaction */
 
 #endif

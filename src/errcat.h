@@ -32,9 +32,9 @@ enum err_reason {
 /* One provider error code.  Provider files keep an array of these, ended by
  * a {NULL} entry. */
 struct provider_error {
-	const char *code;      /* the provider's code as text */
+	const char *code; /* the provider's code as text */
 	enum err_reason reason;
-	const char *title;     /* the provider's own short title */
+	const char *title; /* the provider's own short title */
 };
 
 /* "invalid_number", "landline", ... */
@@ -48,6 +48,6 @@ const char *errcat_next_step(enum err_reason r);
  * code falls back on the status (expired -> ER_EXPIRED, else ER_UNKNOWN).
  * *title gets the provider's title when the code is known (may be NULL). */
 enum err_reason errcat_classify(const struct provider_error *table, const char *code,
-				enum dlr_status status, const char **title);
+                                enum dlr_status status, const char **title);
 
 #endif

@@ -54,8 +54,9 @@ void event_finish(struct dlr_event *ev)
 	if (ev->kind == EV_INBOUND) {
 		buf[at++] = 'I';
 		at = put_field(buf, at, sizeof(buf), ev->provider);
-		at = put_field(buf, at, sizeof(buf), ev->provider_event_id ? ev->provider_event_id
-									 : ev->provider_message_id);
+		at = put_field(buf, at, sizeof(buf),
+		               ev->provider_event_id ? ev->provider_event_id
+		                                     : ev->provider_message_id);
 	} else if (ev->provider_event_id) {
 		buf[at++] = 'E';
 		at = put_field(buf, at, sizeof(buf), ev->provider);

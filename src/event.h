@@ -24,9 +24,9 @@ enum event_kind {
 /* Why an event also goes to the review queue (none when REVIEW_NONE). */
 enum review_reason {
 	REVIEW_NONE = 0,
-	REVIEW_UNKNOWN_STATUS,  /* a raw status dlrd cannot map */
-	REVIEW_UNUSABLE,        /* no message id or otherwise unusable payload */
-	REVIEW_FINAL_CONFLICT,  /* set by storage when two definitive finals meet */
+	REVIEW_UNKNOWN_STATUS, /* a raw status dlrd cannot map */
+	REVIEW_UNUSABLE,       /* no message id or otherwise unusable payload */
+	REVIEW_FINAL_CONFLICT, /* set by storage when two definitive finals meet */
 };
 const char *review_reason_name(enum review_reason r);
 
@@ -34,13 +34,13 @@ struct dlr_event {
 	enum event_kind kind;
 	const char *provider;            /* provider name, static */
 	const char *provider_message_id; /* canonical form, NULL for EV_UNUSABLE;
-					  * the inbound message's own id for EV_INBOUND */
+	                                  * the inbound message's own id for EV_INBOUND */
 	const char *provider_event_id;   /* NULL when the provider has none */
 	enum dlr_status status;
-	const char *raw_status;          /* as the provider sent it */
-	const char *error_code;          /* provider's own code as text, or NULL */
-	int64_t occurred_ms;             /* provider event time, -1 when absent */
-	bool read;                       /* read receipt */
+	const char *raw_status; /* as the provider sent it */
+	const char *error_code; /* provider's own code as text, or NULL */
+	int64_t occurred_ms;    /* provider event time, -1 when absent */
+	bool read;              /* read receipt */
 	/* The end user's side and ours.  Outbound: the recipient, and our
 	 * sender id.  Inbound: the user who wrote (recipient_hash is then the
 	 * sender's number), and our number or short code they wrote to. */
@@ -48,17 +48,17 @@ struct dlr_event {
 	const char *recipient_masked;    /* the number masked for display (phone_mask), or NULL */
 	const char *destination_country; /* the user's country, ISO 3166 alpha-2, or NULL */
 	bool country_from_number;        /* destination_country was derived from the number,
-					  * not supplied by the provider */
+	                                  * not supplied by the provider */
 	const char *sender_identity;     /* our number / sender id, or NULL */
 	enum err_reason error_reason;    /* set centrally from the catalogue */
 	const char *error_title;         /* the provider's title for error_code, or NULL */
 	/* EV_INBOUND only */
-	const char *text;                /* message body, NUL-terminated, in the arena */
+	const char *text; /* message body, NUL-terminated, in the arena */
 	size_t text_len;
-	enum optout_kind keyword;        /* set centrally from text */
+	enum optout_kind keyword; /* set centrally from text */
 	enum review_reason review;
-	const char *review_detail;       /* short text for the review row, or NULL */
-	char dedup_key[65];              /* hex SHA-256, set by event_finish() */
+	const char *review_detail; /* short text for the review row, or NULL */
+	char dedup_key[65];        /* hex SHA-256, set by event_finish() */
 };
 
 /* Computes ev->dedup_key: the provider event id when there is one, otherwise

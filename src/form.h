@@ -30,7 +30,7 @@ struct form {
  * LIM_FIELD_BYTES per decoded name or value.  Returns 0, DLRD_EINVAL
  * (malformed; errbuf says why) or DLRD_ETOOBIG (a limit was hit). */
 int form_decode(struct arena *a, const char *p, size_t n, size_t max_fields, struct form *f,
-		char *errbuf, size_t errlen);
+                char *errbuf, size_t errlen);
 
 /* The value of the first field named name, or NULL. */
 const struct form_field *form_get(const struct form *f, const char *name);

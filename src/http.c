@@ -55,11 +55,11 @@
 #include "provider.h"
 
 #define REQ_ARENA_BYTES 6144
-#define WATCHDOG_MS 200
-#define RETRY_AFTER "1"
+#define WATCHDOG_MS     200
+#define RETRY_AFTER     "1"
 /* Files besides connections: listening socket, epoll and event fds, the
  * database and its WAL, logs. */
-#define FD_RESERVE 64
+#define FD_RESERVE   64
 #define LIMIT_LOG_MS 10000
 
 enum phase { PH_NEW = 0, PH_BODY, PH_PARKED, PH_DONE };
@@ -109,11 +109,11 @@ struct http {
 	char *public_url;
 	struct api *api; /* the JSON API; read-only after start */
 	atomic_int parked;
-	atomic_uint n_conns;        /* open connections (for the limit) */
-	atomic_llong limit_log_ms;  /* last "connection limit reached" log */
+	atomic_uint n_conns;       /* open connections (for the limit) */
+	atomic_llong limit_log_ms; /* last "connection limit reached" log */
 	/* static responses, shared read-only by every thread */
-	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post,
-		*r_405_get, *r_413, *r_414, *r_415, *r_431, *r_503, *r_health_ok, *r_health_bad;
+	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post, *r_405_get,
+	    *r_413, *r_414, *r_415, *r_431, *r_503, *r_health_ok, *r_health_bad;
 	/* free list of request structs */
 	pthread_mutex_t pool_mu;
 	struct req *pool;
@@ -173,7 +173,7 @@ static void conn_set(struct conn *cc, enum conn_state s)
 static struct MHD_Response *static_response(const char *body, const char *ctype)
 {
 	struct MHD_Response *r =
-		MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	return r;
 }
@@ -190,8 +190,7 @@ static enum MHD_Result reply_text(struct req *r, unsigned status, const char *te
 {
 	char buf[320];
 	size_t n = util_fmt(buf, sizeof(buf), "%s\n", text);
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_COPY);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
 	if (close_conn)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -202,12 +201,12 @@ static enum MHD_Result reply_text(struct req *r, unsigned status, const char *te
 
 /* An adapter's answer body (static text) with its content type. */
 static enum MHD_Result reply_body(struct req *r, unsigned status, const char *body,
-				  const char *ctype)
+                                  const char *ctype)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				ctype ? ctype : "text/plain; charset=utf-8");
+	                        ctype ? ctype : "text/plain; charset=utf-8");
 	enum MHD_Result ret = reply(r, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -225,7 +224,7 @@ struct hdr_scan {
 };
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
-				   const char *value)
+                                   const char *value)
 {
 	struct hdr_scan *s = cls;
 	(void)kind;
@@ -285,9 +284,9 @@ static enum MHD_Result serve_metrics(struct req *r)
 	size_t len;
 	char *text = metrics_render(commitq_depth(h->q), commitq_healthy(h->q), &len);
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	    MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"text/plain; version=0.0.4; charset=utf-8");
+	                        "text/plain; version=0.0.4; charset=utf-8");
 	enum MHD_Result ret = reply(r, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -317,15 +316,16 @@ static enum MHD_Result begin(struct req *r)
 	if (hs.n_cl > 1 || hs.n_te > 1 || (hs.n_cl && hs.n_te) || hs.cl_bad ||
 	    (hs.n_te && !hs.te_ok))
 		return reply_text(r, MHD_HTTP_BAD_REQUEST,
-				  "conflicting or invalid Content-Length / Transfer-Encoding", true);
+		                  "conflicting or invalid Content-Length / Transfer-Encoding",
+		                  true);
 
 	split_target(r, &path, &query);
 	if (path_is(path, "/healthz")) {
 		if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
 			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405_get);
-		return commitq_healthy(h->q) ? reply(r, MHD_HTTP_OK, h->r_health_ok)
-					     : reply(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-						     h->r_health_bad);
+		return commitq_healthy(h->q)
+		           ? reply(r, MHD_HTTP_OK, h->r_health_ok)
+		           : reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_health_bad);
 	}
 	if (path_is(path, "/metrics")) {
 		if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
@@ -433,7 +433,7 @@ static void on_committed(struct commit_item *it);
 static enum MHD_Result reply_api(struct req *r, struct api_answer *ans)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		ans->len, ans->body, ans->body_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
+	    ans->len, ans->body, ans->body_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ans->content_type);
 	for (size_t i = 0; i < ans->n_headers; i++)
 		MHD_add_response_header(resp, ans->header_name[i], ans->header_value[i]);
@@ -479,7 +479,7 @@ static enum MHD_Result api_begin_req(struct req *r, const struct hdr_scan *hs)
 static enum MHD_Result api_dispatch_req(struct req *r)
 {
 	static const char too_big[] = "{\"error\":{\"code\":\"body_too_large\",\"message\":"
-				      "\"the body is larger than the server accepts\"}}";
+	                              "\"the body is larger than the server accepts\"}}";
 	struct http *h = r->h;
 	struct api_request rq;
 	struct api_answer ans;
@@ -521,14 +521,14 @@ static enum MHD_Result reject(struct req *r, int rc, const char *why)
 		unsigned status;
 		enum cb_outcome outcome;
 	} map[] = {
-		{DLRD_EAUTH, MHD_HTTP_UNAUTHORIZED, CB_UNAUTHORIZED},
-		{DLRD_ESTALE, MHD_HTTP_UNAUTHORIZED, CB_UNAUTHORIZED},
-		{DLRD_EMETHOD, MHD_HTTP_METHOD_NOT_ALLOWED, CB_UNSUPPORTED},
-		{DLRD_EUNSUPP, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, CB_UNSUPPORTED},
-		{DLRD_ETOOBIG, MHD_HTTP_CONTENT_TOO_LARGE, CB_TOO_LARGE},
-		/* a temporary failure (e.g. a certificate fetch): the provider
-		 * retries */
-		{DLRD_EIO, MHD_HTTP_SERVICE_UNAVAILABLE, CB_UNAVAILABLE},
+	    {DLRD_EAUTH, MHD_HTTP_UNAUTHORIZED, CB_UNAUTHORIZED},
+	    {DLRD_ESTALE, MHD_HTTP_UNAUTHORIZED, CB_UNAUTHORIZED},
+	    {DLRD_EMETHOD, MHD_HTTP_METHOD_NOT_ALLOWED, CB_UNSUPPORTED},
+	    {DLRD_EUNSUPP, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, CB_UNSUPPORTED},
+	    {DLRD_ETOOBIG, MHD_HTTP_CONTENT_TOO_LARGE, CB_TOO_LARGE},
+	    /* a temporary failure (e.g. a certificate fetch): the provider
+	     * retries */
+	    {DLRD_EIO, MHD_HTTP_SERVICE_UNAVAILABLE, CB_UNAVAILABLE},
 	};
 	unsigned status = MHD_HTTP_BAD_REQUEST;
 	enum cb_outcome outcome = CB_BAD_REQUEST;
@@ -607,11 +607,11 @@ static enum MHD_Result dispatch(struct req *r)
 			ev->keyword = optout_classify(ev->text, ev->text_len);
 		else if (ev->kind == EV_STATUS)
 			ev->error_reason = errcat_classify(r->prov->errors, ev->error_code,
-							   ev->status, &ev->error_title);
+			                                   ev->status, &ev->error_title);
 	}
 	if (r->res.n_events == 0) /* nothing to store (e.g. a handshake) */
 		return reply_body(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "",
-				  r->res.content_type);
+		                  r->res.content_type);
 	if (commitq_reserve(h->q) != 0) {
 		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
 		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503);
@@ -619,9 +619,9 @@ static enum MHD_Result dispatch(struct req *r)
 	r->item.provider = r->prov->name;
 	r->item.events = r->res.events;
 	r->item.n_events = r->res.n_events;
-	r->item.raw_payload = r->res.raw_payload.p         ? r->res.raw_payload
-			      : strcmp(r->method, "GET") == 0 ? pr.query
-							       : pr.body;
+	r->item.raw_payload = r->res.raw_payload.p            ? r->res.raw_payload
+	                      : strcmp(r->method, "GET") == 0 ? pr.query
+	                                                      : pr.body;
 	r->item.received_ms = pr.now_ms;
 	r->item.complete = on_committed;
 	r->phase = PH_PARKED;
@@ -659,17 +659,17 @@ static enum MHD_Result finish(struct req *r)
 	if (r->item.n_review)
 		metrics_review(r->prov_idx, r->item.n_review);
 	metrics_callback(r->prov_idx, r->item.n_review ? CB_REVIEW
-				      : r->item.n_new  ? CB_STORED
-						       : CB_DUPLICATE);
+	                              : r->item.n_new  ? CB_STORED
+	                                               : CB_DUPLICATE);
 	if (!r->res.body && r->res.http_status == MHD_HTTP_OK)
 		return reply(r, MHD_HTTP_OK, h->r_ok);
 	return reply_body(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "",
-			  r->res.content_type);
+	                  r->res.content_type);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
-				  const char *method, const char *version, const char *upload_data,
-				  size_t *upload_data_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
 	struct req *r = *con_cls;
 	(void)cls;
@@ -710,7 +710,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 	struct http *h = cls;
 	struct req *r = req_new(h);
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	    MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	size_t n = strlen(uri);
 
 	r->mc = mc;
@@ -726,7 +726,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 }
 
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
+                         enum MHD_RequestTerminationCode toe)
 {
 	struct http *h = cls;
 	struct req *r = *con_cls;
@@ -742,12 +742,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 }
 
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
-			  enum MHD_ConnectionNotificationCode toe)
+                          enum MHD_ConnectionNotificationCode toe)
 {
 	struct http *h = cls;
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci =
-			MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+		    MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
 		struct conn *cc = xcalloc(1, sizeof(*cc));
 		cc->fd = ci ? ci->connect_fd : -1;
 		atomic_init(&cc->state, CS_IDLE);
@@ -793,7 +793,8 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	if (atomic_load(&h->n_conns) < h->cfg->max_connections)
 		return MHD_YES;
 	long long now = (long long)util_now_ms(), last = atomic_load(&h->limit_log_ms);
-	if (now - last >= LIMIT_LOG_MS && atomic_compare_exchange_strong(&h->limit_log_ms, &last, now))
+	if (now - last >= LIMIT_LOG_MS &&
+	    atomic_compare_exchange_strong(&h->limit_log_ms, &last, now))
 		LOG_W("connection_limit", "max_connections=%u note=\"new connections are closed\"",
 		      h->cfg->max_connections);
 	return MHD_NO;
@@ -806,14 +807,17 @@ static void raise_fd_limit(unsigned max_connections)
 	struct rlimit rl;
 	rlim_t need = (rlim_t)max_connections + FD_RESERVE;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= need)
 		return;
 	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
-		LOG_W("open_files_limit", "limit=%llu max_connections=%u note=\"raise the hard"
-					  " limit (LimitNOFILE, ulimit -Hn) or lower"
-					  " server.max_connections\"",
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < need)
+		LOG_W("open_files_limit",
+		      "limit=%llu max_connections=%u note=\"raise the hard"
+		      " limit (LimitNOFILE, ulimit -Hn) or lower"
+		      " server.max_connections\"",
 		      (unsigned long long)rl.rlim_cur, max_connections);
 }
 
@@ -836,7 +840,8 @@ static void *watchdog_main(void *arg)
 			long long age = now - atomic_load(&cc->since_ms);
 			if (cc->killed || st == CS_PARKED || cc->fd < 0)
 				continue;
-			if ((st == CS_REQUEST && age > req_ms) || (st == CS_IDLE && age > idle_ms)) {
+			if ((st == CS_REQUEST && age > req_ms) ||
+			    (st == CS_IDLE && age > idle_ms)) {
 				cc->killed = true;
 				shutdown(cc->fd, SHUT_RDWR);
 				LOG_I("request_deadline", "state=%s age_ms=%lld",
@@ -891,7 +896,7 @@ static int parse_listen(const struct config *cfg, struct sockaddr_storage *ss, b
 }
 
 int http_start(const struct config *cfg, struct commitq *q, void *const *provider_states,
-	       struct http **out, char *err, size_t errlen)
+               struct http **out, char *err, size_t errlen)
 {
 	struct http *h = xcalloc(1, sizeof(*h));
 	struct sockaddr_storage ss;
@@ -899,7 +904,8 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	unsigned threads = cfg->threads;
 
 	if (parse_listen(cfg, &ss, &v6) != 0) {
-		util_fmt(err, errlen, "config: server.listen: '%s' is not an IP address", cfg->listen_host);
+		util_fmt(err, errlen, "config: server.listen: '%s' is not an IP address",
+		         cfg->listen_host);
 		free(h);
 		return DLRD_ECONFIG;
 	}
@@ -915,10 +921,11 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	} else {
 		char buf[128];
 		util_fmt(buf, sizeof(buf), v6 ? "http://[%s]:%u" : "http://%s:%u", cfg->listen_host,
-			 cfg->listen_port);
+		         cfg->listen_port);
 		h->public_url = xstrdup(buf);
-		LOG_W("public_url_unset", "using=%s note=\"set server.public_url to the URL "
-					  "providers call, or signatures will not verify\"",
+		LOG_W("public_url_unset",
+		      "using=%s note=\"set server.public_url to the URL "
+		      "providers call, or signatures will not verify\"",
 		      h->public_url);
 	}
 	atomic_init(&h->parked, 0);
@@ -956,17 +963,17 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	}
 	raise_fd_limit(cfg->max_connections);
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-			 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+	                 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
 	/* The logger goes first, or MHD prints what it says before it. */
 	h->d = MHD_start_daemon(
-		flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
-		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + threads + 16,
-		MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(LIM_HEADER_BYTES * 2),
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-		MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-		h, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
+	    flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
+	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + threads + 16,
+	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)(LIM_HEADER_BYTES * 2), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, h, MHD_OPTION_END);
 	if (!h->d) {
 		util_fmt(err, errlen, "http: cannot listen on %s (address in use?)", cfg->listen);
 		http_stop(h, 0);
@@ -1005,10 +1012,10 @@ void http_stop(struct http *h, unsigned timeout_ms)
 	atomic_store(&h->stopping, true);
 	if (h->watchdog_started)
 		pthread_join(h->watchdog, NULL);
-	struct MHD_Response *all[] = {h->r_ok,	   h->r_400,	    h->r_401,	   h->r_404,
-				      h->r_405_post, h->r_405_get_post, h->r_405_get, h->r_413,
-				      h->r_414,	   h->r_415,	    h->r_431,	   h->r_503,
-				      h->r_health_ok, h->r_health_bad};
+	struct MHD_Response *all[] = {h->r_ok,        h->r_400,          h->r_401,     h->r_404,
+	                              h->r_405_post,  h->r_405_get_post, h->r_405_get, h->r_413,
+	                              h->r_414,       h->r_415,          h->r_431,     h->r_503,
+	                              h->r_health_ok, h->r_health_bad};
 	for (size_t i = 0; i < ARRAY_LEN(all); i++)
 		if (all[i])
 			MHD_destroy_response(all[i]);

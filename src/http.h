@@ -19,7 +19,7 @@ struct commitq;
  * provider_table (NULL for unconfigured providers).  Returns 0 or DLRD_EIO
  * with err set (for example the port is taken). */
 int http_start(const struct config *cfg, struct commitq *q, void *const *provider_states,
-	       struct http **out, char *err, size_t errlen);
+               struct http **out, char *err, size_t errlen);
 /* Stops accepting new connections; requests in flight continue. */
 void http_quiesce(struct http *h);
 /* Waits (up to timeout_ms) until no request is parked, then stops every

@@ -54,7 +54,7 @@ static int read_key(const char *path, uint8_t *out, size_t len, char *err, size_
 }
 
 int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, int *created,
-		 char *err, size_t errlen)
+                 char *err, size_t errlen)
 {
 	char path[4096], hex[260];
 	int fd, dfd;

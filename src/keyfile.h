@@ -14,6 +14,6 @@
  * bytes go to out (len bytes).  *created tells whether it was made now.
  * Returns 0 or DLRD_EIO with err set.  Main thread, at start-up. */
 int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, int *created,
-		 char *err, size_t errlen);
+                 char *err, size_t errlen);
 
 #endif

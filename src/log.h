@@ -21,14 +21,18 @@ int log_enabled(enum log_level level);
 
 /* Writes one line: the event name, then fmt (key=value pairs). */
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Writes p[0..n) as a double-quoted logfmt value into buf (escaping quotes,
  * backslashes, control and non-ASCII bytes as \xHH), truncating to fit.
  * Returns buf. */
 char *log_quote(char *buf, size_t size, const char *p, size_t n);
 
-#define LOG_D(ev, ...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, ev, __VA_ARGS__); } while (0)
+#define LOG_D(ev, ...)                                                                             \
+	do {                                                                                       \
+		if (log_enabled(LOG_DEBUG))                                                        \
+			log_msg(LOG_DEBUG, ev, __VA_ARGS__);                                       \
+	} while (0)
 #define LOG_I(ev, ...) log_msg(LOG_INFO, ev, __VA_ARGS__)
 #define LOG_W(ev, ...) log_msg(LOG_WARN, ev, __VA_ARGS__)
 #define LOG_E(ev, ...) log_msg(LOG_ERROR, ev, __VA_ARGS__)

@@ -23,7 +23,7 @@
 #include "provider.h"
 #include "store.h"
 
-#define HASH_KEY_BYTES 32
+#define HASH_KEY_BYTES   32
 #define DRAIN_TIMEOUT_MS 5000
 
 static void usage(FILE *f)
@@ -60,21 +60,23 @@ static int serve(const char *config_path)
 		return 2;
 	}
 	log_set_level(cfg.log_level);
-	LOG_I("starting", "version=%s config=%s", DLRD_VERSION, config_path ? config_path : "(none)");
+	LOG_I("starting", "version=%s config=%s", DLRD_VERSION,
+	      config_path ? config_path : "(none)");
 
 	if (cfg.hash_key) {
 		hk = (const uint8_t *)cfg.hash_key;
 		hk_len = strlen(cfg.hash_key);
 	} else {
 		int created = 0;
-		if (keyfile_load(cfg.data_dir, "hash.key", hash_key, sizeof(hash_key), &created, err,
-				 sizeof(err)) != 0) {
+		if (keyfile_load(cfg.data_dir, "hash.key", hash_key, sizeof(hash_key), &created,
+		                 err, sizeof(err)) != 0) {
 			LOG_E("startup_failed", "error=\"%s\"", err);
 			goto out;
 		}
 		if (created)
-			LOG_I("hash_key_created", "path=%s/hash.key note=\"privacy.hash_key unset; "
-						  "created once, mode 0600\"",
+			LOG_I("hash_key_created",
+			      "path=%s/hash.key note=\"privacy.hash_key unset; "
+			      "created once, mode 0600\"",
 			      cfg.data_dir);
 		hk = hash_key;
 		hk_len = sizeof(hash_key);
@@ -153,7 +155,8 @@ static int token_cmd(int argc, char **argv)
 		    auth_role_parse(argv[i + 1], strlen(argv[i + 1]), &role) == 0) {
 			i++;
 		} else {
-			fprintf(stderr, "dlrd: usage: dlrd token new --role app|viewer|support|admin\n");
+			fprintf(stderr,
+			        "dlrd: usage: dlrd token new --role app|viewer|support|admin\n");
 			return 2;
 		}
 	}

@@ -13,11 +13,11 @@ static const struct {
 	const char *word;
 	enum optout_kind kind;
 } keywords[] = {
-	{"STOP", KW_OPT_OUT},	 {"STOPALL", KW_OPT_OUT}, {"UNSUBSCRIBE", KW_OPT_OUT},
-	{"CANCEL", KW_OPT_OUT},	 {"END", KW_OPT_OUT},	  {"QUIT", KW_OPT_OUT},
-	{"OPTOUT", KW_OPT_OUT},	 {"REVOKE", KW_OPT_OUT},  {"START", KW_OPT_IN},
-	{"UNSTOP", KW_OPT_IN},	 {"YES", KW_OPT_IN},	  {"HELP", KW_HELP},
-	{"INFO", KW_HELP},
+    {"STOP", KW_OPT_OUT},   {"STOPALL", KW_OPT_OUT}, {"UNSUBSCRIBE", KW_OPT_OUT},
+    {"CANCEL", KW_OPT_OUT}, {"END", KW_OPT_OUT},     {"QUIT", KW_OPT_OUT},
+    {"OPTOUT", KW_OPT_OUT}, {"REVOKE", KW_OPT_OUT},  {"START", KW_OPT_IN},
+    {"UNSTOP", KW_OPT_IN},  {"YES", KW_OPT_IN},      {"HELP", KW_HELP},
+    {"INFO", KW_HELP},
 };
 
 static int is_space(char c)

@@ -32,30 +32,30 @@ enum webhook_kind { HOOK_STATUS = 0, HOOK_INBOUND };
 /* What the HTTP front hands an adapter.  All views are borrowed for the
  * duration of the request. */
 struct provider_request {
-	const char *method;         /* "POST", "GET", ... */
+	const char *method; /* "POST", "GET", ... */
 	enum webhook_kind kind;
-	struct iov target;          /* raw request-target: "/webhooks/twilio/status?x=1" */
-	struct iov path;            /* raw path part of target */
-	struct iov query;           /* raw query part (without '?'), may be empty */
-	struct iov body;            /* raw body bytes */
-	const char *content_type;   /* media type only, lower-cased ("application/json"), or "" */
-	const char *public_url;     /* [server] public_url, no trailing slash */
+	struct iov target;        /* raw request-target: "/webhooks/twilio/status?x=1" */
+	struct iov path;          /* raw path part of target */
+	struct iov query;         /* raw query part (without '?'), may be empty */
+	struct iov body;          /* raw body bytes */
+	const char *content_type; /* media type only, lower-cased ("application/json"), or "" */
+	const char *public_url;   /* [server] public_url, no trailing slash */
 	int64_t now_ms;
 	struct arena *arena;
 	/* Header lookup (case-insensitive); returns NULL when absent. */
 	const char *(*header)(void *hctx, const char *name);
 	void *hctx;
-	void *scratch;              /* for the adapter, between the two calls */
+	void *scratch; /* for the adapter, between the two calls */
 };
 
 /* What parse() gives back.  Inbound hooks set body and content_type to what
  * the provider expects back (for example Twilio's empty TwiML). */
 struct provider_result {
-	struct dlr_event *events;   /* in the request arena */
+	struct dlr_event *events; /* in the request arena */
 	size_t n_events;
-	int http_status;            /* answer once stored (default 200) */
-	const char *content_type;   /* of the answer body, default "text/plain" */
-	const char *body;           /* answer body, static, default "" */
+	int http_status;          /* answer once stored (default 200) */
+	const char *content_type; /* of the answer body, default "text/plain" */
+	const char *body;         /* answer body, static, default "" */
 	/* What to store as the raw payload when it must differ from the
 	 * request (for example a query string with a secret redacted); NULL p:
 	 * the body, or the query string for GET. */
@@ -63,10 +63,10 @@ struct provider_result {
 };
 
 struct provider {
-	const char *name;                   /* path segment and config section */
-	unsigned hooks;                     /* bit (1 << HOOK_STATUS), (1 << HOOK_INBOUND) */
-	unsigned get_hooks;                 /* hooks that take GET as well as POST */
-	const struct config_key *keys;      /* keys of its config section, {NULL} ended */
+	const char *name;                    /* path segment and config section */
+	unsigned hooks;                      /* bit (1 << HOOK_STATUS), (1 << HOOK_INBOUND) */
+	unsigned get_hooks;                  /* hooks that take GET as well as POST */
+	const struct config_key *keys;       /* keys of its config section, {NULL} ended */
 	const struct provider_error *errors; /* its error codes, {NULL} ended, or NULL */
 	/* Reads the provider's section.  Sets *state to NULL when the provider is
 	 * not configured (its paths answer 404).  Returns 0 or DLRD_ECONFIG with
@@ -76,10 +76,10 @@ struct provider {
 	/* Returns 0; DLRD_EAUTH or DLRD_ESTALE (401); DLRD_EINVAL (400);
 	 * DLRD_EUNSUPP (415 or 405).  err gets a reason fit for the log. */
 	int (*authenticate)(const void *state, struct provider_request *req, char *err,
-			    size_t errlen);
+	                    size_t errlen);
 	/* Returns 0 with res filled, or DLRD_EINVAL (400) with err set. */
 	int (*parse)(const void *state, struct provider_request *req, struct provider_result *res,
-		     char *err, size_t errlen);
+	             char *err, size_t errlen);
 };
 
 /* The provider table, NULL-terminated, and lookup by name. */
@@ -128,8 +128,8 @@ void provider_unusable(struct dlr_event *ev, const char *detail);
  * LIM_SECRETS items ("at most 16 <what>") or an item is shorter than
  * min_len bytes. */
 int provider_config_list(const struct config *cfg, const char *section, const char *key,
-			 const char *what, size_t min_len, char ***list, size_t *n, char *err,
-			 size_t errlen);
+                         const char *what, size_t min_len, char ***list, size_t *n, char *err,
+                         size_t errlen);
 
 /* The largest tolerance_seconds (a day): how far a signed timestamp may be
  * from our clock, either way. */
@@ -139,6 +139,6 @@ int provider_config_list(const struct config *cfg, const char *section, const ch
  * 1..PROVIDER_TOLERANCE_MAX, or dflt when absent, into *seconds.  Returns
  * 0, or DLRD_ECONFIG with err naming the key. */
 int provider_config_tolerance(const struct config *cfg, const char *section, unsigned long dflt,
-			      int64_t *seconds, char *err, size_t errlen);
+                              int64_t *seconds, char *err, size_t errlen);
 
 #endif

@@ -36,8 +36,8 @@
  * Returns 0, or DLRD_EAUTH with a reason (never a secret) in err.
  */
 int sig_twilio_verify(char *const *tokens, size_t ntokens, const char *public_url,
-		      struct iov target, const struct form *params, struct iov body,
-		      struct iov signature, char *err, size_t errlen);
+                      struct iov target, const struct form *params, struct iov body,
+                      struct iov signature, char *err, size_t errlen);
 
 /* Computes the Twilio signature for url + params under token (used by tests
  * and the benchmark's request generator).  out needs 29 bytes. */

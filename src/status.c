@@ -10,17 +10,17 @@
 #include "util.h"
 
 static const char *const names[ST__COUNT] = {
-	[ST_ACCEPTED] = "accepted",   [ST_SENT] = "sent",       [ST_DELIVERED] = "delivered",
-	[ST_UNDELIVERED] = "undelivered", [ST_FAILED] = "failed", [ST_EXPIRED] = "expired",
-	[ST_REJECTED] = "rejected",   [ST_UNKNOWN] = "unknown",
+    [ST_ACCEPTED] = "accepted",       [ST_SENT] = "sent",       [ST_DELIVERED] = "delivered",
+    [ST_UNDELIVERED] = "undelivered", [ST_FAILED] = "failed",   [ST_EXPIRED] = "expired",
+    [ST_REJECTED] = "rejected",       [ST_UNKNOWN] = "unknown",
 };
 
 /* Higher wins.  Finals all rank above non-finals; unknown is the weakest
  * final; among definitive finals a handset receipt beats carrier-level
  * outcomes, which beat provider-level ones. */
 static const int ranks[ST__COUNT] = {
-	[ST_ACCEPTED] = 1, [ST_SENT] = 2,     [ST_UNKNOWN] = 3,     [ST_FAILED] = 4,
-	[ST_REJECTED] = 5, [ST_EXPIRED] = 6,  [ST_UNDELIVERED] = 7, [ST_DELIVERED] = 8,
+    [ST_ACCEPTED] = 1, [ST_SENT] = 2,    [ST_UNKNOWN] = 3,     [ST_FAILED] = 4,
+    [ST_REJECTED] = 5, [ST_EXPIRED] = 6, [ST_UNDELIVERED] = 7, [ST_DELIVERED] = 8,
 };
 
 const char *status_name(enum dlr_status s)

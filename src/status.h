@@ -65,9 +65,9 @@ int status_event_cmp(const struct status_key *a, const struct status_key *b);
 /* The summary fields that depend only on the set of events. */
 struct status_summary {
 	bool has_event;
-	struct status_key top;   /* the winning event (strings borrowed) */
-	uint32_t mask;           /* bit (1 << status) for every status seen */
-	bool read;               /* some event carried a read receipt */
+	struct status_key top; /* the winning event (strings borrowed) */
+	uint32_t mask;         /* bit (1 << status) for every status seen */
+	bool read;             /* some event carried a read receipt */
 };
 
 /* Folds one event into the summary (commutative, idempotent). */

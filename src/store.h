@@ -64,10 +64,10 @@ const char *store_backend(const struct store *st);
  */
 
 enum store_op_kind {
-	STORE_OP_SEND = 1,       /* record a send (idempotent per token and key) */
+	STORE_OP_SEND = 1,        /* record a send (idempotent per token and key) */
 	STORE_OP_SET_PROVIDER_ID, /* set the provider message id of a recorded send */
-	STORE_OP_REVEAL,         /* decrypt the number and write an audit row */
-	STORE_OP_RESOLVE_REVIEW, /* close a review item and write an audit row */
+	STORE_OP_REVEAL,          /* decrypt the number and write an audit row */
+	STORE_OP_RESOLVE_REVIEW,  /* close a review item and write an audit row */
 };
 
 enum store_outcome {
@@ -86,7 +86,7 @@ enum store_outcome {
 /* A message row as a send or set-provider-id left it. */
 struct store_op_row {
 	char id[37];
-	char origin[12];        /* "send", "joined" (adopted a callback-created row) */
+	char origin[12]; /* "send", "joined" (adopted a callback-created row) */
 	char provider[64];
 	char provider_message_id[LIM_ID_BYTES + 1]; /* "" when not known yet */
 	char status[16];
@@ -95,31 +95,31 @@ struct store_op_row {
 	char destination_country[3];
 	char created_at[25];
 	char sent_recorded_at[25];
-	bool merged;            /* set: a callback-created row was folded into this one */
+	bool merged; /* set: a callback-created row was folded into this one */
 };
 
 /* The input of STORE_OP_SEND.  Strings are borrowed; NULL when absent. */
 struct store_send {
-	const char *token_hash;       /* idempotency scope: hex SHA-256 of the token */
-	const char *idem_key;         /* the Idempotency-Key header */
-	const char *request_hash;     /* hex SHA-256 of the canonical request body */
+	const char *token_hash;   /* idempotency scope: hex SHA-256 of the token */
+	const char *idem_key;     /* the Idempotency-Key header */
+	const char *request_hash; /* hex SHA-256 of the canonical request body */
 	const char *provider;
 	const char *provider_message_id; /* canonical form, or NULL */
-	const char *recipient_hash;   /* keyed HMAC of the E.164 number (as callbacks compute it) */
+	const char *recipient_hash; /* keyed HMAC of the E.164 number (as callbacks compute it) */
 	const char *recipient_masked;
 	const uint8_t *recipient_enc; /* pii_encrypt() of the number */
 	size_t recipient_enc_len;
 	const char *recipient_key_id;
-	const char *country;          /* the app's destination_country, or NULL */
-	const char *number_country;   /* phone_country() of the number, or NULL */
+	const char *country;        /* the app's destination_country, or NULL */
+	const char *number_country; /* phone_country() of the number, or NULL */
 	const char *recipient_timezone;
 	const char *use_case;
 	const char *template_key;
 	const char *sender_identity;
 	const char *action_type;
 	const char *action_id;
-	const char *metadata;         /* compact JSON object text, or NULL */
-	bool optout_exempt;           /* the use case is exempt from opt-out refusal */
+	const char *metadata; /* compact JSON object text, or NULL */
+	bool optout_exempt;   /* the use case is exempt from opt-out refusal */
 };
 
 /* One API write.  Owned by the HTTP layer (in the request's arena); the
@@ -127,12 +127,12 @@ struct store_send {
 struct store_op {
 	enum store_op_kind kind;
 	/* input */
-	const char *actor;       /* who: token id (hash prefix), for audit rows and sends */
+	const char *actor; /* who: token id (hash prefix), for audit rows and sends */
 	const char *actor_role;
-	const char *message_id;  /* set-provider-id, reveal */
-	int64_t review_id;       /* resolve */
-	const char *text;        /* set: canonical provider message id; reveal: reason;
-				  * resolve: note (may be NULL) */
+	const char *message_id; /* set-provider-id, reveal */
+	int64_t review_id;      /* resolve */
+	const char *text;       /* set: canonical provider message id; reveal: reason;
+	                         * resolve: note (may be NULL) */
 	struct store_send send;
 	/* Writer-thread callbacks, set by the caller.  render() writes the
 	 * answer body of a send or set from op->row into resp (resp_cap bytes)
@@ -141,16 +141,16 @@ struct store_op {
 	size_t (*render)(struct store_op *op);
 	int (*open)(struct store_op *op, const uint8_t *blob, size_t n, const char *key_id);
 	void *ctx;
-	char *resp;              /* caller's buffer for the answer body */
+	char *resp; /* caller's buffer for the answer body */
 	size_t resp_cap;
 	/* output */
 	enum store_outcome outcome;
 	struct store_op_row row;
-	int resp_status;         /* send: 201, or the first answer's status when replayed */
+	int resp_status; /* send: 201, or the first answer's status when replayed */
 	size_t resp_len;
 	char number[PHONE_E164_MAX + 1]; /* reveal */
-	int64_t audit_id;        /* reveal, resolve */
-	char resolved_at[25];    /* resolve */
+	int64_t audit_id;                /* reveal, resolve */
+	char resolved_at[25];            /* resolve */
 };
 
 /* A message summary row, with the send record when there is one. */
@@ -181,36 +181,36 @@ struct store_event {
 struct store_query {
 	const char *statuses[ST__COUNT];
 	size_t n_statuses;
-	int final;               /* -1 any, 0 not final, 1 final */
+	int final; /* -1 any, 0 not final, 1 final */
 	const char *provider, *country, *sender_identity, *template_key, *use_case;
 	const char *provider_message_id, *action_type, *action_id, *origin;
 	const char *created_from, *created_to; /* created_at >= from, < to */
 	const char *updated_from, *updated_to;
 	const char *stuck_before; /* not final and created before this time */
-	const char *before_id;   /* keyset cursor: ids strictly below, newest first */
+	const char *before_id;    /* keyset cursor: ids strictly below, newest first */
 	unsigned limit;
 };
 
 struct store_review_item {
 	int64_t id;
 	const char *created_at, *provider, *reason, *detail, *message_id, *raw_status;
-	int64_t event_id;        /* 0 when none */
+	int64_t event_id; /* 0 when none */
 	const char *raw_payload;
 	size_t raw_payload_len;
 	const char *resolved_at, *resolved_by, *resolution;
 };
 
 struct store_review_query {
-	int state;               /* 0 open, 1 resolved, -1 all */
+	int state; /* 0 open, 1 resolved, -1 all */
 	const char *reason;
-	int64_t before_id;       /* keyset cursor, 0 for the first page */
+	int64_t before_id; /* keyset cursor, 0 for the first page */
 	unsigned limit;
 };
 
 struct store_audit_row {
 	int64_t id;
 	const char *at, *actor, *actor_role, *action, *message_id, *reason;
-	int64_t review_id;       /* 0 when none */
+	int64_t review_id; /* 0 when none */
 };
 
 struct store_audit_query {
@@ -227,20 +227,20 @@ bool store_api_writes(const struct store *st);
  * in time: answer 503), DLRD_EIO (err set) or DLRD_EUNSUPP (the backend has
  * no such method yet). */
 int store_get_message(struct store *st, struct arena *a, const char *id, struct store_message *out,
-		      char *err, size_t errlen);
+                      char *err, size_t errlen);
 /* The summary and the events of one message, oldest first, in one snapshot;
  * raw payloads only when payloads is true. */
 int store_get_timeline(struct store *st, struct arena *a, const char *id, bool payloads,
-		       struct store_message *msg, struct store_event **events, size_t *n, char *err,
-		       size_t errlen);
+                       struct store_message *msg, struct store_event **events, size_t *n, char *err,
+                       size_t errlen);
 /* Up to q->limit messages, newest (largest id) first. */
 int store_search(struct store *st, struct arena *a, const struct store_query *q,
-		 struct store_message **rows, size_t *n, char *err, size_t errlen);
+                 struct store_message **rows, size_t *n, char *err, size_t errlen);
 /* Up to q->limit review items, newest first. */
 int store_list_review(struct store *st, struct arena *a, const struct store_review_query *q,
-		      struct store_review_item **rows, size_t *n, char *err, size_t errlen);
+                      struct store_review_item **rows, size_t *n, char *err, size_t errlen);
 /* Up to q->limit audit rows, newest first. */
 int store_list_audit(struct store *st, struct arena *a, const struct store_audit_query *q,
-		     struct store_audit_row **rows, size_t *n, char *err, size_t errlen);
+                     struct store_audit_row **rows, size_t *n, char *err, size_t errlen);
 
 #endif

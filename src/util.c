@@ -189,8 +189,8 @@ int util_parse_rfc3339(const char *p, size_t n, int64_t *ms)
 	int64_t off = 0;
 	static const unsigned mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
-	if (n < 20 || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != 't' && p[10] != ' ') ||
-	    p[13] != ':' || p[16] != ':')
+	if (n < 20 || p[4] != '-' || p[7] != '-' ||
+	    (p[10] != 'T' && p[10] != 't' && p[10] != ' ') || p[13] != ':' || p[16] != ':')
 		return DLRD_EINVAL;
 	if (digits(p, 4, &y) || digits(p + 5, 2, &mo) || digits(p + 8, 2, &d) ||
 	    digits(p + 11, 2, &h) || digits(p + 14, 2, &mi) || digits(p + 17, 2, &s))

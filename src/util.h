@@ -14,14 +14,14 @@
 /* Project error codes: functions return 0 or one of these (negative). */
 enum {
 	DLRD_OK = 0,
-	DLRD_EINVAL = -1,   /* bad input from outside */
-	DLRD_ENOMEM = -2,   /* a bound was reached */
-	DLRD_EIO = -3,      /* storage or system I/O failed */
-	DLRD_EAUTH = -4,    /* authentication failed */
+	DLRD_EINVAL = -1, /* bad input from outside */
+	DLRD_ENOMEM = -2, /* a bound was reached */
+	DLRD_EIO = -3,    /* storage or system I/O failed */
+	DLRD_EAUTH = -4,  /* authentication failed */
 	DLRD_ENOTFOUND = -5,
-	DLRD_EFULL = -6,    /* queue full, try later */
+	DLRD_EFULL = -6, /* queue full, try later */
 	DLRD_ECONFIG = -7,
-	DLRD_EUNSUPP = -8,  /* unsupported media type, method, ... */
+	DLRD_EUNSUPP = -8, /* unsupported media type, method, ... */
 	DLRD_ETOOBIG = -9,
 	DLRD_ESTALE = -10,  /* timestamp outside the tolerance */
 	DLRD_EMETHOD = -11, /* method not allowed */
@@ -33,7 +33,7 @@ struct iov {
 	size_t n;
 };
 
-#define IOV_LIT(s) ((struct iov){(s), sizeof(s) - 1})
+#define IOV_LIT(s)   ((struct iov){(s), sizeof(s) - 1})
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 void *xmalloc(size_t n);
@@ -48,8 +48,7 @@ size_t util_strlcpy(char *dst, const char *src, size_t size);
 
 /* snprintf that always NUL-terminates and returns the number of bytes
  * written (clamped to size-1). */
-size_t util_fmt(char *dst, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+size_t util_fmt(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* true when the n bytes at a equal the NUL-terminated s exactly. */
 bool iov_eq(struct iov a, const char *s);

@@ -25,18 +25,9 @@ extern const struct provider provider_kannel;
 extern const struct provider provider_generic;
 
 const struct provider *const provider_table[] = {
-	&provider_twilio,
-	&provider_telnyx,
-	&provider_plivo,
-	&provider_sinch,
-	&provider_infobip,
-	&provider_vonage,
-	&provider_vonage_messages,
-	&provider_messagebird,
-	&provider_sns,
-	&provider_kannel,
-	&provider_generic,
-	NULL,
+    &provider_twilio,  &provider_telnyx, &provider_plivo,           &provider_sinch,
+    &provider_infobip, &provider_vonage, &provider_vonage_messages, &provider_messagebird,
+    &provider_sns,     &provider_kannel, &provider_generic,         NULL,
 };
 
 /* Set once by main before any thread starts; read-only afterwards. */
@@ -162,8 +153,8 @@ int provider_config_list(const struct config *cfg, const char *section, const ch
 	}
 	for (size_t i = 0; i < *n; i++) {
 		if (strlen(l[i]) < min_len) {
-			util_fmt(err, errlen, "config: %s.%s: item %zu is shorter than %zu", section,
-			         key, i + 1, min_len);
+			util_fmt(err, errlen, "config: %s.%s: item %zu is shorter than %zu",
+			         section, key, i + 1, min_len);
 			goto fail;
 		}
 	}

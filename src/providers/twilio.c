@@ -46,52 +46,57 @@ static const struct {
 	enum dlr_status st;
 	bool read;
 } status_map[] = {
-	{"accepted", ST_ACCEPTED, false},  {"scheduled", ST_ACCEPTED, false},
-	{"queued", ST_ACCEPTED, false},    {"sending", ST_ACCEPTED, false},
-	{"sent", ST_SENT, false},          {"delivered", ST_DELIVERED, false},
-	{"undelivered", ST_UNDELIVERED, false}, {"failed", ST_FAILED, false},
-	/* read receipts (WhatsApp/RCS) come after delivered: delivered + flag */
-	{"read", ST_DELIVERED, true},
-	/* a scheduled message canceled through the API never left Twilio */
-	{"canceled", ST_FAILED, false},
-	/* judgment call: Twilio does not document it; final but inconclusive */
-	{"partially_delivered", ST_UNKNOWN, false},
+    {"accepted", ST_ACCEPTED, false},
+    {"scheduled", ST_ACCEPTED, false},
+    {"queued", ST_ACCEPTED, false},
+    {"sending", ST_ACCEPTED, false},
+    {"sent", ST_SENT, false},
+    {"delivered", ST_DELIVERED, false},
+    {"undelivered", ST_UNDELIVERED, false},
+    {"failed", ST_FAILED, false},
+    /* read receipts (WhatsApp/RCS) come after delivered: delivered + flag */
+    {"read", ST_DELIVERED, true},
+    /* a scheduled message canceled through the API never left Twilio */
+    {"canceled", ST_FAILED, false},
+    /* judgment call: Twilio does not document it; final but inconclusive */
+    {"partially_delivered", ST_UNKNOWN, false},
 };
 
 /* Twilio error codes on status callbacks (titles from Twilio's error
  * dictionary; the reason is our judgment of what support should tell). */
 static const struct provider_error twilio_errors[] = {
-	{"30001", ER_RATE_LIMITED, "Queue overflow"},
-	{"30002", ER_OUT_OF_CREDIT, "Account suspended"},
-	{"30003", ER_UNREACHABLE, "Unreachable destination handset"},
-	{"30004", ER_CARRIER_FILTERED, "Message blocked"},
-	{"30005", ER_INVALID_NUMBER, "Unknown destination handset"},
-	{"30006", ER_LANDLINE, "Landline or unreachable carrier"},
-	{"30007", ER_CARRIER_FILTERED, "Message filtered"},
-	{"30008", ER_UNKNOWN, "Unknown error"},
-	{"30009", ER_PROVIDER_ERROR, "Missing segment"},
-	{"30010", ER_OUT_OF_CREDIT, "Message price exceeds max price"},
-	{"30017", ER_RATE_LIMITED, "Carrier network congestion"},
-	{"30018", ER_SENDER_NOT_REGISTERED, "Destination carrier requires sender ID pre-registration"},
-	{"30021", ER_PROVIDER_ERROR, "Internal failure with messaging service orchestrator"},
-	{"30022", ER_RATE_LIMITED, "US A2P 10DLC rate limits exceeded"},
-	{"30023", ER_RATE_LIMITED, "US A2P 10DLC daily cap reached"},
-	{"30024", ER_SENDER_NOT_REGISTERED, "Numeric sender ID not provisioned on carrier"},
-	{"30027", ER_RATE_LIMITED, "US A2P 10DLC T-Mobile daily message limit reached"},
-	{"30032", ER_SENDER_NOT_REGISTERED, "Toll-free number has not been verified"},
-	{"30034", ER_SENDER_NOT_REGISTERED, "US A2P 10DLC message from an unregistered number"},
-	{"30500", ER_PROVIDER_ERROR, "Twilio internal error"},
-	{"21211", ER_INVALID_NUMBER, "Invalid 'To' phone number"},
-	{"21408", ER_SENDER_NOT_REGISTERED, "Permission to send an SMS has not been enabled for the region"},
-	{"21610", ER_OPTED_OUT, "Attempt to send to unsubscribed recipient"},
-	{"21612", ER_INVALID_NUMBER, "The 'To' phone number is not currently reachable"},
-	{"21614", ER_LANDLINE, "'To' number is not a valid mobile number"},
-	{NULL, ER_NONE, NULL},
+    {"30001", ER_RATE_LIMITED, "Queue overflow"},
+    {"30002", ER_OUT_OF_CREDIT, "Account suspended"},
+    {"30003", ER_UNREACHABLE, "Unreachable destination handset"},
+    {"30004", ER_CARRIER_FILTERED, "Message blocked"},
+    {"30005", ER_INVALID_NUMBER, "Unknown destination handset"},
+    {"30006", ER_LANDLINE, "Landline or unreachable carrier"},
+    {"30007", ER_CARRIER_FILTERED, "Message filtered"},
+    {"30008", ER_UNKNOWN, "Unknown error"},
+    {"30009", ER_PROVIDER_ERROR, "Missing segment"},
+    {"30010", ER_OUT_OF_CREDIT, "Message price exceeds max price"},
+    {"30017", ER_RATE_LIMITED, "Carrier network congestion"},
+    {"30018", ER_SENDER_NOT_REGISTERED, "Destination carrier requires sender ID pre-registration"},
+    {"30021", ER_PROVIDER_ERROR, "Internal failure with messaging service orchestrator"},
+    {"30022", ER_RATE_LIMITED, "US A2P 10DLC rate limits exceeded"},
+    {"30023", ER_RATE_LIMITED, "US A2P 10DLC daily cap reached"},
+    {"30024", ER_SENDER_NOT_REGISTERED, "Numeric sender ID not provisioned on carrier"},
+    {"30027", ER_RATE_LIMITED, "US A2P 10DLC T-Mobile daily message limit reached"},
+    {"30032", ER_SENDER_NOT_REGISTERED, "Toll-free number has not been verified"},
+    {"30034", ER_SENDER_NOT_REGISTERED, "US A2P 10DLC message from an unregistered number"},
+    {"30500", ER_PROVIDER_ERROR, "Twilio internal error"},
+    {"21211", ER_INVALID_NUMBER, "Invalid 'To' phone number"},
+    {"21408", ER_SENDER_NOT_REGISTERED,
+     "Permission to send an SMS has not been enabled for the region"},
+    {"21610", ER_OPTED_OUT, "Attempt to send to unsubscribed recipient"},
+    {"21612", ER_INVALID_NUMBER, "The 'To' phone number is not currently reachable"},
+    {"21614", ER_LANDLINE, "'To' number is not a valid mobile number"},
+    {NULL, ER_NONE, NULL},
 };
 
 static const struct config_key twilio_keys[] = {
-	{"auth_tokens", "comma-separated Auth Tokens; a request passes if any verifies"},
-	{NULL, NULL},
+    {"auth_tokens", "comma-separated Auth Tokens; a request passes if any verifies"},
+    {NULL, NULL},
 };
 
 static int twilio_init(const struct config *cfg, void **state, char *err, size_t errlen)
@@ -101,7 +106,7 @@ static int twilio_init(const struct config *cfg, void **state, char *err, size_t
 
 	*state = NULL;
 	if (provider_config_list(cfg, "twilio", "auth_tokens", "tokens", 0, &list, &n, err,
-				 errlen) != 0)
+	                         errlen) != 0)
 		return DLRD_ECONFIG;
 	if (n == 0)
 		return 0;
@@ -180,7 +185,7 @@ static int json_fields(struct arena *a, struct iov body, struct form *f, char *e
 }
 
 static int twilio_authenticate(const void *state, struct provider_request *req, char *err,
-			       size_t errlen)
+                               size_t errlen)
 {
 	const struct twilio *t = state;
 	struct twilio_req *tr = arena_alloc(req->arena, sizeof(*tr));
@@ -204,11 +209,11 @@ static int twilio_authenticate(const void *state, struct provider_request *req, 
 		return DLRD_EMETHOD;
 	} else if (strcmp(req->content_type, "application/x-www-form-urlencoded") == 0) {
 		rc = form_decode(req->arena, req->body.p, req->body.n, LIM_FORM_FIELDS, &tr->form,
-				 err, errlen);
+		                 err, errlen);
 		if (rc != 0)
 			return DLRD_EINVAL;
 	} else if (strcmp(req->content_type, "application/json") == 0 &&
-		   query_has(req->query, "bodySHA256")) {
+	           query_has(req->query, "bodySHA256")) {
 		tr->json = true;
 	} else {
 		util_fmt(err, errlen, "content type must be application/x-www-form-urlencoded");
@@ -220,8 +225,8 @@ static int twilio_authenticate(const void *state, struct provider_request *req, 
 		return DLRD_EAUTH;
 	}
 	rc = sig_twilio_verify(t->tokens, t->n_tokens, req->public_url, req->target,
-			       tr->json || tr->get ? NULL : &tr->form, req->body,
-			       (struct iov){sig, strlen(sig)}, err, errlen);
+	                       tr->json || tr->get ? NULL : &tr->form, req->body,
+	                       (struct iov){sig, strlen(sig)}, err, errlen);
 	if (rc != 0)
 		return DLRD_EAUTH;
 	if (tr->json && json_fields(req->arena, req->body, &tr->form, err, errlen) != 0)
@@ -312,7 +317,7 @@ static void parse_inbound(struct provider_request *req, const struct form *f,
 }
 
 static int twilio_parse(const void *state, struct provider_request *req,
-			struct provider_result *res, char *err, size_t errlen)
+                        struct provider_result *res, char *err, size_t errlen)
 {
 	const struct twilio_req *tr = req->scratch;
 	const struct form *f = &tr->form;
@@ -331,16 +336,17 @@ static int twilio_parse(const void *state, struct provider_request *req,
 	}
 	sid = field(f, "MessageSid", "SmsSid");
 	st = field(f, "MessageStatus", "SmsStatus");
-	ev->provider_message_id = sid ? canonical_sid(req->arena, sid->value, sid->value_len) : NULL;
-	ev->raw_status = st ? provider_text(req->arena, st->value, st->value_len, LIM_STATUS_BYTES)
-			    : NULL;
+	ev->provider_message_id =
+	    sid ? canonical_sid(req->arena, sid->value, sid->value_len) : NULL;
+	ev->raw_status =
+	    st ? provider_text(req->arena, st->value, st->value_len, LIM_STATUS_BYTES) : NULL;
 	if (!ev->provider_message_id || !ev->raw_status) {
 		/* not provider_unusable(): the review row keeps the MessageSid
 		 * when only the status is missing */
 		ev->kind = EV_UNUSABLE;
 		ev->review = REVIEW_UNUSABLE;
-		ev->review_detail = !ev->provider_message_id ? "no usable MessageSid"
-							     : "no usable MessageStatus";
+		ev->review_detail =
+		    !ev->provider_message_id ? "no usable MessageSid" : "no usable MessageStatus";
 		ev->status = ST_UNKNOWN;
 		event_finish(ev);
 		return 0;
@@ -360,26 +366,27 @@ static int twilio_parse(const void *state, struct provider_request *req,
 		ev->review_detail = "status not in Twilio's vocabulary";
 	ec = field(f, "ErrorCode", NULL);
 	if (ec)
-		ev->error_code = provider_text(req->arena, ec->value, ec->value_len, LIM_STATUS_BYTES);
+		ev->error_code =
+		    provider_text(req->arena, ec->value, ec->value_len, LIM_STATUS_BYTES);
 	to = field(f, "To", NULL);
 	if (to)
 		provider_set_recipient(ev, req->arena, to->value, to->value_len);
 	from = field(f, "From", NULL);
 	if (from)
 		ev->sender_identity =
-			provider_text(req->arena, from->value, from->value_len, LIM_ID_BYTES);
+		    provider_text(req->arena, from->value, from->value_len, LIM_ID_BYTES);
 	event_finish(ev);
 	return 0;
 }
 
 const struct provider provider_twilio = {
-	.name = "twilio",
-	.hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
-	.get_hooks = 1u << HOOK_INBOUND,
-	.keys = twilio_keys,
-	.errors = twilio_errors,
-	.init = twilio_init,
-	.fini = twilio_fini,
-	.authenticate = twilio_authenticate,
-	.parse = twilio_parse,
+    .name = "twilio",
+    .hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
+    .get_hooks = 1u << HOOK_INBOUND,
+    .keys = twilio_keys,
+    .errors = twilio_errors,
+    .init = twilio_init,
+    .fini = twilio_fini,
+    .authenticate = twilio_authenticate,
+    .parse = twilio_parse,
 };

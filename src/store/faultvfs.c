@@ -57,13 +57,13 @@ static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
 	int rc = armed();
 	return rc ? (rc == SQLITE_FULL ? rc : SQLITE_IOERR_TRUNCATE)
-		  : REAL(f)->pMethods->xTruncate(REAL(f), size);
+	          : REAL(f)->pMethods->xTruncate(REAL(f), size);
 }
 static int f_sync(sqlite3_file *f, int flags)
 {
 	int rc = armed();
 	return rc ? (rc == SQLITE_FULL ? rc : SQLITE_IOERR_FSYNC)
-		  : REAL(f)->pMethods->xSync(REAL(f), flags);
+	          : REAL(f)->pMethods->xSync(REAL(f), flags);
 }
 static int f_size(sqlite3_file *f, sqlite3_int64 *size)
 {
@@ -119,9 +119,9 @@ static int f_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
 }
 
 static const sqlite3_io_methods fault_methods = {
-	3,	   f_close,  f_read,     f_write,     f_truncate, f_sync,	f_size,
-	f_lock,	   f_unlock, f_check,    f_fcntl,     f_sector,   f_devchar, f_shmmap,
-	f_shmlock, f_shmbarrier, f_shmunmap, f_fetch, f_unfetch,
+    3,         f_close,      f_read,     f_write, f_truncate, f_sync,    f_size,
+    f_lock,    f_unlock,     f_check,    f_fcntl, f_sector,   f_devchar, f_shmmap,
+    f_shmlock, f_shmbarrier, f_shmunmap, f_fetch, f_unfetch,
 };
 
 static int f_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out)
@@ -184,20 +184,20 @@ const char *store__faultvfs_register(void)
 		real_vfs = sqlite3_vfs_find(NULL);
 		fault_path = path;
 		fault_vfs = (sqlite3_vfs){
-			.iVersion = 2,
-			.szOsFile = (int)sizeof(struct fault_file) + real_vfs->szOsFile,
-			.mxPathname = real_vfs->mxPathname,
-			.zName = "dlrd-fault",
-			.xOpen = f_open,
-			.xDelete = f_delete,
-			.xAccess = f_access,
-			.xFullPathname = f_fullpath,
-			.xDlOpen = NULL,
-			.xRandomness = f_random,
-			.xSleep = f_sleep,
-			.xCurrentTime = f_time,
-			.xGetLastError = f_lasterr,
-			.xCurrentTimeInt64 = f_time64,
+		    .iVersion = 2,
+		    .szOsFile = (int)sizeof(struct fault_file) + real_vfs->szOsFile,
+		    .mxPathname = real_vfs->mxPathname,
+		    .zName = "dlrd-fault",
+		    .xOpen = f_open,
+		    .xDelete = f_delete,
+		    .xAccess = f_access,
+		    .xFullPathname = f_fullpath,
+		    .xDlOpen = NULL,
+		    .xRandomness = f_random,
+		    .xSleep = f_sleep,
+		    .xCurrentTime = f_time,
+		    .xGetLastError = f_lasterr,
+		    .xCurrentTimeInt64 = f_time64,
 		};
 		sqlite3_vfs_register(&fault_vfs, 0);
 	}

@@ -38,156 +38,156 @@ static const struct {
 	const char *name;
 	const char *sql;
 } migrations[] = {
-	{1, "initial schema",
-	 "CREATE TABLE sms_messages ("
-	 " id TEXT PRIMARY KEY,"                 /* dlrd's stable id (UUIDv7) */
-	 " provider TEXT NOT NULL,"
-	 " provider_message_id TEXT,"            /* canonical form */
-	 " recipient_hash TEXT,"                 /* keyed HMAC of the E.164 number */
-	 " destination_country TEXT,"
-	 " sender_identity TEXT,"
-	 " template_key TEXT,"
-	 " use_case TEXT,"
-	 " origin TEXT NOT NULL,"                /* 'callback' or 'send' */
-	 " current_status TEXT NOT NULL,"
-	 " current_raw_status TEXT,"
-	 " current_error_code TEXT,"
-	 " current_occurred_at TEXT,"
-	 " current_occurred_ms INTEGER NOT NULL DEFAULT -1," /* exact, for precedence */
-	 " is_final INTEGER NOT NULL DEFAULT 0,"
-	 " status_mask INTEGER NOT NULL DEFAULT 0,"
-	 " final_conflict INTEGER NOT NULL DEFAULT 0,"
-	 " read_receipt INTEGER NOT NULL DEFAULT 0,"
-	 " event_count INTEGER NOT NULL DEFAULT 0,"
-	 " callback_count INTEGER NOT NULL DEFAULT 0,"
-	 " duplicate_count INTEGER NOT NULL DEFAULT 0,"
-	 " first_callback_at TEXT,"
-	 " final_at TEXT,"
-	 " created_at TEXT NOT NULL,"
-	 " updated_at TEXT NOT NULL"
-	 ");"
-	 "CREATE UNIQUE INDEX sms_messages_provider_id ON sms_messages(provider, provider_message_id);"
-	 "CREATE INDEX sms_messages_open ON sms_messages(is_final, created_at);"
-	 "CREATE TABLE sms_message_events ("
-	 " id INTEGER PRIMARY KEY,"
-	 " message_id TEXT NOT NULL REFERENCES sms_messages(id),"
-	 " provider TEXT NOT NULL,"
-	 " provider_message_id TEXT NOT NULL,"
-	 " provider_event_id TEXT,"
-	 " dedup_key TEXT NOT NULL,"
-	 " status TEXT NOT NULL,"
-	 " raw_status TEXT,"
-	 " error_code TEXT,"
-	 " is_final INTEGER NOT NULL,"
-	 " read_receipt INTEGER NOT NULL DEFAULT 0,"
-	 " changed_summary INTEGER NOT NULL,"    /* 0: late or out of order on arrival */
-	 " provider_occurred_at TEXT,"
-	 " raw_payload BLOB NOT NULL,"
-	 " received_at TEXT NOT NULL"
-	 ");"
-	 "CREATE UNIQUE INDEX sms_message_events_dedup ON sms_message_events(provider, dedup_key);"
-	 "CREATE INDEX sms_message_events_message ON sms_message_events(message_id, id);"
-	 "CREATE TABLE sms_callback_log ("      /* every accepted request, duplicates included */
-	 " id INTEGER PRIMARY KEY,"
-	 " received_at TEXT NOT NULL,"
-	 " provider TEXT NOT NULL,"
-	 " event_id INTEGER NOT NULL REFERENCES sms_message_events(id),"
-	 " duplicate INTEGER NOT NULL"
-	 ");"
-	 "CREATE INDEX sms_callback_log_event ON sms_callback_log(event_id);"
-	 "CREATE TABLE review_queue ("
-	 " id INTEGER PRIMARY KEY,"
-	 " created_at TEXT NOT NULL,"
-	 " provider TEXT NOT NULL,"
-	 " reason TEXT NOT NULL,"               /* unknown_status, unusable_payload, final_conflict */
-	 " detail TEXT,"
-	 " message_id TEXT,"
-	 " event_id INTEGER,"
-	 " raw_status TEXT,"
-	 " raw_payload BLOB,"
-	 " resolved_at TEXT"
-	 ");"
-	 "CREATE INDEX review_queue_open ON review_queue(resolved_at, id);"},
-	{2, "error reasons, inbound messages, opt-outs",
-	 "ALTER TABLE sms_message_events ADD COLUMN error_reason TEXT;"
-	 "ALTER TABLE sms_messages ADD COLUMN current_error_reason TEXT;"
-	 "CREATE TABLE sms_inbound_messages ("
-	 " id INTEGER PRIMARY KEY,"
-	 " provider TEXT NOT NULL,"
-	 " provider_message_id TEXT,"
-	 " dedup_key TEXT NOT NULL,"
-	 " sender_hash TEXT,"                   /* keyed HMAC of the user's number */
-	 " sender_country TEXT,"
-	 " to_identity TEXT,"                   /* our number or short code */
-	 " body TEXT,"
-	 " keyword TEXT NOT NULL,"              /* none, opt_out, opt_in, help */
-	 " provider_occurred_at TEXT,"
-	 " raw_payload BLOB NOT NULL,"
-	 " received_at TEXT NOT NULL,"
-	 " retry_count INTEGER NOT NULL DEFAULT 0"
-	 ");"
-	 "CREATE UNIQUE INDEX sms_inbound_dedup ON sms_inbound_messages(provider, dedup_key);"
-	 "CREATE INDEX sms_inbound_sender ON sms_inbound_messages(sender_hash, id);"
-	 "CREATE TABLE sms_opt_outs ("           /* current state per user and sender */
-	 " recipient_hash TEXT NOT NULL,"
-	 " sender_identity TEXT NOT NULL,"      /* '' when the provider did not say */
-	 " opted_out INTEGER NOT NULL,"
-	 " keyword TEXT,"
-	 " inbound_id INTEGER NOT NULL,"
-	 " effective_at TEXT NOT NULL,"         /* provider time, else receipt time */
-	 " updated_at TEXT NOT NULL,"
-	 " PRIMARY KEY (recipient_hash, sender_identity)"
-	 ");"
-	 "CREATE TABLE sms_opt_out_history ("
-	 " id INTEGER PRIMARY KEY,"
-	 " recipient_hash TEXT NOT NULL,"
-	 " sender_identity TEXT NOT NULL,"
-	 " action TEXT NOT NULL,"               /* opt_out, opt_in */
-	 " keyword TEXT,"
-	 " inbound_id INTEGER NOT NULL,"
-	 " effective_at TEXT NOT NULL,"
-	 " received_at TEXT NOT NULL"
-	 ");"
-	 "CREATE INDEX sms_opt_out_history_user ON sms_opt_out_history(recipient_hash,"
-	 " sender_identity, effective_at);"},
-	{3, "send records, masked and encrypted numbers, idempotency, audit log",
-	 /* the send side (POST /v1/messages); origin gains 'joined' */
-	 "ALTER TABLE sms_messages ADD COLUMN action_type TEXT;"
-	 "ALTER TABLE sms_messages ADD COLUMN action_id TEXT;"
-	 "ALTER TABLE sms_messages ADD COLUMN metadata TEXT;"           /* JSON object text */
-	 "ALTER TABLE sms_messages ADD COLUMN recipient_timezone TEXT;"
-	 "ALTER TABLE sms_messages ADD COLUMN recipient_enc BLOB;"      /* AES-256-GCM nonce|ct|tag */
-	 "ALTER TABLE sms_messages ADD COLUMN recipient_key_id TEXT;"
-	 "ALTER TABLE sms_messages ADD COLUMN recipient_masked TEXT;"   /* +44*******23 */
-	 "ALTER TABLE sms_messages ADD COLUMN country_source TEXT;"     /* app, provider, number */
-	 "ALTER TABLE sms_messages ADD COLUMN sent_recorded_at TEXT;"
-	 "ALTER TABLE sms_messages ADD COLUMN recorded_by TEXT;"        /* token id of the send */
-	 "ALTER TABLE review_queue ADD COLUMN resolved_by TEXT;"
-	 "ALTER TABLE review_queue ADD COLUMN resolution TEXT;"
-	 "CREATE INDEX sms_messages_created ON sms_messages(created_at);"
-	 "CREATE INDEX sms_messages_updated ON sms_messages(updated_at);"
-	 "CREATE INDEX sms_messages_action ON sms_messages(action_type, action_id);"
-	 "CREATE TABLE api_idempotency ("        /* one row per (token, Idempotency-Key) */
-	 " token_hash TEXT NOT NULL,"
-	 " idem_key TEXT NOT NULL,"
-	 " request_hash TEXT NOT NULL,"         /* SHA-256 of the canonical request */
-	 " status INTEGER NOT NULL,"
-	 " body TEXT NOT NULL,"                 /* the first answer, replayed */
-	 " message_id TEXT,"
-	 " created_at TEXT NOT NULL,"
-	 " PRIMARY KEY (token_hash, idem_key)"
-	 ");"
-	 "CREATE TABLE audit_log ("
-	 " id INTEGER PRIMARY KEY,"
-	 " at TEXT NOT NULL,"
-	 " actor TEXT NOT NULL,"                /* token id (hash prefix) */
-	 " actor_role TEXT NOT NULL,"
-	 " action TEXT NOT NULL,"               /* reveal, review_resolve */
-	 " message_id TEXT,"
-	 " review_id INTEGER,"
-	 " reason TEXT NOT NULL"
-	 ");"
-	 "CREATE INDEX audit_log_message ON audit_log(message_id, id);"},
+    {1, "initial schema",
+     "CREATE TABLE sms_messages ("
+     " id TEXT PRIMARY KEY," /* dlrd's stable id (UUIDv7) */
+     " provider TEXT NOT NULL,"
+     " provider_message_id TEXT," /* canonical form */
+     " recipient_hash TEXT,"      /* keyed HMAC of the E.164 number */
+     " destination_country TEXT,"
+     " sender_identity TEXT,"
+     " template_key TEXT,"
+     " use_case TEXT,"
+     " origin TEXT NOT NULL," /* 'callback' or 'send' */
+     " current_status TEXT NOT NULL,"
+     " current_raw_status TEXT,"
+     " current_error_code TEXT,"
+     " current_occurred_at TEXT,"
+     " current_occurred_ms INTEGER NOT NULL DEFAULT -1," /* exact, for precedence */
+     " is_final INTEGER NOT NULL DEFAULT 0,"
+     " status_mask INTEGER NOT NULL DEFAULT 0,"
+     " final_conflict INTEGER NOT NULL DEFAULT 0,"
+     " read_receipt INTEGER NOT NULL DEFAULT 0,"
+     " event_count INTEGER NOT NULL DEFAULT 0,"
+     " callback_count INTEGER NOT NULL DEFAULT 0,"
+     " duplicate_count INTEGER NOT NULL DEFAULT 0,"
+     " first_callback_at TEXT,"
+     " final_at TEXT,"
+     " created_at TEXT NOT NULL,"
+     " updated_at TEXT NOT NULL"
+     ");"
+     "CREATE UNIQUE INDEX sms_messages_provider_id ON sms_messages(provider, provider_message_id);"
+     "CREATE INDEX sms_messages_open ON sms_messages(is_final, created_at);"
+     "CREATE TABLE sms_message_events ("
+     " id INTEGER PRIMARY KEY,"
+     " message_id TEXT NOT NULL REFERENCES sms_messages(id),"
+     " provider TEXT NOT NULL,"
+     " provider_message_id TEXT NOT NULL,"
+     " provider_event_id TEXT,"
+     " dedup_key TEXT NOT NULL,"
+     " status TEXT NOT NULL,"
+     " raw_status TEXT,"
+     " error_code TEXT,"
+     " is_final INTEGER NOT NULL,"
+     " read_receipt INTEGER NOT NULL DEFAULT 0,"
+     " changed_summary INTEGER NOT NULL," /* 0: late or out of order on arrival */
+     " provider_occurred_at TEXT,"
+     " raw_payload BLOB NOT NULL,"
+     " received_at TEXT NOT NULL"
+     ");"
+     "CREATE UNIQUE INDEX sms_message_events_dedup ON sms_message_events(provider, dedup_key);"
+     "CREATE INDEX sms_message_events_message ON sms_message_events(message_id, id);"
+     "CREATE TABLE sms_callback_log (" /* every accepted request, duplicates included */
+     " id INTEGER PRIMARY KEY,"
+     " received_at TEXT NOT NULL,"
+     " provider TEXT NOT NULL,"
+     " event_id INTEGER NOT NULL REFERENCES sms_message_events(id),"
+     " duplicate INTEGER NOT NULL"
+     ");"
+     "CREATE INDEX sms_callback_log_event ON sms_callback_log(event_id);"
+     "CREATE TABLE review_queue ("
+     " id INTEGER PRIMARY KEY,"
+     " created_at TEXT NOT NULL,"
+     " provider TEXT NOT NULL,"
+     " reason TEXT NOT NULL," /* unknown_status, unusable_payload, final_conflict */
+     " detail TEXT,"
+     " message_id TEXT,"
+     " event_id INTEGER,"
+     " raw_status TEXT,"
+     " raw_payload BLOB,"
+     " resolved_at TEXT"
+     ");"
+     "CREATE INDEX review_queue_open ON review_queue(resolved_at, id);"},
+    {2, "error reasons, inbound messages, opt-outs",
+     "ALTER TABLE sms_message_events ADD COLUMN error_reason TEXT;"
+     "ALTER TABLE sms_messages ADD COLUMN current_error_reason TEXT;"
+     "CREATE TABLE sms_inbound_messages ("
+     " id INTEGER PRIMARY KEY,"
+     " provider TEXT NOT NULL,"
+     " provider_message_id TEXT,"
+     " dedup_key TEXT NOT NULL,"
+     " sender_hash TEXT," /* keyed HMAC of the user's number */
+     " sender_country TEXT,"
+     " to_identity TEXT," /* our number or short code */
+     " body TEXT,"
+     " keyword TEXT NOT NULL," /* none, opt_out, opt_in, help */
+     " provider_occurred_at TEXT,"
+     " raw_payload BLOB NOT NULL,"
+     " received_at TEXT NOT NULL,"
+     " retry_count INTEGER NOT NULL DEFAULT 0"
+     ");"
+     "CREATE UNIQUE INDEX sms_inbound_dedup ON sms_inbound_messages(provider, dedup_key);"
+     "CREATE INDEX sms_inbound_sender ON sms_inbound_messages(sender_hash, id);"
+     "CREATE TABLE sms_opt_outs (" /* current state per user and sender */
+     " recipient_hash TEXT NOT NULL,"
+     " sender_identity TEXT NOT NULL," /* '' when the provider did not say */
+     " opted_out INTEGER NOT NULL,"
+     " keyword TEXT,"
+     " inbound_id INTEGER NOT NULL,"
+     " effective_at TEXT NOT NULL," /* provider time, else receipt time */
+     " updated_at TEXT NOT NULL,"
+     " PRIMARY KEY (recipient_hash, sender_identity)"
+     ");"
+     "CREATE TABLE sms_opt_out_history ("
+     " id INTEGER PRIMARY KEY,"
+     " recipient_hash TEXT NOT NULL,"
+     " sender_identity TEXT NOT NULL,"
+     " action TEXT NOT NULL," /* opt_out, opt_in */
+     " keyword TEXT,"
+     " inbound_id INTEGER NOT NULL,"
+     " effective_at TEXT NOT NULL,"
+     " received_at TEXT NOT NULL"
+     ");"
+     "CREATE INDEX sms_opt_out_history_user ON sms_opt_out_history(recipient_hash,"
+     " sender_identity, effective_at);"},
+    {3, "send records, masked and encrypted numbers, idempotency, audit log",
+     /* the send side (POST /v1/messages); origin gains 'joined' */
+     "ALTER TABLE sms_messages ADD COLUMN action_type TEXT;"
+     "ALTER TABLE sms_messages ADD COLUMN action_id TEXT;"
+     "ALTER TABLE sms_messages ADD COLUMN metadata TEXT;" /* JSON object text */
+     "ALTER TABLE sms_messages ADD COLUMN recipient_timezone TEXT;"
+     "ALTER TABLE sms_messages ADD COLUMN recipient_enc BLOB;" /* AES-256-GCM nonce|ct|tag */
+     "ALTER TABLE sms_messages ADD COLUMN recipient_key_id TEXT;"
+     "ALTER TABLE sms_messages ADD COLUMN recipient_masked TEXT;" /* +44*******23 */
+     "ALTER TABLE sms_messages ADD COLUMN country_source TEXT;"   /* app, provider, number */
+     "ALTER TABLE sms_messages ADD COLUMN sent_recorded_at TEXT;"
+     "ALTER TABLE sms_messages ADD COLUMN recorded_by TEXT;" /* token id of the send */
+     "ALTER TABLE review_queue ADD COLUMN resolved_by TEXT;"
+     "ALTER TABLE review_queue ADD COLUMN resolution TEXT;"
+     "CREATE INDEX sms_messages_created ON sms_messages(created_at);"
+     "CREATE INDEX sms_messages_updated ON sms_messages(updated_at);"
+     "CREATE INDEX sms_messages_action ON sms_messages(action_type, action_id);"
+     "CREATE TABLE api_idempotency (" /* one row per (token, Idempotency-Key) */
+     " token_hash TEXT NOT NULL,"
+     " idem_key TEXT NOT NULL,"
+     " request_hash TEXT NOT NULL," /* SHA-256 of the canonical request */
+     " status INTEGER NOT NULL,"
+     " body TEXT NOT NULL," /* the first answer, replayed */
+     " message_id TEXT,"
+     " created_at TEXT NOT NULL,"
+     " PRIMARY KEY (token_hash, idem_key)"
+     ");"
+     "CREATE TABLE audit_log ("
+     " id INTEGER PRIMARY KEY,"
+     " at TEXT NOT NULL,"
+     " actor TEXT NOT NULL," /* token id (hash prefix) */
+     " actor_role TEXT NOT NULL,"
+     " action TEXT NOT NULL," /* reveal, review_resolve */
+     " message_id TEXT,"
+     " review_id INTEGER,"
+     " reason TEXT NOT NULL"
+     ");"
+     "CREATE INDEX audit_log_message ON audit_log(message_id, id);"},
 };
 
 enum {
@@ -207,62 +207,62 @@ enum {
 };
 
 static const char *const queries[Q__COUNT] = {
-	[Q_FIND_MSG] = "SELECT id, current_status, current_occurred_ms, current_error_code,"
-		       " current_raw_status, status_mask, read_receipt, is_final"
-		       " FROM sms_messages WHERE provider = ?1 AND provider_message_id = ?2",
-	[Q_INSERT_MSG] = "INSERT INTO sms_messages (id, provider, provider_message_id,"
-			 " recipient_hash, destination_country, sender_identity, origin,"
-			 " current_status, created_at, updated_at, recipient_masked, country_source)"
-			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'callback', 'accepted', ?7, ?7, ?8, ?9)",
-	[Q_INSERT_EVENT] = "INSERT INTO sms_message_events (message_id, provider,"
-			   " provider_message_id, provider_event_id, dedup_key, status,"
-			   " raw_status, error_code, is_final, read_receipt, changed_summary,"
-			   " provider_occurred_at, raw_payload, received_at, error_reason)"
-			   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-			   " ON CONFLICT (provider, dedup_key) DO NOTHING",
-	[Q_FIND_EVENT] = "SELECT id FROM sms_message_events WHERE provider = ?1 AND dedup_key = ?2",
-	[Q_UPDATE_MSG] = "UPDATE sms_messages SET current_status = ?2, current_raw_status = ?3,"
-			 " current_error_code = ?4, current_occurred_at = ?5, is_final = ?6,"
-			 " current_occurred_ms = ?14,"
-			 " current_error_reason = CASE WHEN ?16 THEN ?15 ELSE current_error_reason END,"
-			 " status_mask = ?7, final_conflict = ?8, read_receipt = ?9,"
-			 " event_count = event_count + 1, callback_count = callback_count + 1,"
-			 " first_callback_at = coalesce(first_callback_at, ?10),"
-			 " final_at = CASE WHEN ?6 AND final_at IS NULL THEN ?10 ELSE final_at END,"
-			 " recipient_hash = coalesce(recipient_hash, ?11),"
-			 " recipient_masked = coalesce(recipient_masked, ?17),"
-			 " country_source = CASE WHEN destination_country IS NULL THEN ?18"
-			 " ELSE country_source END,"
-			 " destination_country = coalesce(destination_country, ?12),"
-			 " sender_identity = coalesce(sender_identity, ?13),"
-			 " updated_at = ?10 WHERE id = ?1",
-	[Q_COUNT_DUP] = "UPDATE sms_messages SET callback_count = callback_count + 1,"
-			" duplicate_count = duplicate_count + 1, updated_at = ?2"
-			" WHERE provider = ?3 AND provider_message_id = ?1",
-	[Q_INSERT_LOG] = "INSERT INTO sms_callback_log (received_at, provider, event_id, duplicate)"
-			 " VALUES (?1, ?2, ?3, ?4)",
-	[Q_INSERT_INBOUND] = "INSERT INTO sms_inbound_messages (provider, provider_message_id,"
-			     " dedup_key, sender_hash, sender_country, to_identity, body, keyword,"
-			     " provider_occurred_at, raw_payload, received_at)"
-			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-			     " ON CONFLICT (provider, dedup_key) DO NOTHING",
-	[Q_COUNT_INBOUND_DUP] = "UPDATE sms_inbound_messages SET retry_count = retry_count + 1"
-				" WHERE provider = ?1 AND dedup_key = ?2",
-	[Q_INSERT_OPT_HISTORY] = "INSERT INTO sms_opt_out_history (recipient_hash,"
-				 " sender_identity, action, keyword, inbound_id, effective_at,"
-				 " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	/* The latest action by effective time wins, whatever the arrival order. */
-	[Q_UPSERT_OPT_OUT] = "INSERT INTO sms_opt_outs (recipient_hash, sender_identity,"
-			     " opted_out, keyword, inbound_id, effective_at, updated_at)"
-			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-			     " ON CONFLICT (recipient_hash, sender_identity) DO UPDATE SET"
-			     " opted_out = excluded.opted_out, keyword = excluded.keyword,"
-			     " inbound_id = excluded.inbound_id, effective_at = excluded.effective_at,"
-			     " updated_at = excluded.updated_at"
-			     " WHERE excluded.effective_at >= sms_opt_outs.effective_at",
-	[Q_INSERT_REVIEW] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
-			    " message_id, event_id, raw_status, raw_payload)"
-			    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [Q_FIND_MSG] = "SELECT id, current_status, current_occurred_ms, current_error_code,"
+                   " current_raw_status, status_mask, read_receipt, is_final"
+                   " FROM sms_messages WHERE provider = ?1 AND provider_message_id = ?2",
+    [Q_INSERT_MSG] = "INSERT INTO sms_messages (id, provider, provider_message_id,"
+                     " recipient_hash, destination_country, sender_identity, origin,"
+                     " current_status, created_at, updated_at, recipient_masked, country_source)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'callback', 'accepted', ?7, ?7, ?8, ?9)",
+    [Q_INSERT_EVENT] = "INSERT INTO sms_message_events (message_id, provider,"
+                       " provider_message_id, provider_event_id, dedup_key, status,"
+                       " raw_status, error_code, is_final, read_receipt, changed_summary,"
+                       " provider_occurred_at, raw_payload, received_at, error_reason)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                       " ON CONFLICT (provider, dedup_key) DO NOTHING",
+    [Q_FIND_EVENT] = "SELECT id FROM sms_message_events WHERE provider = ?1 AND dedup_key = ?2",
+    [Q_UPDATE_MSG] = "UPDATE sms_messages SET current_status = ?2, current_raw_status = ?3,"
+                     " current_error_code = ?4, current_occurred_at = ?5, is_final = ?6,"
+                     " current_occurred_ms = ?14,"
+                     " current_error_reason = CASE WHEN ?16 THEN ?15 ELSE current_error_reason END,"
+                     " status_mask = ?7, final_conflict = ?8, read_receipt = ?9,"
+                     " event_count = event_count + 1, callback_count = callback_count + 1,"
+                     " first_callback_at = coalesce(first_callback_at, ?10),"
+                     " final_at = CASE WHEN ?6 AND final_at IS NULL THEN ?10 ELSE final_at END,"
+                     " recipient_hash = coalesce(recipient_hash, ?11),"
+                     " recipient_masked = coalesce(recipient_masked, ?17),"
+                     " country_source = CASE WHEN destination_country IS NULL THEN ?18"
+                     " ELSE country_source END,"
+                     " destination_country = coalesce(destination_country, ?12),"
+                     " sender_identity = coalesce(sender_identity, ?13),"
+                     " updated_at = ?10 WHERE id = ?1",
+    [Q_COUNT_DUP] = "UPDATE sms_messages SET callback_count = callback_count + 1,"
+                    " duplicate_count = duplicate_count + 1, updated_at = ?2"
+                    " WHERE provider = ?3 AND provider_message_id = ?1",
+    [Q_INSERT_LOG] = "INSERT INTO sms_callback_log (received_at, provider, event_id, duplicate)"
+                     " VALUES (?1, ?2, ?3, ?4)",
+    [Q_INSERT_INBOUND] = "INSERT INTO sms_inbound_messages (provider, provider_message_id,"
+                         " dedup_key, sender_hash, sender_country, to_identity, body, keyword,"
+                         " provider_occurred_at, raw_payload, received_at)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                         " ON CONFLICT (provider, dedup_key) DO NOTHING",
+    [Q_COUNT_INBOUND_DUP] = "UPDATE sms_inbound_messages SET retry_count = retry_count + 1"
+                            " WHERE provider = ?1 AND dedup_key = ?2",
+    [Q_INSERT_OPT_HISTORY] = "INSERT INTO sms_opt_out_history (recipient_hash,"
+                             " sender_identity, action, keyword, inbound_id, effective_at,"
+                             " received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* The latest action by effective time wins, whatever the arrival order. */
+    [Q_UPSERT_OPT_OUT] = "INSERT INTO sms_opt_outs (recipient_hash, sender_identity,"
+                         " opted_out, keyword, inbound_id, effective_at, updated_at)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                         " ON CONFLICT (recipient_hash, sender_identity) DO UPDATE SET"
+                         " opted_out = excluded.opted_out, keyword = excluded.keyword,"
+                         " inbound_id = excluded.inbound_id, effective_at = excluded.effective_at,"
+                         " updated_at = excluded.updated_at"
+                         " WHERE excluded.effective_at >= sms_opt_outs.effective_at",
+    [Q_INSERT_REVIEW] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
+                        " message_id, event_id, raw_status, raw_payload)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 };
 
 struct sqlite_be {
@@ -297,20 +297,21 @@ static int migrate(struct sqlite_be *be, char *err, size_t errlen)
 	sqlite3_stmt *st = NULL;
 	int current = 0, rc;
 
-	rc = exec(be, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-		      " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-		  err, errlen);
+	rc = exec(be,
+	          "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	          " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+	          err, errlen);
 	if (rc)
 		return rc;
 	if (sqlite3_prepare_v2(be->db, "SELECT coalesce(max(version), 0) FROM schema_migrations",
-			       -1, &st, NULL) != SQLITE_OK)
+	                       -1, &st, NULL) != SQLITE_OK)
 		return fail(be, err, errlen, "reading schema version");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		current = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	if (current > migrations[ARRAY_LEN(migrations) - 1].version) {
 		util_fmt(err, errlen, "sqlite: database schema version %d is newer than this dlrd",
-			 current);
+		         current);
 		return DLRD_EIO;
 	}
 	for (size_t i = 0; i < ARRAY_LEN(migrations); i++) {
@@ -318,9 +319,8 @@ static int migrate(struct sqlite_be *be, char *err, size_t errlen)
 		if (migrations[i].version <= current)
 			continue;
 		util_rfc3339(util_now_ms(), now);
-		util_fmt(ins, sizeof(ins),
-			 "INSERT INTO schema_migrations VALUES (%d, '%s', '%s')",
-			 migrations[i].version, migrations[i].name, now);
+		util_fmt(ins, sizeof(ins), "INSERT INTO schema_migrations VALUES (%d, '%s', '%s')",
+		         migrations[i].version, migrations[i].name, now);
 		if ((rc = exec(be, "BEGIN IMMEDIATE", err, errlen)) != 0)
 			return rc;
 		if ((rc = exec(be, migrations[i].sql, err, errlen)) != 0 ||
@@ -388,7 +388,7 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 	}
 	if (mkdir_parents(be->path) != 0) {
 		util_fmt(err, errlen, "sqlite: cannot create the folder of %s: %s", be->path,
-			 strerror(errno));
+		         strerror(errno));
 		goto out;
 	}
 	util_fmt(lockpath, sizeof(lockpath), "%s.lock", be->path);
@@ -402,10 +402,10 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 		goto out;
 	}
 	if (sqlite3_open_v2(be->path, &be->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs) !=
-	    SQLITE_OK) {
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	                    vfs) != SQLITE_OK) {
 		util_fmt(err, errlen, "sqlite: cannot open %s: %s", be->path,
-			 be->db ? sqlite3_errmsg(be->db) : "out of memory");
+		         be->db ? sqlite3_errmsg(be->db) : "out of memory");
 		goto out;
 	}
 	sqlite3_extended_result_codes(be->db, 1);
@@ -418,19 +418,21 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 		goto out;
 	}
 	sqlite3_finalize(st);
-	if ((rc = exec(be, cfg->synchronous == SYNC_FULL ? "PRAGMA synchronous=FULL"
-							  : "PRAGMA synchronous=NORMAL",
-		       err, errlen)) != 0)
+	if ((rc = exec(be,
+	               cfg->synchronous == SYNC_FULL ? "PRAGMA synchronous=FULL"
+	                                             : "PRAGMA synchronous=NORMAL",
+	               err, errlen)) != 0)
 		goto out;
-	if ((rc = exec(be, "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
-			   " PRAGMA cache_size=-65536",
-		       err, errlen)) != 0)
+	if ((rc = exec(be,
+	               "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
+	               " PRAGMA cache_size=-65536",
+	               err, errlen)) != 0)
 		goto out;
 	if ((rc = migrate(be, err, errlen)) != 0)
 		goto out;
 	for (int i = 0; i < Q__COUNT; i++) {
 		if (sqlite3_prepare_v3(be->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT,
-				       &be->stmt[i], NULL) != SQLITE_OK) {
+		                       &be->stmt[i], NULL) != SQLITE_OK) {
 			rc = fail(be, err, errlen, "preparing statements");
 			goto out;
 		}
@@ -447,7 +449,7 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 		if (!ps || util_parse_u64(ps, strlen(ps), &pool) != 0 || pool > 64)
 			pool = 0; /* the default */
 		if ((rc = store__sqlite_api_open(be->db, be->path, vfs, (unsigned)pool, &be->api,
-						 err, errlen)) != 0)
+		                                 err, errlen)) != 0)
 			goto out;
 	}
 	LOG_I("storage_open", "backend=sqlite path=%s synchronous=%s", be->path,
@@ -469,7 +471,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 }
 
 static int step_done(struct sqlite_be *be, sqlite3_stmt *st, char *err, size_t errlen,
-		     const char *what)
+                     const char *what)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -480,9 +482,9 @@ static int step_done(struct sqlite_be *be, sqlite3_stmt *st, char *err, size_t e
 }
 
 static int add_review(struct sqlite_be *be, const char *now, const char *provider,
-		      enum review_reason reason, const char *detail, const char *message_id,
-		      sqlite3_int64 event_id, const char *raw_status, struct iov payload, char *err,
-		      size_t errlen)
+                      enum review_reason reason, const char *detail, const char *message_id,
+                      sqlite3_int64 event_id, const char *raw_status, struct iov payload, char *err,
+                      size_t errlen)
 {
 	sqlite3_stmt *st = be->stmt[Q_INSERT_REVIEW];
 	bind_text(st, 1, now);
@@ -509,8 +511,8 @@ static const char *country_source(const struct dlr_event *ev)
 
 /* Finds or creates the summary row of ev's message; loads its summary. */
 static int load_message(struct sqlite_be *be, const struct dlr_event *ev, const char *now,
-			char id[37], struct status_summary *sum, char *strs, size_t strs_len,
-			char *err, size_t errlen)
+                        char id[37], struct status_summary *sum, char *strs, size_t strs_len,
+                        char *err, size_t errlen)
 {
 	sqlite3_stmt *st = be->stmt[Q_FIND_MSG];
 	int rc;
@@ -564,7 +566,7 @@ static int load_message(struct sqlite_be *be, const struct dlr_event *ev, const 
 /* An inbound message: its own table, deduplicated; opt-out keywords update
  * the user's state for that sender and its history. */
 static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,
-			 const char *now, char *err, size_t errlen)
+                         const char *now, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = be->stmt[Q_INSERT_INBOUND];
 	char occurred[25];
@@ -588,7 +590,7 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 	bind_text(st, 8, optout_kind_name(ev->keyword));
 	bind_text(st, 9, ev->occurred_ms >= 0 ? occurred : NULL);
 	sqlite3_bind_blob(st, 10, it->raw_payload.p ? it->raw_payload.p : "",
-			  (int)it->raw_payload.n, SQLITE_STATIC);
+	                  (int)it->raw_payload.n, SQLITE_STATIC);
 	bind_text(st, 11, now);
 	if ((rc = step_done(be, st, err, errlen, "inserting inbound message")) != 0)
 		return rc;
@@ -635,7 +637,7 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 }
 
 static int apply_event(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,
-		       const char *now, char *err, size_t errlen)
+                       const char *now, char *err, size_t errlen)
 {
 	char id[37], strs[2 * 256], occurred[25];
 	struct status_summary sum;
@@ -649,8 +651,8 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 		return apply_inbound(be, it, ev, now, err, errlen);
 	if (ev->kind == EV_UNUSABLE) {
 		it->n_review++;
-		return add_review(be, now, ev->provider, REVIEW_UNUSABLE, ev->review_detail, NULL, 0,
-				  ev->raw_status, it->raw_payload, err, errlen);
+		return add_review(be, now, ev->provider, REVIEW_UNUSABLE, ev->review_detail, NULL,
+		                  0, ev->raw_status, it->raw_payload, err, errlen);
 	}
 	if ((rc = load_message(be, ev, now, id, &sum, strs, sizeof(strs), err, errlen)) != 0)
 		return rc;
@@ -674,7 +676,7 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 	sqlite3_bind_int(st, 11, changed);
 	bind_text(st, 12, ev->occurred_ms >= 0 ? occurred : NULL);
 	sqlite3_bind_blob(st, 13, it->raw_payload.p ? it->raw_payload.p : "",
-			  (int)it->raw_payload.n, SQLITE_STATIC);
+	                  (int)it->raw_payload.n, SQLITE_STATIC);
 	bind_text(st, 14, now);
 	bind_text(st, 15, errcat_name(ev->error_reason));
 	if ((rc = step_done(be, st, err, errlen, "inserting event")) != 0)
@@ -724,16 +726,16 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 		it->n_new++;
 		if (ev->review != REVIEW_NONE) {
 			it->n_review++;
-			if ((rc = add_review(be, now, ev->provider, ev->review, ev->review_detail, id,
-					     event_id, ev->raw_status, it->raw_payload, err,
-					     errlen)) != 0)
+			if ((rc = add_review(be, now, ev->provider, ev->review, ev->review_detail,
+			                     id, event_id, ev->raw_status, it->raw_payload, err,
+			                     errlen)) != 0)
 				return rc;
 		}
 		if (conflict && !was_conflict) {
 			it->n_review++;
 			if ((rc = add_review(be, now, ev->provider, REVIEW_FINAL_CONFLICT,
-					     "two different definitive final states", id, event_id,
-					     ev->raw_status, it->raw_payload, err, errlen)) != 0)
+			                     "two different definitive final states", id, event_id,
+			                     ev->raw_status, it->raw_payload, err, errlen)) != 0)
 				return rc;
 		}
 	} else {
@@ -798,9 +800,10 @@ static int sqlite_probe(void *p, char *err, size_t errlen)
 {
 	struct sqlite_be *be = p;
 	/* A real write that goes through the WAL and its fsync, then undone. */
-	int rc = exec(be, "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS dlrd_probe (x INTEGER);"
-			  " INSERT INTO dlrd_probe VALUES (1); DELETE FROM dlrd_probe; COMMIT",
-		      err, errlen);
+	int rc = exec(be,
+	              "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS dlrd_probe (x INTEGER);"
+	              " INSERT INTO dlrd_probe VALUES (1); DELETE FROM dlrd_probe; COMMIT",
+	              err, errlen);
 	if (rc && !sqlite3_get_autocommit(be->db))
 		sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
@@ -808,48 +811,48 @@ static int sqlite_probe(void *p, char *err, size_t errlen)
 
 /* The JSON API's reads (sqlite_api.c), on the backend's read pool. */
 static int sqlite_get_message(void *p, struct arena *a, const char *id, struct store_message *out,
-			      char *err, size_t errlen)
+                              char *err, size_t errlen)
 {
 	return store__sqlite_get_message(((struct sqlite_be *)p)->api, a, id, out, err, errlen);
 }
 
 static int sqlite_get_timeline(void *p, struct arena *a, const char *id, bool payloads,
-			       struct store_message *msg, struct store_event **events, size_t *n,
-			       char *err, size_t errlen)
+                               struct store_message *msg, struct store_event **events, size_t *n,
+                               char *err, size_t errlen)
 {
 	return store__sqlite_get_timeline(((struct sqlite_be *)p)->api, a, id, payloads, msg,
-					  events, n, err, errlen);
+	                                  events, n, err, errlen);
 }
 
 static int sqlite_search(void *p, struct arena *a, const struct store_query *q,
-			 struct store_message **rows, size_t *n, char *err, size_t errlen)
+                         struct store_message **rows, size_t *n, char *err, size_t errlen)
 {
 	return store__sqlite_search(((struct sqlite_be *)p)->api, a, q, rows, n, err, errlen);
 }
 
 static int sqlite_list_review(void *p, struct arena *a, const struct store_review_query *q,
-			      struct store_review_item **rows, size_t *n, char *err, size_t errlen)
+                              struct store_review_item **rows, size_t *n, char *err, size_t errlen)
 {
 	return store__sqlite_list_review(((struct sqlite_be *)p)->api, a, q, rows, n, err, errlen);
 }
 
 static int sqlite_list_audit(void *p, struct arena *a, const struct store_audit_query *q,
-			     struct store_audit_row **rows, size_t *n, char *err, size_t errlen)
+                             struct store_audit_row **rows, size_t *n, char *err, size_t errlen)
 {
 	return store__sqlite_list_audit(((struct sqlite_be *)p)->api, a, q, rows, n, err, errlen);
 }
 
 const struct store_ops store__sqlite_ops = {
-	.name = "sqlite",
-	.accepts = sqlite_accepts,
-	.open = sqlite_open,
-	.close = sqlite_close,
-	.apply = sqlite_apply,
-	.probe = sqlite_probe,
-	.api_writes = true,
-	.get_message = sqlite_get_message,
-	.get_timeline = sqlite_get_timeline,
-	.search = sqlite_search,
-	.list_review = sqlite_list_review,
-	.list_audit = sqlite_list_audit,
+    .name = "sqlite",
+    .accepts = sqlite_accepts,
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .apply = sqlite_apply,
+    .probe = sqlite_probe,
+    .api_writes = true,
+    .get_message = sqlite_get_message,
+    .get_timeline = sqlite_get_timeline,
+    .search = sqlite_search,
+    .list_review = sqlite_list_review,
+    .list_audit = sqlite_list_audit,
 };

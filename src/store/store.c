@@ -16,9 +16,9 @@ struct store {
 };
 
 static const struct store_ops *const backends[] = {
-	&store__sqlite_ops,
-	&store__pg_ops,
-	NULL,
+    &store__sqlite_ops,
+    &store__pg_ops,
+    NULL,
 };
 
 int store_open(const struct config *cfg, struct store **out, char *err, size_t errlen)
@@ -71,7 +71,7 @@ bool store_api_writes(const struct store *st)
 }
 
 int store_get_message(struct store *st, struct arena *a, const char *id, struct store_message *out,
-		      char *err, size_t errlen)
+                      char *err, size_t errlen)
 {
 	if (!st->ops->get_message)
 		return DLRD_EUNSUPP;
@@ -79,8 +79,8 @@ int store_get_message(struct store *st, struct arena *a, const char *id, struct 
 }
 
 int store_get_timeline(struct store *st, struct arena *a, const char *id, bool payloads,
-		       struct store_message *msg, struct store_event **events, size_t *n, char *err,
-		       size_t errlen)
+                       struct store_message *msg, struct store_event **events, size_t *n, char *err,
+                       size_t errlen)
 {
 	if (!st->ops->get_timeline)
 		return DLRD_EUNSUPP;
@@ -88,7 +88,7 @@ int store_get_timeline(struct store *st, struct arena *a, const char *id, bool p
 }
 
 int store_search(struct store *st, struct arena *a, const struct store_query *q,
-		 struct store_message **rows, size_t *n, char *err, size_t errlen)
+                 struct store_message **rows, size_t *n, char *err, size_t errlen)
 {
 	if (!st->ops->search)
 		return DLRD_EUNSUPP;
@@ -96,7 +96,7 @@ int store_search(struct store *st, struct arena *a, const struct store_query *q,
 }
 
 int store_list_review(struct store *st, struct arena *a, const struct store_review_query *q,
-		      struct store_review_item **rows, size_t *n, char *err, size_t errlen)
+                      struct store_review_item **rows, size_t *n, char *err, size_t errlen)
 {
 	if (!st->ops->list_review)
 		return DLRD_EUNSUPP;
@@ -104,7 +104,7 @@ int store_list_review(struct store *st, struct arena *a, const struct store_revi
 }
 
 int store_list_audit(struct store *st, struct arena *a, const struct store_audit_query *q,
-		     struct store_audit_row **rows, size_t *n, char *err, size_t errlen)
+                     struct store_audit_row **rows, size_t *n, char *err, size_t errlen)
 {
 	if (!st->ops->list_audit)
 		return DLRD_EUNSUPP;

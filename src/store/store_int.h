@@ -20,16 +20,16 @@ struct store_ops {
 	 * DLRD_EUNSUPP.  api_writes: apply() handles CI_API items. */
 	bool api_writes;
 	int (*get_message)(void *be, struct arena *a, const char *id, struct store_message *out,
-			   char *err, size_t errlen);
+	                   char *err, size_t errlen);
 	int (*get_timeline)(void *be, struct arena *a, const char *id, bool payloads,
-			    struct store_message *msg, struct store_event **events, size_t *n,
-			    char *err, size_t errlen);
+	                    struct store_message *msg, struct store_event **events, size_t *n,
+	                    char *err, size_t errlen);
 	int (*search)(void *be, struct arena *a, const struct store_query *q,
-		      struct store_message **rows, size_t *n, char *err, size_t errlen);
+	              struct store_message **rows, size_t *n, char *err, size_t errlen);
 	int (*list_review)(void *be, struct arena *a, const struct store_review_query *q,
-			   struct store_review_item **rows, size_t *n, char *err, size_t errlen);
+	                   struct store_review_item **rows, size_t *n, char *err, size_t errlen);
 	int (*list_audit)(void *be, struct arena *a, const struct store_audit_query *q,
-			  struct store_audit_row **rows, size_t *n, char *err, size_t errlen);
+	                  struct store_audit_row **rows, size_t *n, char *err, size_t errlen);
 };
 
 extern const struct store_ops store__sqlite_ops;

@@ -95,8 +95,8 @@ static inline int pt_init(const struct provider *p, struct config *cfg, void **s
 /* pt_init() over exactly the settings in env, a NULL-terminated list of
  * "DLRD_..._KEY=VALUE" (NULL: none): every other DLRD_ variable is unset
  * first, and the config is dropped once init() has read it. */
-static inline int pt_load(const struct provider *p, const char *const *env, void **state,
-                          char *err, size_t errlen)
+static inline int pt_load(const struct provider *p, const char *const *env, void **state, char *err,
+                          size_t errlen)
 {
 	struct config cfg;
 	int rc;
@@ -179,13 +179,13 @@ static inline const char *pt_header(void *hctx, const char *name)
 
 /* What a fake request is made of; members left 0 take the defaults. */
 struct pt_call {
-	const char *method;         /* "POST" */
-	enum webhook_kind kind;     /* HOOK_STATUS */
-	const char *target;         /* path, then "?query" if any */
-	const char *query;          /* when set: the query, target the path alone */
-	const char *ctype;          /* "" */
-	const char *body;           /* "" */
-	const char *public_url;     /* PT_PUBLIC_URL */
+	const char *method;     /* "POST" */
+	enum webhook_kind kind; /* HOOK_STATUS */
+	const char *target;     /* path, then "?query" if any */
+	const char *query;      /* when set: the query, target the path alone */
+	const char *ctype;      /* "" */
+	const char *body;       /* "" */
+	const char *public_url; /* PT_PUBLIC_URL */
 	int64_t now_ms;
 	struct pt_headers *headers; /* NULL: none */
 };

@@ -19,8 +19,8 @@ static enum optout_kind kw(const char *s)
 static void test_keywords(void **state)
 {
 	(void)state;
-	const char *out[] = {"STOP", "stop", " Stop\n", "STOPALL", "unsubscribe", "Cancel",
-			     "END", "quit", "\tQUIT\r\n", "optout", "REVOKE"};
+	const char *out[] = {"STOP", "stop", " Stop\n",    "STOPALL", "unsubscribe", "Cancel",
+	                     "END",  "quit", "\tQUIT\r\n", "optout",  "REVOKE"};
 	for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++)
 		assert_int_equal(kw(out[i]), KW_OPT_OUT);
 	assert_int_equal(kw("START"), KW_OPT_IN);
@@ -46,9 +46,9 @@ static void test_errcat(void **state)
 {
 	(void)state;
 	static const struct provider_error table[] = {
-		{"30003", ER_UNREACHABLE, "Unreachable destination handset"},
-		{"30006", ER_LANDLINE, "Landline or unreachable carrier"},
-		{NULL, ER_NONE, NULL},
+	    {"30003", ER_UNREACHABLE, "Unreachable destination handset"},
+	    {"30006", ER_LANDLINE, "Landline or unreachable carrier"},
+	    {NULL, ER_NONE, NULL},
 	};
 	const char *title;
 	assert_int_equal(errcat_classify(table, "30003", ST_UNDELIVERED, &title), ER_UNREACHABLE);
@@ -70,8 +70,8 @@ static void test_errcat(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_keywords),
-		cmocka_unit_test(test_errcat),
+	    cmocka_unit_test(test_keywords),
+	    cmocka_unit_test(test_errcat),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

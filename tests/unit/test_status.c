@@ -21,9 +21,18 @@ struct ev {
 	bool read;
 };
 
-#define E(st, raw) {{(st), -1, NULL, (raw)}, false}
-#define EC(st, raw, code) {{(st), -1, (code), (raw)}, false}
-#define ET(st, raw, ms) {{(st), (ms), NULL, (raw)}, false}
+#define E(st, raw)                                                                                 \
+	{                                                                                          \
+		{(st), -1, NULL, (raw)}, false                                                     \
+	}
+#define EC(st, raw, code)                                                                          \
+	{                                                                                          \
+		{(st), -1, (code), (raw)}, false                                                   \
+	}
+#define ET(st, raw, ms)                                                                            \
+	{                                                                                          \
+		{(st), (ms), NULL, (raw)}, false                                                   \
+	}
 
 static struct status_summary fold(const struct ev *evs, const int *order, int n)
 {
@@ -79,9 +88,9 @@ static void test_happy_path_all_orders(void **state)
 {
 	(void)state;
 	const struct ev evs[] = {
-		E(ST_ACCEPTED, "queued"), E(ST_ACCEPTED, "sending"), E(ST_SENT, "sent"),
-		E(ST_SENT, "sent"), /* duplicate */
-		E(ST_DELIVERED, "delivered"), E(ST_DELIVERED, "delivered"),
+	    E(ST_ACCEPTED, "queued"),     E(ST_ACCEPTED, "sending"),
+	    E(ST_SENT, "sent"),           E(ST_SENT, "sent"), /* duplicate */
+	    E(ST_DELIVERED, "delivered"), E(ST_DELIVERED, "delivered"),
 	};
 	struct status_summary ref;
 	assert_int_equal(check_all_orders(evs, 6, &ref), 720);
@@ -95,11 +104,11 @@ static void test_failure_with_code_all_orders(void **state)
 {
 	(void)state;
 	const struct ev evs[] = {
-		E(ST_ACCEPTED, "queued"),
-		E(ST_SENT, "sent"),
-		EC(ST_UNDELIVERED, "undelivered", "30003"),
-		EC(ST_UNDELIVERED, "undelivered", "30003"),
-		E(ST_SENT, "sent"),
+	    E(ST_ACCEPTED, "queued"),
+	    E(ST_SENT, "sent"),
+	    EC(ST_UNDELIVERED, "undelivered", "30003"),
+	    EC(ST_UNDELIVERED, "undelivered", "30003"),
+	    E(ST_SENT, "sent"),
 	};
 	struct status_summary ref;
 	assert_int_equal(check_all_orders(evs, 5, &ref), 120);
@@ -111,12 +120,12 @@ static void test_conflicting_finals_all_orders(void **state)
 {
 	(void)state;
 	const struct ev evs[] = {
-		E(ST_SENT, "sent"),
-		EC(ST_UNDELIVERED, "undelivered", "30005"),
-		E(ST_DELIVERED, "delivered"),
-		E(ST_UNKNOWN, "partially_delivered"),
-		EC(ST_FAILED, "failed", "30008"),
-		E(ST_ACCEPTED, "queued"),
+	    E(ST_SENT, "sent"),
+	    EC(ST_UNDELIVERED, "undelivered", "30005"),
+	    E(ST_DELIVERED, "delivered"),
+	    E(ST_UNKNOWN, "partially_delivered"),
+	    EC(ST_FAILED, "failed", "30008"),
+	    E(ST_ACCEPTED, "queued"),
 	};
 	struct status_summary ref;
 	check_all_orders(evs, 6, &ref);
@@ -129,7 +138,7 @@ static void test_unknown_yields_to_definitive(void **state)
 {
 	(void)state;
 	const struct ev evs[] = {E(ST_UNKNOWN, "unknown"), E(ST_EXPIRED, "expired"),
-				 E(ST_SENT, "buffered")};
+	                         E(ST_SENT, "buffered")};
 	struct status_summary ref;
 	check_all_orders(evs, 3, &ref);
 	assert_int_equal(ref.top.status, ST_EXPIRED);
@@ -140,7 +149,7 @@ static void test_unknown_is_final_over_sent(void **state)
 {
 	(void)state;
 	const struct ev evs[] = {E(ST_SENT, "sent"), E(ST_UNKNOWN, "mystery"),
-				 E(ST_ACCEPTED, "queued")};
+	                         E(ST_ACCEPTED, "queued")};
 	struct status_summary ref;
 	check_all_orders(evs, 3, &ref);
 	assert_int_equal(ref.top.status, ST_UNKNOWN);
@@ -153,10 +162,10 @@ static void test_same_status_tiebreak(void **state)
 	/* two undelivered receipts with different codes and times: the later
 	 * provider time wins, whatever the arrival order */
 	const struct ev evs[] = {
-		{{ST_UNDELIVERED, 1000, "1", "undelivered"}, false},
-		{{ST_UNDELIVERED, 2000, "2", "undelivered"}, false},
-		{{ST_UNDELIVERED, -1, "3", "undelivered"}, false},
-		E(ST_SENT, "sent"),
+	    {{ST_UNDELIVERED, 1000, "1", "undelivered"}, false},
+	    {{ST_UNDELIVERED, 2000, "2", "undelivered"}, false},
+	    {{ST_UNDELIVERED, -1, "3", "undelivered"}, false},
+	    E(ST_SENT, "sent"),
 	};
 	struct status_summary ref;
 	check_all_orders(evs, 4, &ref);
@@ -168,7 +177,7 @@ static void test_read_flag(void **state)
 {
 	(void)state;
 	struct ev evs[] = {E(ST_DELIVERED, "delivered"), E(ST_DELIVERED, "read"),
-			   E(ST_SENT, "sent")};
+	                   E(ST_SENT, "sent")};
 	evs[1].read = true;
 	struct status_summary ref;
 	check_all_orders(evs, 3, &ref);
@@ -188,7 +197,7 @@ static void test_rules(void **state)
 			    status_is_final((enum dlr_status)nf))
 				continue;
 			assert_true(status_rank((enum dlr_status)f) >
-				    status_rank((enum dlr_status)nf));
+			            status_rank((enum dlr_status)nf));
 		}
 	}
 	assert_true(status_rank(ST_SENT) > status_rank(ST_ACCEPTED));
@@ -227,7 +236,8 @@ static void test_randomized(void **state)
 		int n = 1 + (int)(rand_r(&seed) % 8);
 		for (int i = 0; i < n; i++) {
 			evs[i].k.status = (enum dlr_status)(rand_r(&seed) % ST__COUNT);
-			evs[i].k.occurred_ms = (rand_r(&seed) % 3) ? -1 : (int64_t)(rand_r(&seed) % 5);
+			evs[i].k.occurred_ms =
+			    (rand_r(&seed) % 3) ? -1 : (int64_t)(rand_r(&seed) % 5);
 			evs[i].k.error_code = codes[rand_r(&seed) % 4];
 			evs[i].k.raw_status = raws[rand_r(&seed) % 3];
 			evs[i].read = rand_r(&seed) % 7 == 0;
@@ -259,16 +269,16 @@ static void test_randomized(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_happy_path_all_orders),
-		cmocka_unit_test(test_failure_with_code_all_orders),
-		cmocka_unit_test(test_conflicting_finals_all_orders),
-		cmocka_unit_test(test_unknown_yields_to_definitive),
-		cmocka_unit_test(test_unknown_is_final_over_sent),
-		cmocka_unit_test(test_same_status_tiebreak),
-		cmocka_unit_test(test_read_flag),
-		cmocka_unit_test(test_rules),
-		cmocka_unit_test(test_names_round_trip),
-		cmocka_unit_test(test_randomized),
+	    cmocka_unit_test(test_happy_path_all_orders),
+	    cmocka_unit_test(test_failure_with_code_all_orders),
+	    cmocka_unit_test(test_conflicting_finals_all_orders),
+	    cmocka_unit_test(test_unknown_yields_to_definitive),
+	    cmocka_unit_test(test_unknown_is_final_over_sent),
+	    cmocka_unit_test(test_same_status_tiebreak),
+	    cmocka_unit_test(test_read_flag),
+	    cmocka_unit_test(test_rules),
+	    cmocka_unit_test(test_names_round_trip),
+	    cmocka_unit_test(test_randomized),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,14 +117,14 @@ static void summary(struct fixture *f, const char *sid, char *out, size_t n)
 	sqlite3 *db;
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(
-				 db,
-				 "SELECT current_status || '|' || coalesce(current_raw_status,'-') "
-				 "|| '|' || coalesce(current_error_code,'-') || '|' || is_final || "
-				 "'|' || status_mask || '|' || final_conflict || '|' || event_count "
-				 "FROM sms_messages WHERE provider_message_id = ?1",
-				 -1, &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db,
+	                       "SELECT current_status || '|' || coalesce(current_raw_status,'-') "
+	                       "|| '|' || coalesce(current_error_code,'-') || '|' || is_final || "
+	                       "'|' || status_mask || '|' || final_conflict || '|' || event_count "
+	                       "FROM sms_messages WHERE provider_message_id = ?1",
+	                       -1, &st, NULL),
+	    SQLITE_OK);
 	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	util_strlcpy(out, (const char *)sqlite3_column_text(st, 0), n);
@@ -161,9 +161,11 @@ static void test_every_order_same_summary(void **state)
 		enum dlr_status st;
 		const char *raw, *code;
 	} set[] = {
-		{ST_ACCEPTED, "queued", NULL},	  {ST_SENT, "sent", NULL},
-		{ST_UNDELIVERED, "undelivered", "30003"}, {ST_SENT, "sent", NULL},
-		{ST_DELIVERED, "delivered", NULL},
+	    {ST_ACCEPTED, "queued", NULL},
+	    {ST_SENT, "sent", NULL},
+	    {ST_UNDELIVERED, "undelivered", "30003"},
+	    {ST_SENT, "sent", NULL},
+	    {ST_DELIVERED, "delivered", NULL},
 	};
 	int order[5] = {0, 1, 2, 3, 4}, c[5] = {0};
 	char ref[256] = "", got[256], sid[32];
@@ -173,7 +175,7 @@ static void test_every_order_same_summary(void **state)
 		for (int k = 0; k < 5; k++) {
 			struct commit_item it;
 			struct dlr_event e =
-				mk(sid, set[order[k]].st, set[order[k]].raw, set[order[k]].code);
+			    mk(sid, set[order[k]].st, set[order[k]].raw, set[order[k]].code);
 			assert_int_equal(apply1(f, &e, &it), 0);
 		}
 		summary(f, sid, got, sizeof(got));
@@ -198,8 +200,8 @@ static void test_every_order_same_summary(void **state)
 	assert_int_equal(perm, 120);
 	assert_string_equal(ref, "delivered|delivered|-|1|15|1|4");
 	/* one conflict review row per message, however the events arrived */
-	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue WHERE reason='final_conflict'"),
-			 120);
+	assert_int_equal(
+	    q_int(f, "SELECT count(*) FROM review_queue WHERE reason='final_conflict'"), 120);
 	assert_int_equal(q_int(f, "SELECT count(DISTINCT message_id) FROM review_queue"), 120);
 }
 
@@ -221,13 +223,14 @@ static void test_unknown_and_unusable_go_to_review(void **state)
 	event_finish(&u);
 	assert_int_equal(apply1(f, &u, &it), 0);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue WHERE reason='unknown_status'"
-				  " AND raw_status='weird' AND event_id IS NOT NULL"),
-			 1);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue WHERE "
-				  "reason='unusable_payload' AND raw_payload = CAST('raw=1' AS BLOB)"),
-			 1);
+	                          " AND raw_status='weird' AND event_id IS NOT NULL"),
+	                 1);
+	assert_int_equal(q_int(f,
+	                       "SELECT count(*) FROM review_queue WHERE "
+	                       "reason='unusable_payload' AND raw_payload = CAST('raw=1' AS BLOB)"),
+	                 1);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events WHERE status='unknown'"),
-			 1);
+	                 1);
 }
 
 static void test_batch_is_atomic(void **state)
@@ -252,18 +255,18 @@ static void test_batch_is_atomic(void **state)
 	struct commit_item *items[2] = {&i1, &i2};
 	assert_int_equal(store_apply(f->st, items, 2, err, sizeof(err)), DLRD_EIO);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages WHERE provider_message_id = "
-				  "'SMbatch1'"),
-			 0);
+	                          "'SMbatch1'"),
+	                 0);
 	/* the store is usable afterwards */
 	items[1] = &i1;
 	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events WHERE "
-				  "provider_message_id = 'SMbatch1'"),
-			 1);
+	                          "provider_message_id = 'SMbatch1'"),
+	                 1);
 }
 
 static struct dlr_event inbound(const char *id, const char *user, const char *text,
-			       int64_t occurred_ms)
+                                int64_t occurred_ms)
 {
 	struct dlr_event e;
 	memset(&e, 0, sizeof(e));
@@ -297,14 +300,14 @@ static void test_inbound_and_opt_out(void **state)
 	assert_int_equal(apply1(f, &hello, &it), 0);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_inbound_messages"), 3);
 	assert_int_equal(q_int(f, "SELECT retry_count FROM sms_inbound_messages WHERE "
-				  "provider_message_id='SMin1'"),
-			 1);
+	                          "provider_message_id='SMin1'"),
+	                 1);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_inbound_messages WHERE keyword='none'"),
-			 1);
+	                 1);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_opt_out_history"), 2);
 	assert_int_equal(q_int(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash="
-				  "'userhash' AND sender_identity='+15005550006'"),
-			 0);
+	                          "'userhash' AND sender_identity='+15005550006'"),
+	                 0);
 	/* inbound never enters a delivery timeline */
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events"), 0);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages"), 0);
@@ -320,23 +323,23 @@ static void test_error_reason_stored(void **state)
 	struct dlr_event late = mk("SMerr", ST_SENT, "sent", NULL);
 	assert_int_equal(apply1(f, &late, &it), 0);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages WHERE current_status="
-				  "'undelivered' AND current_error_reason='unreachable'"),
-			 1);
+	                          "'undelivered' AND current_error_reason='unreachable'"),
+	                 1);
 	assert_int_equal(q_int(f, "SELECT changed_summary FROM sms_message_events WHERE "
-				  "status='sent'"),
-			 0);
+	                          "status='sent'"),
+	                 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_new_and_duplicate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_every_order_same_summary, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_and_unusable_go_to_review, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_batch_is_atomic, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_inbound_and_opt_out, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_error_reason_stored, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_new_and_duplicate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_order_same_summary, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_and_unusable_go_to_review, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_is_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound_and_opt_out, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_error_reason_stored, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
