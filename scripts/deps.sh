@@ -7,7 +7,7 @@ set -eu
 
 build="cmake make gcc pkg-config libmicrohttpd-dev libsqlite3-dev libjansson-dev libssl-dev libinih-dev libcurl4-openssl-dev libpq-dev tzdata"
 test="$build libcmocka-dev sqlite3 curl clang libclang-rt-dev clang-format"
-bench="$build wrk nginx-light sqlite3"
+bench="$build wrk nginx-light sqlite3 curl iproute2"
 pg="postgresql"
 fuzz="clang libclang-rt-dev"
 
