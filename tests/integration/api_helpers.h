@@ -64,9 +64,9 @@ static inline const char *api_tokens_env(void)
 /* noinline: inlined into callers with a short extra[], gcc -O2 warns about
  * bounds the loop never reaches. */
 static __attribute__((noinline, unused)) long api_call(const struct dlrd *d, const char *method,
-						      const char *target,
-                            const char *token, const char *body, const char *const *extra,
-                            struct h_resp *out)
+                                                       const char *target, const char *token,
+                                                       const char *body, const char *const *extra,
+                                                       struct h_resp *out)
 {
 	char auth[300];
 	const char *headers[16];
