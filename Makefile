@@ -29,7 +29,7 @@ unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit
 
 integration: build
-	cd $(BUILD) && ctest --output-on-failure -L integration
+	cd $(BUILD) && ctest --output-on-failure -L '^integration$$'
 
 run: build
 	@mkdir -p var

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The integration harness (see harness.h): process control for the real
- * dlrd binary, HTTP over libcurl, raw sockets, read-only SQLite queries and
- * log capture.  Nothing here is shared between instances: every struct dlrd
- * carries its own folder, port and settings.
+ * dlrd binary, HTTP over libcurl, raw sockets, read-only database queries
+ * (SQLite, or PostgreSQL when DLRD_TEST_BACKEND=postgresql) and log capture.
+ * Nothing here is shared between instances: every struct dlrd carries its
+ * own folder, port, settings and, under PostgreSQL, database.
  */
 #include "harness.h"
 
@@ -12,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -30,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../pgtest.h"
 #include "arena.h"
 #include "form.h"
 #include "sig.h"
@@ -43,8 +46,38 @@
 #define HTTP_TIMEOUT_MS  10000
 #define FORM_FIELDS_MAX  256
 #define ACCOUNT_SID      "AC0123456789abcdef0123456789abcdef"
+/* pg_type.oid of boolean and of bytea (PostgreSQL's catalog/pg_type_d.h) */
+#define BOOL_OID  16
+#define BYTEA_OID 17
 
 extern char **environ;
+
+/* ---- the backend ---- */
+
+bool h_pg(void)
+{
+	const char *b = getenv("DLRD_TEST_BACKEND");
+	return b && strcmp(b, "postgresql") == 0;
+}
+
+/* Runs before main(): under PostgreSQL without a server the whole binary is
+ * a skip (77; 1 under CI, see pgt_not_configured), and a backend name the
+ * harness does not know is an error, not a silent SQLite run. */
+__attribute__((constructor)) static void check_backend(void)
+{
+	const char *b = getenv("DLRD_TEST_BACKEND");
+
+	if (b && *b && strcmp(b, "sqlite") != 0 && strcmp(b, "postgresql") != 0) {
+		fprintf(stderr, "%s: DLRD_TEST_BACKEND=%s: expected sqlite or postgresql\n",
+		        program_invocation_short_name, b);
+		exit(2);
+	}
+	if (h_pg() && !pgt_server()) {
+		int rc = pgt_not_configured(program_invocation_short_name);
+		fflush(stdout);
+		exit(rc);
+	}
+}
 
 int64_t h_now_ms(void)
 {
@@ -119,6 +152,11 @@ int h_setup(struct dlrd *d, const char *const *env)
 	util_fmt(d->db_path, sizeof(d->db_path), "%s/dlrd.db", d->dir);
 	util_fmt(d->log_path, sizeof(d->log_path), "%s/dlrd.log", d->dir);
 	util_fmt(d->fault_path, sizeof(d->fault_path), "%s/fault", d->dir);
+	if (h_pg() &&
+	    pgt_create_db(d->pg_db, sizeof(d->pg_db), d->pg_url, sizeof(d->pg_url)) != 0) {
+		h_teardown(d); /* drops what pgt_create_db may have made */
+		return -1;
+	}
 	set_port(d, pick_port());
 	for (size_t i = 0; env && env[i]; i++)
 		h_set_env(d, env[i]);
@@ -188,7 +226,10 @@ static char **child_env_new(const struct dlrd *d)
 	util_fmt(buf, sizeof(buf), "127.0.0.1:%u", (unsigned)d->port);
 	n = env_put(env, n, "DLRD_SERVER_LISTEN", buf);
 	n = env_put(env, n, "DLRD_SERVER_PUBLIC_URL", H_PUBLIC_URL);
-	util_fmt(buf, sizeof(buf), "sqlite:%s", d->db_path);
+	if (d->pg_url[0])
+		util_strlcpy(buf, d->pg_url, sizeof(buf));
+	else
+		util_fmt(buf, sizeof(buf), "sqlite:%s", d->db_path);
 	n = env_put(env, n, "DLRD_STORAGE_URL", buf);
 	n = env_put(env, n, "DLRD_SERVER_DATA_DIR", d->dir);
 	n = env_put(env, n, "DLRD_TWILIO_AUTH_TOKENS", H_TOKEN1 "," H_TOKEN2);
@@ -329,9 +370,12 @@ void h_teardown(struct dlrd *d)
 		waitpid(d->pid, NULL, 0);
 		d->pid = 0;
 	}
+	if (d->owns_dir && d->pg_db[0])
+		pgt_drop_db(d->pg_db); /* keeps it under DLRD_TEST_KEEP */
 	if (d->owns_dir && d->dir[0] && !getenv("DLRD_TEST_KEEP"))
 		nftw(d->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	d->dir[0] = '\0';
+	d->pg_db[0] = '\0';
 	curl_global_cleanup();
 }
 
@@ -952,11 +996,109 @@ size_t h_raw_status_post(char *buf, size_t cap, const char *body, bool close_con
 
 /* ---- the database ---- */
 
-/* Runs the query and leaves the statement on its first row. */
+/*
+ * Under PostgreSQL the tests' SQL, written for SQLite, runs against a
+ * compatibility layer in schema "h", which comes first on the search path of
+ * the harness's connections:
+ *
+ * - a view per table of "public", with the table's name and columns, where
+ *   timestamptz columns read as the RFC 3339 text dlrd stores in SQLite
+ *   (util_rfc3339: 2024-02-14T15:37:00.123Z), uuid columns as text, and text
+ *   compares bytewise (COLLATE "C", as in SQLite; the test databases have a
+ *   linguistic default collation, see pgt_create_db).  bytea reads as text,
+ *   so that CAST(raw_payload AS TEXT) = '...' and raw_payload || '|' mean
+ *   what they mean in SQLite: valid UTF-8 (every payload) as the text it
+ *   is, anything else (ciphertext) one character per byte, U+0001 to
+ *   U+00FF (NUL as U+0001), so that length() still counts its bytes and an
+ *   ASCII run in it can still be found;
+ * - instr() and group_concat() (one or two arguments, NULLs skipped), as in
+ *   SQLite;
+ * - boolean || text and text || boolean, which read a comparison as 1 or 0
+ *   where PostgreSQL would write "true": in SQLite a comparison is an
+ *   integer.
+ *
+ * It is built on the first query after the tables change (dlrd's
+ * migrations), under an advisory lock, and remembers the columns it was
+ * built for as the schema's comment, so every other query pays one catalog
+ * look-up.  What it cannot cover the tests write portably: an alias for every
+ * subquery in FROM, CAST(x AS TEXT) before an integer meets text in
+ * coalesce(), "instr(...) > 0" where a condition is wanted (an integer is
+ * not a boolean in PostgreSQL).
+ */
+static const char pg_compat_sql[] =
+    "DO $compat$ DECLARE t record; cols text; stamp text; BEGIN"
+    " PERFORM pg_advisory_xact_lock(7301417);"
+    " SELECT md5(coalesce(string_agg(c.relname || '.' || a.attname || ':' || a.atttypid::text,"
+    "  ',' ORDER BY c.relname, a.attnum), '')) INTO stamp"
+    "  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid"
+    "  WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')"
+    "  AND a.attnum > 0 AND NOT a.attisdropped;"
+    " IF obj_description(to_regnamespace('h'), 'pg_namespace') IS NOT DISTINCT FROM stamp THEN"
+    "  RETURN;"
+    " END IF;"
+    " DROP SCHEMA IF EXISTS h CASCADE;"
+    " CREATE SCHEMA h;"
+    " CREATE FUNCTION h.blob_text(b bytea) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT"
+    "  AS 'BEGIN RETURN convert_from(b, ''UTF8'');"
+    "  EXCEPTION WHEN character_not_in_repertoire THEN"
+    "  RETURN (SELECT string_agg(chr(greatest(get_byte(b, i), 1)), '''' ORDER BY i)"
+    "  FROM generate_series(0, length(b) - 1) AS i); END';"
+    " FOR t IN SELECT c.oid, c.relname FROM pg_class c"
+    "  WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') LOOP"
+    "  SELECT string_agg(CASE"
+    "   WHEN a.atttypid = 'timestamptz'::regtype THEN format('to_char(%1$I AT TIME ZONE ''UTC'',"
+    " ''YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'') COLLATE \"C\" AS %1$I', a.attname)"
+    "   WHEN a.atttypid = 'uuid'::regtype THEN format('%1$I::text COLLATE \"C\" AS %1$I',"
+    " a.attname)"
+    "   WHEN a.atttypid = 'text'::regtype THEN format('%1$I COLLATE \"C\" AS %1$I', a.attname)"
+    "   WHEN a.atttypid = 'bytea'::regtype THEN format('h.blob_text(%1$I) COLLATE \"C\" AS %1$I',"
+    " a.attname)"
+    "   ELSE format('%I', a.attname) END, ', ' ORDER BY a.attnum) INTO cols"
+    "   FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped;"
+    "  EXECUTE format('CREATE VIEW h.%I AS SELECT %s FROM public.%I', t.relname, cols,"
+    " t.relname);"
+    " END LOOP;"
+    " CREATE FUNCTION h.instr(text, text) RETURNS integer LANGUAGE sql IMMUTABLE"
+    "  AS 'SELECT strpos($1, $2)';"
+    " CREATE FUNCTION h.gc_step(text, text, text) RETURNS text LANGUAGE sql IMMUTABLE"
+    "  AS 'SELECT CASE WHEN $2 IS NULL THEN $1 WHEN $1 IS NULL THEN $2 ELSE $1 || $3 || $2 END';"
+    " CREATE FUNCTION h.gc_step(text, text) RETURNS text LANGUAGE sql IMMUTABLE"
+    "  AS 'SELECT h.gc_step($1, $2, '','')';"
+    " CREATE AGGREGATE h.group_concat(text, text) (SFUNC = h.gc_step, STYPE = text);"
+    " CREATE AGGREGATE h.group_concat(text) (SFUNC = h.gc_step, STYPE = text);"
+    " CREATE FUNCTION h.cat(boolean, text) RETURNS text LANGUAGE sql IMMUTABLE"
+    "  AS 'SELECT $1::integer || $2';"
+    " CREATE FUNCTION h.cat(text, boolean) RETURNS text LANGUAGE sql IMMUTABLE"
+    "  AS 'SELECT $1 || $2::integer';"
+    " CREATE OPERATOR h.|| (LEFTARG = boolean, RIGHTARG = text, FUNCTION = h.cat);"
+    " CREATE OPERATOR h.|| (LEFTARG = text, RIGHTARG = boolean, FUNCTION = h.cat);"
+    " EXECUTE format('COMMENT ON SCHEMA h IS %L', stamp);"
+    " END $compat$;"
+    " SET search_path = h, public;"
+    " SET default_transaction_read_only = on";
+
+/* The tables dlrd's writer writes (h_db_lock). */
+#define PG_WRITE_TABLES                                                                            \
+	"public.sms_messages, public.sms_message_events, public.sms_callback_log,"                 \
+	" public.review_queue, public.sms_inbound_messages, public.sms_opt_outs,"                  \
+	" public.sms_opt_out_history"
+
+/* Under SQLite: BEGIN IMMEDIATE, so dlrd's writer waits in its busy handler.
+ * Under PostgreSQL: the write tables locked IN EXCLUSIVE MODE (reads go on),
+ * so dlrd's writer waits for the lock in its first statement. */
 void *h_db_lock(const struct dlrd *d)
 {
 	sqlite3 *db = NULL;
 
+	if (h_pg()) {
+		PGconn *c = pgt_connect(d->pg_url);
+		if (c && pgt_exec(c, "SET lock_timeout = '5s'; BEGIN;"
+		                     " LOCK TABLE " PG_WRITE_TABLES " IN EXCLUSIVE MODE") != 0) {
+			PQfinish(c);
+			c = NULL;
+		}
+		return c;
+	}
 	if (sqlite3_open_v2(d->db_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
 	    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
@@ -970,8 +1112,107 @@ void h_db_unlock(void *lock)
 {
 	if (!lock)
 		return;
+	if (h_pg()) {
+		pgt_exec(lock, "ROLLBACK");
+		PQfinish(lock);
+		return;
+	}
 	sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_close(lock);
+}
+
+/* Runs the query (formatted by sqlite3_vmprintf, as under SQLite) on a new
+ * connection to d's PostgreSQL database, on the compatibility layer.
+ * Returns the result when it has a row (the caller PQclear()s it), else
+ * NULL; either way the caller PQfinish()es *c (NULL allowed). */
+static PGresult *pg_first(const struct dlrd *d, PGconn **c, const char *fmt, va_list ap)
+{
+	char *sql = sqlite3_vmprintf(fmt, ap);
+	PGresult *r = NULL;
+
+	*c = NULL;
+	if (!sql || !(*c = pgt_connect(d->pg_url)))
+		goto out;
+	r = PQexec(*c, pg_compat_sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		fprintf(stderr, "harness: the PostgreSQL compatibility layer: %s",
+		        PQerrorMessage(*c));
+		goto fail;
+	}
+	PQclear(r);
+	r = PQexec(*c, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fprintf(stderr, "harness: %s: %s", sql, PQerrorMessage(*c));
+	else if (PQntuples(r) > 0)
+		goto out;
+fail:
+	PQclear(r);
+	r = NULL;
+out:
+	sqlite3_free(sql);
+	return r;
+}
+
+/* h_sql_int under PostgreSQL: a boolean reads as 1 or 0 (as a SQLite
+ * comparison does); anything else must be an integer. */
+static int64_t pg_int(const struct dlrd *d, const char *fmt, va_list ap)
+{
+	PGconn *c;
+	PGresult *r = pg_first(d, &c, fmt, ap);
+	int64_t v = H_SQL_ERR;
+
+	if (r && !PQgetisnull(r, 0, 0)) {
+		const char *s = PQgetvalue(r, 0, 0);
+		char *end;
+		long long x;
+
+		if (PQftype(r, 0) == BOOL_OID) {
+			v = s[0] == 't';
+		} else {
+			errno = 0;
+			x = strtoll(s, &end, 10);
+			if (end != s && *end == '\0' && errno == 0)
+				v = x;
+			else
+				fprintf(stderr, "harness: h_sql_int: \"%s\" is not an integer\n",
+				        s);
+		}
+	}
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* sql_vtext under PostgreSQL: text as it is, bytea as its bytes. */
+static long pg_vtext(const struct dlrd *d, char *out, size_t cap, const char *fmt, va_list ap)
+{
+	PGconn *c;
+	PGresult *r = pg_first(d, &c, fmt, ap);
+	unsigned char *bytes = NULL;
+	long rc = -1;
+
+	if (r && PQgetisnull(r, 0, 0)) {
+		rc = -2;
+	} else if (r) {
+		const char *p = PQgetvalue(r, 0, 0);
+		size_t n = (size_t)PQgetlength(r, 0, 0);
+		if (PQftype(r, 0) == BYTEA_OID) {
+			bytes = PQunescapeBytea((const unsigned char *)p, &n);
+			p = (const char *)bytes;
+		}
+		if (p) {
+			if (n >= cap)
+				n = cap - 1;
+			if (n)
+				memcpy(out, p, n);
+			out[n] = '\0';
+			rc = (long)n;
+		}
+	}
+	PQfreemem(bytes);
+	PQclear(r);
+	PQfinish(c);
+	return rc;
 }
 
 static int sql_first(const struct dlrd *d, sqlite3 **db, sqlite3_stmt **st, const char *fmt,
@@ -1012,6 +1253,11 @@ int64_t h_sql_int(const struct dlrd *d, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
+	if (h_pg()) {
+		v = pg_int(d, fmt, ap);
+		va_end(ap);
+		return v;
+	}
 	if (sql_first(d, &db, &st, fmt, ap) == 0 && sqlite3_column_type(st, 0) != SQLITE_NULL)
 		v = sqlite3_column_int64(st, 0);
 	va_end(ap);
@@ -1026,6 +1272,8 @@ static long sql_vtext(const struct dlrd *d, char *out, size_t cap, const char *f
 	long rc = -1;
 
 	out[0] = '\0';
+	if (h_pg())
+		return pg_vtext(d, out, cap, fmt, ap);
 	if (sql_first(d, &db, &st, fmt, ap) == 0) {
 		if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
 			rc = -2;
@@ -1068,6 +1316,37 @@ const char *h_sql_str(const struct dlrd *d, char *buf, size_t cap, const char *f
 	if (rc < 0)
 		return "(no row)";
 	return buf;
+}
+
+int h_sql_exec(const struct dlrd *d, const char *fmt, ...)
+{
+	sqlite3 *db = NULL;
+	PGconn *c = NULL;
+	char *sql, *err = NULL;
+	va_list ap;
+	int rc = -1;
+
+	va_start(ap, fmt);
+	sql = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+	if (!sql)
+		return -1;
+	if (h_pg()) {
+		if ((c = pgt_connect(d->pg_url)))
+			rc = pgt_exec(c, "%s", sql); /* says what failed */
+		PQfinish(c);
+	} else if (sqlite3_open_v2(d->db_path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		fprintf(stderr, "harness: %s: %s\n", d->db_path, sqlite3_errmsg(db));
+	} else {
+		sqlite3_busy_timeout(db, 5000);
+		rc = sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK ? 0 : -1;
+		if (rc != 0)
+			fprintf(stderr, "harness: %s: %s\n", sql, err ? err : sqlite3_errmsg(db));
+		sqlite3_free(err);
+	}
+	sqlite3_close(db);
+	sqlite3_free(sql);
+	return rc;
 }
 
 int64_t h_count(const struct dlrd *d, const char *table)

@@ -11,8 +11,18 @@
  *   response headers tests look at), and Twilio-signed callbacks;
  * - a raw socket for framing libcurl will not produce (pipelining,
  *   conflicting Content-Length / Transfer-Encoding, slow clients);
- * - read-only SQLite queries against the daemon's database;
+ * - read-only queries against the daemon's database;
  * - the daemon's captured stderr, for log checks.
+ *
+ * Two backends.  By default dlrd stores in SQLite (<dir>/dlrd.db).  With
+ * DLRD_TEST_BACKEND=postgresql (the integration-pg tests), h_setup creates a
+ * fresh database on the server named by DLRD_TEST_PG_URL (pgtest.h) and
+ * points dlrd at it, the h_sql_* helpers query it through libpq with a
+ * compatibility layer that makes the tests' SQLite-flavoured queries read
+ * the same (harness.c), and h_teardown drops it.  Under PostgreSQL without
+ * DLRD_TEST_PG_URL the binary exits 77 (a CTest skip; 1 when $CI is set)
+ * before main().  Tests that check something only SQLite has skip it with
+ * H_SQLITE_ONLY.
  *
  * Every wait is bounded.  The daemon gets PR_SET_PDEATHSIG, so a crashed
  * test binary does not leave it running.  Single-threaded test binaries
@@ -47,6 +57,8 @@ struct dlrd {
 	char db_path[H_PATH_MAX];    /* <dir>/dlrd.db */
 	char log_path[H_PATH_MAX];   /* <dir>/<log name>: stdout+stderr, appended */
 	char fault_path[H_PATH_MAX]; /* <dir>/fault: DLRD_TEST_FAULT_FILE */
+	char pg_db[96];              /* PostgreSQL: the database's name, else "" */
+	char pg_url[H_PATH_MAX];     /* PostgreSQL: libpq URL of pg_db, else "" */
 	char base_url[64];           /* http://127.0.0.1:<port> */
 	uint16_t port;
 	pid_t pid;     /* 0 when not running */
@@ -57,12 +69,25 @@ struct dlrd {
 	size_t n_env;
 };
 
-/* Makes a fresh temp folder, picks a free port and fills d.  env: NULL or a
- * NULL-terminated list of extra "KEY=VALUE" settings.  Does not start dlrd.
- * Returns 0 or -1. */
+/* true when the tests run dlrd on PostgreSQL (DLRD_TEST_BACKEND=postgresql). */
+bool h_pg(void);
+/* In a cmocka test: under PostgreSQL, prints why the rest of the test is
+ * SQLite-only and skips it. */
+#define H_SQLITE_ONLY(why)                                                                         \
+	do {                                                                                       \
+		if (h_pg()) {                                                                      \
+			print_message("SKIPPED under PostgreSQL: %s\n", why);                      \
+			skip();                                                                    \
+		}                                                                                  \
+	} while (0)
+
+/* Makes a fresh temp folder (and, under PostgreSQL, a fresh database),
+ * picks a free port and fills d.  env: NULL or a NULL-terminated list of
+ * extra "KEY=VALUE" settings.  Does not start dlrd.  Returns 0 or -1. */
 int h_setup(struct dlrd *d, const char *const *env);
 /* A second instance on d's folder and database, with its own port and log
- * file (log_name under the folder) and the same settings plus env. */
+ * file (log_name under the folder) and the same settings plus env.  It
+ * does not own them: its h_teardown leaves them to d's. */
 int h_setup_shared(struct dlrd *out, const struct dlrd *d, const char *log_name,
                    const char *const *env);
 /* Adds or replaces one "KEY=VALUE" setting for the next start. */
@@ -83,7 +108,8 @@ int h_wait_exit(struct dlrd *d, int timeout_ms, int *status);
 /* Sends sig and waits up to timeout_ms for the exit.  Returns 0 with the
  * waitpid status in *status, or -1 on timeout (then dlrd is SIGKILLed). */
 int h_stop(struct dlrd *d, int sig, int timeout_ms, int *status);
-/* Kills dlrd if it still runs, removes the folder when d owns it. */
+/* Kills dlrd if it still runs, removes the folder (and drops the PostgreSQL
+ * database) when d owns it; DLRD_TEST_KEEP=1 keeps both. */
 void h_teardown(struct dlrd *d);
 /* cmocka fixtures: *state gets a heap struct dlrd started with env (NULL
  * or extra "KEY=VALUE" settings); the stop fixture tears it down. */
@@ -200,8 +226,9 @@ size_t h_raw_status_post(char *buf, size_t cap, const char *body, bool close);
 #define H_SQL_ERR INT64_MIN
 
 /* The first column of the first row of an SQL query built with
- * sqlite3_mprintf (so %q and %Q are available).  Returns H_SQL_ERR when the
- * query fails, has no row, or the value is NULL. */
+ * sqlite3_mprintf (so %q, %Q and %w are available), on either backend.
+ * Returns H_SQL_ERR when the query fails, has no row, or the value is NULL
+ * (under PostgreSQL also when it is not an integer; a boolean reads 1/0). */
 int64_t h_sql_int(const struct dlrd *d, const char *fmt, ...);
 /* Same for text (blobs as bytes): copies into out (NUL-terminated) and
  * returns the length, or -1 (no row, error) or -2 (NULL). */
@@ -209,14 +236,21 @@ long h_sql_text(const struct dlrd *d, char *out, size_t cap, const char *fmt, ..
 /* Same, for assertions: returns buf, or "(null)" for NULL, or "(no row)"
  * when the query fails or has no row. */
 const char *h_sql_str(const struct dlrd *d, char *buf, size_t cap, const char *fmt, ...);
+/* Runs SQL that changes the database (a test-only edit, such as back-dating
+ * a stored time), built like h_sql_int's, on a separate read-write
+ * connection.  Under PostgreSQL it runs on dlrd's tables themselves, without
+ * the compatibility layer: a time is written as RFC 3339 text, which
+ * PostgreSQL reads as timestamptz.  Returns 0, or -1 (the error on
+ * stderr). */
+int h_sql_exec(const struct dlrd *d, const char *fmt, ...);
 /* SELECT count(*) FROM table. */
 int64_t h_count(const struct dlrd *d, const char *table);
 /* Rows in the four data tables together. */
 int64_t h_count_data(const struct dlrd *d);
 
 /* Takes the database's write lock from a separate connection (so dlrd's
- * writer waits in its busy handler) and returns a handle for h_db_unlock,
- * or NULL. */
+ * writer waits: in its busy handler under SQLite, for the table locks under
+ * PostgreSQL) and returns a handle for h_db_unlock, or NULL. */
 void *h_db_lock(const struct dlrd *d);
 void h_db_unlock(void *lock);
 

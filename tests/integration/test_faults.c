@@ -126,12 +126,14 @@ static void storage_failure(struct dlrd *d, const char *fault, unsigned tag)
 
 static void test_io_error(void **state)
 {
+	H_SQLITE_ONLY("the fault file drives dlrd's SQLite VFS");
 	storage_failure(*state, "e", 40);
 	assert_true(h_log_contains(*state, "I/O error"));
 }
 
 static void test_disk_full(void **state)
 {
+	H_SQLITE_ONLY("the fault file drives dlrd's SQLite VFS");
 	storage_failure(*state, "f", 41);
 	assert_true(h_log_contains(*state, "full"));
 }
@@ -146,6 +148,7 @@ static void test_fault_during_commit_wait(void **state)
 	void *lock;
 	struct h_async *a;
 
+	H_SQLITE_ONLY("the fault file drives dlrd's SQLite VFS");
 	body_for(body, sizeof(body), 42, 1, "delivered");
 	lock = h_db_lock(d);
 	assert_non_null(lock);

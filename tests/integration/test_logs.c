@@ -97,12 +97,17 @@ static void test_no_secrets_or_numbers(void **state)
 	body[n] = '\0';
 	assert_int_equal(h_post_status(d, body, &r), 413);
 	/* refused during a storage fault */
-	assert_int_equal(h_write_file(d->fault_path, "e"), 0);
-	h_sid(sid, 70, 3);
-	assert_true(h_twilio_body(body, sizeof(body), sid, "sent", NULL) > 0);
-	assert_int_equal(h_post_status(d, body, &r), 503);
-	assert_int_equal(unlink(d->fault_path), 0);
-	assert_int_equal(h_wait_healthy(d, 5000), 0);
+	if (h_pg()) {
+		print_message("SKIPPED under PostgreSQL: the storage-fault part (the fault file"
+		              " drives dlrd's SQLite VFS)\n");
+	} else {
+		assert_int_equal(h_write_file(d->fault_path, "e"), 0);
+		h_sid(sid, 70, 3);
+		assert_true(h_twilio_body(body, sizeof(body), sid, "sent", NULL) > 0);
+		assert_int_equal(h_post_status(d, body, &r), 503);
+		assert_int_equal(unlink(d->fault_path), 0);
+		assert_int_equal(h_wait_healthy(d, 5000), 0);
+	}
 
 	assert_int_equal(h_stop(d, SIGTERM, 5000, &st), 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -110,7 +115,8 @@ static void test_no_secrets_or_numbers(void **state)
 	/* the log is there and says something... */
 	assert_true(h_log_contains(d, "event=listening"));
 	assert_true(h_log_contains(d, "event=callback_rejected"));
-	assert_true(h_log_contains(d, "event=commit_failed"));
+	if (!h_pg())
+		assert_true(h_log_contains(d, "event=commit_failed"));
 	/* ...but nothing it must not */
 	assert_log_clean(d);
 }

@@ -120,7 +120,7 @@ static void test_final_conflict_both_orders(void **state)
 		              "SELECT group_concat(status||':'||coalesce(error_code,"
 		              "'-'), ',') FROM (SELECT status, error_code FROM"
 		              " sms_message_events WHERE provider_message_id = %Q"
-		              " ORDER BY status)",
+		              " ORDER BY status) AS s",
 		              sid),
 		    "delivered:-,undelivered:30003");
 	}

@@ -62,7 +62,7 @@ static void test_batch(void **state)
 	assert_string_equal(
 	    h_sql_str(d, buf, sizeof(buf),
 	              "SELECT group_concat(status||'|'||raw_status||'|'||provider_occurred_at, ';')"
-	              " FROM (SELECT * FROM sms_message_events ORDER BY id)"),
+	              " FROM (SELECT * FROM sms_message_events ORDER BY id) AS s"),
 	    "sent|DELIVERED_TO_OPERATOR|2019-04-09T19:01:00.000Z;"
 	    "delivered|DELIVERED_TO_HANDSET|2019-04-09T19:01:56.494Z");
 	assert_string_equal(

@@ -82,7 +82,7 @@ static void test_batch_then_recipient(void **state)
 	    h_sql_str(d, buf, sizeof(buf),
 	              "SELECT group_concat(provider_event_id||'|'||status||'|'||error_code||'|'||"
 	              "coalesce(error_reason,'-'), ';') FROM "
-	              "(SELECT * FROM sms_message_events ORDER BY id)"),
+	              "(SELECT * FROM sms_message_events ORDER BY id) AS s"),
 	    BATCH "/14155550123/Delivered/0|delivered|0|none;" BATCH
 	          "/14155550124/Aborted/402|failed|402|provider_error");
 	assert_int_equal(post(d, "/webhooks/sinch/inbound", RCPT_BODY, 0, false, &r), 200);
