@@ -5,29 +5,41 @@
  * Each node has one writer connection, owned by the writer thread (opened by
  * the main thread before the writer starts).  A batch is one transaction and,
  * in the normal case, one network round trip: libpq pipeline mode sends
- * BEGIN, one call of a server-side function per event (dlrd_apply_status,
+ * BEGIN, one call of a server-side function per event (dlrd_apply_status2,
  * dlrd_apply_inbound, or an INSERT for an unusable payload), COMMIT and a
  * Sync in one write, then reads every answer.  The commit queue answers 2xx
  * only after the COMMIT's own result came back; a lost connection or an
  * error anywhere rolls the whole batch back (nothing of it is visible) and
  * the batch is answered 503.
  *
- * Concurrency between nodes.  The functions (migration 2 below) lock the
- * message's summary row (SELECT ... FOR NO KEY UPDATE, READ COMMITTED) before
- * they insert the event, so two nodes that apply events of the same message
- * at the same time serialize on that row: the second reads the summary the
- * first committed and folds into it.  The fold (dlrd_event_gt and friends)
- * is status_event_cmp / status_fold / status_mask_conflict of ../status.c,
- * rewritten in SQL; tests/unit/test_store_pg.c checks the two agree on every
- * status and on hand-picked and random keys.  Since the fold is commutative
- * and idempotent, the summary depends only on the set of committed events.
- * Deduplication is the unique constraint (provider, dedup_key) with
- * INSERT ... ON CONFLICT DO NOTHING: the second of two concurrent inserts of
- * one event waits for the first transaction and then does nothing.  Events
- * are applied in (provider, message id) order so that two batches take their
- * row locks in the same order; a deadlock (40P01) or serialization failure
- * (40001) that still happens is retried, whole batch, a few times with a
- * short randomized backoff.
+ * Concurrency between nodes.  The functions (migrations 2 and 3 below) lock
+ * the message's summary row (SELECT ... FOR NO KEY UPDATE, READ COMMITTED)
+ * before they insert the event, so two nodes that apply events of the same
+ * message at the same time serialize on that row: the second reads the
+ * summary the first committed and folds into it.  The fold (dlrd_event_gt
+ * and friends) is status_event_cmp / status_fold / status_mask_conflict of
+ * ../status.c, rewritten in SQL; tests/unit/test_store_pg.c checks the two
+ * agree on every status and on hand-picked and random keys.  Since the fold
+ * is commutative and idempotent, the summary depends only on the set of
+ * committed events.  Deduplication is the unique constraint (provider,
+ * dedup_key) with INSERT ... ON CONFLICT DO NOTHING: the second of two
+ * concurrent inserts of one event waits for the first transaction and then
+ * does nothing.  Events are applied in (provider, message id) order so that
+ * two batches take their row locks in the same order; a deadlock (40P01) or
+ * serialization failure (40001) that still happens is retried, whole batch,
+ * a few times with a short randomized backoff.
+ *
+ * The JSON API's writes (CI_API items, postgresql_api.c) run in the same
+ * batch transaction, in queue order relative to the callbacks around them
+ * (the callbacks between two API items are sorted as above).  Each is one
+ * server-side function or statement that changes nothing when its outcome
+ * is a refusal (not found, key reused, opted out ...), so no savepoint is
+ * needed; its concurrency rules are at the functions (migration 3).  Two of
+ * them need the writer between two statements: a recorded send (render the
+ * answer, then store it with the idempotency key) and a reveal (decrypt,
+ * then write the audit row).  A batch holding one of those takes a second
+ * round trip before its COMMIT, shared by all of them; everything else,
+ * callbacks included, stays in the pipeline.
  *
  * Connection loss.  libpq runs non-blocking here and every wait has a
  * deadline, so a database that vanishes cannot hang the writer.  A batch that
@@ -36,14 +48,16 @@
  * batch that did commit before the answer was lost).  While the database is
  * unreachable, batches fail fast (one connection attempt per second at most)
  * and store_probe() reconnects and runs a real write transaction, which is
- * what turns /healthz back to 200.
+ * what turns /healthz back to 200.  The API's reads have connections of
+ * their own (a pool, postgresql_api.c), never the writer's.
  *
  * Secrets: the storage URL may hold a password.  Only host, port, database
  * and user are ever logged; libpq's parse errors (which may quote parts of
  * the string) are not passed on.
  *
- * Schema and migrations: see src/store/README.md.
+ * Schema and migrations: see src/store/README.md and docs/postgresql.md.
  */
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -57,26 +71,17 @@
 #include "errcat.h"
 #include "log.h"
 #include "optout.h"
+#include "postgresql_int.h"
 #include "status.h"
 #include "store_int.h"
 
-#define PG_CONNECT_TIMEOUT       "5"    /* seconds, unless the URL says otherwise */
-#define PG_BATCH_TIMEOUT_MS      15000  /* one attempt of one batch, client side */
-#define PG_SIMPLE_TIMEOUT_MS     5000   /* probe, ROLLBACK */
-#define PG_RECONNECT_INTERVAL_MS 1000   /* between failed connection attempts */
-#define PG_MAX_ATTEMPTS          5      /* of one batch, on deadlock/serialization */
-#define PG_MIN_SERVER            120000 /* PostgreSQL 12 */
+#define PG_CONNECT_TIMEOUT   "5"    /* seconds, unless the URL says otherwise */
+#define PG_BATCH_TIMEOUT_MS  15000  /* one attempt of one batch, client side */
+#define PG_SIMPLE_TIMEOUT_MS 5000   /* probe, ROLLBACK */
+#define PG_MAX_ATTEMPTS      5      /* of one batch, on deadlock/serialization */
+#define PG_MIN_SERVER        120000 /* PostgreSQL 12 */
 /* "dlrdmigr": the advisory lock every node takes to run migrations. */
 #define PG_MIGRATION_LOCK "7236833635580488050"
-
-/* Type OIDs (pg_type.h is a server header) for the prepared statements. */
-#define OID_BOOL        16
-#define OID_BYTEA       17
-#define OID_INT8        20
-#define OID_INT2        21
-#define OID_TEXT        25
-#define OID_TIMESTAMPTZ 1184
-#define OID_UUID        2950
 
 /*
  * Versioned migrations, applied in order at start-up.  Each runs in its own
@@ -87,7 +92,7 @@
  * changed function, with a new name if its signature changes, so that nodes
  * still running the old binary keep working during a rolling upgrade).
  *
- * Tables and columns mean what they mean in sqlite.c (migrations 1 and 2
+ * Tables and columns mean what they mean in sqlite.c (migrations 1 to 3
  * there); the types are PostgreSQL's: uuid ids, timestamptz times, bytea raw
  * payloads kept byte for byte, plus payload_json, a jsonb copy of the payload
  * when it is JSON (NULL otherwise).  Flags are smallint 0/1 as in SQLite, so
@@ -410,25 +415,477 @@ static const struct {
      "  WHERE excluded.effective_at >= sms_opt_outs.effective_at;\n"
      "END\n"
      "$fn$;"},
+    {3, "send records, masked and encrypted numbers, idempotency, audit log",
+     /* SQLite's migration 3: the send side of a message (origin gains
+      * 'joined'), the masked number and where the country came from, the
+      * API's idempotency keys and its audit log. */
+     "ALTER TABLE sms_messages ADD COLUMN action_type text, ADD COLUMN action_id text,"
+     " ADD COLUMN metadata text," /* JSON object text, kept as the app sent it */
+     " ADD COLUMN recipient_timezone text,"
+     " ADD COLUMN recipient_enc bytea," /* AES-256-GCM nonce|ct|tag */
+     " ADD COLUMN recipient_key_id text,"
+     " ADD COLUMN recipient_masked text," /* +44*******23 */
+     " ADD COLUMN country_source text,"   /* app, provider, number */
+     " ADD COLUMN sent_recorded_at timestamptz,"
+     " ADD COLUMN recorded_by text;" /* token id of the send */
+     "ALTER TABLE review_queue ADD COLUMN resolved_by text, ADD COLUMN resolution text;"
+     "CREATE INDEX sms_messages_created ON sms_messages (created_at);"
+     "CREATE INDEX sms_messages_updated ON sms_messages (updated_at);"
+     "CREATE INDEX sms_messages_action ON sms_messages (action_type, action_id);"
+     /* a join moves the review rows of the absorbed message */
+     "CREATE INDEX review_queue_message ON review_queue (message_id);"
+     "CREATE TABLE api_idempotency (" /* one row per (token, Idempotency-Key) */
+     " token_hash text NOT NULL,"
+     " idem_key text NOT NULL,"
+     " request_hash text NOT NULL," /* SHA-256 of the canonical request */
+     " status integer NOT NULL,"
+     " body text NOT NULL," /* the first answer, replayed */
+     " message_id uuid,"
+     " created_at timestamptz NOT NULL,"
+     " PRIMARY KEY (token_hash, idem_key)"
+     ");"
+     "CREATE TABLE audit_log ("
+     " id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+     " at timestamptz NOT NULL,"
+     " actor text NOT NULL," /* token id (hash prefix) */
+     " actor_role text NOT NULL,"
+     " action text NOT NULL," /* reveal, review_resolve */
+     " message_id uuid,"
+     " review_id bigint,"
+     " reason text NOT NULL"
+     ");"
+     "CREATE INDEX audit_log_message ON audit_log (message_id, id);"
+     /* dlrd_apply_status with the masked number and the country's source
+      * (sqlite.c's Q_INSERT_MSG and Q_UPDATE_MSG).  A new name, since the
+      * signature changed: nodes still on the old binary keep calling the
+      * old one during a rolling upgrade. */
+     "CREATE FUNCTION dlrd_apply_status2(p_provider text, p_message_id text,"
+     " p_event_id text, p_dedup_key text, p_status text, p_raw_status text,"
+     " p_error_code text, p_error_reason text, p_occurred_ms bigint,"
+     " p_occurred_at timestamptz, p_is_final smallint, p_read smallint,"
+     " p_recipient_hash text, p_country text, p_sender text, p_payload bytea,"
+     " p_is_json boolean, p_now timestamptz, p_new_id uuid, p_review text,"
+     " p_review_detail text, p_masked text, p_country_source text,"
+     " OUT is_new boolean, OUT reviews integer)"
+     " LANGUAGE plpgsql AS $fn$\n"
+     "DECLARE\n"
+     "  m sms_messages%ROWTYPE;\n"
+     "  v_event bigint;\n"
+     "  v_changed boolean;\n"
+     "  v_mask integer;\n"
+     "  v_conflict boolean;\n"
+     "  v_json jsonb;\n"
+     "BEGIN\n"
+     "  reviews := 0;\n"
+     "  SELECT * INTO m FROM sms_messages\n"
+     "   WHERE provider = p_provider AND provider_message_id = p_message_id\n"
+     "   FOR NO KEY UPDATE;\n"
+     "  IF NOT FOUND THEN\n"
+     "    INSERT INTO sms_messages (id, provider, provider_message_id, recipient_hash,\n"
+     "      destination_country, sender_identity, origin, current_status, created_at,\n"
+     "      updated_at, recipient_masked, country_source)\n"
+     "    VALUES (p_new_id, p_provider, p_message_id, p_recipient_hash, p_country,\n"
+     "      p_sender, 'callback', 'accepted', p_now, p_now, p_masked, p_country_source)\n"
+     "    ON CONFLICT (provider, provider_message_id) DO NOTHING\n"
+     "    RETURNING * INTO m;\n"
+     "    IF NOT FOUND THEN\n"
+     "      SELECT * INTO STRICT m FROM sms_messages\n"
+     "       WHERE provider = p_provider AND provider_message_id = p_message_id\n"
+     "       FOR NO KEY UPDATE;\n"
+     "    END IF;\n"
+     "  END IF;\n"
+     "  v_changed := m.status_mask = 0 OR dlrd_event_gt(p_status, p_occurred_ms,\n"
+     "    p_error_code, p_raw_status, m.current_status, m.current_occurred_ms,\n"
+     "    m.current_error_code, m.current_raw_status);\n"
+     "  IF p_is_json THEN\n"
+     "    v_json := convert_from(p_payload, 'UTF8')::jsonb;\n"
+     "  END IF;\n"
+     "  INSERT INTO sms_message_events (message_id, provider, provider_message_id,\n"
+     "    provider_event_id, dedup_key, status, raw_status, error_code, error_reason,\n"
+     "    is_final, read_receipt, changed_summary, provider_occurred_at, raw_payload,\n"
+     "    payload_json, received_at)\n"
+     "  VALUES (m.id, p_provider, p_message_id, p_event_id, p_dedup_key, p_status,\n"
+     "    p_raw_status, p_error_code, p_error_reason, p_is_final, p_read,\n"
+     "    v_changed::integer, p_occurred_at, p_payload, v_json, p_now)\n"
+     "  ON CONFLICT (provider, dedup_key) DO NOTHING\n"
+     "  RETURNING id INTO v_event;\n"
+     "  is_new := FOUND;\n"
+     "  IF is_new THEN\n"
+     "    v_mask := m.status_mask | dlrd_status_bit(p_status);\n"
+     "    v_conflict := dlrd_mask_conflict(v_mask);\n"
+     "    UPDATE sms_messages SET\n"
+     "      current_status = CASE WHEN v_changed THEN p_status ELSE current_status END,\n"
+     "      current_raw_status = CASE WHEN v_changed THEN p_raw_status\n"
+     "        ELSE current_raw_status END,\n"
+     "      current_error_code = CASE WHEN v_changed THEN p_error_code\n"
+     "        ELSE current_error_code END,\n"
+     "      current_occurred_at = CASE WHEN v_changed THEN p_occurred_at\n"
+     "        ELSE current_occurred_at END,\n"
+     "      current_occurred_ms = CASE WHEN v_changed THEN p_occurred_ms\n"
+     "        ELSE current_occurred_ms END,\n"
+     "      current_error_reason = CASE WHEN v_changed THEN p_error_reason\n"
+     "        ELSE current_error_reason END,\n"
+     "      is_final = CASE WHEN v_changed THEN p_is_final ELSE is_final END,\n"
+     "      status_mask = v_mask,\n"
+     "      final_conflict = v_conflict::integer,\n"
+     "      read_receipt = greatest(read_receipt, p_read),\n"
+     "      event_count = event_count + 1,\n"
+     "      callback_count = callback_count + 1,\n"
+     "      first_callback_at = least(first_callback_at, p_now),\n"
+     "      final_at = CASE WHEN p_is_final <> 0 THEN least(final_at, p_now)\n"
+     "        ELSE final_at END,\n"
+     "      recipient_hash = coalesce(recipient_hash, p_recipient_hash),\n"
+     "      recipient_masked = coalesce(recipient_masked, p_masked),\n"
+     /* every right-hand side reads the row as it was: the source follows
+      * the country only when this event gives the first one */
+     "      country_source = CASE WHEN destination_country IS NULL THEN p_country_source\n"
+     "        ELSE country_source END,\n"
+     "      destination_country = coalesce(destination_country, p_country),\n"
+     "      sender_identity = coalesce(sender_identity, p_sender),\n"
+     "      updated_at = greatest(updated_at, p_now)\n"
+     "    WHERE id = m.id;\n"
+     "    IF p_review IS NOT NULL THEN\n"
+     "      INSERT INTO review_queue (created_at, provider, reason, detail, message_id,\n"
+     "        event_id, raw_status, raw_payload, payload_json)\n"
+     "      VALUES (p_now, p_provider, p_review, p_review_detail, m.id, v_event,\n"
+     "        p_raw_status, p_payload, v_json);\n"
+     "      reviews := reviews + 1;\n"
+     "    END IF;\n"
+     "    IF v_conflict AND NOT dlrd_mask_conflict(m.status_mask) THEN\n"
+     "      INSERT INTO review_queue (created_at, provider, reason, detail, message_id,\n"
+     "        event_id, raw_status, raw_payload, payload_json)\n"
+     "      VALUES (p_now, p_provider, 'final_conflict',\n"
+     "        'two different definitive final states', m.id, v_event, p_raw_status,\n"
+     "        p_payload, v_json);\n"
+     "      reviews := reviews + 1;\n"
+     "    END IF;\n"
+     "  ELSE\n"
+     "    UPDATE sms_messages SET callback_count = callback_count + 1,\n"
+     "      duplicate_count = duplicate_count + 1, updated_at = greatest(updated_at, p_now)\n"
+     "    WHERE id = m.id;\n"
+     "    SELECT id INTO STRICT v_event FROM sms_message_events\n"
+     "     WHERE provider = p_provider AND dedup_key = p_dedup_key;\n"
+     "  END IF;\n"
+     "  INSERT INTO sms_callback_log (received_at, provider, event_id, duplicate)\n"
+     "  VALUES (p_now, p_provider, v_event, (NOT is_new)::integer);\n"
+     "END\n"
+     "$fn$;"
+     /* POST /v1/messages: sqlite_api.c's op_send(), safe with several
+      * nodes.  The idempotency key is claimed first, by inserting its row:
+      * a second request with the same key, on any node, waits on the unique
+      * key until this transaction ends and then finds the answer (or, when
+      * this one ended in a refusal, which deletes the claim, claims it
+      * itself), exactly as if the two had come one after the other.  The
+      * row's answer (status, body) is written by the caller once it has
+      * rendered it, in the same transaction.  A refusal changes nothing.
+      * The provider message id: the row that has it is locked (a
+      * callback-created one is adopted), or the insert of the new row
+      * waits for a concurrent creator and then looks again. */
+     "CREATE FUNCTION dlrd_api_send(p_token text, p_key text, p_request text,"
+     " p_provider text, p_pmid text, p_hash text, p_masked text, p_enc bytea,"
+     " p_key_id text, p_country text, p_number_country text, p_timezone text,"
+     " p_use_case text, p_template text, p_sender text, p_action_type text,"
+     " p_action_id text, p_metadata text, p_exempt boolean, p_actor text,"
+     " p_now timestamptz, p_new_id uuid,"
+     " OUT o_outcome text, OUT o_status integer, OUT o_body text, OUT o_id uuid,"
+     " OUT o_origin text, OUT o_provider text, OUT o_pmid text, OUT o_current text,"
+     " OUT o_is_final smallint, OUT o_masked text, OUT o_country text,"
+     " OUT o_created timestamptz, OUT o_sent timestamptz)"
+     " LANGUAGE plpgsql AS $fn$\n"
+     "DECLARE\n"
+     "  k api_idempotency%ROWTYPE;\n"
+     "  m sms_messages%ROWTYPE;\n"
+     "  v_opted smallint;\n"
+     "  v_country text;\n"
+     "  v_source text;\n"
+     "  v_tries integer := 0;\n"
+     "BEGIN\n"
+     "  LOOP\n"
+     "    INSERT INTO api_idempotency (token_hash, idem_key, request_hash, status, body,\n"
+     "      created_at)\n"
+     "    VALUES (p_token, p_key, p_request, 0, '', p_now)\n"
+     "    ON CONFLICT (token_hash, idem_key) DO NOTHING;\n"
+     "    EXIT WHEN FOUND;\n"
+     "    SELECT * INTO k FROM api_idempotency\n"
+     "     WHERE token_hash = p_token AND idem_key = p_key;\n"
+     "    IF FOUND THEN\n"
+     "      o_id := k.message_id;\n"
+     "      IF k.request_hash = p_request THEN\n"
+     "        o_outcome := 'replayed';\n"
+     "        o_status := k.status;\n"
+     "        o_body := k.body;\n"
+     "      ELSE\n"
+     "        o_outcome := 'key_reused';\n"
+     "      END IF;\n"
+     "      RETURN;\n"
+     "    END IF;\n"
+     "    v_tries := v_tries + 1;\n"
+     "    IF v_tries > 3 THEN\n"
+     "      RAISE EXCEPTION 'idempotency key contended' USING ERRCODE = '40001';\n"
+     "    END IF;\n"
+     "  END LOOP;\n"
+     /* the recipient's state for this sender, else the one recorded
+      * without a sender */
+     "  IF NOT p_exempt AND p_hash IS NOT NULL THEN\n"
+     "    SELECT opted_out INTO v_opted FROM sms_opt_outs\n"
+     "     WHERE recipient_hash = p_hash AND sender_identity = coalesce(p_sender, '');\n"
+     "    IF NOT FOUND AND coalesce(p_sender, '') <> '' THEN\n"
+     "      SELECT opted_out INTO v_opted FROM sms_opt_outs\n"
+     "       WHERE recipient_hash = p_hash AND sender_identity = '';\n"
+     "    END IF;\n"
+     "    IF coalesce(v_opted, 0) <> 0 THEN\n"
+     "      DELETE FROM api_idempotency WHERE token_hash = p_token AND idem_key = p_key;\n"
+     "      o_outcome := 'opted_out';\n"
+     "      RETURN;\n"
+     "    END IF;\n"
+     "  END IF;\n"
+     "  v_tries := 0;\n"
+     "  LOOP\n"
+     /* the app's country, else the provider's, else the number's */
+     "    v_country := p_country;\n"
+     "    v_source := CASE WHEN p_country IS NOT NULL THEN 'app' END;\n"
+     "    IF p_pmid IS NOT NULL THEN\n"
+     "      SELECT * INTO m FROM sms_messages\n"
+     "       WHERE provider = p_provider AND provider_message_id = p_pmid FOR UPDATE;\n"
+     "      IF FOUND THEN\n"
+     "        IF m.origin <> 'callback' THEN\n"
+     "          DELETE FROM api_idempotency\n"
+     "           WHERE token_hash = p_token AND idem_key = p_key;\n"
+     "          o_outcome := 'pmid_taken';\n"
+     "          RETURN;\n"
+     "        END IF;\n"
+     "        IF v_country IS NULL AND m.destination_country IS NOT NULL\n"
+     "           AND m.country_source = 'provider' THEN\n"
+     "          v_country := m.destination_country;\n"
+     "          v_source := 'provider';\n"
+     "        END IF;\n"
+     "        IF v_country IS NULL AND p_number_country IS NOT NULL THEN\n"
+     "          v_country := p_number_country;\n"
+     "          v_source := 'number';\n"
+     "        END IF;\n"
+     "        UPDATE sms_messages SET origin = 'joined', recipient_hash = p_hash,\n"
+     "          recipient_enc = p_enc, recipient_key_id = p_key_id,\n"
+     "          recipient_masked = p_masked, destination_country = v_country,\n"
+     "          country_source = v_source,\n"
+     "          sender_identity = coalesce(p_sender, sender_identity),\n"
+     "          template_key = p_template, use_case = p_use_case,\n"
+     "          action_type = p_action_type, action_id = p_action_id,\n"
+     "          metadata = p_metadata, recipient_timezone = p_timezone,\n"
+     "          recorded_by = p_actor, sent_recorded_at = p_now,\n"
+     "          updated_at = greatest(updated_at, p_now)\n"
+     "        WHERE id = m.id;\n"
+     "        o_id := m.id;\n"
+     "        EXIT;\n"
+     "      END IF;\n"
+     "    END IF;\n"
+     "    IF v_country IS NULL AND p_number_country IS NOT NULL THEN\n"
+     "      v_country := p_number_country;\n"
+     "      v_source := 'number';\n"
+     "    END IF;\n"
+     "    INSERT INTO sms_messages (id, provider, provider_message_id, recipient_hash,\n"
+     "      recipient_enc, recipient_key_id, recipient_masked, destination_country,\n"
+     "      country_source, sender_identity, template_key, use_case, action_type,\n"
+     "      action_id, metadata, recipient_timezone, recorded_by, origin, current_status,\n"
+     "      sent_recorded_at, created_at, updated_at)\n"
+     "    VALUES (p_new_id, p_provider, p_pmid, p_hash, p_enc, p_key_id, p_masked,\n"
+     "      v_country, v_source, p_sender, p_template, p_use_case, p_action_type,\n"
+     "      p_action_id, p_metadata, p_timezone, p_actor, 'send', 'accepted', p_now,\n"
+     "      p_now, p_now)\n"
+     "    ON CONFLICT (provider, provider_message_id) DO NOTHING;\n"
+     "    IF FOUND THEN\n"
+     "      o_id := p_new_id;\n"
+     "      EXIT;\n"
+     "    END IF;\n"
+     /* created meanwhile by another transaction, now committed: again */
+     "    v_tries := v_tries + 1;\n"
+     "    IF v_tries > 3 THEN\n"
+     "      RAISE EXCEPTION 'provider message id contended' USING ERRCODE = '40001';\n"
+     "    END IF;\n"
+     "  END LOOP;\n"
+     "  UPDATE api_idempotency SET message_id = o_id\n"
+     "   WHERE token_hash = p_token AND idem_key = p_key;\n"
+     "  o_outcome := 'done';\n"
+     "  SELECT id, origin, provider, provider_message_id, current_status, is_final,\n"
+     "    recipient_masked, destination_country, created_at, sent_recorded_at\n"
+     "  INTO o_id, o_origin, o_provider, o_pmid, o_current, o_is_final, o_masked,\n"
+     "    o_country, o_created, o_sent\n"
+     "  FROM sms_messages WHERE id = o_id;\n"
+     "END\n"
+     "$fn$;"
+     /* PATCH /v1/messages/{id}: sqlite_api.c's op_set_pmid() and merge().
+      * The message row is locked first, then the callback-created row with
+      * the id, if any, which is folded into it: its events and review rows
+      * move, the summaries fold (mask OR, the winning event by
+      * dlrd_event_gt, counters add, earliest first-callback and final
+      * times), and it is deleted.  When there is no such row the id is set;
+      * should a callback on another node create the row meanwhile, the
+      * update meets it on the unique key once that commits, and the loop
+      * merges it instead. */
+     "CREATE FUNCTION dlrd_api_set_provider_id(p_id uuid, p_pmid text, p_now timestamptz,"
+     " OUT o_outcome text, OUT o_merged boolean, OUT o_id uuid, OUT o_origin text,"
+     " OUT o_provider text, OUT o_pmid text, OUT o_current text, OUT o_is_final smallint,"
+     " OUT o_masked text, OUT o_country text, OUT o_created timestamptz,"
+     " OUT o_sent timestamptz)"
+     " LANGUAGE plpgsql AS $fn$\n"
+     "DECLARE\n"
+     "  s sms_messages%ROWTYPE;\n"
+     "  c sms_messages%ROWTYPE;\n"
+     "  t sms_messages%ROWTYPE;\n"
+     "  v_any boolean;\n"
+     "  v_mask integer;\n"
+     "  v_country text;\n"
+     "  v_source text;\n"
+     "  v_tries integer := 0;\n"
+     "BEGIN\n"
+     "  o_merged := false;\n"
+     "  SELECT * INTO s FROM sms_messages WHERE id = p_id FOR UPDATE;\n"
+     "  IF NOT FOUND THEN\n"
+     "    o_outcome := 'not_found';\n"
+     "    RETURN;\n"
+     "  END IF;\n"
+     "  IF s.provider_message_id IS NOT NULL THEN\n"
+     "    IF s.provider_message_id <> p_pmid THEN\n"
+     "      o_outcome := 'pmid_set';\n"
+     "      RETURN;\n"
+     "    END IF;\n"
+     "  ELSE\n"
+     "    LOOP\n"
+     "      SELECT * INTO c FROM sms_messages\n"
+     "       WHERE provider = s.provider AND provider_message_id = p_pmid FOR UPDATE;\n"
+     "      IF FOUND THEN\n"
+     "        IF c.origin <> 'callback' THEN\n"
+     "          o_outcome := 'pmid_taken';\n"
+     "          RETURN;\n"
+     "        END IF;\n"
+     "        v_any := s.status_mask <> 0 OR c.status_mask <> 0;\n"
+     "        IF c.status_mask = 0 OR (s.status_mask <> 0 AND NOT dlrd_event_gt(\n"
+     "            c.current_status, c.current_occurred_ms, c.current_error_code,\n"
+     "            c.current_raw_status, s.current_status, s.current_occurred_ms,\n"
+     "            s.current_error_code, s.current_raw_status)) THEN\n"
+     "          t := s;\n"
+     "        ELSE\n"
+     "          t := c;\n"
+     "        END IF;\n"
+     "        v_mask := s.status_mask | c.status_mask;\n"
+     /* the app's country wins, then the provider's, then the number's */
+     "        v_country := s.destination_country;\n"
+     "        v_source := s.country_source;\n"
+     "        IF v_source IS DISTINCT FROM 'app' AND c.destination_country IS NOT NULL\n"
+     "           AND (c.country_source IS NOT DISTINCT FROM 'provider'\n"
+     "                OR v_country IS NULL) THEN\n"
+     "          v_country := c.destination_country;\n"
+     "          v_source := c.country_source;\n"
+     "        END IF;\n"
+     /* retry-log rows follow their events */
+     "        UPDATE sms_message_events SET message_id = s.id WHERE message_id = c.id;\n"
+     "        UPDATE review_queue SET message_id = s.id WHERE message_id = c.id;\n"
+     "        DELETE FROM sms_messages WHERE id = c.id;\n"
+     "        UPDATE sms_messages SET provider_message_id = p_pmid,\n"
+     "          current_status = CASE WHEN v_any THEN t.current_status ELSE 'accepted' END,\n"
+     "          current_raw_status = CASE WHEN v_any THEN t.current_raw_status END,\n"
+     "          current_error_code = CASE WHEN v_any THEN t.current_error_code END,\n"
+     "          current_error_reason = CASE WHEN v_any THEN t.current_error_reason END,\n"
+     "          current_occurred_at = CASE WHEN v_any THEN t.current_occurred_at END,\n"
+     "          current_occurred_ms = CASE WHEN v_any THEN t.current_occurred_ms\n"
+     "            ELSE -1 END,\n"
+     "          is_final = CASE WHEN v_any THEN t.is_final ELSE 0 END,\n"
+     "          status_mask = v_mask,\n"
+     "          final_conflict = dlrd_mask_conflict(v_mask)::integer,\n"
+     "          read_receipt = greatest(read_receipt, c.read_receipt),\n"
+     "          event_count = event_count + c.event_count,\n"
+     "          callback_count = callback_count + c.callback_count,\n"
+     "          duplicate_count = duplicate_count + c.duplicate_count,\n"
+     "          first_callback_at = least(first_callback_at, c.first_callback_at),\n"
+     "          final_at = least(final_at, c.final_at),\n"
+     "          destination_country = v_country,\n"
+     "          country_source = v_source,\n"
+     "          sender_identity = coalesce(sender_identity, c.sender_identity),\n"
+     "          recipient_hash = coalesce(recipient_hash, c.recipient_hash),\n"
+     "          recipient_masked = coalesce(recipient_masked, c.recipient_masked),\n"
+     "          updated_at = greatest(updated_at, c.updated_at, p_now)\n"
+     "        WHERE id = s.id;\n"
+     "        IF dlrd_mask_conflict(v_mask) AND s.final_conflict = 0\n"
+     "           AND c.final_conflict = 0 THEN\n"
+     "          INSERT INTO review_queue (created_at, provider, reason, detail, message_id,\n"
+     "            raw_payload)\n"
+     "          VALUES (p_now, s.provider, 'final_conflict',\n"
+     "            'two different definitive final states (joined send)', s.id, ''::bytea);\n"
+     "        END IF;\n"
+     "        o_merged := true;\n"
+     "        EXIT;\n"
+     "      END IF;\n"
+     "      BEGIN\n"
+     "        UPDATE sms_messages SET provider_message_id = p_pmid,\n"
+     "          updated_at = greatest(updated_at, p_now)\n"
+     "        WHERE id = p_id;\n"
+     "        EXIT;\n"
+     "      EXCEPTION WHEN unique_violation THEN\n"
+     "        v_tries := v_tries + 1;\n"
+     "        IF v_tries > 3 THEN\n"
+     "          RAISE EXCEPTION 'provider message id contended' USING ERRCODE = '40001';\n"
+     "        END IF;\n"
+     "      END;\n"
+     "    END LOOP;\n"
+     "  END IF;\n"
+     "  o_outcome := 'done';\n"
+     "  SELECT id, origin, provider, provider_message_id, current_status, is_final,\n"
+     "    recipient_masked, destination_country, created_at, sent_recorded_at\n"
+     "  INTO o_id, o_origin, o_provider, o_pmid, o_current, o_is_final, o_masked,\n"
+     "    o_country, o_created, o_sent\n"
+     "  FROM sms_messages WHERE id = p_id;\n"
+     "END\n"
+     "$fn$;"
+     /* POST /v1/review/{id}/resolve: the item locked, so that of two
+      * concurrent resolutions the second finds the first's. */
+     "CREATE FUNCTION dlrd_api_resolve(p_id bigint, p_actor text, p_role text,"
+     " p_note text, p_now timestamptz, OUT o_outcome text,"
+     " OUT o_resolved_at timestamptz, OUT o_audit_id bigint)"
+     " LANGUAGE plpgsql AS $fn$\n"
+     "DECLARE\n"
+     "  r review_queue%ROWTYPE;\n"
+     "BEGIN\n"
+     "  SELECT * INTO r FROM review_queue WHERE id = p_id FOR UPDATE;\n"
+     "  IF NOT FOUND THEN\n"
+     "    o_outcome := 'not_found';\n"
+     "    RETURN;\n"
+     "  END IF;\n"
+     "  IF r.resolved_at IS NOT NULL THEN\n"
+     "    o_outcome := 'already_resolved';\n"
+     "    o_resolved_at := r.resolved_at;\n"
+     "    RETURN;\n"
+     "  END IF;\n"
+     "  UPDATE review_queue SET resolved_at = p_now, resolved_by = p_actor,\n"
+     "    resolution = p_note\n"
+     "  WHERE id = p_id;\n"
+     "  INSERT INTO audit_log (at, actor, actor_role, action, message_id, review_id, reason)\n"
+     "  VALUES (p_now, p_actor, p_role, 'review_resolve', r.message_id, p_id,\n"
+     "    coalesce(p_note, ''))\n"
+     "  RETURNING id INTO o_audit_id;\n"
+     "  o_outcome := 'done';\n"
+     "  o_resolved_at := p_now;\n"
+     "END\n"
+     "$fn$;"},
 };
 
-/* The prepared statements of every connection. */
+/* The prepared statements of every writer connection (the API's are in
+ * postgresql_api.c). */
 enum { S_STATUS, S_INBOUND, S_UNUSABLE, S__COUNT };
 
 static const struct {
 	const char *name;
 	const char *sql;
 	int nparams;
-	Oid types[21];
+	Oid types[23];
 } stmts[S__COUNT] = {
     [S_STATUS] = {"dlrd_status",
-                  "SELECT is_new, reviews FROM dlrd_apply_status($1, $2, $3, $4, $5, $6, $7,"
-                  " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-                  21,
+                  "SELECT is_new, reviews FROM dlrd_apply_status2($1, $2, $3, $4, $5, $6, $7,"
+                  " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,"
+                  " $23)",
+                  23,
                   {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,        OID_TEXT, OID_TEXT,
                    OID_TEXT, OID_TEXT, OID_INT8, OID_TIMESTAMPTZ, OID_INT2, OID_INT2,
                    OID_TEXT, OID_TEXT, OID_TEXT, OID_BYTEA,       OID_BOOL, OID_TIMESTAMPTZ,
-                   OID_UUID, OID_TEXT, OID_TEXT}},
+                   OID_UUID, OID_TEXT, OID_TEXT, OID_TEXT,        OID_TEXT}},
     [S_INBOUND] = {"dlrd_inbound",
                    "SELECT is_new, reviews FROM dlrd_apply_inbound($1, $2, $3, $4, $5, $6,"
                    " $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -456,6 +913,27 @@ struct ev_ref {
 	uint32_t reviews;
 };
 
+/* A stretch of the batch in queue order: the events of consecutive
+ * callbacks (refs[start, end), sorted), or one API item (items[start]). */
+struct unit {
+	bool api;
+	size_t start, end;
+};
+
+/* One API item during an attempt. */
+struct api_ref {
+	struct commit_item *it;
+	bool got;      /* its first result has been read */
+	bool followed; /* store__pg_api_follow() ran */
+};
+
+/* One statement sent in the pipeline and what its result is for. */
+enum slot_kind { SL_BEGIN, SL_EVENT, SL_API, SL_FOLLOW, SL_COMMIT };
+struct slot {
+	enum slot_kind kind;
+	size_t i; /* SL_EVENT: index into refs; SL_API, SL_FOLLOW: into apis */
+};
+
 /* Owned by the writer thread (opened by the main thread before it starts). */
 struct pg_be {
 	PGconn *conn;        /* NULL while disconnected */
@@ -464,17 +942,21 @@ struct pg_be {
 	char *url;           /* a secret: wiped before it is freed */
 	char where[256];     /* "host=... port=... dbname=... user=..." for logs */
 	enum sync_mode sync;
-	int64_t last_attempt_ms; /* last failed connection attempt */
-	bool lost;               /* a connection was lost and not yet re-established */
-	struct ev_ref *refs;     /* scratch, grown as needed */
+	int64_t last_attempt_ms;     /* last failed connection attempt */
+	bool lost;                   /* a connection was lost and not yet re-established */
+	struct store__pg_pool *pool; /* the API's read connections (any thread) */
+	/* scratch of one batch, grown as needed */
+	struct ev_ref *refs;
 	size_t refs_cap;
+	struct unit *units;
+	size_t units_cap;
+	struct api_ref *apis;
+	size_t apis_cap;
+	struct slot *slots; /* FIFO of the statements whose results are due */
+	size_t slots_cap, slot_head, slot_tail;
+	bool committed;  /* the COMMIT's result said COMMIT */
+	bool unexpected; /* a result was not what its statement gives */
 	uint64_t rng;
-};
-
-/* What went wrong in one attempt, for the retry decision. */
-struct pg_fail {
-	char sqlstate[6];
-	bool broken; /* the connection is unusable: drop it */
 };
 
 static bool pg_accepts(const char *url)
@@ -483,9 +965,7 @@ static bool pg_accepts(const char *url)
 	       strncmp(url, "host=", 5) == 0 || strncmp(url, "dbname=", 7) == 0;
 }
 
-/* Copies text from the server into err after prefix, with quotes, control
- * and non-ASCII bytes replaced: err ends up in a logfmt value. */
-static void set_err(char *err, size_t errlen, const char *prefix, const char *msg)
+void store__pg_set_err(char *err, size_t errlen, const char *prefix, const char *msg)
 {
 	size_t n;
 
@@ -513,9 +993,7 @@ static void drop_conn(struct pg_be *be, const char *why)
 	be->lost = true;
 }
 
-/* Waits until the connection's socket is readable, or writable too when
- * want_write.  Returns 0, or -1 on timeout or error. */
-static int sock_wait(PGconn *c, bool want_write, int64_t deadline_ms)
+int store__pg_wait(PGconn *c, bool want_write, int64_t deadline_ms)
 {
 	struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
 	int64_t left = deadline_ms - util_now_ms();
@@ -534,24 +1012,20 @@ static int sock_wait(PGconn *c, bool want_write, int64_t deadline_ms)
 	}
 }
 
-/* Runs sql (one or more statements, simple protocol) and waits for every
- * result within timeout_ms.  Returns 0, or DLRD_EIO with err and f set. */
-static int run_simple(struct pg_be *be, const char *label, const char *sql, int timeout_ms,
-                      struct pg_fail *f, char *err, size_t errlen)
+int store__pg_exec(PGconn *c, const char *label, const char *sql, int timeout_ms, struct pg_fail *f,
+                   char *err, size_t errlen)
 {
-	PGconn *c = be->conn;
 	int64_t deadline = util_now_ms() + timeout_ms;
-	bool failed = false;
 	int fl;
 
 	memset(f, 0, sizeof(*f));
 	if (!PQsendQuery(c, sql)) {
-		set_err(err, errlen, "send", PQerrorMessage(c));
+		store__pg_set_err(err, errlen, "send", PQerrorMessage(c));
 		f->broken = true;
 		return DLRD_EIO;
 	}
 	while ((fl = PQflush(c)) == 1)
-		if (sock_wait(c, true, deadline) != 0 || !PQconsumeInput(c))
+		if (store__pg_wait(c, true, deadline) != 0 || !PQconsumeInput(c))
 			goto broken;
 	if (fl < 0)
 		goto broken;
@@ -560,7 +1034,7 @@ static int run_simple(struct pg_be *be, const char *label, const char *sql, int 
 		if (!PQconsumeInput(c))
 			goto broken;
 		if (PQisBusy(c)) {
-			if (sock_wait(c, false, deadline) != 0)
+			if (store__pg_wait(c, false, deadline) != 0)
 				goto broken;
 			continue;
 		}
@@ -568,26 +1042,101 @@ static int run_simple(struct pg_be *be, const char *label, const char *sql, int 
 		if (!r)
 			break;
 		ExecStatusType st = PQresultStatus(r);
-		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !failed) {
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !f->failed) {
 			const char *ss = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
 			util_strlcpy(f->sqlstate, ss ? ss : "", sizeof(f->sqlstate));
-			set_err(err, errlen, label,
-			        PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			            ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			            : PQerrorMessage(c));
-			failed = true;
+			store__pg_set_err(err, errlen, label, m ? m : PQerrorMessage(c));
+			f->failed = true;
 		}
 		PQclear(r);
 	}
 	if (PQstatus(c) != CONNECTION_OK)
 		goto broken;
-	return failed ? DLRD_EIO : 0;
+	return f->failed ? DLRD_EIO : 0;
 broken:
-	if (!failed)
-		set_err(err, errlen, "connection",
-		        util_now_ms() >= deadline ? "timed out" : PQerrorMessage(c));
+	if (!f->failed)
+		store__pg_set_err(err, errlen, "connection",
+		                  util_now_ms() >= deadline ? "timed out" : PQerrorMessage(c));
 	f->broken = true;
 	return DLRD_EIO;
+}
+
+int store__pg_exchange(PGconn *c, int64_t deadline_ms, bool (*on_result)(void *ctx, PGresult *r),
+                       void *ctx, const char *(*label)(void *ctx), struct pg_fail *f, char *err,
+                       size_t errlen)
+{
+	bool synced = false;
+	int fl;
+
+	if (!PQpipelineSync(c)) {
+		store__pg_set_err(err, errlen, "send", PQerrorMessage(c));
+		f->broken = true;
+		return DLRD_EIO;
+	}
+	/* Send and receive together: the server may answer the first
+	 * statements while the last ones are still on their way. */
+	while (!synced) {
+		bool idle = false;
+		if ((fl = PQflush(c)) < 0 || !PQconsumeInput(c))
+			goto broken;
+		while (!synced && !PQisBusy(c)) {
+			PGresult *r = PQgetResult(c);
+			if (!r) {
+				/* end of one statement's results; twice in a row:
+				 * nothing more has arrived yet */
+				if (idle)
+					break;
+				idle = true;
+				continue;
+			}
+			idle = false;
+			ExecStatusType st = PQresultStatus(r);
+			if (st == PGRES_PIPELINE_SYNC) {
+				synced = true;
+				PQclear(r);
+				continue;
+			}
+			if ((st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) && !f->failed) {
+				const char *ss = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+				const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+				util_strlcpy(f->sqlstate, ss ? ss : "", sizeof(f->sqlstate));
+				store__pg_set_err(err, errlen, label ? label(ctx) : "statement",
+				                  m ? m : PQerrorMessage(c));
+				f->failed = true;
+			}
+			if (!on_result(ctx, r))
+				PQclear(r);
+		}
+		if (synced)
+			break;
+		if (store__pg_wait(c, fl == 1, deadline_ms) != 0)
+			goto broken;
+	}
+	return 0;
+broken:
+	store__pg_set_err(err, errlen, "connection lost",
+	                  util_now_ms() >= deadline_ms ? "timed out" : PQerrorMessage(c));
+	f->broken = true;
+	return DLRD_EIO;
+}
+
+bool store__pg_alive(PGconn *c)
+{
+	/* Picks up what arrived while idle, never blocking: a server that ended
+	 * the session sends a FATAL message, then EOF (a second read). */
+	struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+	bool alive = pfd.fd >= 0 && PQstatus(c) == CONNECTION_OK;
+
+	for (int i = 0; alive && i < 4 && poll(&pfd, 1, 0) > 0; i++)
+		alive = PQconsumeInput(c) && PQstatus(c) == CONNECTION_OK;
+	return alive && PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
+static int run_simple(struct pg_be *be, const char *label, const char *sql, int timeout_ms,
+                      struct pg_fail *f, char *err, size_t errlen)
+{
+	return store__pg_exec(be->conn, label, sql, timeout_ms, f, err, errlen);
 }
 
 /* Ends a transaction an error left open; drops the connection if that is
@@ -615,7 +1164,7 @@ static int exec_startup(struct pg_be *be, const char *sql, ExecStatusType want, 
 
 	if (PQresultStatus(r) != want) {
 		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-		set_err(err, errlen, "migrations", m ? m : PQerrorMessage(be->conn));
+		store__pg_set_err(err, errlen, "migrations", m ? m : PQerrorMessage(be->conn));
 		PQclear(r);
 		return DLRD_EIO;
 	}
@@ -679,7 +1228,7 @@ static int migrate(struct pg_be *be, char *err, size_t errlen)
 		                 " VALUES ($1::integer, $2)",
 		                 2, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			set_err(err, errlen, "migrations", PQerrorMessage(be->conn));
+			store__pg_set_err(err, errlen, "migrations", PQerrorMessage(be->conn));
 			PQclear(r);
 			rc = DLRD_EIO;
 			goto fail;
@@ -725,16 +1274,16 @@ static int setup_session(struct pg_be *be, char *err, size_t errlen)
 		PGresult *r = PQprepare(be->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams,
 		                        stmts[i].types);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			set_err(err, errlen, "preparing statements",
-			        PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			            ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-			            : PQerrorMessage(be->conn));
+			store__pg_set_err(err, errlen, "preparing statements",
+			                  PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+			                      ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+			                      : PQerrorMessage(be->conn));
 			PQclear(r);
 			return DLRD_EIO;
 		}
 		PQclear(r);
 	}
-	return 0;
+	return store__pg_api_prepare(be->conn, err, errlen);
 }
 
 /* Server notices ("relation ... already exists, skipping") go to the debug
@@ -765,7 +1314,7 @@ static int do_connect(struct pg_be *be, bool for_open, char *err, size_t errlen)
 	if (PQstatus(c) != CONNECTION_OK) {
 		char what[300];
 		util_fmt(what, sizeof(what), "cannot connect (%s)", be->where);
-		set_err(err, errlen, what, PQerrorMessage(c));
+		store__pg_set_err(err, errlen, what, PQerrorMessage(c));
 		PQfinish(c);
 		be->last_attempt_ms = util_now_ms();
 		return DLRD_EIO;
@@ -793,7 +1342,7 @@ static int do_connect(struct pg_be *be, bool for_open, char *err, size_t errlen)
 	/* From here on libpq never blocks: every wait goes through poll() with
 	 * a deadline. */
 	if (PQsetnonblocking(c, 1) != 0) {
-		set_err(err, errlen, "PQsetnonblocking", PQerrorMessage(c));
+		store__pg_set_err(err, errlen, "PQsetnonblocking", PQerrorMessage(c));
 		goto fail;
 	}
 	if (be->lost)
@@ -814,14 +1363,7 @@ fail:
 static int ensure_conn(struct pg_be *be, bool force, char *err, size_t errlen)
 {
 	if (be->conn) {
-		/* Picks up what arrived while idle, never blocking: a server that
-		 * ended the session sends a FATAL message, then EOF (a second
-		 * read). */
-		struct pollfd pfd = {.fd = PQsocket(be->conn), .events = POLLIN};
-		bool alive = pfd.fd >= 0;
-		for (int i = 0; alive && i < 4 && poll(&pfd, 1, 0) > 0; i++)
-			alive = PQconsumeInput(be->conn) && PQstatus(be->conn) == CONNECTION_OK;
-		if (alive && PQtransactionStatus(be->conn) == PQTRANS_IDLE)
+		if (store__pg_alive(be->conn))
 			return 0;
 		drop_conn(be, "connection closed while idle");
 	}
@@ -838,6 +1380,7 @@ static void pg_close(void *p)
 
 	if (!be)
 		return;
+	store__pg_pool_free(be->pool);
 	if (be->conn)
 		PQfinish(be->conn);
 	if (be->url) {
@@ -845,6 +1388,9 @@ static void pg_close(void *p)
 		free(be->url);
 	}
 	free(be->refs);
+	free(be->units);
+	free(be->apis);
+	free(be->slots);
 	free(be);
 }
 
@@ -886,6 +1432,8 @@ static int pg_open(const struct config *cfg, void **out, char *err, size_t errle
 {
 	struct pg_be *be = xcalloc(1, sizeof(*be));
 	PQconninfoOption *opts;
+	const char *ps;
+	uint64_t pool = 0;
 	size_t k = 0;
 	int rc;
 
@@ -921,6 +1469,11 @@ static int pg_open(const struct config *cfg, void **out, char *err, size_t errle
 
 	if ((rc = do_connect(be, true, err, errlen)) != 0)
 		goto out;
+	/* The API's read connections: the same keywords, opened on first use. */
+	ps = config_get(cfg, "storage", "read_pool_size");
+	if (!ps || util_parse_u64(ps, strlen(ps), &pool) != 0 || pool > 64)
+		pool = 0; /* the default */
+	be->pool = store__pg_pool_new(be->kw, be->val, be->where, (unsigned)pool);
 	LOG_I("storage_open", "backend=postgresql %s server=%d synchronous=%s", be->where,
 	      PQserverVersion(be->conn), cfg->synchronous == SYNC_FULL ? "full" : "normal");
 	*out = be;
@@ -994,8 +1547,8 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 	const struct dlr_event *ev = r->ev;
 	const struct commit_item *it = r->it;
 	char now[25], occurred[25], occ_ms[24], uuid[37], word[32];
-	const char *v[21];
-	int len[21] = {0}, fmt[21] = {0};
+	const char *v[23];
+	int len[23] = {0}, fmt[23] = {0};
 	const char *payload = it->raw_payload.p ? it->raw_payload.p : "";
 	bool json = use_json && r->json;
 	bool has_occ = ev->occurred_ms >= 0 && ev->occurred_ms <= MAX_RFC3339_MS;
@@ -1030,7 +1583,12 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 		v[18] = uuid;
 		v[19] = ev->review != REVIEW_NONE ? review_reason_name(ev->review) : NULL;
 		v[20] = ev->review != REVIEW_NONE ? ev->review_detail : NULL;
-		return PQsendQueryPrepared(be->conn, stmts[S_STATUS].name, 21, v, len, fmt, 0);
+		v[21] = ev->recipient_masked;
+		/* where the country came from, as sqlite.c's country_source() */
+		v[22] = !ev->destination_country  ? NULL
+		        : ev->country_from_number ? "number"
+		                                  : "provider";
+		return PQsendQueryPrepared(be->conn, stmts[S_STATUS].name, 23, v, len, fmt, 0);
 	case 1: {
 		bool action =
 		    (ev->keyword == KW_OPT_OUT || ev->keyword == KW_OPT_IN) && ev->recipient_hash;
@@ -1092,113 +1650,217 @@ static bool read_outcome(struct ev_ref *r, const PGresult *res)
 	return true;
 }
 
+/* ---- one attempt: the pipeline ---- */
+
+/* Notes that the statement just queued (ok: libpq took it) gives one result
+ * for kind / i. */
+static bool push(struct pg_be *be, bool ok, enum slot_kind kind, size_t i)
+{
+	if (!ok)
+		return false;
+	assert(be->slot_tail < be->slots_cap);
+	be->slots[be->slot_tail++] = (struct slot){kind, i};
+	return true;
+}
+
+static const char *slot_label(void *ctx)
+{
+	struct pg_be *be = ctx;
+	if (be->slot_head == be->slot_tail)
+		return "batch";
+	switch (be->slots[be->slot_head].kind) {
+	case SL_BEGIN:
+		return "BEGIN";
+	case SL_COMMIT:
+		return "COMMIT";
+	case SL_API:
+	case SL_FOLLOW:
+		return "API operation";
+	default:
+		return "batch";
+	}
+}
+
+/* One result, for the oldest statement still due. */
+static bool on_batch_result(void *ctx, PGresult *r)
+{
+	struct pg_be *be = ctx;
+	ExecStatusType st = PQresultStatus(r);
+	const struct slot *s;
+
+	if (be->slot_head == be->slot_tail) {
+		be->unexpected = true;
+		return false;
+	}
+	s = &be->slots[be->slot_head++];
+	if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_PIPELINE_ABORTED)
+		return false; /* the exchange noted the error; the batch fails */
+	switch (s->kind) {
+	case SL_BEGIN:
+		be->unexpected |= st != PGRES_COMMAND_OK;
+		break;
+	case SL_EVENT:
+		be->unexpected |= !read_outcome(&be->refs[s->i], r);
+		break;
+	case SL_API:
+		be->apis[s->i].got = true;
+		be->unexpected |= !store__pg_api_result(be->apis[s->i].it->op, r);
+		break;
+	case SL_FOLLOW:
+		be->unexpected |= !store__pg_api_follow_result(be->apis[s->i].it->op, r);
+		break;
+	case SL_COMMIT:
+		be->committed = st == PGRES_COMMAND_OK && !strcmp(PQcmdStatus(r), "COMMIT");
+		break;
+	}
+	return false;
+}
+
+/* Sends a Sync and reads every result due.  Returns 0 when all of them came
+ * back as expected, else DLRD_EIO (f says whether the connection broke). */
+static int exchange(struct pg_be *be, int64_t deadline, struct pg_fail *f, char *err, size_t errlen)
+{
+	if (store__pg_exchange(be->conn, deadline, on_batch_result, be, slot_label, f, err,
+	                       errlen) != 0)
+		return DLRD_EIO;
+	if (f->failed)
+		return DLRD_EIO;
+	if (be->unexpected || be->slot_head != be->slot_tail) {
+		store__pg_set_err(err, errlen, "batch", "unexpected result");
+		return DLRD_EIO;
+	}
+	return 0;
+}
+
+/* Runs the follow-up step of every API item whose first result is in;
+ * *queued tells whether that put statements into the pipeline.  false when
+ * libpq refused one. */
+static bool follow_all(struct pg_be *be, size_t napi, bool *queued)
+{
+	*queued = false;
+	for (size_t a = 0; a < napi; a++) {
+		struct api_ref *ar = &be->apis[a];
+		bool q = false;
+		if (!ar->got || ar->followed)
+			continue;
+		ar->followed = true;
+		if (!store__pg_api_follow(be->conn, ar->it, &q))
+			return false;
+		if (q && !push(be, true, SL_FOLLOW, a))
+			return false;
+		*queued |= q;
+	}
+	return true;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* Whether API item a is a send whose idempotency key an earlier send of this
+ * batch used and whose answer is not stored yet: a must see that answer. */
+static bool key_pending(const struct pg_be *be, size_t a)
+{
+	const struct store_op *op = be->apis[a].it->op;
+
+	if (op->kind != STORE_OP_SEND)
+		return false;
+	for (size_t b = 0; b < a; b++) {
+		const struct store_op *o = be->apis[b].it->op;
+		if (o->kind == STORE_OP_SEND && !be->apis[b].followed &&
+		    str_eq(o->send.token_hash, op->send.token_hash) &&
+		    str_eq(o->send.idem_key, op->send.idem_key))
+			return true;
+	}
+	return false;
+}
+
 /*
- * One attempt at the batch: BEGIN, every event, COMMIT and a Sync go out in
- * one pipeline; then every result is read.  Returns 0 once the COMMIT's
- * result said COMMIT, else DLRD_EIO with f and err set.  Leaves the
- * connection outside pipeline mode and outside a transaction, or drops it.
+ * One attempt at the batch.  Without API items: BEGIN, every event, COMMIT
+ * and a Sync go out in one pipeline, then every result is read: one round
+ * trip.  With API items, in queue order: a second exchange before COMMIT when
+ * a send or a reveal needs its follow-up statement (and, rarely, one before
+ * a send that reuses the key of an earlier send of the same batch).  Returns
+ * 0 once the COMMIT's result said COMMIT, else DLRD_EIO with f and err set.
+ * Leaves the connection outside pipeline mode and outside a transaction, or
+ * drops it.
  */
-static int run_batch(struct pg_be *be, size_t n, bool use_json, struct pg_fail *f, char *err,
-                     size_t errlen)
+static int run_batch(struct pg_be *be, size_t nunits, size_t napi, bool use_json, struct pg_fail *f,
+                     char *err, size_t errlen)
 {
 	PGconn *c = be->conn;
 	int64_t deadline = util_now_ms() + PG_BATCH_TIMEOUT_MS;
-	size_t nq = n + 2, got = 0;
-	bool committed = false, failed = false, synced = false;
-	int fl;
+	bool follow_due = false, queued;
 
 	memset(f, 0, sizeof(*f));
+	be->slot_head = be->slot_tail = 0;
+	be->committed = be->unexpected = false;
+	for (size_t a = 0; a < napi; a++) {
+		be->apis[a].got = be->apis[a].followed = false;
+		store__pg_api_reset(be->apis[a].it->op);
+	}
 	if (!PQenterPipelineMode(c)) {
-		set_err(err, errlen, "pipeline", PQerrorMessage(c));
+		store__pg_set_err(err, errlen, "pipeline", PQerrorMessage(c));
 		f->broken = true;
 		goto out;
 	}
-	if (!PQsendQueryParams(c, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL, NULL, NULL,
-	                       0))
+	if (!push(be,
+	          PQsendQueryParams(c, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL, NULL,
+	                            NULL, 0),
+	          SL_BEGIN, 0))
 		goto send_failed;
-	for (size_t i = 0; i < n; i++)
-		if (!send_event(be, &be->refs[i], use_json))
-			goto send_failed;
-	if (!PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) || !PQpipelineSync(c))
-		goto send_failed;
-
-	/* Send and receive together: the server may answer the first events
-	 * while the last ones are still on their way. */
-	while (!synced) {
-		bool idle = false;
-		if ((fl = PQflush(c)) < 0 || !PQconsumeInput(c))
-			goto broken;
-		while (!synced && !PQisBusy(c)) {
-			PGresult *r = PQgetResult(c);
-			if (!r) {
-				/* end of one statement's results; twice in a row:
-				 * nothing more has arrived yet */
-				if (idle)
-					break;
-				idle = true;
-				continue;
-			}
-			idle = false;
-			ExecStatusType st = PQresultStatus(r);
-			if (st == PGRES_PIPELINE_SYNC) {
-				synced = true;
-			} else if (st == PGRES_PIPELINE_ABORTED) {
-				got++;
-			} else if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) {
-				if (!failed) {
-					const char *ss = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-					const char *m =
-					    PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-					util_strlcpy(f->sqlstate, ss ? ss : "",
-					             sizeof(f->sqlstate));
-					set_err(err, errlen,
-					        got == 0        ? "BEGIN"
-					        : got + 1 == nq ? "COMMIT"
-					                        : "batch",
-					        m ? m : PQerrorMessage(c));
-					failed = true;
-				}
-				got++;
-			} else if (got == 0) {
-				failed |= st != PGRES_COMMAND_OK;
-				got++;
-			} else if (got + 1 == nq) {
-				committed =
-				    st == PGRES_COMMAND_OK && !strcmp(PQcmdStatus(r), "COMMIT");
-				got++;
-			} else if (got < nq) {
-				if (!read_outcome(&be->refs[got - 1], r) && !failed) {
-					set_err(err, errlen, "batch", "unexpected result");
-					failed = true;
-				}
-				got++;
-			}
-			PQclear(r);
+	for (size_t u = 0; u < nunits; u++) {
+		const struct unit *un = &be->units[u];
+		if (!un->api) {
+			for (size_t i = un->start; i < un->end; i++)
+				if (!push(be, send_event(be, &be->refs[i], use_json), SL_EVENT, i))
+					goto send_failed;
+			continue;
 		}
-		if (synced)
-			break;
-		if (sock_wait(c, fl == 1, deadline) != 0)
-			goto broken;
+		if (key_pending(be, un->start)) {
+			if (exchange(be, deadline, f, err, errlen) != 0)
+				goto exchanged;
+			if (!follow_all(be, napi, &queued))
+				goto send_failed;
+		}
+		if (!push(be, store__pg_api_send(c, be->apis[un->start].it), SL_API, un->start))
+			goto send_failed;
+		follow_due |= store__pg_api_may_follow(be->apis[un->start].it->op);
 	}
+	if (follow_due) {
+		if (exchange(be, deadline, f, err, errlen) != 0)
+			goto exchanged;
+		if (!follow_all(be, napi, &queued))
+			goto send_failed;
+	}
+	if (!push(be, PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0), SL_COMMIT, 0))
+		goto send_failed;
+	if (exchange(be, deadline, f, err, errlen) != 0)
+		goto exchanged;
+	/* what is left to follow (a provider id's answer) queues nothing */
+	if (!follow_all(be, napi, &queued) || queued) {
+		store__pg_set_err(err, errlen, "batch", "a statement after COMMIT");
+		f->failed = true;
+	}
+
+exchanged:
+	if (f->broken)
+		goto out;
 	if (!PQexitPipelineMode(c)) {
-		set_err(err, errlen, "pipeline", PQerrorMessage(c));
+		store__pg_set_err(err, errlen, "pipeline", PQerrorMessage(c));
 		f->broken = true;
 		goto out;
 	}
-	if (committed && !failed && got == nq)
+	if (be->committed && !f->failed && !be->unexpected)
 		return 0;
-	if (!failed)
-		set_err(err, errlen, "COMMIT", "the transaction did not commit");
+	if (!f->failed && !be->unexpected)
+		store__pg_set_err(err, errlen, "COMMIT", "the transaction did not commit");
 	rollback_if_open(be);
 	return DLRD_EIO;
 
 send_failed:
-	set_err(err, errlen, "send", PQerrorMessage(c));
-	f->broken = true;
-	goto out;
-broken:
-	set_err(err, errlen, "connection lost during the batch",
-	        util_now_ms() >= deadline ? "timed out" : PQerrorMessage(c));
+	store__pg_set_err(err, errlen, "send", PQerrorMessage(c));
 	f->broken = true;
 out:
 	drop_conn(be, f->broken ? "connection lost during a batch" : "pipeline error");
@@ -1234,45 +1896,84 @@ static void backoff(struct pg_be *be, int attempt)
 	nanosleep(&ts, NULL);
 }
 
+/* Grows a scratch array to hold n elements of size sz. */
+static void *reserve(void *p, size_t *cap, size_t n, size_t sz)
+{
+	if (n <= *cap)
+		return p;
+	free(p);
+	*cap = n < 64 ? 64 : n;
+	return xcalloc(*cap, sz);
+}
+
 static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, size_t errlen)
 {
 	struct pg_be *be = p;
-	size_t nev = 0, k = 0;
+	size_t nev = 0, napi = 0, nunits = 0, k = 0;
 	bool use_json = true;
 	struct pg_fail f;
 	int rc;
 
-	for (size_t i = 0; i < n; i++)
-		nev += items[i]->n_events;
-	if (nev > be->refs_cap) {
-		free(be->refs);
-		be->refs_cap = nev < 64 ? 64 : nev;
-		be->refs = xcalloc(be->refs_cap, sizeof(*be->refs));
-	}
 	for (size_t i = 0; i < n; i++) {
-		bool json = items[i]->n_events && payload_is_json(items[i]->raw_payload);
-		for (size_t e = 0; e < items[i]->n_events; e++, k++) {
-			be->refs[k] = (struct ev_ref){.it = items[i],
-			                              .ev = &items[i]->events[e],
+		if (items[i]->kind != CI_API) {
+			nev += items[i]->n_events;
+			continue;
+		}
+		if (!items[i]->op || items[i]->op->kind < STORE_OP_SEND ||
+		    items[i]->op->kind > STORE_OP_RESOLVE_REVIEW) {
+			util_fmt(err, errlen, "postgresql: unknown API operation %d",
+			         items[i]->op ? (int)items[i]->op->kind : -1);
+			return DLRD_EIO;
+		}
+		napi++;
+	}
+	be->refs = reserve(be->refs, &be->refs_cap, nev, sizeof(*be->refs));
+	be->apis = reserve(be->apis, &be->apis_cap, napi, sizeof(*be->apis));
+	be->units = reserve(be->units, &be->units_cap, 2 * napi + 1, sizeof(*be->units));
+	be->slots = reserve(be->slots, &be->slots_cap, nev + 2 * napi + 2, sizeof(*be->slots));
+
+	/* Queue order, with each stretch of callbacks between two API items
+	 * (the whole batch, without any) sorted into lock order. */
+	napi = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct commit_item *it = items[i];
+		if (it->kind == CI_API) {
+			be->apis[napi] = (struct api_ref){.it = it};
+			be->units[nunits++] = (struct unit){.api = true, .start = napi++};
+			continue;
+		}
+		if (!it->n_events)
+			continue;
+		if (!nunits || be->units[nunits - 1].api)
+			be->units[nunits++] = (struct unit){.api = false, .start = k, .end = k};
+		bool json = payload_is_json(it->raw_payload);
+		for (size_t e = 0; e < it->n_events; e++, k++) {
+			be->refs[k] = (struct ev_ref){.it = it,
+			                              .ev = &it->events[e],
 			                              .order = k,
-			                              .cls = cls_of(&items[i]->events[e]),
+			                              .cls = cls_of(&it->events[e]),
 			                              .json = json};
 		}
+		be->units[nunits - 1].end = k;
 	}
-	if (nev > 1)
-		qsort(be->refs, nev, sizeof(*be->refs), ref_cmp);
+	for (size_t u = 0; u < nunits; u++) {
+		struct unit *un = &be->units[u];
+		if (!un->api && un->end - un->start > 1)
+			qsort(be->refs + un->start, un->end - un->start, sizeof(*be->refs),
+			      ref_cmp);
+	}
 
 	for (int attempt = 0;; attempt++) {
 		if ((rc = ensure_conn(be, false, err, errlen)) != 0)
-			return rc;
-		if (run_batch(be, nev, use_json, &f, err, errlen) == 0)
+			goto failed;
+		if (run_batch(be, nunits, napi, use_json, &f, err, errlen) == 0)
 			break;
 		if (drop_after(&f))
 			drop_conn(be, "error in a batch");
 		if (attempt + 1 < PG_MAX_ATTEMPTS && retryable(&f)) {
 			LOG_W("storage_retry",
-			      "backend=postgresql sqlstate=%s attempt=%d events=%zu", f.sqlstate,
-			      attempt + 1, nev);
+			      "backend=postgresql sqlstate=%s attempt=%d events=%zu api=%zu",
+			      f.sqlstate, attempt + 1, nev, napi);
 			backoff(be, attempt);
 			continue;
 		}
@@ -1282,7 +1983,8 @@ static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, si
 			use_json = false;
 			continue;
 		}
-		return DLRD_EIO;
+		rc = DLRD_EIO;
+		goto failed;
 	}
 
 	for (size_t i = 0; i < n; i++)
@@ -1298,6 +2000,12 @@ static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, si
 		r->it->n_review += r->reviews;
 	}
 	return 0;
+failed:
+	/* nothing of an attempt that did not commit is kept, least of all a
+	 * number a reveal decrypted */
+	for (size_t a = 0; a < napi; a++)
+		store__pg_api_reset(be->apis[a].it->op);
+	return rc;
 }
 
 /* A real write: a transaction that gets a transaction id (so its COMMIT is
@@ -1322,6 +2030,39 @@ static int pg_probe(void *p, char *err, size_t errlen)
 	return rc;
 }
 
+/* The JSON API's reads (postgresql_api.c), on the backend's read pool. */
+static int pg_get_message(void *p, struct arena *a, const char *id, struct store_message *out,
+                          char *err, size_t errlen)
+{
+	return store__pg_get_message(((struct pg_be *)p)->pool, a, id, out, err, errlen);
+}
+
+static int pg_get_timeline(void *p, struct arena *a, const char *id, bool payloads,
+                           struct store_message *msg, struct store_event **events, size_t *n,
+                           char *err, size_t errlen)
+{
+	return store__pg_get_timeline(((struct pg_be *)p)->pool, a, id, payloads, msg, events, n,
+	                              err, errlen);
+}
+
+static int pg_search(void *p, struct arena *a, const struct store_query *q,
+                     struct store_message **rows, size_t *n, char *err, size_t errlen)
+{
+	return store__pg_search(((struct pg_be *)p)->pool, a, q, rows, n, err, errlen);
+}
+
+static int pg_list_review(void *p, struct arena *a, const struct store_review_query *q,
+                          struct store_review_item **rows, size_t *n, char *err, size_t errlen)
+{
+	return store__pg_list_review(((struct pg_be *)p)->pool, a, q, rows, n, err, errlen);
+}
+
+static int pg_list_audit(void *p, struct arena *a, const struct store_audit_query *q,
+                         struct store_audit_row **rows, size_t *n, char *err, size_t errlen)
+{
+	return store__pg_list_audit(((struct pg_be *)p)->pool, a, q, rows, n, err, errlen);
+}
+
 const struct store_ops store__pg_ops = {
     .name = "postgresql",
     .accepts = pg_accepts,
@@ -1329,4 +2070,10 @@ const struct store_ops store__pg_ops = {
     .close = pg_close,
     .apply = pg_apply,
     .probe = pg_probe,
+    .api_writes = true,
+    .get_message = pg_get_message,
+    .get_timeline = pg_get_timeline,
+    .search = pg_search,
+    .list_review = pg_list_review,
+    .list_audit = pg_list_audit,
 };

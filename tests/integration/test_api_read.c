@@ -39,20 +39,17 @@ static int teardown(void **state)
 	return h_fixture_stop(state);
 }
 
-/* Test-only edits of stored times, through a second connection. */
+/* Test-only edits of stored times, through a second connection (either
+ * backend: h_sql_exec). */
 static void sql_exec(const struct dlrd *d, const char *fmt, ...)
 {
-	sqlite3 *db = NULL;
 	va_list ap;
 	va_start(ap, fmt);
 	char *sql = sqlite3_vmprintf(fmt, ap);
 	va_end(ap);
-	assert_int_equal(sqlite3_open_v2(d->db_path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+	if (h_sql_exec(d, "%s", sql) != 0)
+		fail_msg("%s", sql);
 	sqlite3_free(sql);
-	sqlite3_close(db);
 }
 
 static void callback(struct dlrd *d, const char *sid, const char *status, const char *code)

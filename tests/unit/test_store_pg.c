@@ -11,6 +11,12 @@
  * concurrently (different ones, and the same) end with one stored event each
  * and the summary the set of events determines, a
  * forced deadlock is retried, a connection killed by the server is replaced.
+ * Then the JSON API at store level: sends (replay, reused key, opt-out),
+ * adopting and merging callback-created rows, reveal and resolve with their
+ * audit rows, API items mixed with callbacks in one batch, every read method
+ * (times as SQLite's text) and the read pool (replaced connections, 503 when
+ * full), and two nodes racing on the same idempotency keys, provider ids
+ * and review items.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -25,6 +31,7 @@
 #include <cmocka.h>
 
 #include "../pgtest.h"
+#include "arena.h"
 #include "commitq.h"
 #include "config.h"
 #include "optout.h"
@@ -157,7 +164,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(Q(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(Q(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 2);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 3);
 	/* times are the item's receipt time, exactly */
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE received_at ="
 	                      " '2023-11-14T22:13:20.000Z'"),
@@ -525,8 +532,8 @@ static void test_concurrent_start(void **state)
 	}
 	PGconn *c = pgt_connect(g.url);
 	assert_non_null(c);
-	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 2);
-	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 2);
+	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 3);
+	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 3);
 	PQfinish(c);
 	for (int i = 0; i < 6; i++)
 		store_close(o[i].st);
@@ -824,6 +831,1218 @@ static void test_reconnects(void **state)
 	assert_int_equal(Q(f, "SELECT (current_status = 'delivered')::int FROM sms_messages"), 1);
 }
 
+/* ---- the JSON API's operations ---- */
+
+#define API_RESP_CAP 512
+#define T_SENDER     "+15005550006" /* mk()'s sender */
+#define T_ENC_LEN    12
+static const uint8_t t_enc[T_ENC_LEN] = {0x01, 0x00, 0xff, 's',  'e',  'c',
+                                         'r',  'e',  't',  0x80, 0x00, 0x7f};
+
+/* One API write with its own buffers, as api.c builds it. */
+struct api_item {
+	struct commit_item it;
+	struct store_op op;
+	char resp[API_RESP_CAP];
+	char idem[32], req[32], pmid[40], action_id[32];
+	bool open_fails;
+	int renders;
+};
+
+/* render(): the row as "id|origin|pmid|status|masked|country|created|sent". */
+static size_t t_render(struct store_op *op)
+{
+	struct api_item *a = op->ctx;
+	const struct store_op_row *r = &op->row;
+	a->renders++;
+	return util_fmt(op->resp, op->resp_cap, "%s|%s|%s|%s|%s|%s|%s|%s|%d", r->id, r->origin,
+	                r->provider_message_id, r->status, r->recipient_masked,
+	                r->destination_country, r->created_at, r->sent_recorded_at, r->merged);
+}
+
+/* open(): the "decryption" checks the stored bytes and gives a number. */
+static int t_open(struct store_op *op, const uint8_t *blob, size_t n, const char *key_id)
+{
+	struct api_item *a = op->ctx;
+	if (a->open_fails || n != T_ENC_LEN || memcmp(blob, t_enc, n) != 0 || !key_id ||
+	    strcmp(key_id, "k1") != 0)
+		return DLRD_EINVAL;
+	util_strlcpy(op->number, "+14155550123", sizeof(op->number));
+	return 0;
+}
+
+static void api_init(struct api_item *a, enum store_op_kind kind)
+{
+	memset(a, 0, sizeof(*a));
+	a->it.kind = CI_API;
+	a->it.op = &a->op;
+	a->it.provider = "api";
+	a->it.received_ms = 1700000100000;
+	a->it.complete = done;
+	a->op.kind = kind;
+	a->op.actor = "tok1abcd";
+	a->op.actor_role = "admin";
+	a->op.render = t_render;
+	a->op.open = t_open;
+	a->op.ctx = a;
+	a->op.resp = a->resp;
+	a->op.resp_cap = sizeof(a->resp);
+}
+
+/* A send of the test's recipient ("abc", as mk()'s callbacks) under key
+ * idem; req stands for the request's hash; pmid may be NULL. */
+static void api_send(struct api_item *a, const char *idem, const char *req, const char *pmid)
+{
+	struct store_send *s = &a->op.send;
+	api_init(a, STORE_OP_SEND);
+	util_strlcpy(a->idem, idem, sizeof(a->idem));
+	util_strlcpy(a->req, req, sizeof(a->req));
+	s->token_hash = "tokenhash1";
+	s->idem_key = a->idem;
+	s->request_hash = a->req;
+	s->provider = "twilio";
+	if (pmid) {
+		util_strlcpy(a->pmid, pmid, sizeof(a->pmid));
+		s->provider_message_id = a->pmid;
+	}
+	s->recipient_hash = "abc";
+	s->recipient_masked = "+1********23";
+	s->recipient_enc = t_enc;
+	s->recipient_enc_len = T_ENC_LEN;
+	s->recipient_key_id = "k1";
+	s->number_country = "US";
+	s->recipient_timezone = "Europe/Berlin";
+	s->use_case = "otp";
+	s->template_key = "login_code";
+	s->sender_identity = T_SENDER;
+	s->action_type = "login";
+	util_fmt(a->action_id, sizeof(a->action_id), "u-%s", idem);
+	s->action_id = a->action_id;
+	s->metadata = "{\"attempt\":1}";
+}
+
+static void api_set(struct api_item *a, const char *id, const char *pmid)
+{
+	api_init(a, STORE_OP_SET_PROVIDER_ID);
+	a->op.message_id = id;
+	util_strlcpy(a->pmid, pmid, sizeof(a->pmid));
+	a->op.text = a->pmid;
+}
+
+static void api_reveal(struct api_item *a, const char *id, const char *reason)
+{
+	api_init(a, STORE_OP_REVEAL);
+	a->op.message_id = id;
+	a->op.text = reason;
+	a->op.actor_role = "support";
+}
+
+static void api_resolve(struct api_item *a, int64_t review_id, const char *note)
+{
+	api_init(a, STORE_OP_RESOLVE_REVIEW);
+	a->op.review_id = review_id;
+	a->op.text = note;
+}
+
+static int apply_items(struct store *st, struct commit_item **items, size_t n)
+{
+	char err[512] = "";
+	int rc = store_apply(st, items, n, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "store_apply: %s\n", err);
+	return rc;
+}
+
+static int apply_api(struct store *st, struct api_item *a)
+{
+	struct commit_item *items[1] = {&a->it};
+	return apply_items(st, items, 1);
+}
+
+static bool is_rfc3339_ms(const char *s)
+{
+	int64_t ms;
+	char back[25];
+	if (!s || strlen(s) != 24 || util_parse_rfc3339(s, 24, &ms) != 0)
+		return false;
+	util_rfc3339(ms, back);
+	return strcmp(back, s) == 0;
+}
+
+static void test_api_send_replay_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct api_item a, b;
+	char want[API_RESP_CAP], buf[512];
+
+	/* recorded: the row, the answer rendered once and kept with the key */
+	api_send(&a, "k-1", "req-1", NULL);
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_int_equal(a.op.resp_status, 201);
+	assert_int_equal(a.renders, 1);
+	assert_int_equal(strlen(a.op.row.id), 36);
+	assert_int_equal(a.op.row.id[14], '7');
+	assert_string_equal(a.op.row.origin, "send");
+	assert_string_equal(a.op.row.provider, "twilio");
+	assert_string_equal(a.op.row.provider_message_id, "");
+	assert_string_equal(a.op.row.status, "accepted");
+	assert_false(a.op.row.is_final);
+	assert_string_equal(a.op.row.recipient_masked, "+1********23");
+	assert_string_equal(a.op.row.destination_country, "US");
+	assert_string_equal(a.op.row.created_at, "2023-11-14T22:15:00.000Z");
+	assert_string_equal(a.op.row.sent_recorded_at, "2023-11-14T22:15:00.000Z");
+	assert_int_equal(a.op.resp_len, strlen(a.resp));
+	util_strlcpy(want, a.resp, sizeof(want));
+	pgt_str(f->c, buf, sizeof(buf),
+	        "SELECT origin || '|' || current_status || '|' || recipient_hash || '|' ||"
+	        " recipient_masked || '|' || destination_country || '|' || country_source || '|'"
+	        " || sender_identity || '|' || template_key || '|' || use_case || '|' ||"
+	        " action_type || '|' || action_id || '|' || metadata || '|' || recipient_timezone"
+	        " || '|' || recipient_key_id || '|' || encode(recipient_enc, 'hex') || '|' ||"
+	        " recorded_by || '|' || (sent_recorded_at = created_at) FROM sms_messages"
+	        " WHERE id = '%s'",
+	        a.op.row.id);
+	assert_string_equal(buf, "send|accepted|abc|+1********23|US|number|" T_SENDER
+	                         "|login_code|otp|login|u-k-1|{\"attempt\":1}|Europe/Berlin|k1|"
+	                         "0100ff73656372657480007f|tok1abcd|true");
+	assert_int_equal(Q(f,
+	                   "SELECT count(*) FROM api_idempotency WHERE token_hash = 'tokenhash1'"
+	                   " AND idem_key = 'k-1' AND request_hash = 'req-1' AND status = 201"
+	                   " AND body = '%s' AND message_id = '%s'",
+	                   want, a.op.row.id),
+	                 1);
+
+	/* the same key and request: the first answer, not rendered again */
+	api_send(&b, "k-1", "req-1", NULL);
+	assert_int_equal(apply_api(f->st, &b), 0);
+	assert_int_equal(b.op.outcome, STORE_REPLAYED);
+	assert_int_equal(b.op.resp_status, 201);
+	assert_string_equal(b.resp, want);
+	assert_int_equal(b.op.resp_len, strlen(want));
+	assert_string_equal(b.op.row.id, a.op.row.id);
+	assert_int_equal(b.renders, 0);
+	/* the same key, another request */
+	api_send(&b, "k-1", "req-2", NULL);
+	assert_int_equal(apply_api(f->st, &b), 0);
+	assert_int_equal(b.op.outcome, STORE_KEY_REUSED);
+	/* the key belongs to the token */
+	api_send(&b, "k-1", "req-2", NULL);
+	b.op.send.token_hash = "tokenhash2";
+	assert_int_equal(apply_api(f->st, &b), 0);
+	assert_int_equal(b.op.outcome, STORE_DONE);
+	assert_string_not_equal(b.op.row.id, a.op.row.id);
+
+	/* a STOP from the recipient to this sender: refused, nothing kept, so
+	 * the key can be used again; an exempt use case goes through */
+	struct commit_item it;
+	struct dlr_event stop = inbound("SMstop", "abc", "STOP", 1000);
+	assert_int_equal(apply1(f, &stop, &it), 0);
+	api_send(&b, "k-2", "req-3", NULL);
+	assert_int_equal(apply_api(f->st, &b), 0);
+	assert_int_equal(b.op.outcome, STORE_OPTED_OUT);
+	assert_int_equal(b.renders, 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM api_idempotency WHERE idem_key = 'k-2'"), 0);
+	api_send(&b, "k-2", "req-3", NULL);
+	b.op.send.optout_exempt = true;
+	assert_int_equal(apply_api(f->st, &b), 0);
+	assert_int_equal(b.op.outcome, STORE_DONE);
+	/* opted out of another sender only: fine; opted out with no sender
+	 * known: refused for every sender */
+	api_send(&b, "k-3", "req-4", NULL);
+	b.op.send.sender_identity = "ACME";
+	assert_int_equal(apply_api(f->st, &b), 0);
+	assert_int_equal(b.op.outcome, STORE_DONE);
+	assert_int_equal(pgt_exec(f->c, "INSERT INTO sms_opt_outs VALUES ('abc', '', 1, 'STOP', 1,"
+	                                " now(), now())"),
+	                 0);
+	api_send(&b, "k-4", "req-5", NULL);
+	b.op.send.sender_identity = "ACME";
+	assert_int_equal(apply_api(f->st, &b), 0);
+	assert_int_equal(b.op.outcome, STORE_OPTED_OUT);
+
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages"), 4);
+	assert_int_equal(Q(f, "SELECT count(*) FROM api_idempotency"), 4);
+	assert_int_equal(Q(f, "SELECT count(*) FROM api_idempotency WHERE status <> 201"), 0);
+}
+
+/* Callbacks first, then the send names their provider id: the send adopts
+ * the row (its id, its events).  A second send with that id is refused. */
+static void test_api_send_adopts_callbacks(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct api_item a;
+	char buf[256], id[40];
+
+	struct dlr_event e1 = mk("SMadopt", ST_SENT, "sent", NULL);
+	e1.destination_country = "CA"; /* the provider's */
+	struct dlr_event e2 = mk("SMadopt", ST_DELIVERED, "delivered", NULL);
+	e2.destination_country = "CA";
+	assert_int_equal(apply1(f, &e1, &it), 0);
+	assert_int_equal(apply1(f, &e2, &it), 0);
+	pgt_str(f->c, id, sizeof(id), "SELECT id FROM sms_messages");
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages WHERE origin = 'callback' AND"
+	                      " country_source = 'provider' AND recipient_masked IS NULL"),
+	                 1);
+
+	api_send(&a, "k-a", "req-a", "SMadopt");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_string_equal(a.op.row.id, id);
+	assert_string_equal(a.op.row.origin, "joined");
+	assert_string_equal(a.op.row.status, "delivered");
+	assert_true(a.op.row.is_final);
+	assert_string_equal(a.op.row.provider_message_id, "SMadopt");
+	/* the provider's country stays (no app country given) */
+	assert_string_equal(a.op.row.destination_country, "CA");
+	pgt_str(f->c, buf, sizeof(buf),
+	        "SELECT origin || '|' || event_count || '|' || callback_count || '|' ||"
+	        " country_source || '|' || recipient_masked || '|' || use_case || '|' ||"
+	        " (sent_recorded_at > created_at) FROM sms_messages");
+	assert_string_equal(buf, "joined|2|2|provider|+1********23|otp|true");
+
+	/* the id is taken now: refused, and the key left free */
+	api_send(&a, "k-b", "req-b", "SMadopt");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_PMID_TAKEN);
+	assert_int_equal(Q(f, "SELECT count(*) FROM api_idempotency WHERE idem_key = 'k-b'"), 0);
+	/* a send first, then its callbacks: they find it */
+	api_send(&a, "k-c", "req-c", "SMfirst");
+	a.op.send.country = "GB"; /* the app's */
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_string_equal(a.op.row.origin, "send");
+	struct dlr_event e3 = mk("SMfirst", ST_DELIVERED, "delivered", NULL);
+	assert_int_equal(apply1(f, &e3, &it), 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages WHERE provider_message_id ="
+	                      " 'SMfirst' AND origin = 'send' AND event_count = 1 AND"
+	                      " destination_country = 'GB' AND country_source = 'app' AND"
+	                      " current_status = 'delivered'"),
+	                 1);
+	/* and the callback path itself fills the masked number and the source */
+	struct dlr_event e4 = mk("SMcb", ST_SENT, "sent", NULL);
+	e4.recipient_masked = "+1********99";
+	e4.country_from_number = true;
+	assert_int_equal(apply1(f, &e4, &it), 0);
+	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
+	                            "SELECT recipient_masked || '|' || country_source FROM"
+	                            " sms_messages WHERE provider_message_id = 'SMcb'"),
+	                    "+1********99|number");
+}
+
+/* A send without a provider id, callbacks under that id, then PATCH: one
+ * message, the callbacks' events and review rows moved, the summaries
+ * folded, the callback row gone. */
+static void test_api_set_provider_id_merges(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct api_item a, s2;
+	char id[40], buf[512];
+
+	api_send(&a, "k-m", "req-m", NULL);
+	assert_int_equal(apply_api(f->st, &a), 0);
+	util_strlcpy(id, a.op.row.id, sizeof(id));
+	struct dlr_event e1 = mk("SMmerge", ST_UNDELIVERED, "undelivered", "30003");
+	struct dlr_event e1d = mk("SMmerge", ST_UNDELIVERED, "undelivered", "30003");
+	struct dlr_event e2 = mk("SMmerge", ST_DELIVERED, "delivered", NULL);
+	struct dlr_event e3 = mk("SMmerge", ST_UNKNOWN, "weird", NULL);
+	e3.review = REVIEW_UNKNOWN_STATUS;
+	assert_int_equal(apply1(f, &e1, &it), 0);
+	assert_int_equal(apply1(f, &e1d, &it), 0);
+	assert_int_equal(apply1(f, &e2, &it), 0);
+	assert_int_equal(apply1(f, &e3, &it), 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages"), 2);
+	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 2); /* unknown, conflict */
+
+	api_set(&a, id, "SMmerge");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_int_equal(a.op.resp_status, 200);
+	assert_true(a.op.row.merged);
+	assert_string_equal(a.op.row.id, id);
+	assert_string_equal(a.op.row.origin, "send");
+	assert_string_equal(a.op.row.provider_message_id, "SMmerge");
+	assert_string_equal(a.op.row.status, "delivered");
+	assert_true(a.op.row.is_final);
+	assert_int_equal(a.renders, 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages"), 1);
+	pgt_str(f->c, buf, sizeof(buf),
+	        "SELECT provider_message_id || '|' || current_status || '|' || status_mask || '|'"
+	        " || final_conflict || '|' || event_count || '|' || callback_count || '|' ||"
+	        " duplicate_count || '|' || (first_callback_at IS NOT NULL) || '|' ||"
+	        " (final_at IS NOT NULL) || '|' || recipient_masked || '|' || country_source"
+	        " FROM sms_messages WHERE id = '%s'",
+	        id);
+	/* the provider's country wins over the number's, as in sqlite_api.c */
+	assert_string_equal(buf, "SMmerge|delivered|140|1|3|4|1|true|true|+1********23|provider");
+	assert_int_equal(
+	    Q(f, "SELECT count(*) FROM sms_message_events WHERE message_id = '%s'", id), 3);
+	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue WHERE message_id = '%s'", id), 2);
+	/* the conflict was already reviewed on the callback row: no new row */
+	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 2);
+	assert_int_equal(Q(f,
+	                   "SELECT count(*) FROM sms_callback_log l JOIN sms_message_events e"
+	                   " ON e.id = l.event_id WHERE e.message_id = '%s'",
+	                   id),
+	                 4);
+	/* later callbacks find the one message */
+	struct dlr_event e4 = mk("SMmerge", ST_SENT, "sent", NULL);
+	assert_int_equal(apply1(f, &e4, &it), 0);
+	assert_int_equal(Q(f, "SELECT event_count FROM sms_messages WHERE id = '%s'", id), 4);
+
+	/* the same id again: no change; another: refused; a message that does
+	 * not exist, or an id that is not one */
+	api_set(&a, id, "SMmerge");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_false(a.op.row.merged);
+	api_set(&a, id, "SMother");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_PMID_SET);
+	api_set(&a, "01900000-0000-7000-8000-000000000000", "SMx");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_NOT_FOUND);
+	api_set(&a, "not-a-uuid", "SMx");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_NOT_FOUND);
+	/* another send's provider id: taken */
+	api_send(&s2, "k-m2", "req-m2", NULL);
+	assert_int_equal(apply_api(f->st, &s2), 0);
+	api_set(&a, s2.op.row.id, "SMmerge");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_PMID_TAKEN);
+	/* a plain set, and a merge that makes a conflict appear */
+	api_set(&a, s2.op.row.id, "SMplain");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_false(a.op.row.merged);
+	assert_string_equal(a.op.row.provider_message_id, "SMplain");
+	struct api_item s3;
+	api_send(&s3, "k-m3", "req-m3", NULL);
+	assert_int_equal(apply_api(f->st, &s3), 0);
+	struct dlr_event e5 = mk("SMconf", ST_FAILED, "failed", "30008");
+	assert_int_equal(apply1(f, &e5, &it), 0);
+	assert_int_equal(pgt_exec(f->c,
+	                          "UPDATE sms_messages SET status_mask = 4, current_status ="
+	                          " 'delivered', is_final = 1 WHERE id = '%s'",
+	                          s3.op.row.id),
+	                 0);
+	api_set(&a, s3.op.row.id, "SMconf");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_true(a.op.row.merged);
+	assert_int_equal(Q(f,
+	                   "SELECT count(*) FROM review_queue WHERE message_id = '%s' AND"
+	                   " reason = 'final_conflict' AND detail LIKE '%%joined send%%' AND"
+	                   " raw_payload = ''::bytea",
+	                   s3.op.row.id),
+	                 1);
+}
+
+static void test_api_reveal_and_resolve(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct api_item s, a;
+	char buf[256];
+
+	api_send(&s, "k-r", "req-r", NULL);
+	assert_int_equal(apply_api(f->st, &s), 0);
+	api_reveal(&a, s.op.row.id, "customer called");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_string_equal(a.op.number, "+14155550123");
+	assert_true(a.op.audit_id > 0);
+	pgt_str(f->c, buf, sizeof(buf),
+	        "SELECT actor || '|' || actor_role || '|' || action || '|' || message_id || '|' ||"
+	        " reason || '|' || (review_id IS NULL) || '|' || to_char(at AT TIME ZONE 'UTC',"
+	        " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') FROM audit_log WHERE id = %lld",
+	        (long long)a.op.audit_id);
+	char want[256];
+	util_fmt(want, sizeof(want),
+	         "tok1abcd|support|reveal|%s|customer called|true|"
+	         "2023-11-14T22:15:00.000",
+	         s.op.row.id);
+	assert_string_equal(buf, want);
+	/* refusals write nothing */
+	api_reveal(&a, "01900000-0000-7000-8000-000000000000", "x");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_NOT_FOUND);
+	api_reveal(&a, "nope", "x");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_NOT_FOUND);
+	api_reveal(&a, s.op.row.id, "x");
+	a.open_fails = true;
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_UNDECRYPTABLE);
+	assert_int_equal(a.op.audit_id, 0);
+	struct dlr_event e = mk("SMrev", ST_UNKNOWN, "weird", NULL);
+	e.review = REVIEW_UNKNOWN_STATUS;
+	assert_int_equal(apply1(f, &e, &it), 0);
+	pgt_str(f->c, buf, sizeof(buf), "SELECT id FROM sms_messages WHERE origin = 'callback'");
+	api_reveal(&a, buf, "x");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_NO_RECIPIENT);
+	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log"), 1);
+
+	/* resolve */
+	int64_t rid = Q(f, "SELECT id FROM review_queue");
+	api_resolve(&a, rid + 100, "n");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_NOT_FOUND);
+	api_resolve(&a, rid, "checked with the carrier");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_string_equal(a.op.resolved_at, "2023-11-14T22:15:00.000Z");
+	assert_true(a.op.audit_id > 0);
+	assert_int_equal(Q(f,
+	                   "SELECT count(*) FROM review_queue WHERE resolved_by = 'tok1abcd' AND"
+	                   " resolution = 'checked with the carrier' AND resolved_at IS NOT NULL"),
+	                 1);
+	assert_int_equal(Q(f,
+	                   "SELECT count(*) FROM audit_log WHERE action = 'review_resolve' AND"
+	                   " review_id = %lld AND reason = 'checked with the carrier' AND"
+	                   " message_id IS NOT NULL",
+	                   (long long)rid),
+	                 1);
+	api_resolve(&a, rid, NULL);
+	a.it.received_ms += 5000;
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(a.op.outcome, STORE_ALREADY_RESOLVED);
+	assert_string_equal(a.op.resolved_at, "2023-11-14T22:15:00.000Z");
+	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log"), 2);
+}
+
+/* API items and callbacks in one batch apply in queue order, in one
+ * transaction: a callback before a send is adopted by it, a send after
+ * another with the same key replays its answer, a refusal undoes only its
+ * own item, and a failing statement anywhere undoes the whole batch. */
+static void test_api_mixed_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct api_item a[6];
+	struct commit_item cb[3], *items[9];
+	struct dlr_event e[3];
+	char err[256];
+
+	e[0] = mk("SMmix", ST_SENT, "sent", NULL);
+	e[1] = mk("SMmix2", ST_SENT, "sent", NULL);
+	e[2] = mk("SMmix", ST_DELIVERED, "delivered", NULL);
+	for (int i = 0; i < 3; i++)
+		item_init(&cb[i], &e[i], 1);
+	api_send(&a[0], "k-x", "req-x", "SMmix");  /* after cb[0]: adopts */
+	api_send(&a[1], "k-y", "req-y", NULL);     /* a plain send */
+	api_send(&a[2], "k-y", "req-y", NULL);     /* replays a[1] */
+	api_send(&a[3], "k-z", "req-z", "SMmix");  /* taken by a[0] */
+	api_send(&a[4], "k-y", "req-other", NULL); /* key reused */
+	api_send(&a[5], "k-w", "req-w", "SMmix2"); /* before cb[1]: a send row */
+	items[0] = &cb[0];
+	items[1] = &a[0].it;
+	items[2] = &a[1].it;
+	items[3] = &a[2].it;
+	items[4] = &a[3].it;
+	items[5] = &a[4].it;
+	items[6] = &a[5].it;
+	items[7] = &cb[1];
+	items[8] = &cb[2];
+	assert_int_equal(apply_items(f->st, items, 9), 0);
+	assert_int_equal(a[0].op.outcome, STORE_DONE);
+	assert_string_equal(a[0].op.row.origin, "joined");
+	assert_int_equal(a[1].op.outcome, STORE_DONE);
+	assert_int_equal(a[2].op.outcome, STORE_REPLAYED);
+	assert_string_equal(a[2].resp, a[1].resp);
+	assert_string_equal(a[2].op.row.id, a[1].op.row.id);
+	assert_int_equal(a[3].op.outcome, STORE_PMID_TAKEN);
+	assert_int_equal(a[4].op.outcome, STORE_KEY_REUSED);
+	assert_int_equal(a[5].op.outcome, STORE_DONE);
+	assert_string_equal(a[5].op.row.origin, "send");
+	assert_int_equal(cb[0].n_new + cb[1].n_new + cb[2].n_new, 3);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages"), 3);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages WHERE origin = 'joined' AND"
+	                      " event_count = 2 AND current_status = 'delivered'"),
+	                 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages WHERE origin = 'send' AND"
+	                      " provider_message_id = 'SMmix2' AND event_count = 1"),
+	                 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM api_idempotency"), 3);
+
+	/* all or nothing: a status event without a message id fails the batch */
+	api_send(&a[0], "k-v", "req-v", NULL);
+	e[0] = mk("SMmix3", ST_SENT, "sent", NULL);
+	e[0].provider_message_id = NULL;
+	item_init(&cb[0], &e[0], 1);
+	items[0] = &a[0].it;
+	items[1] = &cb[0];
+	assert_int_equal(store_apply(f->st, items, 2, err, sizeof(err)), DLRD_EIO);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages"), 3);
+	assert_int_equal(Q(f, "SELECT count(*) FROM api_idempotency"), 3);
+	/* and the store goes on */
+	assert_int_equal(apply_api(f->st, &a[0]), 0);
+	assert_int_equal(a[0].op.outcome, STORE_DONE);
+}
+
+/* ---- the read methods ---- */
+
+static void test_api_reads(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct api_item s, a;
+	struct arena ar;
+	struct store_message m, *rows;
+	struct store_event *ev;
+	struct store_review_item *rv;
+	struct store_audit_row *au;
+	size_t n;
+	char err[256], id[40];
+
+	arena_init(&ar, NULL, 0);
+	api_send(&s, "k-read", "req-read", "SMread");
+	assert_int_equal(apply_api(f->st, &s), 0);
+	util_strlcpy(id, s.op.row.id, sizeof(id));
+	struct dlr_event e1 = mk("SMread", ST_SENT, "sent", NULL);
+	e1.occurred_ms = 1700000100123;
+	event_finish(&e1);
+	struct dlr_event e2 = mk("SMread", ST_DELIVERED, "delivered", NULL);
+	e2.occurred_ms = 1700000101000;
+	event_finish(&e2);
+	struct dlr_event e2d = e2;
+	assert_int_equal(apply1(f, &e1, &it), 0);
+	item_init(&it, &e2, 1);
+	it.raw_payload = (struct iov){"{\"s\":\"d\\u00e9\"}\x00\xff", 18};
+	it.received_ms = 1700000102456;
+	struct commit_item *items[1] = {&it};
+	assert_int_equal(apply_items(f->st, items, 1), 0);
+	item_init(&it, &e2d, 1);
+	it.received_ms = 1700000103000;
+	assert_int_equal(apply_items(f->st, items, 1), 0);
+
+	/* one message, times exactly as SQLite's text */
+	assert_int_equal(store_get_message(f->st, &ar, id, &m, err, sizeof(err)), 0);
+	assert_string_equal(m.id, id);
+	assert_string_equal(m.provider, "twilio");
+	assert_string_equal(m.provider_message_id, "SMread");
+	assert_string_equal(m.origin, "send");
+	assert_string_equal(m.status, "delivered");
+	assert_string_equal(m.raw_status, "delivered");
+	assert_null(m.error_code);
+	assert_string_equal(m.occurred_at, "2023-11-14T22:15:01.000Z");
+	assert_true(m.is_final);
+	assert_false(m.final_conflict);
+	assert_true(m.has_recipient);
+	assert_string_equal(m.recipient_masked, "+1********23");
+	assert_string_equal(m.destination_country, "US");
+	assert_string_equal(m.country_source, "number");
+	assert_string_equal(m.sender_identity, T_SENDER);
+	assert_string_equal(m.template_key, "login_code");
+	assert_string_equal(m.use_case, "otp");
+	assert_string_equal(m.action_type, "login");
+	assert_string_equal(m.action_id, "u-k-read");
+	assert_string_equal(m.metadata, "{\"attempt\":1}");
+	assert_string_equal(m.recipient_timezone, "Europe/Berlin");
+	assert_int_equal(m.event_count, 2);
+	assert_int_equal(m.callback_count, 3);
+	assert_int_equal(m.duplicate_count, 1);
+	assert_string_equal(m.first_callback_at, "2023-11-14T22:13:20.000Z");
+	assert_string_equal(m.final_at, "2023-11-14T22:15:02.456Z");
+	assert_string_equal(m.created_at, "2023-11-14T22:15:00.000Z");
+	assert_string_equal(m.updated_at, "2023-11-14T22:15:03.000Z");
+	assert_string_equal(m.sent_recorded_at, "2023-11-14T22:15:00.000Z");
+	assert_true(is_rfc3339_ms(m.updated_at));
+	assert_int_equal(store_get_message(f->st, &ar, "01900000-0000-7000-8000-000000000000", &m,
+	                                   err, sizeof(err)),
+	                 DLRD_ENOTFOUND);
+	assert_int_equal(
+	    store_get_message(f->st, &ar, "x'; DROP TABLE sms_messages; --", &m, err, sizeof(err)),
+	    DLRD_ENOTFOUND);
+
+	/* the timeline: events in order, retry counts, payloads on request */
+	assert_int_equal(store_get_timeline(f->st, &ar, id, false, &m, &ev, &n, err, sizeof(err)),
+	                 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(ev[0].status, "sent");
+	assert_string_equal(ev[0].provider_occurred_at, "2023-11-14T22:15:00.123Z");
+	assert_string_equal(ev[0].received_at, "2023-11-14T22:13:20.000Z");
+	assert_int_equal(ev[0].deliveries, 1);
+	assert_true(ev[0].changed_summary);
+	assert_null(ev[0].raw_payload);
+	assert_string_equal(ev[1].status, "delivered");
+	assert_true(ev[1].is_final);
+	assert_int_equal(ev[1].deliveries, 2);
+	assert_true(ev[1].id > ev[0].id);
+	assert_int_equal(store_get_timeline(f->st, &ar, id, true, &m, &ev, &n, err, sizeof(err)),
+	                 0);
+	assert_int_equal(ev[0].raw_payload_len, 5);
+	assert_memory_equal(ev[0].raw_payload, "raw=1", 5);
+	assert_int_equal(ev[1].raw_payload_len, 18);
+	assert_memory_equal(ev[1].raw_payload, "{\"s\":\"d\\u00e9\"}\x00\xff", 18);
+	assert_int_equal(store_get_timeline(f->st, &ar, "01900000-0000-7000-8000-000000000000",
+	                                    true, &m, &ev, &n, err, sizeof(err)),
+	                 DLRD_ENOTFOUND);
+
+	/* search: every filter, newest first, the keyset cursor */
+	for (int i = 0; i < 5; i++) {
+		char key[16];
+		util_fmt(key, sizeof(key), "k-s%d", i);
+		api_send(&a, key, key, NULL);
+		if (i % 2)
+			a.op.send.use_case = "alert";
+		a.it.received_ms += 1000 * (i + 1);
+		assert_int_equal(apply_api(f->st, &a), 0);
+	}
+	struct store_query q;
+	memset(&q, 0, sizeof(q));
+	q.final = -1;
+	q.limit = 100;
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 6);
+	for (size_t i = 1; i < n; i++)
+		assert_true(strcmp(rows[i - 1].id, rows[i].id) > 0);
+	q.limit = 2;
+	q.before_id = rows[1].id;
+	const char *third = rows[2].id;
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].id, third);
+	memset(&q, 0, sizeof(q));
+	q.final = -1;
+	q.limit = 100;
+	q.use_case = "alert";
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	q.use_case = NULL;
+	q.statuses[0] = "delivered";
+	q.statuses[1] = "failed";
+	q.n_statuses = 2;
+	q.final = 1;
+	q.provider = "twilio";
+	q.country = "US";
+	q.sender_identity = T_SENDER;
+	q.template_key = "login_code";
+	q.provider_message_id = "SMread";
+	q.action_type = "login";
+	q.action_id = "u-k-read";
+	q.origin = "send";
+	q.created_from = "2023-11-14T22:15:00.000Z";
+	q.created_to = "2023-11-14T22:15:00.001Z";
+	q.updated_from = "2023-11-14T22:15:03.000Z";
+	q.updated_to = "2023-11-14T22:15:03.001Z";
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].id, id);
+	q.created_to = "2023-11-14T22:15:00.000Z"; /* the upper bound is exclusive */
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	memset(&q, 0, sizeof(q));
+	q.final = 0;
+	q.limit = 100;
+	q.stuck_before = "2023-11-14T22:15:03.000Z"; /* not final, created before */
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	q.stuck_before = NULL;
+	q.sender_identity = "\xff\xfe"; /* not UTF-8: matches nothing */
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+
+	/* review and audit lists */
+	struct dlr_event u = mk("SMrv", ST_UNKNOWN, "weird", NULL);
+	u.review = REVIEW_UNKNOWN_STATUS;
+	assert_int_equal(apply1(f, &u, &it), 0);
+	struct store_review_query rq = {.state = 0, .limit = 10};
+	assert_int_equal(store_list_review(f->st, &ar, &rq, &rv, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rv[0].reason, "unknown_status");
+	assert_string_equal(rv[0].raw_status, "weird");
+	assert_int_equal(rv[0].raw_payload_len, 5);
+	assert_true(rv[0].event_id > 0);
+	assert_true(is_rfc3339_ms(rv[0].created_at));
+	assert_null(rv[0].resolved_at);
+	api_resolve(&a, rv[0].id, "ok");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_int_equal(store_list_review(f->st, &ar, &rq, &rv, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	rq.state = 1;
+	assert_int_equal(store_list_review(f->st, &ar, &rq, &rv, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(rv[0].resolved_at, "2023-11-14T22:15:00.000Z");
+	assert_string_equal(rv[0].resolved_by, "tok1abcd");
+	assert_string_equal(rv[0].resolution, "ok");
+	api_reveal(&a, id, "why");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	struct store_audit_query aq = {.limit = 10};
+	assert_int_equal(store_list_audit(f->st, &ar, &aq, &au, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(au[0].action, "reveal");
+	assert_string_equal(au[0].message_id, id);
+	assert_string_equal(au[0].at, "2023-11-14T22:15:00.000Z");
+	assert_int_equal(au[0].review_id, 0);
+	assert_string_equal(au[1].action, "review_resolve");
+	aq.message_id = id;
+	assert_int_equal(store_list_audit(f->st, &ar, &aq, &au, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	aq.message_id = NULL;
+	aq.before_id = au[0].id;
+	assert_int_equal(store_list_audit(f->st, &ar, &aq, &au, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(au[0].action, "review_resolve");
+
+	/* the read connections are not the writer's, and one the server ended
+	 * while idle is replaced */
+	assert_int_equal(Q(f, "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+	                      " 'dlrd' AND datname = current_database()"),
+	                 2);
+	terminate_dlrd(f);
+	assert_int_equal(store_get_message(f->st, &ar, id, &m, err, sizeof(err)), 0);
+	assert_string_equal(m.id, id);
+	arena_fini(&ar);
+}
+
+/* A pool of one: a second reader waits PG_READ_WAIT_MS, then DLRD_EFULL. */
+struct bg_read {
+	struct store *st;
+	const char *id;
+	int rc;
+};
+
+static void *bg_read_main(void *arg)
+{
+	struct bg_read *b = arg;
+	struct arena ar;
+	struct store_message m;
+	char err[256];
+	arena_init(&ar, NULL, 0);
+	b->rc = store_get_message(b->st, &ar, b->id, &m, err, sizeof(err));
+	arena_fini(&ar);
+	return NULL;
+}
+
+static void test_api_read_pool_full(void **state)
+{
+	struct fixture *f = *state;
+	char key[] = "storage", name[] = "read_pool_size", one[] = "1", err[256];
+	struct config_entry ent = {key, name, one, false};
+	struct store *st;
+	struct api_item s;
+	struct bg_read b;
+	struct arena ar;
+	struct store_message m;
+	pthread_t t;
+	PGconn *x = pgt_connect(f->url);
+
+	assert_non_null(x);
+	f->cfg.entries = &ent;
+	f->cfg.n_entries = 1;
+	assert_int_equal(open_store(f, &st), 0);
+	f->cfg.entries = NULL;
+	f->cfg.n_entries = 0;
+	api_send(&s, "k-full", "req-full", NULL);
+	assert_int_equal(apply_api(st, &s), 0);
+	/* the only read connection waits for a table lock */
+	assert_int_equal(pgt_exec(x, "BEGIN; LOCK TABLE sms_messages IN ACCESS EXCLUSIVE MODE"), 0);
+	b = (struct bg_read){.st = st, .id = s.op.row.id, .rc = 1};
+	assert_int_equal(pthread_create(&t, NULL, bg_read_main, &b), 0);
+	int64_t deadline = util_now_ms() + 10000;
+	while (Q(f, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dlrd' AND"
+	            " datname = current_database() AND wait_event_type = 'Lock'") != 1) {
+		assert_true(util_now_ms() < deadline);
+		usleep(20000);
+	}
+	arena_init(&ar, NULL, 0);
+	int64_t t0 = util_now_ms();
+	assert_int_equal(store_get_message(st, &ar, s.op.row.id, &m, err, sizeof(err)), DLRD_EFULL);
+	assert_true(util_now_ms() - t0 >= 1900);
+	assert_int_equal(pgt_exec(x, "COMMIT"), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(b.rc, 0);
+	/* free again */
+	assert_int_equal(store_get_message(st, &ar, s.op.row.id, &m, err, sizeof(err)), 0);
+	arena_fini(&ar);
+	store_close(st);
+	PQfinish(x);
+}
+
+/* ---- two nodes, the same API requests ---- */
+
+#define CN_KEYS   24
+#define CN_ROUNDS 6
+
+struct node {
+	struct store *st;
+	struct api_item *a;
+	size_t n, per;
+	int rc;
+};
+
+static void *node_main(void *arg)
+{
+	struct node *nd = arg;
+	struct commit_item *items[CN_KEYS * 2];
+	for (size_t off = 0; off < nd->n && nd->rc == 0; off += nd->per) {
+		size_t k = nd->n - off < nd->per ? nd->n - off : nd->per;
+		for (size_t i = 0; i < k; i++)
+			items[i] = &nd->a[off + i].it;
+		nd->rc = apply_items(nd->st, items, k);
+	}
+	return NULL;
+}
+
+static void run_nodes(struct fixture *f, struct api_item *a0, size_t n0, struct api_item *a1,
+                      size_t n1, size_t per)
+{
+	struct node nd[2] = {{.st = f->st, .a = a0, .n = n0, .per = per},
+	                     {.a = a1, .n = n1, .per = per}};
+	pthread_t t[2];
+	assert_int_equal(open_store(f, &nd[1].st), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, node_main, &nd[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	store_close(nd[1].st);
+	assert_int_equal(nd[0].rc, 0);
+	assert_int_equal(nd[1].rc, 0);
+}
+
+static void shuffle_api(struct api_item *a, size_t n, uint64_t *x)
+{
+	for (size_t i = n; i > 1; i--) {
+		*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+		size_t j = (size_t)(*x % i);
+		struct api_item t = a[i - 1];
+		a[i - 1] = a[j];
+		a[j] = t;
+	}
+	/* the items point into themselves */
+	for (size_t i = 0; i < n; i++) {
+		a[i].it.op = &a[i].op;
+		a[i].op.ctx = &a[i];
+		a[i].op.resp = a[i].resp;
+		a[i].op.send.idem_key = a[i].idem;
+		a[i].op.send.request_hash = a[i].req;
+		a[i].op.send.action_id = a[i].action_id;
+		if (a[i].op.send.provider_message_id)
+			a[i].op.send.provider_message_id = a[i].pmid;
+	}
+}
+
+/* Both nodes send every key (shuffled, several per batch, so two batches
+ * also lock keys in opposite orders): one message per key; one node's
+ * request recorded it and the other's replays that very answer, or is
+ * refused as a reused key when its request differs. */
+static void test_two_nodes_same_keys(void **state)
+{
+	struct fixture *f = *state;
+	static struct api_item a0[CN_KEYS], a1[CN_KEYS];
+	uint64_t x = 0x243f6a8885a308d3ull;
+
+	for (int round = 0; round < CN_ROUNDS; round++) {
+		bool differ = round % 3 == 2;
+		for (int k = 0; k < CN_KEYS; k++) {
+			char key[24], req[24];
+			util_fmt(key, sizeof(key), "r%d-k%d", round, k);
+			util_fmt(req, sizeof(req), "req-%d-%d", round, k);
+			api_send(&a0[k], key, req, NULL);
+			if (differ)
+				util_fmt(req, sizeof(req), "other-%d-%d", round, k);
+			api_send(&a1[k], key, req, NULL);
+		}
+		shuffle_api(a0, CN_KEYS, &x);
+		shuffle_api(a1, CN_KEYS, &x);
+		run_nodes(f, a0, CN_KEYS, a1, CN_KEYS, 1 + (size_t)round % 4);
+		for (int k = 0; k < CN_KEYS; k++) {
+			const struct api_item *p = &a0[k], *q = NULL;
+			for (int j = 0; j < CN_KEYS; j++)
+				if (!strcmp(a1[j].idem, p->idem))
+					q = &a1[j];
+			assert_non_null(q);
+			const struct api_item *first = p->op.outcome == STORE_DONE ? p : q;
+			const struct api_item *second = first == p ? q : p;
+			assert_int_equal(first->op.outcome, STORE_DONE);
+			if (differ) {
+				assert_int_equal(second->op.outcome, STORE_KEY_REUSED);
+			} else {
+				assert_int_equal(second->op.outcome, STORE_REPLAYED);
+				assert_int_equal(second->op.resp_status, 201);
+				assert_string_equal(second->resp, first->resp);
+				assert_string_equal(second->op.row.id, first->op.row.id);
+			}
+		}
+		assert_int_equal(Q(f,
+		                   "SELECT count(*) FROM sms_messages WHERE action_id LIKE"
+		                   " 'u-r%d-%%'",
+		                   round),
+		                 CN_KEYS);
+	}
+	assert_int_equal(Q(f, "SELECT count(*) FROM api_idempotency"), CN_KEYS * CN_ROUNDS);
+	assert_int_equal(Q(f, "SELECT count(*) FROM api_idempotency a JOIN sms_messages m ON"
+	                      " m.id = a.message_id WHERE a.status = 201 AND a.body LIKE m.id ||"
+	                      " '|send|%%'"),
+	                 CN_KEYS * CN_ROUNDS);
+}
+
+/* One node records sends with provider ids (or sets them by PATCH) while
+ * the other applies callbacks for those ids: whatever interleaving, one
+ * message per id, every event on it once, no callback row left behind;
+ * and of two resolutions of one review item on two nodes, exactly one. */
+static void test_two_nodes_join(void **state)
+{
+	struct fixture *f = *state;
+	static struct api_item a0[CN_KEYS];
+	static struct api_item a1[CN_KEYS];
+	struct dlr_event ev[CN_KEYS][3];
+	struct commit_item cb[CN_KEYS][3];
+	char sid[CN_KEYS][16];
+	struct node nd;
+	pthread_t t;
+
+	for (int round = 0; round < 4; round++) {
+		/* mode 0: POST with the id; mode 1: POST without, then PATCH */
+		int mode = round % 2;
+		for (int k = 0; k < CN_KEYS; k++) {
+			char key[24];
+			util_fmt(sid[k], sizeof(sid[k]), "SMj%d_%02d", round, k);
+			util_fmt(key, sizeof(key), "j%d-%d", round, k);
+			if (mode == 0) {
+				api_send(&a0[k], key, key, sid[k]);
+			} else {
+				api_send(&a1[k], key, key, NULL);
+				assert_int_equal(apply_api(f->st, &a1[k]), 0);
+				api_set(&a0[k], a1[k].op.row.id, sid[k]);
+			}
+			ev[k][0] = mk(sid[k], ST_SENT, "sent", NULL);
+			ev[k][1] = mk(sid[k], ST_DELIVERED, "delivered", NULL);
+			ev[k][2] = mk(sid[k], ST_SENT, "sent", NULL); /* a retry */
+			for (int e = 0; e < 3; e++)
+				item_init(&cb[k][e], &ev[k][e], 1);
+		}
+		nd = (struct node){.st = f->st, .a = a0, .n = CN_KEYS, .per = 3};
+		struct store *other;
+		assert_int_equal(open_store(f, &other), 0);
+		assert_int_equal(pthread_create(&t, NULL, node_main, &nd), 0);
+		for (int k = 0; k < CN_KEYS; k += 2) {
+			struct commit_item *items[6];
+			for (int e = 0; e < 3; e++) {
+				items[e] = &cb[k][e];
+				items[3 + e] = &cb[k + 1][e];
+			}
+			assert_int_equal(apply_items(other, items, 6), 0);
+		}
+		pthread_join(t, NULL);
+		store_close(other);
+		assert_int_equal(nd.rc, 0);
+		for (int k = 0; k < CN_KEYS; k++) {
+			char buf[256];
+			assert_int_equal(a0[k].op.outcome, STORE_DONE);
+			pgt_str(f->c, buf, sizeof(buf),
+			        "SELECT count(*) || '|' || min(event_count) || '|' ||"
+			        " min(callback_count) || '|' || min(duplicate_count) || '|' ||"
+			        " min(current_status) || '|' || min(id::text) FROM sms_messages"
+			        " WHERE provider_message_id = '%s'",
+			        sid[k]);
+			char want[256];
+			util_fmt(want, sizeof(want), "1|2|3|1|delivered|%s", a0[k].op.row.id);
+			assert_string_equal(buf, want);
+			assert_int_equal(Q(f,
+			                   "SELECT count(*) FROM sms_message_events WHERE"
+			                   " provider_message_id = '%s' AND message_id = '%s'",
+			                   sid[k], a0[k].op.row.id),
+			                 2);
+			if (mode == 1)
+				assert_string_equal(a0[k].op.row.id, a1[k].op.row.id);
+		}
+		assert_int_equal(
+		    Q(f, "SELECT count(*) FROM sms_messages WHERE origin = 'callback'"), 0);
+	}
+
+	/* two nodes resolve the same review items */
+	for (int k = 0; k < CN_KEYS; k++) {
+		struct commit_item it;
+		struct dlr_event u = mk(sid[k], ST_UNKNOWN, "weird", NULL);
+		u.review = REVIEW_UNKNOWN_STATUS;
+		assert_int_equal(apply1(f, &u, &it), 0);
+	}
+	PGresult *r = PQexec(f->c, "SELECT id FROM review_queue WHERE reason = 'unknown_status'"
+	                           " ORDER BY id");
+	assert_int_equal(PQntuples(r), CN_KEYS);
+	for (int k = 0; k < CN_KEYS; k++) {
+		int64_t rid = strtoll(PQgetvalue(r, k, 0), NULL, 10);
+		api_resolve(&a0[k], rid, "node 0");
+		api_resolve(&a1[CN_KEYS - 1 - k], rid, "node 1");
+	}
+	PQclear(r);
+	run_nodes(f, a0, CN_KEYS, a1, CN_KEYS, 4);
+	for (int k = 0; k < CN_KEYS; k++) {
+		const struct store_op *p = &a0[k].op, *q = &a1[CN_KEYS - 1 - k].op;
+		assert_true((p->outcome == STORE_DONE && q->outcome == STORE_ALREADY_RESOLVED) ||
+		            (q->outcome == STORE_DONE && p->outcome == STORE_ALREADY_RESOLVED));
+		assert_string_equal(p->resolved_at, q->resolved_at);
+	}
+	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log WHERE action = 'review_resolve'"),
+	                 CN_KEYS);
+}
+
+/* The races of test_two_nodes_join, made certain: the test holds a row lock
+ * that stops one node's batch after it created (or claimed) something and
+ * before it commits, lets the other node's operation run into that, then
+ * lets go.  Each time the outcome is the one of the two in sequence. */
+struct bg_batch {
+	struct store *st;
+	struct commit_item *items[4];
+	size_t n;
+	int rc;
+};
+
+static void *bg_batch_main(void *arg)
+{
+	struct bg_batch *b = arg;
+	b->rc = apply_items(b->st, b->items, b->n);
+	return NULL;
+}
+
+static void wait_lock_waiters(struct fixture *f, int n)
+{
+	int64_t deadline = util_now_ms() + 10000;
+	while (Q(f, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dlrd' AND"
+	            " datname = current_database() AND wait_event_type = 'Lock'") != n) {
+		assert_true(util_now_ms() < deadline);
+		usleep(10000);
+	}
+}
+
+/* Locks the summary row of sid from the test's second connection x. */
+static void hold_row(struct fixture *f, PGconn *x, const char *sid)
+{
+	struct commit_item it;
+	struct dlr_event e = mk(sid, ST_SENT, "sent", NULL);
+	assert_int_equal(apply1(f, &e, &it), 0);
+	assert_int_equal(pgt_exec(x,
+	                          "BEGIN; SELECT 1 FROM sms_messages WHERE provider_message_id ="
+	                          " '%s' FOR UPDATE",
+	                          sid),
+	                 0);
+}
+
+static void test_two_nodes_races(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st2;
+	struct api_item a, b, s;
+	struct dlr_event ev[2];
+	struct commit_item cb[2];
+	struct bg_batch ba, bb;
+	pthread_t ta, tb;
+	PGconn *x = pgt_connect(f->url);
+
+	assert_non_null(x);
+	assert_int_equal(open_store(f, &st2), 0);
+
+	/* 1. the same idempotency key: node A claimed it and waits; node B's
+	 * request waits for A, then replays A's answer */
+	hold_row(f, x, "SMzb1");
+	api_send(&a, "k-race", "req-race", NULL);
+	ev[0] = mk("SMzb1", ST_DELIVERED, "delivered", NULL);
+	item_init(&cb[0], &ev[0], 1);
+	ba = (struct bg_batch){.st = f->st, .items = {&a.it, &cb[0]}, .n = 2};
+	assert_int_equal(pthread_create(&ta, NULL, bg_batch_main, &ba), 0);
+	wait_lock_waiters(f, 1);
+	api_send(&b, "k-race", "req-race", NULL);
+	bb = (struct bg_batch){.st = st2, .items = {&b.it}, .n = 1};
+	assert_int_equal(pthread_create(&tb, NULL, bg_batch_main, &bb), 0);
+	wait_lock_waiters(f, 2);
+	assert_int_equal(pgt_exec(x, "COMMIT"), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_int_equal(ba.rc, 0);
+	assert_int_equal(bb.rc, 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_int_equal(b.op.outcome, STORE_REPLAYED);
+	assert_string_equal(b.resp, a.resp);
+	assert_string_equal(b.op.row.id, a.op.row.id);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages WHERE origin = 'send'"), 1);
+
+	/* 2. a send with a provider id that node B's callback is creating:
+	 * A's insert waits for B, then A adopts B's row */
+	hold_row(f, x, "SMzb2");
+	ev[0] = mk("SMrace2", ST_SENT, "sent", NULL);
+	ev[1] = mk("SMzb2", ST_DELIVERED, "delivered", NULL);
+	item_init(&cb[0], &ev[0], 1);
+	item_init(&cb[1], &ev[1], 1);
+	bb = (struct bg_batch){.st = st2, .items = {&cb[0], &cb[1]}, .n = 2};
+	assert_int_equal(pthread_create(&tb, NULL, bg_batch_main, &bb), 0);
+	wait_lock_waiters(f, 1);
+	api_send(&a, "k-race2", "req-race2", "SMrace2");
+	ba = (struct bg_batch){.st = f->st, .items = {&a.it}, .n = 1};
+	assert_int_equal(pthread_create(&ta, NULL, bg_batch_main, &ba), 0);
+	wait_lock_waiters(f, 2);
+	assert_int_equal(pgt_exec(x, "COMMIT"), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_int_equal(ba.rc, 0);
+	assert_int_equal(bb.rc, 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_string_equal(a.op.row.origin, "joined");
+	assert_int_equal(Q(f,
+	                   "SELECT count(*) FROM sms_messages WHERE provider_message_id ="
+	                   " 'SMrace2' AND id = '%s' AND origin = 'joined' AND event_count = 1",
+	                   a.op.row.id),
+	                 1);
+
+	/* 3. PATCH to a provider id that node B's callback is creating: A's
+	 * update meets B's row on the unique key once B commits, and merges
+	 * it */
+	api_send(&s, "k-race3", "req-race3", NULL);
+	assert_int_equal(apply_api(f->st, &s), 0);
+	hold_row(f, x, "SMzb3");
+	ev[0] = mk("SMrace3", ST_DELIVERED, "delivered", NULL);
+	ev[1] = mk("SMzb3", ST_DELIVERED, "delivered", NULL);
+	item_init(&cb[0], &ev[0], 1);
+	item_init(&cb[1], &ev[1], 1);
+	bb = (struct bg_batch){.st = st2, .items = {&cb[0], &cb[1]}, .n = 2};
+	assert_int_equal(pthread_create(&tb, NULL, bg_batch_main, &bb), 0);
+	wait_lock_waiters(f, 1);
+	api_set(&a, s.op.row.id, "SMrace3");
+	ba = (struct bg_batch){.st = f->st, .items = {&a.it}, .n = 1};
+	assert_int_equal(pthread_create(&ta, NULL, bg_batch_main, &ba), 0);
+	wait_lock_waiters(f, 2);
+	assert_int_equal(pgt_exec(x, "COMMIT"), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_int_equal(ba.rc, 0);
+	assert_int_equal(bb.rc, 0);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_true(a.op.row.merged);
+	assert_string_equal(a.op.row.status, "delivered");
+	assert_int_equal(Q(f,
+	                   "SELECT count(*) FROM sms_messages WHERE provider_message_id ="
+	                   " 'SMrace3' AND id = '%s' AND origin = 'send' AND event_count = 1",
+	                   s.op.row.id),
+	                 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages WHERE origin = 'callback' AND"
+	                      " provider_message_id LIKE 'SMrace%%'"),
+	                 0);
+
+	/* 4. two reveals of one message at once: both, each with its row */
+	api_reveal(&a, s.op.row.id, "node a");
+	api_reveal(&b, s.op.row.id, "node b");
+	ba = (struct bg_batch){.st = f->st, .items = {&a.it}, .n = 1};
+	bb = (struct bg_batch){.st = st2, .items = {&b.it}, .n = 1};
+	assert_int_equal(pthread_create(&ta, NULL, bg_batch_main, &ba), 0);
+	assert_int_equal(pthread_create(&tb, NULL, bg_batch_main, &bb), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_int_equal(a.op.outcome, STORE_DONE);
+	assert_int_equal(b.op.outcome, STORE_DONE);
+	assert_true(a.op.audit_id != b.op.audit_id);
+	assert_int_equal(Q(f,
+	                   "SELECT count(*) FROM audit_log WHERE action = 'reveal' AND"
+	                   " message_id = '%s'",
+	                   s.op.row.id),
+	                 2);
+
+	store_close(st2);
+	PQfinish(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -841,6 +2060,16 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadlock_is_retried, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_send_replay_refusals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_send_adopts_callbacks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_set_provider_id_merges, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_reveal_and_resolve, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_mixed_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_reads, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_read_pool_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_nodes_same_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_nodes_join, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_nodes_races, setup, teardown),
 	};
 	if (!pgt_server())
 		return pgt_not_configured("test_store_pg");
