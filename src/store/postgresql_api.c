@@ -759,25 +759,26 @@ static const char *bytes_col(struct arena *ar, const PGresult *r, int row, int i
 	return out;
 }
 
-#define MSG_COLS                                                                                                  \
-	"id::text, provider, provider_message_id, origin, current_status, current_raw_status,"                    \
-	" current_error_code, current_error_reason, " PG_TS(                                                      \
-	    "current_occurred_at") ", is_final,"                                                                  \
-	                           " final_conflict, read_receipt, recipient_enc IS NOT NULL, "                   \
-	                           "recipient_masked,"                                                            \
-	                           " destination_country, country_source, sender_identity, "                      \
-	                           "template_key, use_case,"                                                      \
-	                           " action_type, action_id, metadata, recipient_timezone, "                      \
-	                           "event_count, callback_count,"                                                 \
-	                           " duplicate_count, " PG_TS("first_callback_at") ", " PG_TS(                    \
-	                               "fi"                                                                       \
-	                               "na"                                                                       \
-	                               "l_"                                                                       \
-	                               "a"                                                                        \
-	                               "t") ", " PG_TS("created_at") ", " PG_TS("updated_at") ","                 \
-	                                                                                      " " PG_TS("sent_"   \
-	                                                                                                "recorde" \
-	                                                                                                "d_at")
+#define MSG_COLS                                                                                            \
+	"id::text, provider, provider_message_id, origin, current_status, current_raw_status,"              \
+	" current_error_code, current_error_reason, " PG_TS(                                                \
+	    "current_occurred_at") ", is_final,"                                                            \
+	                           " final_conflict, read_receipt, recipient_enc IS NOT NULL, "             \
+	                           "recipient_masked,"                                                      \
+	                           " destination_country, country_source, sender_identity, "                \
+	                           "template_key, use_case,"                                                \
+	                           " action_type, action_id, metadata, recipient_timezone, "                \
+	                           "event_count, callback_count,"                                           \
+	                           " duplicate_count, " PG_TS("first_callback_at") ", " PG_TS(              \
+	                               "fi"                                                                 \
+	                               "na"                                                                 \
+	                               "l_"                                                                 \
+	                               "a"                                                                  \
+	                               "t") ", " PG_TS("created_at") ", " PG_TS("updated_at") ","           \
+	                                                                                      " " PG_TS(    \
+	                                                                                          "sent_"   \
+	                                                                                          "recorde" \
+	                                                                                          "d_at")
 #define MSG_NCOLS 31
 
 static void row_message(struct arena *ar, const PGresult *r, int row, struct store_message *m)
