@@ -627,6 +627,19 @@ static char *cursor_encode(struct arena *ar, char kind, const char *key)
 	return out;
 }
 
+/* Sets root's next_cursor: the cursor of the last integer id on this page
+ * when there is a next page, else null. */
+static void set_int_cursor(json_t *root, struct arena *ar, char kind, bool more, long long last)
+{
+	char num[24];
+	if (!more) {
+		set(root, "next_cursor", json_null());
+		return;
+	}
+	util_fmt(num, sizeof(num), "%lld", last);
+	set(root, "next_cursor", json_string(cursor_encode(ar, kind, num)));
+}
+
 /* Decodes a cursor of kind into key (cap bytes).  Returns 0 or -1. */
 static int cursor_decode(const char *c, size_t n, char kind, char *key, size_t cap)
 {
@@ -1532,7 +1545,7 @@ static void h_review(struct api *a, const struct api_request *rq, struct api_ans
 	struct store_review_item *rows;
 	size_t n = 0;
 	const char *v;
-	char err[256], num[24];
+	char err[256];
 	int rc;
 
 	memset(&q, 0, sizeof(q));
@@ -1589,12 +1602,7 @@ static void h_review(struct api *a, const struct api_request *rq, struct api_ans
 		json_array_append_new(arr, o);
 	}
 	set(root, "items", arr);
-	if (n > limit) {
-		util_fmt(num, sizeof(num), "%lld", (long long)rows[limit - 1].id);
-		set(root, "next_cursor", json_string(cursor_encode(rq->arena, 'r', num)));
-	} else {
-		set(root, "next_cursor", json_null());
-	}
+	set_int_cursor(root, rq->arena, 'r', n > limit, n > limit ? rows[limit - 1].id : 0);
 	ans_json(ans, 200, root);
 }
 
@@ -1606,7 +1614,7 @@ static void h_audit(struct api *a, const struct api_request *rq, struct api_answ
 	struct store_audit_row *rows;
 	size_t n = 0;
 	const char *v;
-	char err[256], num[24];
+	char err[256];
 	int rc;
 
 	memset(&q, 0, sizeof(q));
@@ -1644,12 +1652,7 @@ static void h_audit(struct api *a, const struct api_request *rq, struct api_answ
 		json_array_append_new(arr, o);
 	}
 	set(root, "entries", arr);
-	if (n > limit) {
-		util_fmt(num, sizeof(num), "%lld", (long long)rows[limit - 1].id);
-		set(root, "next_cursor", json_string(cursor_encode(rq->arena, 'a', num)));
-	} else {
-		set(root, "next_cursor", json_null());
-	}
+	set_int_cursor(root, rq->arena, 'a', n > limit, n > limit ? rows[limit - 1].id : 0);
 	ans_json(ans, 200, root);
 }
 

@@ -24,7 +24,7 @@
  * there, not only the default one (spec: "should validate https urls with
  * ports by stripping them", port 1234), and so do we.
  *
- * Not implemented: twilio-node's "legacy querystring" candidates.  twilio-node
+ * Deliberately left out: twilio-node's "legacy querystring" candidates.  twilio-node
  * also normalizes the URL with WHATWG `new URL()` (which escapes "'" and
  * more) and then re-serializes the query through Node's querystring module
  * (parse + stringify), to undo differences that its own normalization

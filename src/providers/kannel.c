@@ -227,7 +227,7 @@ static bool answer_field(const char *s, size_t n, const char *key, const char **
 	return false;
 }
 
-/* The SMSC's error code from answer: "err:XXX" (dropped when all zeros),
+/* The SMSC's error code from answer: "err:NNN" (dropped when all zeros),
  * or the command_status of "NACK/<code>/<text>".  NULL when none. */
 static const char *answer_error(struct arena *a, const struct form_field *ans)
 {
