@@ -100,7 +100,7 @@ struct api {
 	struct commitq *q;
 	struct store *st;
 	struct auth *auth;
-	struct pii_keyring *kr; /* NULL when no token is configured */
+	const struct pii_keyring *kr; /* borrowed from main.c; never NULL */
 	struct tz_db *tz;
 	char **exempt; /* [api] optout_exempt_use_cases */
 	size_t n_exempt;
@@ -1285,8 +1285,26 @@ static void h_get(struct api *a, struct api_state *s, const struct api_request *
 	ans_json(ans, 200, message_json(&m));
 }
 
-static json_t *payload_json(const char *p, size_t n, json_t *ev)
+/* Sets the raw payload on ev: opened when sealed (pii.h), as it is when
+ * stored in clear before payloads were sealed.  When it cannot be opened
+ * (its key is not in the ring, or it does not verify) raw_payload is null
+ * and raw_payload_unavailable says why; the rest of the answer stands. */
+static json_t *payload_json(const struct api *a, struct arena *ar, const char *p, size_t n,
+                            json_t *ev)
 {
+	struct iov plain;
+	int rc = pii_open_payload(a->kr, ar, p, n, &plain);
+
+	if (rc == 0) {
+		p = plain.p;
+		n = plain.n;
+	} else if (rc != DLRD_EINVAL) {
+		set(ev, "raw_payload", json_null());
+		set(ev, "raw_payload_unavailable",
+		    json_string(rc == DLRD_ENOTFOUND ? "encryption_key_missing"
+		                                     : "payload_does_not_verify"));
+		return ev;
+	}
 	json_t *v = json_stringn(p, n);
 	if (v) {
 		set(ev, "raw_payload", v);
@@ -1384,7 +1402,7 @@ static void h_timeline(struct api *a, struct api_state *s, const struct api_requ
 		if (payloads && e->raw_payload) {
 			if (e->raw_payload_len <= budget) {
 				budget -= e->raw_payload_len;
-				payload_json(e->raw_payload, e->raw_payload_len, o);
+				payload_json(a, rq->arena, e->raw_payload, e->raw_payload_len, o);
 			} else {
 				set(o, "raw_payload_omitted", json_true());
 			}
@@ -1595,7 +1613,7 @@ static void h_review(struct api *a, const struct api_request *rq, struct api_ans
 		set(o, "event_id", r->event_id ? json_integer(r->event_id) : json_null());
 		set(o, "raw_status", jstr(r->raw_status));
 		if (r->raw_payload)
-			payload_json(r->raw_payload, r->raw_payload_len, o);
+			payload_json(a, rq->arena, r->raw_payload, r->raw_payload_len, o);
 		set(o, "resolved_at", jstr(r->resolved_at));
 		set(o, "resolved_by", jstr(r->resolved_by));
 		set(o, "resolution", jstr(r->resolution));
@@ -1889,36 +1907,24 @@ void api_finish(struct api *a, struct api_state *s, const struct commit_item *it
 
 /* ---- set-up ---- */
 
-int api_new(const struct config *cfg, struct commitq *q, struct api **out, char *err, size_t errlen)
+int api_new(const struct config *cfg, struct commitq *q, const struct pii_keyring *kr,
+            struct api **out, char *err, size_t errlen)
 {
 	struct api *a = xcalloc(1, sizeof(*a));
-	const char *keys = config_get(cfg, "privacy", "encryption_keys");
 	int rc;
 
 	a->cfg = cfg;
 	a->q = q;
+	a->kr = kr;
 	a->st = commitq_store(q);
 	a->tz = tz_db_new(NULL);
 	a->exempt = config_list(config_get(cfg, "api", "optout_exempt_use_cases"), &a->n_exempt);
 	if ((rc = auth_new(config_get(cfg, "api", "tokens"), &a->auth, err, errlen)) != 0)
 		goto fail;
-	if (auth_count(a->auth) == 0) {
+	if (auth_count(a->auth) == 0)
 		LOG_I("api_disabled", "note=\"no api.tokens configured: every /v1/ request gets"
 		                      " 401; create one with: dlrd token new --role admin\"");
-	} else if (keys) {
-		if ((rc = pii_keyring_parse(keys, &a->kr, err, errlen)) != 0)
-			goto fail;
-	} else {
-		int created = 0;
-		if ((rc = pii_keyring_load_file(cfg->data_dir, &a->kr, &created, err, errlen)) != 0)
-			goto fail;
-		if (created)
-			LOG_I("encryption_keys_created",
-			      "path=%s/%s note=\"privacy.encryption_keys unset; created once, mode"
-			      " 0600; back it up: phone numbers cannot be revealed without it\"",
-			      cfg->data_dir, PII_KEY_FILE);
-	}
-	if (a->kr)
+	else
 		LOG_I("api_enabled", "tokens=%zu encryption_key=%s backend_writes=%s",
 		      auth_count(a->auth), pii_keyring_current(a->kr),
 		      store_api_writes(a->st) ? "yes" : "no");
@@ -1934,7 +1940,6 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	auth_free(a->auth);
-	pii_keyring_free(a->kr);
 	tz_db_free(a->tz);
 	config_list_free(a->exempt);
 	free(a);

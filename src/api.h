@@ -38,6 +38,7 @@ struct arena;
 struct commit_item;
 struct commitq;
 struct config;
+struct pii_keyring;
 
 #define API_MAX_HEADERS 6
 
@@ -80,8 +81,8 @@ bool api_owns(struct iov path);
  * configured, the encryption keys ([privacy] encryption_keys, or the key
  * file created once in [server] data_dir, which is logged).  Returns 0 or
  * DLRD_ECONFIG / DLRD_EIO with err set.  Main thread, at start-up. */
-int api_new(const struct config *cfg, struct commitq *q, struct api **out, char *err,
-            size_t errlen);
+int api_new(const struct config *cfg, struct commitq *q, const struct pii_keyring *kr,
+            struct api **out, char *err, size_t errlen);
 /* Frees what api_new made.  Accepts NULL.  Main thread, after the HTTP
  * server stopped. */
 void api_free(struct api *a);

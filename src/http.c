@@ -52,6 +52,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "optout.h"
+#include "pii.h"
 #include "provider.h"
 
 #define REQ_ARENA_BYTES 6144
@@ -107,7 +108,8 @@ struct http {
 	void *const *states;
 	struct MHD_Daemon *d;
 	char *public_url;
-	struct api *api; /* the JSON API; read-only after start */
+	struct api *api;              /* the JSON API; read-only after start */
+	const struct pii_keyring *kr; /* seals raw payloads (borrowed) */
 	atomic_int parked;
 	atomic_uint n_conns;       /* open connections (for the limit) */
 	atomic_llong limit_log_ms; /* last "connection limit reached" log */
@@ -619,9 +621,17 @@ static enum MHD_Result dispatch(struct req *r)
 	r->item.provider = r->prov->name;
 	r->item.events = r->res.events;
 	r->item.n_events = r->res.n_events;
-	r->item.raw_payload = r->res.raw_payload.p            ? r->res.raw_payload
-	                      : strcmp(r->method, "GET") == 0 ? pr.query
-	                                                      : pr.body;
+	/* The raw payload holds phone numbers: it is stored sealed (pii.h),
+	 * byte for byte under the encryption, and only the API opens it. */
+	struct iov raw = r->res.raw_payload.p            ? r->res.raw_payload
+	                 : strcmp(r->method, "GET") == 0 ? pr.query
+	                                                 : pr.body;
+	if (pii_seal_payload(h->kr, &r->arena, raw.p ? raw.p : "", raw.n, &r->item.raw_payload) !=
+	    0) {
+		commitq_unreserve(h->q);
+		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
+		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503);
+	}
 	r->item.received_ms = pr.now_ms;
 	r->item.complete = on_committed;
 	r->phase = PH_PARKED;
@@ -896,7 +906,7 @@ static int parse_listen(const struct config *cfg, struct sockaddr_storage *ss, b
 }
 
 int http_start(const struct config *cfg, struct commitq *q, void *const *provider_states,
-               struct http **out, char *err, size_t errlen)
+               const struct pii_keyring *kr, struct http **out, char *err, size_t errlen)
 {
 	struct http *h = xcalloc(1, sizeof(*h));
 	struct sockaddr_storage ss;
@@ -916,6 +926,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	h->cfg = cfg;
 	h->q = q;
 	h->states = provider_states;
+	h->kr = kr;
 	if (cfg->public_url && *cfg->public_url) {
 		h->public_url = xstrdup(cfg->public_url);
 	} else {
@@ -957,7 +968,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	h->r_health_ok = static_response("ok\n", "text/plain");
 	h->r_health_bad = static_response("storage unavailable\n", "text/plain");
 
-	if (api_new(cfg, q, &h->api, err, errlen) != 0) {
+	if (api_new(cfg, q, kr, &h->api, err, errlen) != 0) {
 		http_stop(h, 0);
 		return DLRD_ECONFIG;
 	}

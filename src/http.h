@@ -14,12 +14,15 @@
 
 struct http;
 struct commitq;
+struct pii_keyring;
 
 /* Starts listening.  The provider states array is indexed like
- * provider_table (NULL for unconfigured providers).  Returns 0 or DLRD_EIO
+ * provider_table (NULL for unconfigured providers).  kr (borrowed, must
+ * outlive h) seals every callback's raw payload before it is queued, and
+ * opens them again for the JSON API.  Returns 0 or DLRD_EIO
  * with err set (for example the port is taken). */
 int http_start(const struct config *cfg, struct commitq *q, void *const *provider_states,
-               struct http **out, char *err, size_t errlen);
+               const struct pii_keyring *kr, struct http **out, char *err, size_t errlen);
 /* Stops accepting new connections; requests in flight continue. */
 void http_quiesce(struct http *h);
 /* Waits (up to timeout_ms) until no request is parked, then stops every

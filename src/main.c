@@ -20,6 +20,7 @@
 #include "keyfile.h"
 #include "log.h"
 #include "metrics.h"
+#include "pii.h"
 #include "provider.h"
 #include "store.h"
 
@@ -40,6 +41,28 @@ static void usage(FILE *f)
 	      f);
 }
 
+/* The key ring for personal data at rest (pii.h), API or not: every
+ * callback's raw payload is stored sealed under it.  From
+ * privacy.encryption_keys, else from the key file in the data directory,
+ * created once.  Several nodes on one database must share the keys: set
+ * privacy.encryption_keys to the same value on every node. */
+static int load_keyring(const struct config *cfg, struct pii_keyring **kr, char *err, size_t errlen)
+{
+	const char *keys = config_get(cfg, "privacy", "encryption_keys");
+	int created = 0, rc;
+
+	if (keys)
+		return pii_keyring_parse(keys, kr, err, errlen);
+	rc = pii_keyring_load_file(cfg->data_dir, kr, &created, err, errlen);
+	if (rc == 0 && created)
+		LOG_I("encryption_keys_created",
+		      "path=%s/%s note=\"privacy.encryption_keys unset; created once, mode"
+		      " 0600; back it up: stored payloads and phone numbers cannot be read"
+		      " without it\"",
+		      cfg->data_dir, PII_KEY_FILE);
+	return rc;
+}
+
 static int serve(const char *config_path)
 {
 	struct config cfg;
@@ -51,6 +74,7 @@ static int serve(const char *config_path)
 	struct store *st = NULL;
 	struct commitq *q = NULL;
 	struct http *h = NULL;
+	struct pii_keyring *kr = NULL;
 	sigset_t sigs;
 	int sig, rc = 1;
 
@@ -82,6 +106,12 @@ static int serve(const char *config_path)
 		hk_len = sizeof(hash_key);
 	}
 	provider_set_hash_key(hk, hk_len);
+	if (load_keyring(&cfg, &kr, err, sizeof(err)) != 0) {
+		LOG_E("startup_failed", "error=\"%s\"", err);
+		fprintf(stderr, "dlrd: %s\n", err);
+		rc = 2;
+		goto out;
+	}
 
 	states = xcalloc(provider_count() + 1, sizeof(*states));
 	for (size_t i = 0; provider_table[i]; i++) {
@@ -112,7 +142,7 @@ static int serve(const char *config_path)
 		LOG_E("startup_failed", "error=\"cannot start the writer thread\"");
 		goto out;
 	}
-	if (http_start(&cfg, q, states, &h, err, sizeof(err)) != 0) {
+	if (http_start(&cfg, q, states, kr, &h, err, sizeof(err)) != 0) {
 		LOG_E("startup_failed", "error=\"%s\"", err);
 		fprintf(stderr, "dlrd: %s\n", err);
 		goto out;
@@ -133,6 +163,7 @@ out:
 			if (states[i])
 				provider_table[i]->fini(states[i]);
 	free(states);
+	pii_keyring_free(kr);
 	if (rc == 0)
 		LOG_I("stopped", "clean=true");
 	config_fini(&cfg);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "config.h"
 #include "crypto.h"
 #include "util.h"
@@ -332,4 +333,70 @@ int pii_decrypt(const struct pii_keyring *kr, const char *key_id, const uint8_t 
 	if (rc == 0)
 		*outlen = n - PII_OVERHEAD;
 	return rc;
+}
+
+/* ---- sealed payloads ---- */
+
+int pii_is_sealed(const void *blob, size_t n)
+{
+	const uint8_t *b = blob;
+	return b && n >= PII_SEAL_MAGIC_LEN + 1 &&
+	       memcmp(b, PII_SEAL_MAGIC, PII_SEAL_MAGIC_LEN) == 0;
+}
+
+int pii_seal_payload(const struct pii_keyring *kr, struct arena *ar, const void *plain, size_t n,
+                     struct iov *out)
+{
+	const struct pii_key *k = &kr->keys[0];
+	size_t idlen = strlen(k->id), hdr = PII_SEAL_MAGIC_LEN + 1 + idlen;
+	uint8_t *b;
+	int rc;
+
+	if (n > SIZE_MAX - hdr - PII_OVERHEAD)
+		return DLRD_EIO;
+	b = arena_alloc(ar, hdr + PII_OVERHEAD + n);
+	memcpy(b, PII_SEAL_MAGIC, PII_SEAL_MAGIC_LEN);
+	b[PII_SEAL_MAGIC_LEN] = (uint8_t)idlen;
+	memcpy(b + PII_SEAL_MAGIC_LEN + 1, k->id, idlen);
+	crypto_random(b + hdr, PII_NONCE_LEN);
+	rc = pii_gcm_seal(k->key, b + hdr, b, hdr, plain, n, b + hdr + PII_NONCE_LEN,
+	                  b + hdr + PII_NONCE_LEN + n);
+	if (rc != 0)
+		return rc;
+	out->p = (const char *)b;
+	out->n = hdr + PII_OVERHEAD + n;
+	return 0;
+}
+
+int pii_open_payload(const struct pii_keyring *kr, struct arena *ar, const void *blob, size_t n,
+                     struct iov *out)
+{
+	const uint8_t *b = blob;
+	const struct pii_key *k = NULL;
+	size_t idlen, hdr, ctlen;
+	char *pt;
+	int rc;
+
+	if (!pii_is_sealed(blob, n))
+		return DLRD_EINVAL;
+	idlen = b[PII_SEAL_MAGIC_LEN];
+	hdr = PII_SEAL_MAGIC_LEN + 1 + idlen;
+	if (!id_valid((const char *)b + PII_SEAL_MAGIC_LEN + 1, idlen) || n < hdr + PII_OVERHEAD)
+		return DLRD_EINVAL;
+	for (size_t i = 0; kr && i < kr->n; i++)
+		if (strlen(kr->keys[i].id) == idlen &&
+		    memcmp(kr->keys[i].id, b + PII_SEAL_MAGIC_LEN + 1, idlen) == 0)
+			k = &kr->keys[i];
+	if (!k)
+		return DLRD_ENOTFOUND;
+	ctlen = n - hdr - PII_OVERHEAD;
+	pt = arena_alloc(ar, ctlen + 1);
+	rc = pii_gcm_open(k->key, b + hdr, b, hdr, b + hdr + PII_NONCE_LEN, ctlen,
+	                  b + n - PII_TAG_LEN, pt);
+	if (rc != 0)
+		return rc;
+	pt[ctlen] = '\0';
+	out->p = pt;
+	out->n = ctlen;
+	return 0;
 }

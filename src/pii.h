@@ -71,4 +71,36 @@ int pii_encrypt(const struct pii_keyring *kr, const void *pt, size_t n, uint8_t 
 int pii_decrypt(const struct pii_keyring *kr, const char *key_id, const uint8_t *blob, size_t n,
                 void *out, size_t cap, size_t *outlen);
 
+/*
+ * Sealed payloads: a callback's raw provider payload (which holds phone
+ * numbers) is stored encrypted byte for byte, in a self-describing form:
+ *
+ *   "DLRDE1" | key-id length (1 byte) | key id | nonce (12) | ciphertext | tag (16)
+ *
+ * under AES-256-GCM with everything before the nonce (magic, length, key
+ * id) as additional authenticated data.  The plaintext is the payload
+ * exactly as received; the ciphertext has its length.
+ */
+#define PII_SEAL_MAGIC     "DLRDE1"
+#define PII_SEAL_MAGIC_LEN 6
+
+struct arena;
+struct iov;
+
+/* Seals plain[0..n) under the ring's current key into memory from ar;
+ * *out gets the sealed bytes.  Returns 0 or DLRD_EIO.  Any thread. */
+int pii_seal_payload(const struct pii_keyring *kr, struct arena *ar, const void *plain, size_t n,
+                     struct iov *out);
+
+/* Opens a sealed payload into memory from ar (NUL-terminated, not
+ * counted); *out gets the payload.  Returns 0; DLRD_EINVAL when blob is not
+ * in the sealed form (a payload stored in clear before payloads were
+ * sealed: the caller uses it as it is); DLRD_ENOTFOUND when the ring lacks
+ * its key; DLRD_EAUTH when it does not verify.  Any thread. */
+int pii_open_payload(const struct pii_keyring *kr, struct arena *ar, const void *blob, size_t n,
+                     struct iov *out);
+
+/* True when blob[0..n) starts like a sealed payload. */
+int pii_is_sealed(const void *blob, size_t n);
+
 #endif

@@ -95,8 +95,10 @@
  * Tables and columns mean what they mean in sqlite.c (migrations 1 to 3
  * there); the types are PostgreSQL's: uuid ids, timestamptz times, bytea raw
  * payloads kept byte for byte, plus payload_json, a jsonb copy of the payload
- * when it is JSON (NULL otherwise).  Flags are smallint 0/1 as in SQLite, so
- * queries against either backend read the same.
+ * when it is JSON (NULL otherwise).  Payloads arrive sealed (pii.h: http.c
+ * seals them before they are queued), and a sealed payload is never JSON, so
+ * payload_json stays NULL for them; it is kept for rows of older versions.  Flags are smallint 0/1
+ * as in SQLite, so queries against either backend read the same.
  */
 static const struct {
 	int version;

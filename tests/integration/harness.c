@@ -35,6 +35,7 @@
 #include "../pgtest.h"
 #include "arena.h"
 #include "form.h"
+#include "pii.h"
 #include "sig.h"
 #include "util.h"
 
@@ -127,7 +128,8 @@ void h_set_env(struct dlrd *d, const char *kv)
 	size_t klen = eq ? (size_t)(eq - kv) : strlen(kv);
 
 	for (size_t i = 0; i < d->n_env; i++) {
-		if (strncmp(d->env[i], kv, klen) == 0 && d->env[i][klen] == '=') {
+		if (strncmp(d->env[i], kv, klen) == 0 &&
+		    (d->env[i][klen] == '=' || d->env[i][klen] == '\0')) {
 			util_strlcpy(d->env[i], kv, sizeof(d->env[i]));
 			return;
 		}
@@ -180,6 +182,20 @@ int h_setup_shared(struct dlrd *out, const struct dlrd *d, const char *log_name,
 
 /* Appends "name=value" to env (n entries so far), replacing an entry for the
  * same name. */
+static size_t env_del(char **env, size_t n, const char *name)
+{
+	size_t nl = strlen(name);
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(env[i], name, nl) == 0 && env[i][nl] == '=') {
+			free(env[i]);
+			env[i] = env[--n];
+			env[n] = NULL;
+			return n;
+		}
+	}
+	return n;
+}
+
 static size_t env_put(char **env, size_t n, const char *name, const char *value)
 {
 	size_t nl = strlen(name), len = nl + 1 + strlen(value) + 1;
@@ -234,12 +250,15 @@ static char **child_env_new(const struct dlrd *d)
 	n = env_put(env, n, "DLRD_SERVER_DATA_DIR", d->dir);
 	n = env_put(env, n, "DLRD_TWILIO_AUTH_TOKENS", H_TOKEN1 "," H_TOKEN2);
 	n = env_put(env, n, "DLRD_PRIVACY_HASH_KEY", H_HASH_KEY);
+	n = env_put(env, n, "DLRD_PRIVACY_ENCRYPTION_KEYS", H_ENC_KEYS);
 	n = env_put(env, n, "DLRD_SERVER_THREADS", "2");
 	n = env_put(env, n, "DLRD_TEST_FAULT_FILE", d->fault_path);
 	for (size_t i = 0; i < d->n_env; i++) {
 		const char *eq = strchr(d->env[i], '=');
-		if (!eq)
+		if (!eq) { /* a bare name: leave it unset */
+			n = env_del(env, n, d->env[i]);
 			continue;
+		}
 		util_strlcpy(name, d->env[i], (size_t)(eq - d->env[i]) + 1);
 		n = env_put(env, n, name, eq + 1);
 	}
@@ -1125,7 +1144,17 @@ void h_db_unlock(void *lock)
  * connection to d's PostgreSQL database, on the compatibility layer.
  * Returns the result when it has a row (the caller PQclear()s it), else
  * NULL; either way the caller PQfinish()es *c (NULL allowed). */
+static PGresult *pg_first_on(const struct dlrd *d, PGconn **c, bool compat, const char *fmt,
+                             va_list ap);
+
 static PGresult *pg_first(const struct dlrd *d, PGconn **c, const char *fmt, va_list ap)
+{
+	return pg_first_on(d, c, true, fmt, ap);
+}
+
+/* pg_first, on the compatibility layer or on dlrd's tables themselves. */
+static PGresult *pg_first_on(const struct dlrd *d, PGconn **c, bool compat, const char *fmt,
+                             va_list ap)
 {
 	char *sql = sqlite3_vmprintf(fmt, ap);
 	PGresult *r = NULL;
@@ -1133,7 +1162,7 @@ static PGresult *pg_first(const struct dlrd *d, PGconn **c, const char *fmt, va_
 	*c = NULL;
 	if (!sql || !(*c = pgt_connect(d->pg_url)))
 		goto out;
-	r = PQexec(*c, pg_compat_sql);
+	r = PQexec(*c, compat ? pg_compat_sql : "SET default_transaction_read_only = on");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		fprintf(stderr, "harness: the PostgreSQL compatibility layer: %s",
 		        PQerrorMessage(*c));
@@ -1184,10 +1213,11 @@ static int64_t pg_int(const struct dlrd *d, const char *fmt, va_list ap)
 }
 
 /* sql_vtext under PostgreSQL: text as it is, bytea as its bytes. */
-static long pg_vtext(const struct dlrd *d, char *out, size_t cap, const char *fmt, va_list ap)
+static long pg_vtext_on(const struct dlrd *d, bool compat, char *out, size_t cap, const char *fmt,
+                        va_list ap)
 {
 	PGconn *c;
-	PGresult *r = pg_first(d, &c, fmt, ap);
+	PGresult *r = pg_first_on(d, &c, compat, fmt, ap);
 	unsigned char *bytes = NULL;
 	long rc = -1;
 
@@ -1213,6 +1243,11 @@ static long pg_vtext(const struct dlrd *d, char *out, size_t cap, const char *fm
 	PQclear(r);
 	PQfinish(c);
 	return rc;
+}
+
+static long pg_vtext(const struct dlrd *d, char *out, size_t cap, const char *fmt, va_list ap)
+{
+	return pg_vtext_on(d, true, out, cap, fmt, ap);
 }
 
 static int sql_first(const struct dlrd *d, sqlite3 **db, sqlite3_stmt **st, const char *fmt,
@@ -1289,6 +1324,91 @@ static long sql_vtext(const struct dlrd *d, char *out, size_t cap, const char *f
 		}
 	}
 	sql_done(db, st);
+	return rc;
+}
+
+/* The key ring d's dlrd runs with (see H_ENC_KEYS). */
+static struct pii_keyring *d_keyring(const struct dlrd *d)
+{
+	const char *name = "DLRD_PRIVACY_ENCRYPTION_KEYS", *keys = H_ENC_KEYS;
+	size_t nl = strlen(name);
+	struct pii_keyring *kr = NULL;
+	char err[256];
+	int created;
+
+	for (size_t i = 0; i < d->n_env; i++) {
+		if (strncmp(d->env[i], name, nl) != 0)
+			continue;
+		if (d->env[i][nl] == '=') {
+			keys = d->env[i] + nl + 1;
+		} else if (d->env[i][nl] == '\0') {
+			if (pii_keyring_load_file(d->dir, &kr, &created, err, sizeof(err)) != 0)
+				fprintf(stderr, "harness: %s\n", err);
+			return kr;
+		}
+	}
+	if (pii_keyring_parse(keys, &kr, err, sizeof(err)) != 0)
+		fprintf(stderr, "harness: %s\n", err);
+	return kr;
+}
+
+static long payload_v(const struct dlrd *d, char *out, size_t cap, const char *fmt, va_list ap);
+
+long h_sql_payload(const struct dlrd *d, char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	long rc;
+
+	va_start(ap, fmt);
+	rc = payload_v(d, out, cap, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+const char *h_payload_str(const struct dlrd *d, char *buf, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	long rc;
+
+	va_start(ap, fmt);
+	rc = payload_v(d, buf, cap, fmt, ap);
+	va_end(ap);
+	return rc >= 0 ? buf : rc == -2 ? "(null)" : rc == -3 ? "(not sealed)" : "(no row)";
+}
+
+static long payload_v(const struct dlrd *d, char *out, size_t cap, const char *fmt, va_list ap)
+{
+	size_t bcap = cap + 128;
+	char *blob = malloc(bcap);
+	struct pii_keyring *kr = d_keyring(d);
+	struct arena ar;
+	struct iov plain;
+	long rc, n;
+
+	arena_init(&ar, NULL, 0);
+	out[0] = '\0';
+	n = !blob    ? -1
+	    : h_pg() ? pg_vtext_on(d, false, blob, bcap, fmt, ap)
+	             : sql_vtext(d, blob, bcap, fmt, ap);
+	rc = n;
+	if (n >= 0) {
+		int orc = kr ? pii_open_payload(kr, &ar, blob, (size_t)n, &plain) : DLRD_ENOTFOUND;
+		if (orc != 0) {
+			fprintf(stderr, "harness: h_sql_payload: %s (%d)\n",
+			        orc == DLRD_EINVAL ? "the payload is not sealed" : "cannot open",
+			        orc);
+			rc = -3;
+		} else {
+			size_t m = plain.n < cap ? plain.n : cap - 1;
+			if (m)
+				memcpy(out, plain.p, m);
+			out[m] = '\0';
+			rc = (long)m;
+		}
+	}
+	arena_fini(&ar);
+	pii_keyring_free(kr);
+	free(blob);
 	return rc;
 }
 

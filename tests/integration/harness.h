@@ -43,6 +43,10 @@
 #define H_TOKEN1      "tok1-4f0d5c1e9a7b2d3c8e6f1a0b9c8d7e6f"
 #define H_TOKEN2      "tok2-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 #define H_HASH_KEY    "hk-integration-0123456789abcdef0123456789abcdef"
+/* privacy.encryption_keys: raw payloads are stored sealed under it (pii.h);
+ * h_sql_payload() opens them.  h_set_env(d, "DLRD_PRIVACY_ENCRYPTION_KEYS")
+ * (no '=') leaves it unset, so dlrd makes its key file. */
+#define H_ENC_KEYS "k1:SGFybmVzc0tleTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU="
 /* The recipient and sender used by h_twilio_body(). */
 #define H_TO        "+14155550123"
 #define H_TO_DIGITS "4155550123"
@@ -233,6 +237,16 @@ int64_t h_sql_int(const struct dlrd *d, const char *fmt, ...);
 /* Same for text (blobs as bytes): copies into out (NUL-terminated) and
  * returns the length, or -1 (no row, error) or -2 (NULL). */
 long h_sql_text(const struct dlrd *d, char *out, size_t cap, const char *fmt, ...);
+/* Like h_sql_text for a raw_payload column: the first column of the first
+ * row, read as the stored bytes (under PostgreSQL the query runs on the
+ * tables themselves, not the compatibility layer) and opened with the keys
+ * d runs with (H_ENC_KEYS, DLRD_PRIVACY_ENCRYPTION_KEYS, or its key file).
+ * Returns the payload's length, -1 (no row, error), -2 (NULL) or -3 (not
+ * sealed, or it does not open). */
+long h_sql_payload(const struct dlrd *d, char *out, size_t cap, const char *fmt, ...);
+/* h_sql_payload for assertions: returns buf, or "(null)", "(no row)" or
+ * "(not sealed)"; for payloads without NUL bytes. */
+const char *h_payload_str(const struct dlrd *d, char *buf, size_t cap, const char *fmt, ...);
 /* Same, for assertions: returns buf, or "(null)" for NULL, or "(no row)"
  * when the query fails or has no row. */
 const char *h_sql_str(const struct dlrd *d, char *buf, size_t cap, const char *fmt, ...);

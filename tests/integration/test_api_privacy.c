@@ -224,7 +224,8 @@ static void test_key_file_created_once(void **state)
 	char path[H_PATH_MAX + 32], id[40], target[200];
 	struct stat sb;
 	int st;
-	const char *env[] = {api_tokens_env(), NULL};
+	/* privacy.encryption_keys left unset (the harness sets it otherwise) */
+	const char *env[] = {api_tokens_env(), "DLRD_PRIVACY_ENCRYPTION_KEYS", NULL};
 	(void)state;
 
 	assert_int_equal(h_setup(&d, env), 0);
@@ -269,6 +270,11 @@ static void test_configured_keys_rotate(void **state)
 	assert_int_equal(h_setup(&d, env), 0);
 	assert_int_equal(h_start(&d), 0);
 	record(&d, "rot-1", N_TO, NULL, old_id);
+	/* a callback, its raw payload sealed under "old" */
+	char sid[35], body[1024], cb_target[200];
+	h_sid(sid, 31, 1);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "delivered", NULL) > 0);
+	assert_int_equal(h_post_status(&d, body, &r), 200);
 	assert_string_equal(h_sql_str(&d, buf, sizeof(buf),
 	                              "SELECT recipient_key_id FROM"
 	                              " sms_messages WHERE id = %Q",
@@ -299,6 +305,18 @@ static void test_configured_keys_rotate(void **state)
 	 * row claims they were */
 	h_set_env(&d, "DLRD_PRIVACY_ENCRYPTION_KEYS=" K_NEW);
 	assert_int_equal(h_start(&d), 0);
+	/* nor can the payloads sealed under it be read: the timeline still
+	 * answers, the payload null with the reason */
+	h_sql_str(&d, buf, sizeof(buf),
+	          "SELECT id FROM sms_messages WHERE provider_message_id = %Q", sid);
+	util_fmt(cb_target, sizeof(cb_target), "/v1/messages/%s/timeline", buf);
+	assert_int_equal(api_call(&d, "GET", cb_target, T_SUPPORT, NULL, NULL, &r), 200);
+	json_t *tl = api_json(&r), *ev0 = json_array_get(jpath(tl, "events"), 0);
+	assert_non_null(ev0);
+	assert_non_null(json_object_get(ev0, "raw_payload"));
+	assert_true(json_is_null(json_object_get(ev0, "raw_payload")));
+	assert_string_equal(jpath_s(ev0, "raw_payload_unavailable"), "encryption_key_missing");
+	json_decref(tl);
 	int64_t audits = h_count(&d, "audit_log");
 	assert_int_equal(api_call(&d, "POST", target, T_SUPPORT, "{\"reason\":\"gone\"}", NULL, &r),
 	                 500);

@@ -232,7 +232,28 @@ static void test_timeline_details(void **state)
 	j = get(d, T_SUPPORT, target, 200);
 	assert_non_null(strstr(jpath_s(json_array_get(jpath(j, "events"), 0), "raw_payload"),
 	                       "MessageStatus=delivered"));
+	/* opened for support: the number is in it; stored sealed: the column
+	 * does not hold it in clear */
+	assert_non_null(
+	    strstr(jpath_s(json_array_get(jpath(j, "events"), 0), "raw_payload"), H_TO_DIGITS));
 	json_decref(j);
+	{
+		char col[2048];
+		long n =
+		    h_sql_text(d, col, sizeof(col),
+		               "SELECT e.raw_payload FROM sms_message_events e JOIN sms_messages m"
+		               " ON m.id = e.message_id WHERE m.provider_message_id = %Q",
+		               sid);
+		assert_true(n > 6);
+		assert_memory_equal(col, "DLRDE1", 6);
+		assert_null(memmem(col, (size_t)n, H_TO_DIGITS, strlen(H_TO_DIGITS)));
+		assert_true(h_sql_payload(d, col, sizeof(col),
+		                          "SELECT e.raw_payload FROM sms_message_events e JOIN"
+		                          " sms_messages m ON m.id = e.message_id WHERE"
+		                          " m.provider_message_id = %Q",
+		                          sid) > 0);
+		assert_non_null(strstr(col, H_TO_DIGITS));
+	}
 	j = get(d, T_ADMIN, target, 200);
 	assert_non_null(jpath(json_array_get(jpath(j, "events"), 1), "raw_payload"));
 	json_decref(j);

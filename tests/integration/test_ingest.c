@@ -107,8 +107,15 @@ static void test_stored_exactly_once(void **state)
 	                 1);
 	assert_int_equal(h_sql_int(d, "SELECT length(dedup_key) FROM sms_message_events"), 64);
 	assert_int_equal(
-	    h_sql_text(d, buf, sizeof(buf), "SELECT raw_payload FROM sms_message_events"), (long)n);
+	    h_sql_payload(d, buf, sizeof(buf), "SELECT raw_payload FROM sms_message_events"),
+	    (long)n);
 	assert_memory_equal(buf, body, n);
+	/* stored sealed: the column itself holds no phone number in clear */
+	long sealed = h_sql_text(d, buf, sizeof(buf), "SELECT raw_payload FROM sms_message_events");
+	assert_true(sealed > (long)n);
+	assert_memory_equal(buf, "DLRDE1", 6);
+	assert_null(memmem(buf, (size_t)sealed, H_TO_DIGITS, strlen(H_TO_DIGITS)));
+	assert_null(memmem(buf, (size_t)sealed, "MessageStatus", 13));
 
 	/* the retry-log row points at the event */
 	assert_string_equal(
@@ -235,7 +242,7 @@ static void test_unknown_status(void **state)
 	              "coalesce(q.resolved_at,'-') FROM review_queue q, sms_messages m,"
 	              " sms_message_events e"),
 	    "twilio|unknown_status|teleported|1|1|-");
-	assert_int_equal(h_sql_text(d, buf, sizeof(buf), "SELECT raw_payload FROM review_queue"),
+	assert_int_equal(h_sql_payload(d, buf, sizeof(buf), "SELECT raw_payload FROM review_queue"),
 	                 (long)n);
 	assert_memory_equal(buf, body, n);
 
@@ -272,7 +279,7 @@ static void test_unusable_payload(void **state)
 	              "||'|'||coalesce(CAST(event_id AS TEXT),'-')||'|'||coalesce(resolved_at,'-')"
 	              " FROM review_queue"),
 	    "twilio|unusable_payload|-|-|-");
-	assert_int_equal(h_sql_text(d, buf, sizeof(buf), "SELECT raw_payload FROM review_queue"),
+	assert_int_equal(h_sql_payload(d, buf, sizeof(buf), "SELECT raw_payload FROM review_queue"),
 	                 (long)strlen(no_sid));
 	assert_memory_equal(buf, no_sid, strlen(no_sid));
 
@@ -287,8 +294,8 @@ static void test_unusable_payload(void **state)
 	                              "SELECT reason FROM review_queue ORDER BY id DESC LIMIT 1"),
 	                    "unusable_payload");
 	assert_int_equal(
-	    h_sql_text(d, buf, sizeof(buf),
-	               "SELECT raw_payload FROM review_queue ORDER BY id DESC LIMIT 1"),
+	    h_sql_payload(d, buf, sizeof(buf),
+	                  "SELECT raw_payload FROM review_queue ORDER BY id DESC LIMIT 1"),
 	    (long)strlen(body));
 	assert_string_equal(buf, body);
 }

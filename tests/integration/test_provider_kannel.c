@@ -69,9 +69,9 @@ static void test_delivered_retry_and_order(void **state)
 	        "coalesce(provider_event_id,'-') FROM sms_message_events"),
 	    "kannel|0a1b2c3d|delivered|1|-|2026-11-27T15:10:00.000Z|-");
 	/* the raw payload: the query string, the token's value redacted */
-	assert_string_equal(h_sql_str(d, buf, sizeof(buf),
-	                              "SELECT CAST(raw_payload AS TEXT) FROM sms_message_events"),
-	                    "token=REDACTED&" DELIVERED);
+	assert_string_equal(
+	    h_payload_str(d, buf, sizeof(buf), "SELECT raw_payload FROM sms_message_events"),
+	    "token=REDACTED&" DELIVERED);
 	assert_string_equal(
 	    h_sql_str(d, buf, sizeof(buf),
 	              "SELECT current_status||'|'||destination_country||'|'||"
@@ -139,10 +139,11 @@ static void test_unusable_reviewed(void **state)
 	/* a dlr-url without %F: authenticated, answered 200, reviewed */
 	assert_int_equal(dlr(d, TOKEN, "type=1&smsc=a", &r), 200);
 	assert_string_equal(
-	    h_sql_str(d, buf, sizeof(buf),
-	              "SELECT reason||'|'||detail||'|'||CAST(raw_payload AS TEXT) "
-	              "FROM review_queue"),
-	    "unusable_payload|no usable id (Kannel %F)|token=REDACTED&type=1&smsc=a");
+	    h_sql_str(d, buf, sizeof(buf), "SELECT reason||'|'||detail FROM review_queue"),
+	    "unusable_payload|no usable id (Kannel %F)");
+	assert_string_equal(
+	    h_payload_str(d, buf, sizeof(buf), "SELECT raw_payload FROM review_queue"),
+	    "token=REDACTED&type=1&smsc=a");
 	assert_int_equal(h_count(d, "sms_messages"), 0);
 	/* a type with no bit Kannel defines: stored as unknown, reviewed */
 	assert_int_equal(dlr(d, TOKEN, "type=64&id=z", &r), 200);

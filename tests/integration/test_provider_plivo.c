@@ -82,9 +82,11 @@ static void test_status_retry_order(void **state)
 	              "SELECT provider||'|'||provider_message_id||'|'||"
 	              "coalesce(provider_event_id,'-')||'|'||status||'|'||raw_status"
 	              "||'|'||coalesce(error_code,'-')||'|'||"
-	              "coalesce(provider_occurred_at,'-')||'|'||raw_payload"
-	              " FROM sms_message_events"),
-	    "plivo|" UUID "|-|delivered|delivered|-|-|" STATUS_BODY("delivered", ""));
+	              "coalesce(provider_occurred_at,'-') FROM sms_message_events"),
+	    "plivo|" UUID "|-|delivered|delivered|-|-");
+	assert_string_equal(
+	    h_payload_str(d, buf, sizeof(buf), "SELECT raw_payload FROM sms_message_events"),
+	    STATUS_BODY("delivered", ""));
 	assert_int_equal(post(d, "/webhooks/plivo/status", STATUS_BODY("delivered", ""),
 	                      STATUS_SIGNED("delivered", ""), &r),
 	                 200);
@@ -118,10 +120,12 @@ static void test_get(void **state)
 	assert_int_equal(h_request(d, "GET", target, hdrs, NULL, 0, &r), 0);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(h_sql_str(d, buf, sizeof(buf),
-	                              "SELECT status||'|'||error_code||'|'||error_reason||'|'||"
-	                              "raw_payload FROM sms_message_events"),
-	                    "undelivered|30|spam_blocked|"
-	                    "MessageUUID=" UUID "&Status=undelivered&ErrorCode=30&To=14155550123");
+	                              "SELECT status||'|'||error_code||'|'||error_reason"
+	                              " FROM sms_message_events"),
+	                    "undelivered|30|spam_blocked");
+	assert_string_equal(
+	    h_payload_str(d, buf, sizeof(buf), "SELECT raw_payload FROM sms_message_events"),
+	    "MessageUUID=" UUID "&Status=undelivered&ErrorCode=30&To=14155550123");
 }
 
 static void test_rejected(void **state)

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "arena.h"
 #include "pii.h"
 #include "util.h"
 
@@ -182,13 +183,92 @@ static void test_key_file(void **state)
 	rmdir(dir);
 }
 
+/* Sealed payloads: "DLRDE1" | id length | id | nonce | ciphertext | tag,
+ * the header as AAD.  The vector was made independently (Python's
+ * cryptography AESGCM, key 00..1f, id "k1", nonce a0..ab). */
+#define SEAL_KEY "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define SEAL_PT  "To=%2B15551234567&MessageStatus=delivered"
+#define SEAL_KAT                                                                                   \
+	"444c52444531026b31a0a1a2a3a4a5a6a7a8a9aaabb27741087789338a5750b6e1344ef5e8478a1475e1c4"   \
+	"230bf95d52e70bde063cb6132b96d94721583b594babdf8e69c97d8abcd54b25c37b68"
+
+static void test_sealed_payloads(void **state)
+{
+	struct pii_keyring *kr = NULL, *other = NULL, *rotated = NULL;
+	struct arena ar;
+	struct iov sealed, plain;
+	uint8_t kat[(sizeof(SEAL_KAT) - 1) / 2], bad[(sizeof(SEAL_KAT) - 1) / 2];
+	char err[256];
+	(void)state;
+
+	arena_init(&ar, NULL, 0);
+	assert_int_equal(pii_keyring_parse("k1:" SEAL_KEY, &kr, err, sizeof(err)), 0);
+	assert_int_equal(pii_keyring_parse("k1:" K0, &other, err, sizeof(err)), 0);
+	assert_int_equal(pii_keyring_parse("k2:" K1 ",k1:" SEAL_KEY, &rotated, err, sizeof(err)),
+	                 0);
+
+	/* known answer */
+	unhex(SEAL_KAT, kat);
+	assert_int_equal(pii_is_sealed(kat, sizeof(kat)), 1);
+	assert_int_equal(pii_open_payload(kr, &ar, kat, sizeof(kat), &plain), 0);
+	assert_int_equal(plain.n, strlen(SEAL_PT));
+	assert_memory_equal(plain.p, SEAL_PT, plain.n);
+	assert_int_equal(plain.p[plain.n], '\0');
+	/* an older key of a rotated ring still opens it */
+	assert_int_equal(pii_open_payload(rotated, &ar, kat, sizeof(kat), &plain), 0);
+	assert_memory_equal(plain.p, SEAL_PT, plain.n);
+
+	/* round trip, binary and empty payloads included */
+	static const char bin[] = "{\"to\":\"+14155550123\"}\0\xff\x01";
+	assert_int_equal(pii_seal_payload(rotated, &ar, bin, sizeof(bin), &sealed), 0);
+	assert_int_equal(sealed.n, 6 + 1 + 2 + PII_OVERHEAD + sizeof(bin));
+	assert_memory_equal(sealed.p, "DLRDE1\x02k2", 9);
+	assert_null(memmem(sealed.p, sealed.n, "4155550123", 10));
+	assert_int_equal(pii_open_payload(rotated, &ar, sealed.p, sealed.n, &plain), 0);
+	assert_int_equal(plain.n, sizeof(bin));
+	assert_memory_equal(plain.p, bin, sizeof(bin));
+	assert_int_equal(pii_seal_payload(kr, &ar, "", 0, &sealed), 0);
+	assert_int_equal(pii_open_payload(kr, &ar, sealed.p, sealed.n, &plain), 0);
+	assert_int_equal(plain.n, 0);
+	/* its key is not in the ring: k2 only is in "rotated" */
+	assert_int_equal(pii_seal_payload(rotated, &ar, "x", 1, &sealed), 0);
+	assert_int_equal(pii_open_payload(kr, &ar, sealed.p, sealed.n, &plain), DLRD_ENOTFOUND);
+
+	/* tampering: any byte of header, nonce, ciphertext or tag */
+	for (size_t i = 0; i < sizeof(kat); i++) {
+		memcpy(bad, kat, sizeof(kat));
+		bad[i] ^= 0x01;
+		int rc = pii_open_payload(kr, &ar, bad, sizeof(bad), &plain);
+		if (i < 6)
+			assert_int_equal(rc, DLRD_EINVAL); /* no longer the format */
+		else
+			assert_true(rc == DLRD_EAUTH || rc == DLRD_ENOTFOUND || rc == DLRD_EINVAL);
+	}
+	/* a different key under the same id does not verify */
+	assert_int_equal(pii_open_payload(other, &ar, kat, sizeof(kat), &plain), DLRD_EAUTH);
+	/* truncated */
+	assert_int_equal(pii_open_payload(kr, &ar, kat, sizeof(kat) - 1, &plain), DLRD_EAUTH);
+	assert_int_equal(pii_open_payload(kr, &ar, kat, 9 + PII_OVERHEAD - 1, &plain), DLRD_EINVAL);
+	assert_int_equal(pii_open_payload(kr, &ar, kat, 8, &plain), DLRD_EINVAL);
+
+	/* payloads stored in clear before sealing are not the format */
+	assert_int_equal(pii_open_payload(kr, &ar, SEAL_PT, strlen(SEAL_PT), &plain), DLRD_EINVAL);
+	assert_int_equal(pii_open_payload(kr, &ar, "", 0, &plain), DLRD_EINVAL);
+	assert_int_equal(pii_open_payload(kr, &ar, "DLRDE1", 6, &plain), DLRD_EINVAL);
+	assert_int_equal(pii_is_sealed(SEAL_PT, strlen(SEAL_PT)), 0);
+
+	arena_fini(&ar);
+	pii_keyring_free(kr);
+	pii_keyring_free(other);
+	pii_keyring_free(rotated);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_known_answers),
-	    cmocka_unit_test(test_ring_rotation),
-	    cmocka_unit_test(test_ring_errors),
-	    cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_known_answers),   cmocka_unit_test(test_ring_rotation),
+	    cmocka_unit_test(test_ring_errors),     cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_sealed_payloads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
