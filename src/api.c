@@ -58,6 +58,9 @@
 #define API_PAYLOAD_BUDGET (4u << 20) /* raw payload bytes in one timeline */
 #define API_STUCK_MAX_S    (366 * 86400)
 #define API_QUERY_FIELDS   64
+#define API_STATS_GROUPS   500                   /* groups in one stats answer */
+#define API_STATS_SPAN_MS  (31LL * 86400 * 1000) /* longest [since, until) */
+#define API_STATS_DEFAULT  (24LL * 3600 * 1000)  /* default span, ending now */
 #define RETRY_AFTER        "1"
 
 enum route_id {
@@ -71,6 +74,7 @@ enum route_id {
 	R_REVIEW_LIST,
 	R_REVIEW_RESOLVE,
 	R_AUDIT_LIST,
+	R_STATS,
 };
 
 /* The routes.  docs/openapi.json lists exactly these (a unit test checks
@@ -92,6 +96,7 @@ static const struct route {
     {"GET", "/v1/review", AUTH_ADMIN, R_REVIEW_LIST, "review_list"},
     {"POST", "/v1/review/{id}/resolve", AUTH_ADMIN, R_REVIEW_RESOLVE, "review_resolve"},
     {"GET", "/v1/audit", AUTH_ADMIN, R_AUDIT_LIST, "audit"},
+    {"GET", "/v1/stats", AUTH_VIEWER, R_STATS, "stats"},
 };
 
 /* Read-only after api_new(). */
@@ -742,6 +747,44 @@ static bool param_time(struct arena *ar, const struct params *p, const char *nam
 	char *c = arena_alloc(ar, 25);
 	util_rfc3339(ms, c);
 	*out = c;
+	return true;
+}
+
+/* The country parameter: an ISO 3166-1 alpha-2 code, upper-cased. */
+static bool param_country(struct arena *ar, const struct params *p, const char **out,
+                          struct api_answer *ans)
+{
+	const char *v = param(p, "country");
+
+	*out = NULL;
+	if (!v)
+		return true;
+	char *c = arena_strndup(ar, v, strlen(v));
+	for (char *x = c; *x; x++)
+		*x = (char)(*x >= 'a' && *x <= 'z' ? *x - 32 : *x);
+	if (strlen(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z') {
+		ans_error(ans, 422, "invalid_parameter",
+		          "country must be an ISO 3166-1 alpha-2 code", "country");
+		return false;
+	}
+	*out = c;
+	return true;
+}
+
+/* An RFC 3339 time parameter as milliseconds; *out is untouched when the
+ * parameter is absent. */
+static bool param_ms(const struct params *p, const char *name, int64_t *out, struct api_answer *ans)
+{
+	const char *v = param(p, name);
+	char msg[128];
+
+	if (!v)
+		return true;
+	if (util_parse_rfc3339(v, strlen(v), out) != 0) {
+		util_fmt(msg, sizeof(msg), "%s must be an RFC 3339 time", name);
+		ans_error(ans, 422, "invalid_parameter", msg, name);
+		return false;
+	}
 	return true;
 }
 
@@ -1464,17 +1507,8 @@ static void h_search(struct api *a, const struct api_request *rq, struct api_ans
 		}
 	}
 	q.provider = param(&p, "provider");
-	if ((v = param(&p, "country")) != NULL) {
-		char *c = arena_strndup(rq->arena, v, strlen(v));
-		for (char *x = c; *x; x++)
-			*x = (char)(*x >= 'a' && *x <= 'z' ? *x - 32 : *x);
-		if (strlen(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z') {
-			ans_error(ans, 422, "invalid_parameter",
-			          "country must be an ISO 3166-1 alpha-2 code", "country");
-			return;
-		}
-		q.country = c;
-	}
+	if (!param_country(rq->arena, &p, &q.country, ans))
+		return;
 	q.sender_identity = param(&p, "sender_identity");
 	q.template_key = param(&p, "template_key");
 	q.use_case = param(&p, "use_case");
@@ -1674,6 +1708,102 @@ static void h_audit(struct api *a, const struct api_request *rq, struct api_answ
 	ans_json(ans, 200, root);
 }
 
+/* GET /v1/stats: counts per group over messages created in [since, until).
+ * Percentiles of callback latency are not computed: SQLite has no
+ * percentile aggregate, and ranking every message of a 31-day window on a
+ * read connection is not cheap. */
+static void h_stats(struct api *a, const struct api_request *rq, struct api_answer *ans)
+{
+	static const char *const allowed[] = {"since",    "until",   "group_by", "provider",
+	                                      "use_case", "country", NULL};
+	static const struct {
+		const char *name;
+		enum store_stats_group g;
+	} groups[] = {
+	    {"country", STORE_STATS_COUNTRY},
+	    {"provider", STORE_STATS_PROVIDER},
+	    {"use_case", STORE_STATS_USE_CASE},
+	    {"sender_identity", STORE_STATS_SENDER_IDENTITY},
+	    {"template_key", STORE_STATS_TEMPLATE_KEY},
+	};
+	struct params p;
+	struct store_stats_query q;
+	struct store_stats_row *rows;
+	size_t n = 0, gi = 0;
+	const char *v;
+	char err[256];
+	int64_t since_ms, until_ms = rq->now_ms;
+	int rc;
+
+	memset(&q, 0, sizeof(q));
+	if (!query_params(rq, allowed, &p, ans))
+		return;
+	if ((v = param(&p, "group_by")) != NULL) {
+		for (gi = 0; gi < ARRAY_LEN(groups) && strcmp(v, groups[gi].name) != 0; gi++)
+			;
+		if (gi == ARRAY_LEN(groups)) {
+			ans_error(ans, 422, "invalid_parameter",
+			          "group_by must be country, provider, use_case, sender_identity or"
+			          " template_key",
+			          "group_by");
+			return;
+		}
+	}
+	q.group_by = groups[gi].g;
+	if (!param_ms(&p, "until", &until_ms, ans))
+		return;
+	since_ms = until_ms - API_STATS_DEFAULT;
+	if (!param_ms(&p, "since", &since_ms, ans))
+		return;
+	if (until_ms <= since_ms) {
+		ans_error(ans, 422, "invalid_parameter", "until must be later than since",
+		          param(&p, "until") ? "until" : "since");
+		return;
+	}
+	if (until_ms - since_ms > API_STATS_SPAN_MS) {
+		ans_error(ans, 422, "invalid_parameter", "since to until must span at most 31 days",
+		          "since");
+		return;
+	}
+	char *since = arena_alloc(rq->arena, 25), *until = arena_alloc(rq->arena, 25);
+	util_rfc3339(since_ms, since);
+	util_rfc3339(until_ms, until);
+	q.since = since;
+	q.until = until;
+	q.provider = param(&p, "provider");
+	q.use_case = param(&p, "use_case");
+	if (!param_country(rq->arena, &p, &q.country, ans))
+		return;
+	q.limit = API_STATS_GROUPS + 1; /* one more tells whether groups were cut */
+	rc = store_stats(a->st, rq->arena, &q, &rows, &n, err, sizeof(err));
+	if (rc != 0) {
+		ans_store_error(ans, rc, "stats", err);
+		return;
+	}
+	json_t *root = json_object(), *arr = json_array();
+	for (size_t i = 0; i < n && i < API_STATS_GROUPS; i++) {
+		const struct store_stats_row *r = &rows[i];
+		json_t *o = json_object(), *by = json_object();
+		set(o, "key", jstr(r->key));
+		set(o, "count", json_integer(r->count));
+		for (int k = 0; k < ST__COUNT; k++)
+			set(by, status_name((enum dlr_status)k), json_integer(r->by_status[k]));
+		set(o, "statuses", by);
+		set(o, "final", json_integer(r->final_count));
+		set(o, "delivery_rate",
+		    r->final_count > 0
+		        ? json_real((double)r->by_status[ST_DELIVERED] / (double)r->final_count)
+		        : json_null());
+		json_array_append_new(arr, o);
+	}
+	set(root, "since", json_string(since));
+	set(root, "until", json_string(until));
+	set(root, "group_by", json_string(groups[gi].name));
+	set(root, "groups", arr);
+	set(root, "truncated", json_boolean(n > API_STATS_GROUPS));
+	ans_json(ans, 200, root);
+}
+
 /* ---- the three steps ---- */
 
 bool api_begin(struct api *a, const struct api_request *rq, struct api_state **state,
@@ -1775,6 +1905,9 @@ void api_dispatch(struct api *a, struct api_state *s, const struct api_request *
 		break;
 	case R_AUDIT_LIST:
 		h_audit(a, rq, ans);
+		break;
+	case R_STATS:
+		h_stats(a, rq, ans);
 		break;
 	}
 }

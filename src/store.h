@@ -219,6 +219,31 @@ struct store_audit_query {
 	unsigned limit;
 };
 
+/* Aggregates over messages (GET /v1/stats): one row per value of the
+ * grouping column among messages created in [since, until), the largest
+ * groups first (ties by value, bytewise, no value last). */
+enum store_stats_group {
+	STORE_STATS_COUNTRY = 0, /* destination_country */
+	STORE_STATS_PROVIDER,
+	STORE_STATS_USE_CASE,
+	STORE_STATS_SENDER_IDENTITY,
+	STORE_STATS_TEMPLATE_KEY,
+};
+
+struct store_stats_query {
+	enum store_stats_group group_by;
+	const char *since, *until; /* canonical RFC 3339 UTC (util_rfc3339); both set */
+	const char *provider, *use_case, *country; /* filters; NULL when unset */
+	unsigned limit;                            /* groups */
+};
+
+struct store_stats_row {
+	const char *key; /* the group's value; NULL for messages without one */
+	int64_t count;
+	int64_t final_count;
+	int64_t by_status[ST__COUNT]; /* by current status, indexed by enum dlr_status */
+};
+
 /* Whether the backend applies CI_API items (else the API answers 501). */
 bool store_api_writes(const struct store *st);
 
@@ -242,5 +267,8 @@ int store_list_review(struct store *st, struct arena *a, const struct store_revi
 /* Up to q->limit audit rows, newest first. */
 int store_list_audit(struct store *st, struct arena *a, const struct store_audit_query *q,
                      struct store_audit_row **rows, size_t *n, char *err, size_t errlen);
+/* Up to q->limit groups, in one read over sms_messages. */
+int store_stats(struct store *st, struct arena *a, const struct store_stats_query *q,
+                struct store_stats_row **rows, size_t *n, char *err, size_t errlen);
 
 #endif

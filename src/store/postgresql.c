@@ -2065,6 +2065,12 @@ static int pg_list_audit(void *p, struct arena *a, const struct store_audit_quer
 	return store__pg_list_audit(((struct pg_be *)p)->pool, a, q, rows, n, err, errlen);
 }
 
+static int pg_stats(void *p, struct arena *a, const struct store_stats_query *q,
+                    struct store_stats_row **rows, size_t *n, char *err, size_t errlen)
+{
+	return store__pg_stats(((struct pg_be *)p)->pool, a, q, rows, n, err, errlen);
+}
+
 const struct store_ops store__pg_ops = {
     .name = "postgresql",
     .accepts = pg_accepts,
@@ -2078,4 +2084,5 @@ const struct store_ops store__pg_ops = {
     .search = pg_search,
     .list_review = pg_list_review,
     .list_audit = pg_list_audit,
+    .stats = pg_stats,
 };

@@ -37,6 +37,7 @@
 
 #include "arena.h"
 #include "postgresql_int.h"
+#include "store_int.h"
 #include "util.h"
 
 #define PG_READ_POOL_DEFAULT  4
@@ -1144,6 +1145,61 @@ int store__pg_list_audit(struct store__pg_pool *p, struct arena *ar,
 		a->message_id = col(ar, r, i, 5);
 		a->review_id = num_of(r, i, 6);
 		a->reason = col(ar, r, i, 7);
+	}
+	*rows = out;
+	*n = (size_t)k;
+out:
+	PQclear(r);
+	free(b);
+	return rc;
+}
+
+/* One GROUP BY over sms_messages (the created_at index bounds it): the key,
+ * the count, the final count and one count per status. */
+int store__pg_stats(struct store__pg_pool *p, struct arena *ar, const struct store_stats_query *q,
+                    struct store_stats_row **rows, size_t *n, char *err, size_t errlen)
+{
+	const char *colname = store__stats_column(q->group_by);
+	struct qbuild *b = xcalloc(1, sizeof(*b));
+	struct store_stats_row *out = NULL;
+	PGresult *r = NULL;
+	char frag[200];
+	int rc, k;
+
+	*rows = NULL;
+	*n = 0;
+	util_fmt(frag, sizeof(frag),
+	         "SELECT %s::text, COUNT(*), COUNT(*) FILTER (WHERE is_final <> 0)", colname);
+	qb_add(b, frag);
+	for (int s = 0; s < ST__COUNT; s++) {
+		util_fmt(frag, sizeof(frag), ", COUNT(*) FILTER (WHERE current_status = '%s')",
+		         status_name((enum dlr_status)s));
+		qb_add(b, frag);
+	}
+	qb_add(b, " FROM sms_messages WHERE true");
+	qb_param(b, " AND created_at >= ", q->since, "::timestamptz");
+	qb_param(b, " AND created_at < ", q->until, "::timestamptz");
+	qb_param(b, " AND provider = ", q->provider, "");
+	qb_param(b, " AND use_case = ", q->use_case, "");
+	qb_param(b, " AND destination_country = ", q->country, "");
+	util_fmt(frag, sizeof(frag),
+	         " GROUP BY 1 ORDER BY 2 DESC, (%s IS NULL), %s::text COLLATE \"C\"", colname,
+	         colname);
+	qb_add(b, frag);
+	qb_int(b, " LIMIT ", q->limit, "");
+	if ((rc = qb_run(p, b, 3 + ST__COUNT, &r, err, errlen)) != 0 || !r)
+		goto out;
+	k = PQntuples(r);
+	if (k > 0)
+		out = arena_alloc(ar, (size_t)k * sizeof(*out));
+	for (int i = 0; i < k; i++) {
+		struct store_stats_row *g = &out[i];
+		memset(g, 0, sizeof(*g));
+		g->key = col(ar, r, i, 0);
+		g->count = num_of(r, i, 1);
+		g->final_count = num_of(r, i, 2);
+		for (int s = 0; s < ST__COUNT; s++)
+			g->by_status[s] = num_of(r, i, 3 + s);
 	}
 	*rows = out;
 	*n = (size_t)k;

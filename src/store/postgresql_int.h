@@ -128,5 +128,7 @@ int store__pg_list_review(struct store__pg_pool *p, struct arena *a,
 int store__pg_list_audit(struct store__pg_pool *p, struct arena *a,
                          const struct store_audit_query *q, struct store_audit_row **rows,
                          size_t *n, char *err, size_t errlen);
+int store__pg_stats(struct store__pg_pool *p, struct arena *a, const struct store_stats_query *q,
+                    struct store_stats_row **rows, size_t *n, char *err, size_t errlen);
 
 #endif

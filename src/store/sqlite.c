@@ -958,6 +958,12 @@ static int sqlite_list_audit(void *p, struct arena *a, const struct store_audit_
 	return store__sqlite_list_audit(((struct sqlite_be *)p)->api, a, q, rows, n, err, errlen);
 }
 
+static int sqlite_stats(void *p, struct arena *a, const struct store_stats_query *q,
+                        struct store_stats_row **rows, size_t *n, char *err, size_t errlen)
+{
+	return store__sqlite_stats(((struct sqlite_be *)p)->api, a, q, rows, n, err, errlen);
+}
+
 const struct store_ops store__sqlite_ops = {
     .name = "sqlite",
     .accepts = sqlite_accepts,
@@ -971,4 +977,5 @@ const struct store_ops store__sqlite_ops = {
     .search = sqlite_search,
     .list_review = sqlite_list_review,
     .list_audit = sqlite_list_audit,
+    .stats = sqlite_stats,
 };

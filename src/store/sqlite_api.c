@@ -41,6 +41,7 @@
 #include "log.h"
 #include "sqlite_int.h"
 #include "status.h"
+#include "store_int.h"
 
 #define TIMELINE_MAX_EVENTS 1000
 #define SQL_MAX             3072
@@ -767,6 +768,77 @@ int store__sqlite_list_audit(struct store__sqlite_api *a, struct arena *ar,
 	}
 	if (rc != SQLITE_DONE) {
 		util_fmt(err, errlen, "sqlite: audit list: %s", sqlite3_errmsg(c->db));
+		rc = DLRD_EIO;
+		goto out;
+	}
+	rc = 0;
+	*rows = out;
+	*n = k;
+out:
+	sqlite3_finalize(st);
+	read_end(a, c);
+	return rc;
+}
+
+/* One GROUP BY over sms_messages, through the created_at index: the key,
+ * the count, the final count and one count per status. */
+int store__sqlite_stats(struct store__sqlite_api *a, struct arena *ar,
+                        const struct store_stats_query *q, struct store_stats_row **rows, size_t *n,
+                        char *err, size_t errlen)
+{
+	const char *colname = store__stats_column(q->group_by);
+	struct qbuild b;
+	struct rconn *c;
+	sqlite3_stmt *st = NULL;
+	struct store_stats_row *out = NULL;
+	size_t cap = 0, k = 0;
+	char frag[160];
+	int rc;
+
+	*rows = NULL;
+	*n = 0;
+	memset(&b, 0, sizeof(b));
+	util_fmt(frag, sizeof(frag), "SELECT %s, COUNT(*), SUM(is_final <> 0)", colname);
+	qb_add(&b, frag);
+	for (int s = 0; s < ST__COUNT; s++) {
+		util_fmt(frag, sizeof(frag), ", SUM(current_status = '%s')",
+		         status_name((enum dlr_status)s));
+		qb_add(&b, frag);
+	}
+	qb_add(&b, " FROM sms_messages INDEXED BY sms_messages_created WHERE 1");
+	qb_text(&b, "created_at >= ?", q->since);
+	qb_text(&b, "created_at < ?", q->until);
+	qb_text(&b, "provider = ?", q->provider);
+	qb_text(&b, "use_case = ?", q->use_case);
+	qb_text(&b, "destination_country = ?", q->country);
+	util_fmt(frag, sizeof(frag),
+	         " GROUP BY 1 ORDER BY 2 DESC, (%s IS NULL), %s COLLATE BINARY LIMIT ?", colname,
+	         colname);
+	qb_add(&b, frag);
+	b.ints[b.n] = q->limit;
+	b.is_int[b.n] = true;
+	b.n++;
+	if (b.len >= sizeof(b.sql) - 1) {
+		util_fmt(err, errlen, "sqlite: stats query too long");
+		return DLRD_EIO;
+	}
+	if ((rc = read_begin(a, &c, err, errlen)) != 0)
+		return rc;
+	if ((rc = rprep(c, b.sql, &st, err, errlen)) != 0)
+		goto out;
+	qb_bind(&b, st);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		out = grow(ar, out, k, &cap, sizeof(*out));
+		struct store_stats_row *r = &out[k++];
+		memset(r, 0, sizeof(*r));
+		r->key = col_arena(ar, st, 0);
+		r->count = sqlite3_column_int64(st, 1);
+		r->final_count = sqlite3_column_int64(st, 2);
+		for (int s = 0; s < ST__COUNT; s++)
+			r->by_status[s] = sqlite3_column_int64(st, 3 + s);
+	}
+	if (rc != SQLITE_DONE) {
+		util_fmt(err, errlen, "sqlite: stats: %s", sqlite3_errmsg(c->db));
 		rc = DLRD_EIO;
 		goto out;
 	}

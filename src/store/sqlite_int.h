@@ -48,5 +48,8 @@ int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
 int store__sqlite_list_audit(struct store__sqlite_api *a, struct arena *ar,
                              const struct store_audit_query *q, struct store_audit_row **rows,
                              size_t *n, char *err, size_t errlen);
+int store__sqlite_stats(struct store__sqlite_api *a, struct arena *ar,
+                        const struct store_stats_query *q, struct store_stats_row **rows, size_t *n,
+                        char *err, size_t errlen);
 
 #endif

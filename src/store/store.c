@@ -110,3 +110,28 @@ int store_list_audit(struct store *st, struct arena *a, const struct store_audit
 		return DLRD_EUNSUPP;
 	return st->ops->list_audit(st->be, a, q, rows, n, err, errlen);
 }
+
+int store_stats(struct store *st, struct arena *a, const struct store_stats_query *q,
+                struct store_stats_row **rows, size_t *n, char *err, size_t errlen)
+{
+	if (!st->ops->stats)
+		return DLRD_EUNSUPP;
+	return st->ops->stats(st->be, a, q, rows, n, err, errlen);
+}
+
+const char *store__stats_column(enum store_stats_group g)
+{
+	switch (g) {
+	case STORE_STATS_PROVIDER:
+		return "provider";
+	case STORE_STATS_USE_CASE:
+		return "use_case";
+	case STORE_STATS_SENDER_IDENTITY:
+		return "sender_identity";
+	case STORE_STATS_TEMPLATE_KEY:
+		return "template_key";
+	case STORE_STATS_COUNTRY:
+	default:
+		return "destination_country";
+	}
+}

@@ -30,7 +30,13 @@ struct store_ops {
 	                   struct store_review_item **rows, size_t *n, char *err, size_t errlen);
 	int (*list_audit)(void *be, struct arena *a, const struct store_audit_query *q,
 	                  struct store_audit_row **rows, size_t *n, char *err, size_t errlen);
+	int (*stats)(void *be, struct arena *a, const struct store_stats_query *q,
+	             struct store_stats_row **rows, size_t *n, char *err, size_t errlen);
 };
+
+/* The sms_messages column of a stats grouping (a fixed name, safe to paste
+ * into SQL). */
+const char *store__stats_column(enum store_stats_group g);
 
 extern const struct store_ops store__sqlite_ops;
 extern const struct store_ops store__pg_ops;
