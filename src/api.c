@@ -417,53 +417,13 @@ static bool e164(const char *s, size_t n)
 }
 
 /* The provider's canonical form of a message id, the one its adapter
- * stores (so a send and its callbacks meet on the same key).  These mirror
- * the canonical_id() rules of the adapters in src/providers/; a provider
- * not listed keeps ids exactly as sent. */
+ * stores (struct provider.canonical_id), so a send and its callbacks meet
+ * on the same key; kept as sent when the provider has no rule. */
 static char *canonical_pmid(struct arena *ar, const char *provider, const char *p, size_t n)
 {
-	static const struct {
-		const char *provider;
-		char rule; /* 't' Twilio SID, 'u' upper alnum, 'x' lower hex, 'h' lower hex-dash */
-	} rules[] = {
-	    {"twilio", 't'},  {"sinch", 'u'},  {"messagebird", 'x'},
-	    {"infobip", 'h'}, {"kannel", 'h'}, {"plivo", 'h'},
-	    {"sns", 'h'},     {"telnyx", 'h'}, {"vonage", 'h'},
-	};
-	char *s = arena_strndup(ar, p, n);
-	char rule = 0;
-
-	for (size_t i = 0; i < ARRAY_LEN(rules); i++)
-		if (strcmp(rules[i].provider, provider) == 0)
-			rule = rules[i].rule;
-	if (rule == 't' && n == 34) {
-		bool hex = true;
-		for (size_t i = 2; i < n; i++)
-			hex = hex && strchr("0123456789abcdefABCDEF", s[i]) != NULL;
-		if (hex) {
-			for (size_t i = 0; i < 2; i++)
-				s[i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 32 : s[i]);
-			for (size_t i = 2; i < n; i++)
-				s[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] + 32 : s[i]);
-		}
-	} else if (rule == 'u') {
-		bool alnum = true;
-		for (size_t i = 0; i < n; i++)
-			alnum =
-			    alnum && ((s[i] >= '0' && s[i] <= '9') ||
-			              (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z'));
-		for (size_t i = 0; alnum && i < n; i++)
-			s[i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 32 : s[i]);
-	} else if (rule == 'x' || rule == 'h') {
-		const char *set =
-		    rule == 'x' ? "0123456789abcdefABCDEF" : "0123456789abcdefABCDEF-";
-		bool hex = true;
-		for (size_t i = 0; i < n; i++)
-			hex = hex && strchr(set, s[i]) != NULL;
-		for (size_t i = 0; hex && i < n; i++)
-			s[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] + 32 : s[i]);
-	}
-	return s;
+	const struct provider *pv = provider_find(provider, strlen(provider));
+	const char *c = pv && pv->canonical_id ? pv->canonical_id(ar, p, n) : NULL;
+	return c ? (char *)c : arena_strndup(ar, p, n);
 }
 
 static unsigned json_depth(json_t *v, unsigned limit)

@@ -68,6 +68,11 @@ struct provider {
 	unsigned get_hooks;                  /* hooks that take GET as well as POST */
 	const struct config_key *keys;       /* keys of its config section, {NULL} ended */
 	const struct provider_error *errors; /* its error codes, {NULL} ended, or NULL */
+	/* The canonical form of a message id, as parse() stores it, so that a
+	 * send recorded through the API and its callbacks meet on one key
+	 * (in the arena; NULL when the text is not a usable id).  NULL hook:
+	 * ids are kept as sent. */
+	const char *(*canonical_id)(struct arena *a, const char *p, size_t n);
 	/* Reads the provider's section.  Sets *state to NULL when the provider is
 	 * not configured (its paths answer 404).  Returns 0 or DLRD_ECONFIG with
 	 * a message naming the key. */

@@ -338,6 +338,7 @@ const struct provider provider_infobip = {
     .hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
     .keys = infobip_keys,
     .errors = infobip_errors,
+    .canonical_id = provider_hex_id,
     .init = infobip_init,
     .fini = infobip_fini,
     .authenticate = infobip_authenticate,

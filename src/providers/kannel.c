@@ -356,6 +356,7 @@ const struct provider provider_kannel = {
     .get_hooks = 1u << HOOK_STATUS,
     .keys = kannel_keys,
     .errors = NULL,
+    .canonical_id = provider_hex_id,
     .init = kannel_init,
     .fini = kannel_fini,
     .authenticate = kannel_authenticate,

@@ -352,6 +352,7 @@ const struct provider provider_messagebird = {
     .get_hooks = 1u << HOOK_STATUS,
     .keys = mbird_keys,
     .errors = mbird_errors,
+    .canonical_id = canonical_id,
     .init = mbird_init,
     .fini = mbird_fini,
     .authenticate = mbird_authenticate,

@@ -479,6 +479,7 @@ const struct provider provider_plivo = {
     .get_hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
     .keys = plivo_keys,
     .errors = plivo_errors,
+    .canonical_id = provider_hex_id,
     .init = plivo_init,
     .fini = plivo_fini,
     .authenticate = plivo_authenticate,

@@ -189,10 +189,9 @@ static int sinch_authenticate(const void *state, struct provider_request *req, c
 /* ---- JSON helpers ---- */
 
 /* Sinch ids (batch ids, MO ids) are ULID-like Crockford base32: the
- * canonical form is upper-case. */
-static const char *canonical_id(struct arena *a, const json_t *obj, const char *key)
+ * canonical form is upper-case (an id with other characters is kept). */
+static const char *sinch_upper(char *s)
 {
-	char *s = (char *)jsonx_member_text(a, obj, key, LIM_ID_BYTES);
 	if (!s)
 		return NULL;
 	for (char *p = s; *p; p++)
@@ -203,6 +202,16 @@ static const char *canonical_id(struct arena *a, const json_t *obj, const char *
 		if (*p >= 'a' && *p <= 'z')
 			*p = (char)(*p - 32);
 	return s;
+}
+
+static const char *canonical_text(struct arena *a, const char *p, size_t n)
+{
+	return sinch_upper((char *)provider_text(a, p, n, LIM_ID_BYTES));
+}
+
+static const char *canonical_id(struct arena *a, const json_t *obj, const char *key)
+{
+	return sinch_upper((char *)jsonx_member_text(a, obj, key, LIM_ID_BYTES));
 }
 
 /* ---- parse ---- */
@@ -395,6 +404,7 @@ const struct provider provider_sinch = {
     .hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
     .keys = sinch_keys,
     .errors = sinch_errors,
+    .canonical_id = canonical_text,
     .init = sinch_init,
     .fini = sinch_fini,
     .authenticate = sinch_authenticate,

@@ -957,6 +957,7 @@ const struct provider provider_sns = {
     .hooks = 1u << HOOK_STATUS,
     .keys = sns_keys,
     .errors = sns_errors,
+    .canonical_id = provider_hex_id,
     .init = sns_init,
     .fini = sns_fini,
     .authenticate = sns_authenticate,

@@ -408,6 +408,7 @@ const struct provider provider_telnyx = {
     .hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
     .keys = telnyx_keys,
     .errors = telnyx_errors,
+    .canonical_id = provider_hex_id,
     .init = telnyx_init,
     .fini = telnyx_fini,
     .authenticate = telnyx_authenticate,

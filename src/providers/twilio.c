@@ -385,6 +385,7 @@ const struct provider provider_twilio = {
     .get_hooks = 1u << HOOK_INBOUND,
     .keys = twilio_keys,
     .errors = twilio_errors,
+    .canonical_id = canonical_sid,
     .init = twilio_init,
     .fini = twilio_fini,
     .authenticate = twilio_authenticate,

@@ -513,6 +513,7 @@ const struct provider provider_vonage = {
     .get_hooks = (1u << HOOK_STATUS) | (1u << HOOK_INBOUND),
     .keys = vonage_keys,
     .errors = vonage_errors,
+    .canonical_id = provider_hex_id,
     .init = vonage_init,
     .fini = vonage_fini,
     .authenticate = vonage_authenticate,

@@ -409,6 +409,7 @@ const struct provider provider_vonage_messages = {
     .hooks = 1u << HOOK_STATUS | 1u << HOOK_INBOUND,
     .keys = vmsg_keys,
     .errors = vmsg_errors,
+    .canonical_id = provider_hex_id,
     .init = vmsg_init,
     .fini = vmsg_fini,
     .authenticate = vmsg_authenticate,
