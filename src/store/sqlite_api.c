@@ -598,15 +598,98 @@ static void *grow(struct arena *ar, void *rows, size_t k, size_t *cap, size_t sz
 	return nr;
 }
 
+/* Fills one element from the current row. */
+typedef void (*row_fill_fn)(struct arena *ar, sqlite3_stmt *st, void *elem);
+
+/* Runs the built query b on a read connection and collects one zeroed
+ * element of size sz per row, filled by fill(), into an arena array.  what
+ * names the query in err.  Returns 0, or read_begin()'s error, or DLRD_EIO. */
+static int read_rows(struct store__sqlite_api *a, struct arena *ar, struct qbuild *b, size_t sz,
+                     row_fill_fn fill, const char *what, void **rows, size_t *n, char *err,
+                     size_t errlen)
+{
+	struct rconn *c;
+	sqlite3_stmt *st = NULL;
+	char *out = NULL;
+	size_t cap = 0, k = 0;
+	int rc;
+
+	*rows = NULL;
+	*n = 0;
+	if ((rc = read_begin(a, &c, err, errlen)) != 0)
+		return rc;
+	if ((rc = rprep(c, b->sql, &st, err, errlen)) != 0)
+		goto out;
+	qb_bind(b, st);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		out = grow(ar, out, k, &cap, sz);
+		memset(out + k * sz, 0, sz);
+		fill(ar, st, out + k * sz);
+		k++;
+	}
+	if (rc != SQLITE_DONE) {
+		util_fmt(err, errlen, "sqlite: %s: %s", what, sqlite3_errmsg(c->db));
+		rc = DLRD_EIO;
+		goto out;
+	}
+	rc = 0;
+	*rows = out;
+	*n = k;
+out:
+	sqlite3_finalize(st);
+	read_end(a, c);
+	return rc;
+}
+
+static void fill_message(struct arena *ar, sqlite3_stmt *st, void *e)
+{
+	row_message(ar, st, e);
+}
+
+static void fill_review(struct arena *ar, sqlite3_stmt *st, void *e)
+{
+	struct store_review_item *r = e;
+	r->id = sqlite3_column_int64(st, 0);
+	r->created_at = col_arena(ar, st, 1);
+	r->provider = col_arena(ar, st, 2);
+	r->reason = col_arena(ar, st, 3);
+	r->detail = col_arena(ar, st, 4);
+	r->message_id = col_arena(ar, st, 5);
+	r->event_id = sqlite3_column_int64(st, 6);
+	r->raw_status = col_arena(ar, st, 7);
+	r->raw_payload = blob_arena(ar, st, 8, &r->raw_payload_len);
+	r->resolved_at = col_arena(ar, st, 9);
+	r->resolved_by = col_arena(ar, st, 10);
+	r->resolution = col_arena(ar, st, 11);
+}
+
+static void fill_audit(struct arena *ar, sqlite3_stmt *st, void *e)
+{
+	struct store_audit_row *r = e;
+	r->id = sqlite3_column_int64(st, 0);
+	r->at = col_arena(ar, st, 1);
+	r->actor = col_arena(ar, st, 2);
+	r->actor_role = col_arena(ar, st, 3);
+	r->action = col_arena(ar, st, 4);
+	r->message_id = col_arena(ar, st, 5);
+	r->review_id = sqlite3_column_int64(st, 6);
+	r->reason = col_arena(ar, st, 7);
+}
+
+static void fill_stats(struct arena *ar, sqlite3_stmt *st, void *e)
+{
+	struct store_stats_row *r = e;
+	r->key = col_arena(ar, st, 0);
+	r->count = sqlite3_column_int64(st, 1);
+	r->final_count = sqlite3_column_int64(st, 2);
+	for (int s = 0; s < ST__COUNT; s++)
+		r->by_status[s] = sqlite3_column_int64(st, 3 + s);
+}
+
 int store__sqlite_search(struct store__sqlite_api *a, struct arena *ar, const struct store_query *q,
                          struct store_message **rows, size_t *n, char *err, size_t errlen)
 {
 	struct qbuild b;
-	struct rconn *c;
-	sqlite3_stmt *st = NULL;
-	struct store_message *out = NULL;
-	size_t cap = 0, k = 0;
-	int rc;
 
 	*rows = NULL;
 	*n = 0;
@@ -644,27 +727,8 @@ int store__sqlite_search(struct store__sqlite_api *a, struct arena *ar, const st
 		util_fmt(err, errlen, "sqlite: search query too long");
 		return DLRD_EIO;
 	}
-	if ((rc = read_begin(a, &c, err, errlen)) != 0)
-		return rc;
-	if ((rc = rprep(c, b.sql, &st, err, errlen)) != 0)
-		goto out;
-	qb_bind(&b, st);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		out = grow(ar, out, k, &cap, sizeof(*out));
-		row_message(ar, st, &out[k++]);
-	}
-	if (rc != SQLITE_DONE) {
-		util_fmt(err, errlen, "sqlite: search: %s", sqlite3_errmsg(c->db));
-		rc = DLRD_EIO;
-		goto out;
-	}
-	rc = 0;
-	*rows = out;
-	*n = k;
-out:
-	sqlite3_finalize(st);
-	read_end(a, c);
-	return rc;
+	return read_rows(a, ar, &b, sizeof(**rows), fill_message, "search", (void **)rows, n, err,
+	                 errlen);
 }
 
 int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
@@ -672,14 +736,7 @@ int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
                               size_t *n, char *err, size_t errlen)
 {
 	struct qbuild b;
-	struct rconn *c;
-	sqlite3_stmt *st = NULL;
-	struct store_review_item *out = NULL;
-	size_t cap = 0, k = 0;
-	int rc;
 
-	*rows = NULL;
-	*n = 0;
 	memset(&b, 0, sizeof(b));
 	qb_add(&b,
 	       "SELECT id, created_at, provider, reason, detail, message_id, event_id,"
@@ -693,40 +750,8 @@ int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
 	if (q->before_id > 0)
 		qb_int(&b, "id < ?", q->before_id);
 	qb_newest(&b, q->limit);
-	if ((rc = read_begin(a, &c, err, errlen)) != 0)
-		return rc;
-	if ((rc = rprep(c, b.sql, &st, err, errlen)) != 0)
-		goto out;
-	qb_bind(&b, st);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		out = grow(ar, out, k, &cap, sizeof(*out));
-		struct store_review_item *r = &out[k++];
-		memset(r, 0, sizeof(*r));
-		r->id = sqlite3_column_int64(st, 0);
-		r->created_at = col_arena(ar, st, 1);
-		r->provider = col_arena(ar, st, 2);
-		r->reason = col_arena(ar, st, 3);
-		r->detail = col_arena(ar, st, 4);
-		r->message_id = col_arena(ar, st, 5);
-		r->event_id = sqlite3_column_int64(st, 6);
-		r->raw_status = col_arena(ar, st, 7);
-		r->raw_payload = blob_arena(ar, st, 8, &r->raw_payload_len);
-		r->resolved_at = col_arena(ar, st, 9);
-		r->resolved_by = col_arena(ar, st, 10);
-		r->resolution = col_arena(ar, st, 11);
-	}
-	if (rc != SQLITE_DONE) {
-		util_fmt(err, errlen, "sqlite: review list: %s", sqlite3_errmsg(c->db));
-		rc = DLRD_EIO;
-		goto out;
-	}
-	rc = 0;
-	*rows = out;
-	*n = k;
-out:
-	sqlite3_finalize(st);
-	read_end(a, c);
-	return rc;
+	return read_rows(a, ar, &b, sizeof(**rows), fill_review, "review list", (void **)rows, n,
+	                 err, errlen);
 }
 
 int store__sqlite_list_audit(struct store__sqlite_api *a, struct arena *ar,
@@ -734,14 +759,7 @@ int store__sqlite_list_audit(struct store__sqlite_api *a, struct arena *ar,
                              size_t *n, char *err, size_t errlen)
 {
 	struct qbuild b;
-	struct rconn *c;
-	sqlite3_stmt *st = NULL;
-	struct store_audit_row *out = NULL;
-	size_t cap = 0, k = 0;
-	int rc;
 
-	*rows = NULL;
-	*n = 0;
 	memset(&b, 0, sizeof(b));
 	qb_add(&b, "SELECT id, at, actor, actor_role, action, message_id, review_id, reason"
 	           " FROM audit_log WHERE 1");
@@ -749,35 +767,8 @@ int store__sqlite_list_audit(struct store__sqlite_api *a, struct arena *ar,
 	if (q->before_id > 0)
 		qb_int(&b, "id < ?", q->before_id);
 	qb_newest(&b, q->limit);
-	if ((rc = read_begin(a, &c, err, errlen)) != 0)
-		return rc;
-	if ((rc = rprep(c, b.sql, &st, err, errlen)) != 0)
-		goto out;
-	qb_bind(&b, st);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		out = grow(ar, out, k, &cap, sizeof(*out));
-		struct store_audit_row *r = &out[k++];
-		r->id = sqlite3_column_int64(st, 0);
-		r->at = col_arena(ar, st, 1);
-		r->actor = col_arena(ar, st, 2);
-		r->actor_role = col_arena(ar, st, 3);
-		r->action = col_arena(ar, st, 4);
-		r->message_id = col_arena(ar, st, 5);
-		r->review_id = sqlite3_column_int64(st, 6);
-		r->reason = col_arena(ar, st, 7);
-	}
-	if (rc != SQLITE_DONE) {
-		util_fmt(err, errlen, "sqlite: audit list: %s", sqlite3_errmsg(c->db));
-		rc = DLRD_EIO;
-		goto out;
-	}
-	rc = 0;
-	*rows = out;
-	*n = k;
-out:
-	sqlite3_finalize(st);
-	read_end(a, c);
-	return rc;
+	return read_rows(a, ar, &b, sizeof(**rows), fill_audit, "audit list", (void **)rows, n, err,
+	                 errlen);
 }
 
 /* One GROUP BY over sms_messages, through the created_at index: the key,
@@ -788,12 +779,7 @@ int store__sqlite_stats(struct store__sqlite_api *a, struct arena *ar,
 {
 	const char *colname = store__stats_column(q->group_by);
 	struct qbuild b;
-	struct rconn *c;
-	sqlite3_stmt *st = NULL;
-	struct store_stats_row *out = NULL;
-	size_t cap = 0, k = 0;
 	char frag[160];
-	int rc;
 
 	*rows = NULL;
 	*n = 0;
@@ -822,33 +808,8 @@ int store__sqlite_stats(struct store__sqlite_api *a, struct arena *ar,
 		util_fmt(err, errlen, "sqlite: stats query too long");
 		return DLRD_EIO;
 	}
-	if ((rc = read_begin(a, &c, err, errlen)) != 0)
-		return rc;
-	if ((rc = rprep(c, b.sql, &st, err, errlen)) != 0)
-		goto out;
-	qb_bind(&b, st);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		out = grow(ar, out, k, &cap, sizeof(*out));
-		struct store_stats_row *r = &out[k++];
-		memset(r, 0, sizeof(*r));
-		r->key = col_arena(ar, st, 0);
-		r->count = sqlite3_column_int64(st, 1);
-		r->final_count = sqlite3_column_int64(st, 2);
-		for (int s = 0; s < ST__COUNT; s++)
-			r->by_status[s] = sqlite3_column_int64(st, 3 + s);
-	}
-	if (rc != SQLITE_DONE) {
-		util_fmt(err, errlen, "sqlite: stats: %s", sqlite3_errmsg(c->db));
-		rc = DLRD_EIO;
-		goto out;
-	}
-	rc = 0;
-	*rows = out;
-	*n = k;
-out:
-	sqlite3_finalize(st);
-	read_end(a, c);
-	return rc;
+	return read_rows(a, ar, &b, sizeof(**rows), fill_stats, "stats", (void **)rows, n, err,
+	                 errlen);
 }
 
 /* ---- writes ---- */
