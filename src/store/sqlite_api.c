@@ -865,6 +865,33 @@ static int opted_out(struct store__sqlite_api *a, const char *hash, const char *
 	return 0;
 }
 
+/* Binds the send record's fields, in the order both W_ADOPT and
+ * W_INSERT_SEND take them, from parameter first on. */
+static void bind_send(sqlite3_stmt *st, int first, const struct store_send *s, const char *country,
+                      const char *source, const char *actor, const char *now)
+{
+	int i = first;
+	bind_text(st, i++, s->recipient_hash);
+	if (s->recipient_enc)
+		sqlite3_bind_blob(st, i++, s->recipient_enc, (int)s->recipient_enc_len,
+		                  SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i++);
+	bind_text(st, i++, s->recipient_key_id);
+	bind_text(st, i++, s->recipient_masked);
+	bind_text(st, i++, country);
+	bind_text(st, i++, source);
+	bind_text(st, i++, s->sender_identity);
+	bind_text(st, i++, s->template_key);
+	bind_text(st, i++, s->use_case);
+	bind_text(st, i++, s->action_type);
+	bind_text(st, i++, s->action_id);
+	bind_text(st, i++, s->metadata);
+	bind_text(st, i++, s->recipient_timezone);
+	bind_text(st, i++, actor);
+	bind_text(st, i, now);
+}
+
 static int op_send(struct store__sqlite_api *a, struct store_op *op, const char *now, char *err,
                    size_t errlen)
 {
@@ -952,25 +979,7 @@ static int op_send(struct store__sqlite_api *a, struct store_op *op, const char 
 	if (adopt) {
 		st = a->w[W_ADOPT];
 		bind_text(st, 1, id);
-		bind_text(st, 2, s->recipient_hash);
-		if (s->recipient_enc)
-			sqlite3_bind_blob(st, 3, s->recipient_enc, (int)s->recipient_enc_len,
-			                  SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 3);
-		bind_text(st, 4, s->recipient_key_id);
-		bind_text(st, 5, s->recipient_masked);
-		bind_text(st, 6, country);
-		bind_text(st, 7, source);
-		bind_text(st, 8, s->sender_identity);
-		bind_text(st, 9, s->template_key);
-		bind_text(st, 10, s->use_case);
-		bind_text(st, 11, s->action_type);
-		bind_text(st, 12, s->action_id);
-		bind_text(st, 13, s->metadata);
-		bind_text(st, 14, s->recipient_timezone);
-		bind_text(st, 15, op->actor);
-		bind_text(st, 16, now);
+		bind_send(st, 2, s, country, source, op->actor, now);
 		if ((rc = wdone(a, W_ADOPT, err, errlen)) != 0)
 			return rc;
 	} else {
@@ -979,25 +988,7 @@ static int op_send(struct store__sqlite_api *a, struct store_op *op, const char 
 		bind_text(st, 1, id);
 		bind_text(st, 2, s->provider);
 		bind_text(st, 3, s->provider_message_id);
-		bind_text(st, 4, s->recipient_hash);
-		if (s->recipient_enc)
-			sqlite3_bind_blob(st, 5, s->recipient_enc, (int)s->recipient_enc_len,
-			                  SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 5);
-		bind_text(st, 6, s->recipient_key_id);
-		bind_text(st, 7, s->recipient_masked);
-		bind_text(st, 8, country);
-		bind_text(st, 9, source);
-		bind_text(st, 10, s->sender_identity);
-		bind_text(st, 11, s->template_key);
-		bind_text(st, 12, s->use_case);
-		bind_text(st, 13, s->action_type);
-		bind_text(st, 14, s->action_id);
-		bind_text(st, 15, s->metadata);
-		bind_text(st, 16, s->recipient_timezone);
-		bind_text(st, 17, op->actor);
-		bind_text(st, 18, now);
+		bind_send(st, 4, s, country, source, op->actor, now);
 		if ((rc = wdone(a, W_INSERT_SEND, err, errlen)) != 0)
 			return rc;
 	}
