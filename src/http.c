@@ -975,13 +975,16 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	raise_fd_limit(cfg->max_connections);
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 	                 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-	/* The logger goes first, or MHD prints what it says before it. */
+	/* The logger goes first, or MHD prints what it says before it.  MHD
+	 * zeroes a connection's whole memory pool for every request, so the
+	 * pool is the header limit plus room for MHD's own bookkeeping, no
+	 * more (bodies are read into our own arena). */
 	h->d = MHD_start_daemon(
 	    flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + threads + 16,
 	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)(LIM_HEADER_BYTES * 2), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+	    (size_t)(LIM_HEADER_BYTES + 4096), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
 	    on_connection, h, MHD_OPTION_END);
