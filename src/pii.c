@@ -8,7 +8,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,30 +35,83 @@ struct pii_keyring {
 	size_t n;
 };
 
+/* Sealing runs once per callback (every raw payload is stored sealed), so
+ * each thread keeps one encryption context keyed with the last key it used:
+ * a seal then only sets its nonce, instead of fetching the cipher and
+ * expanding the key again.  The cache is wiped and freed when its thread
+ * exits. */
+struct seal_ctx {
+	EVP_CIPHER_CTX *c;
+	uint8_t key[PII_KEY_LEN];
+	bool keyed;
+};
+
+static pthread_key_t seal_tls;
+static pthread_once_t seal_once = PTHREAD_ONCE_INIT;
+static EVP_CIPHER *seal_cipher;
+
+static void seal_ctx_free(void *p)
+{
+	struct seal_ctx *s = p;
+	EVP_CIPHER_CTX_free(s->c);
+	OPENSSL_cleanse(s->key, sizeof(s->key));
+	free(s);
+}
+
+static void seal_init(void)
+{
+	if (pthread_key_create(&seal_tls, seal_ctx_free) == 0)
+		seal_cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+/* This thread's context, keyed with key; NULL on an OpenSSL failure. */
+static EVP_CIPHER_CTX *seal_ctx_get(const uint8_t key[PII_KEY_LEN])
+{
+	struct seal_ctx *s;
+
+	pthread_once(&seal_once, seal_init);
+	if (!seal_cipher)
+		return NULL;
+	s = pthread_getspecific(seal_tls);
+	if (!s) {
+		s = xcalloc(1, sizeof(*s));
+		s->c = EVP_CIPHER_CTX_new();
+		if (!s->c || pthread_setspecific(seal_tls, s) != 0) {
+			seal_ctx_free(s);
+			return NULL;
+		}
+	}
+	if (!s->keyed || CRYPTO_memcmp(s->key, key, PII_KEY_LEN) != 0) {
+		s->keyed = false;
+		if (EVP_EncryptInit_ex(s->c, seal_cipher, NULL, NULL, NULL) != 1 ||
+		    EVP_CIPHER_CTX_ctrl(s->c, EVP_CTRL_GCM_SET_IVLEN, PII_NONCE_LEN, NULL) != 1 ||
+		    EVP_EncryptInit_ex(s->c, NULL, NULL, key, NULL) != 1)
+			return NULL;
+		memcpy(s->key, key, PII_KEY_LEN);
+		s->keyed = true;
+	}
+	return s->c;
+}
+
 int pii_gcm_seal(const uint8_t key[PII_KEY_LEN], const uint8_t nonce[PII_NONCE_LEN],
                  const void *aad, size_t aadlen, const void *pt, size_t n, uint8_t *ct,
                  uint8_t tag[PII_TAG_LEN])
 {
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	int len = 0, rc = DLRD_EIO;
+	EVP_CIPHER_CTX *c;
+	int len = 0;
 
-	if (!c || n > INT32_MAX || aadlen > INT32_MAX)
-		goto out;
-	if (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, PII_NONCE_LEN, NULL) != 1 ||
-	    EVP_EncryptInit_ex(c, NULL, NULL, key, nonce) != 1)
-		goto out;
+	if (n > INT32_MAX || aadlen > INT32_MAX || !(c = seal_ctx_get(key)))
+		return DLRD_EIO;
+	if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
+		return DLRD_EIO;
 	if (aadlen && EVP_EncryptUpdate(c, NULL, &len, aad, (int)aadlen) != 1)
-		goto out;
+		return DLRD_EIO;
 	if (n && EVP_EncryptUpdate(c, ct, &len, pt, (int)n) != 1)
-		goto out;
+		return DLRD_EIO;
 	if (EVP_EncryptFinal_ex(c, ct + (n ? (size_t)len : 0), &len) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, PII_TAG_LEN, tag) != 1)
-		goto out;
-	rc = 0;
-out:
-	EVP_CIPHER_CTX_free(c);
-	return rc;
+		return DLRD_EIO;
+	return 0;
 }
 
 int pii_gcm_open(const uint8_t key[PII_KEY_LEN], const uint8_t nonce[PII_NONCE_LEN],
