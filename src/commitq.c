@@ -1,14 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Group commit.  Many HTTP threads push parked requests; one writer thread
- * takes everything queued at once, applies it in one transaction, commits
- * (one fsync for the whole batch), and only then completes every item.  While
- * the writer waits on the disk, new requests pile up and form the next batch,
- * so the batch size grows with load by itself and no request waits for an
- * fsync of its own.  See src/README.md.
+ * takes everything queued at once, applies it in one transaction and
+ * commits; a syncer thread then makes the commit durable (store_sync(): one
+ * fdatasync for the whole batch, or for several) and only then completes
+ * every item.  While a batch waits on the disk, the writer already builds the
+ * next one, and new requests pile up to form the one after, so the batch size
+ * grows with load by itself and no request waits for an fsync of its own.
+ * See src/README.md.
  *
- * Ownership: the queue fields are guarded by mu.  An item belongs to the
- * writer from push until its complete() call.
+ * A failed commit completes its batch at once with an error (nothing of it
+ * is visible).  A failed sync completes everything it covered with an error
+ * and is final: from then on every batch fails without being applied and
+ * /healthz says 503, until dlrd is restarted (see store_sync()).
+ *
+ * Ownership: the queue fields are guarded by mu, the syncer's list by smu.
+ * An item belongs to the writer from push until it is handed to the syncer
+ * or completed, then to the syncer until its complete() call.
  */
 #include "commitq.h"
 
@@ -23,6 +31,13 @@
 
 #define PROBE_INTERVAL_MS 1000 /* after a failure */
 #define IDLE_PROBE_MS     5000 /* while healthy and idle */
+#define SYNC_RING         2    /* committed batches waiting for their sync, at most */
+
+struct synced_batch {
+	struct commit_item *head; /* the batch's items, linked by next */
+	size_t n;
+	uint64_t t0; /* when the writer began the transaction */
+};
 
 struct commitq {
 	struct store *st;
@@ -35,9 +50,17 @@ struct commitq {
 	bool stopping;                   /* guarded by mu */
 	bool started;
 	atomic_bool healthy;
+	atomic_bool sync_failed; /* sticky, see the top of the file */
 	atomic_size_t depth;
 	pthread_t thread;
 	struct commit_item **batch; /* writer-owned scratch */
+	/* committed batches waiting for store_sync(), in commit order */
+	pthread_t syncer;
+	pthread_mutex_t smu;
+	pthread_cond_t scv;
+	struct synced_batch *ring; /* SYNC_RING slots, guarded by smu */
+	size_t p_head, p_len;      /* the waiting slots, guarded by smu */
+	bool writer_done;          /* guarded by smu */
 };
 
 static void complete_all(struct commit_item **items, size_t n, int result)
@@ -48,6 +71,77 @@ static void complete_all(struct commit_item **items, size_t n, int result)
 	}
 }
 
+/* Writer: hands a committed batch to the syncer.  Waits while SYNC_RING
+ * batches are already waiting (cannot happen while the writer waits for an
+ * empty list before each batch; kept as the ring's own guard). */
+static void hand_to_syncer(struct commitq *q, struct commit_item **items, size_t n, uint64_t t0)
+{
+	pthread_mutex_lock(&q->smu);
+	while (q->p_len == SYNC_RING)
+		pthread_cond_wait(&q->scv, &q->smu);
+	size_t slot = (q->p_head + q->p_len) % SYNC_RING;
+	struct synced_batch *b = &q->ring[slot];
+	for (size_t i = 0; i < n; i++)
+		items[i]->next = i + 1 < n ? items[i + 1] : NULL;
+	b->head = items[0];
+	b->n = n;
+	b->t0 = t0;
+	q->p_len++;
+	pthread_cond_broadcast(&q->scv);
+	pthread_mutex_unlock(&q->smu);
+}
+
+/* The syncer: one store_sync() for every batch committed before it began,
+ * then their answers, with the commit latency measured to that moment. */
+static void *syncer_main(void *arg)
+{
+	struct commitq *q = arg;
+	struct synced_batch local[SYNC_RING];
+	char err[256];
+
+	for (;;) {
+		size_t n = 0;
+		bool done;
+
+		pthread_mutex_lock(&q->smu);
+		while (q->p_len == 0 && !q->writer_done)
+			pthread_cond_wait(&q->scv, &q->smu);
+		while (q->p_len) {
+			local[n++] = q->ring[q->p_head];
+			q->p_head = (q->p_head + 1) % SYNC_RING;
+			q->p_len--;
+		}
+		done = q->writer_done && n == 0;
+		pthread_cond_broadcast(&q->scv); /* ring slots are free again */
+		pthread_mutex_unlock(&q->smu);
+		if (done)
+			break;
+
+		int rc =
+		    atomic_load(&q->sync_failed) ? DLRD_EIO : store_sync(q->st, err, sizeof(err));
+		uint64_t now = util_mono_ns();
+		if (rc != 0) {
+			if (!atomic_exchange(&q->sync_failed, true)) {
+				char qe[300];
+				LOG_E("sync_failed",
+				      "error=%s note=\"nothing is acknowledged again until"
+				      " dlrd restarts\"",
+				      log_quote(qe, sizeof(qe), err, strlen(err)));
+			}
+			atomic_store(&q->healthy, false);
+		}
+		for (size_t b = 0; b < n; b++) {
+			metrics_commit(local[b].n, now - local[b].t0, rc == 0);
+			for (struct commit_item *it = local[b].head, *next; it; it = next) {
+				next = it->next;
+				it->result = rc;
+				it->complete(it);
+			}
+		}
+	}
+	return NULL;
+}
+
 static void *writer_main(void *arg)
 {
 	struct commitq *q = arg;
@@ -56,6 +150,15 @@ static void *writer_main(void *arg)
 	for (;;) {
 		size_t n = 0;
 		bool stopping;
+
+		/* One batch syncs while the next is written: start a transaction
+		 * only once the syncer has taken the last one, so that requests
+		 * arriving meanwhile join this batch instead of making many small
+		 * commits (each rewrites the hot pages to the WAL). */
+		pthread_mutex_lock(&q->smu);
+		while (q->p_len)
+			pthread_cond_wait(&q->scv, &q->smu);
+		pthread_mutex_unlock(&q->smu);
 
 		pthread_mutex_lock(&q->mu);
 		/* Leave only when stopping and no reserved slot can still be
@@ -72,7 +175,9 @@ static void *writer_main(void *arg)
 			if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) != 0 && !q->head &&
 			    !q->stopping) {
 				pthread_mutex_unlock(&q->mu);
-				if (store_probe(q->st, err, sizeof(err)) == 0) {
+				if (atomic_load(&q->sync_failed)) {
+					/* final; the syncer said why */
+				} else if (store_probe(q->st, err, sizeof(err)) == 0) {
 					if (!atomic_exchange(&q->healthy, true))
 						LOG_I("storage_recovered", "backend=%s",
 						      store_backend(q->st));
@@ -96,12 +201,14 @@ static void *writer_main(void *arg)
 		atomic_store(&q->depth, q->reserved);
 		pthread_mutex_unlock(&q->mu);
 
-		if (n) {
+		if (n && atomic_load(&q->sync_failed)) {
+			metrics_commit(n, 0, false);
+			complete_all(q->batch, n, DLRD_EIO);
+		} else if (n) {
 			uint64_t t0 = util_mono_ns();
 			int rc = store_apply(q->st, q->batch, n, err, sizeof(err));
-			uint64_t dt = util_mono_ns() - t0;
-			metrics_commit(n, dt, rc == 0);
 			if (rc != 0) {
+				metrics_commit(n, util_mono_ns() - t0, false);
 				if (atomic_exchange(&q->healthy, false)) {
 					char qe[300];
 					LOG_E("commit_failed", "batch=%zu error=%s", n,
@@ -112,7 +219,7 @@ static void *writer_main(void *arg)
 				if (!atomic_exchange(&q->healthy, true))
 					LOG_I("storage_recovered", "backend=%s",
 					      store_backend(q->st));
-				complete_all(q->batch, n, 0);
+				hand_to_syncer(q, q->batch, n, t0);
 			}
 		}
 		if (stopping)
@@ -129,11 +236,27 @@ int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct 
 	q->capacity = capacity;
 	q->max_batch = max_batch;
 	q->batch = xcalloc(max_batch, sizeof(*q->batch));
+	q->ring = xcalloc(SYNC_RING, sizeof(*q->ring));
 	atomic_init(&q->healthy, true);
+	atomic_init(&q->sync_failed, false);
 	atomic_init(&q->depth, 0);
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
+	pthread_mutex_init(&q->smu, NULL);
+	pthread_cond_init(&q->scv, NULL);
+	if (pthread_create(&q->syncer, NULL, syncer_main, q) != 0) {
+		free(q->ring);
+		free(q->batch);
+		free(q);
+		return DLRD_EIO;
+	}
 	if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
+		pthread_mutex_lock(&q->smu);
+		q->writer_done = true;
+		pthread_cond_broadcast(&q->scv);
+		pthread_mutex_unlock(&q->smu);
+		pthread_join(q->syncer, NULL);
+		free(q->ring);
 		free(q->batch);
 		free(q);
 		return DLRD_EIO;
@@ -194,6 +317,12 @@ void commitq_stop(struct commitq *q)
 	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 	pthread_join(q->thread, NULL);
+	/* the syncer answers what the writer handed it, then leaves */
+	pthread_mutex_lock(&q->smu);
+	q->writer_done = true;
+	pthread_cond_broadcast(&q->scv);
+	pthread_mutex_unlock(&q->smu);
+	pthread_join(q->syncer, NULL);
 	q->started = false;
 }
 
@@ -204,6 +333,9 @@ void commitq_free(struct commitq *q)
 	commitq_stop(q);
 	pthread_mutex_destroy(&q->mu);
 	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->smu);
+	pthread_cond_destroy(&q->scv);
+	free(q->ring);
 	free(q->batch);
 	free(q);
 }

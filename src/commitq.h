@@ -6,12 +6,14 @@
  * HTTP thread:  commitq_reserve()  -> 503 at once when full
  *               suspend the connection, commitq_push(item)
  * Writer:       takes everything queued (up to max_batch), store_apply() in
- *               one transaction, commits, then calls item->complete() for
- *               every item, which resumes its connection with the answer.
+ *               one transaction, commits, hands the batch to the syncer.
+ * Syncer:       store_sync() once for every batch handed to it so far, then
+ *               calls item->complete() for each item, which resumes its
+ *               connection with the answer.
  *
  * Every pushed item gets exactly one complete() call, whatever happens to
- * storage, and only after its transaction is durable (result 0) or rolled
- * back (result < 0).
+ * storage, and only after its transaction is durable (result 0), rolled back,
+ * or not known to be durable (result < 0).
  */
 #ifndef DLRD_COMMITQ_H
 #define DLRD_COMMITQ_H
@@ -48,7 +50,8 @@ struct commit_item {
 	uint32_t n_new;    /* events stored for the first time */
 	uint32_t n_dup;    /* duplicates (retry-log row only) */
 	uint32_t n_review; /* review-queue rows added */
-	/* completion, called once on the writer thread */
+	/* completion, called once, on the syncer thread (the writer's when the
+	 * batch failed) */
 	void (*complete)(struct commit_item *it);
 	struct commit_item *next; /* queue link, writer-owned */
 };

@@ -6,8 +6,9 @@
  * for the schema, the migrations and the batch transaction.
  *
  * Thread rules: store_apply() and store_probe() are called only by the writer
- * thread, which owns the handle; open and close by the main thread while no
- * writer runs; the read methods of the JSON API (below) by any thread.
+ * thread, which owns the handle; store_sync() only by the commit queue's
+ * syncer thread; open and close by the main thread while neither runs; the
+ * read methods of the JSON API (below) by any thread.
  */
 #ifndef DLRD_STORE_H
 #define DLRD_STORE_H
@@ -29,11 +30,19 @@ struct arena;
 int store_open(const struct config *cfg, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st);
 
-/* Applies n items in one transaction and commits durably.  On success every
- * item gets result 0 and its counters; on failure nothing of the batch is
- * visible and the function returns DLRD_EIO (items untouched; the caller
- * marks them failed).  The store stays usable for the next batch. */
+/* Applies n items in one transaction and commits it.  On success every item
+ * gets its counters; on failure nothing of the batch is visible and the
+ * function returns DLRD_EIO (items untouched; the caller marks them failed).
+ * The store stays usable for the next batch.  The commit is durable once a
+ * store_sync() that started after this call returned has returned 0. */
 int store_apply(struct store *st, struct commit_item **items, size_t n, char *err, size_t errlen);
+
+/* Makes every transaction committed so far durable (SQLite: one fdatasync
+ * of the WAL, while the writer goes on with the next batch; PostgreSQL:
+ * nothing, its commits are durable).  Returns 0 or DLRD_EIO.  After a
+ * failure nothing committed since the last good sync may be acknowledged,
+ * ever: the page cache may have dropped it (see commitq.c). */
+int store_sync(struct store *st, char *err, size_t errlen);
 
 /* A small write transaction to tell whether storage is writable again after
  * a failure.  Returns 0 or DLRD_EIO. */

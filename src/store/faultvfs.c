@@ -4,8 +4,9 @@
  * suite: it wraps the default VFS and, while the file named by the
  * environment variable DLRD_TEST_FAULT_FILE exists, fails every write, sync
  * and truncate with SQLITE_IOERR (or SQLITE_FULL when the file's first byte
- * is 'f', a full disk).  Without that variable nothing is registered and the
- * default VFS is used untouched, so production pays nothing.
+ * is 'f', a full disk; only syncs, dlrd's own WAL sync included, when it is
+ * 's').  Without that variable nothing is registered and the default VFS is
+ * used untouched, so production pays nothing.
  */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -25,17 +26,29 @@ static sqlite3_vfs fault_vfs;
 static sqlite3_vfs *real_vfs;
 static const char *fault_path;
 
-/* 0 when no fault is armed, else the SQLite error to return. */
-static int armed(void)
+/* The armed mode: 0 (none), 'f' (full disk), 's' (syncs only) or 'e'. */
+static char mode(void)
 {
 	char c = 0;
 	int fd = open(fault_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	if (read(fd, &c, 1) != 1)
-		c = 0;
+	if (read(fd, &c, 1) != 1 || (c != 'f' && c != 's'))
+		c = 'e';
 	close(fd);
-	return c == 'f' ? SQLITE_FULL : SQLITE_IOERR_WRITE;
+	return c;
+}
+
+/* 0 when writes and truncates go through, else the SQLite error to return. */
+static int armed(void)
+{
+	char c = mode();
+	return c == 0 || c == 's' ? 0 : c == 'f' ? SQLITE_FULL : SQLITE_IOERR_WRITE;
+}
+
+bool store__faultvfs_sync_fails(void)
+{
+	return fault_path && mode() != 0;
 }
 
 #define REAL(f) (((struct fault_file *)(f))->real)
@@ -61,9 +74,10 @@ static int f_truncate(sqlite3_file *f, sqlite3_int64 size)
 }
 static int f_sync(sqlite3_file *f, int flags)
 {
-	int rc = armed();
-	return rc ? (rc == SQLITE_FULL ? rc : SQLITE_IOERR_FSYNC)
-	          : REAL(f)->pMethods->xSync(REAL(f), flags);
+	char c = mode();
+	return c == 'f' ? SQLITE_FULL
+	       : c != 0 ? SQLITE_IOERR_FSYNC
+	                : REAL(f)->pMethods->xSync(REAL(f), flags);
 }
 static int f_size(sqlite3_file *f, sqlite3_int64 *size)
 {

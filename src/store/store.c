@@ -55,6 +55,11 @@ int store_apply(struct store *st, struct commit_item **items, size_t n, char *er
 	return st->ops->apply(st->be, items, n, err, errlen);
 }
 
+int store_sync(struct store *st, char *err, size_t errlen)
+{
+	return st->ops->sync ? st->ops->sync(st->be, err, errlen) : 0;
+}
+
 int store_probe(struct store *st, char *err, size_t errlen)
 {
 	return st->ops->probe(st->be, err, errlen);

@@ -16,6 +16,12 @@ struct store_ops {
 	void (*close)(void *be);
 	int (*apply)(void *be, struct commit_item **items, size_t n, char *err, size_t errlen);
 	int (*probe)(void *be, char *err, size_t errlen);
+	/* Makes every transaction apply() has committed so far durable, for a
+	 * backend whose commits do not wait for the disk themselves (SQLite
+	 * with synchronous=full syncs its WAL here, off the writer thread).
+	 * Optional: NULL when commits are durable on return.  Called only by
+	 * the commit queue's syncer thread, concurrently with apply(). */
+	int (*sync)(void *be, char *err, size_t errlen);
 	/* The JSON API (store.h).  Optional: NULL makes store.c answer
 	 * DLRD_EUNSUPP.  api_writes: apply() handles CI_API items. */
 	bool api_writes;
@@ -44,5 +50,7 @@ extern const struct store_ops store__pg_ops;
 /* The fault-injecting VFS for tests (faultvfs.c): registers "dlrd-fault"
  * when DLRD_TEST_FAULT_FILE is set and returns its name, else NULL. */
 const char *store__faultvfs_register(void);
+/* True when the fault VFS is registered and armed to fail syncs. */
+bool store__faultvfs_sync_fails(void);
 
 #endif

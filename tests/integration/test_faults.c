@@ -5,10 +5,12 @@
  * starts with 'f'); callbacks must then be refused with 503 and Retry-After,
  * /healthz must say 503, and nothing may be written.  Once the fault is
  * gone, /healthz recovers by itself (the writer probes every second) and the
- * same callbacks are stored exactly once.  A full commit queue is also 503
+ * same callbacks are stored exactly once.  A failed fsync of the WAL alone
+ * is different: final until a restart.  A full commit queue is also 503
  * with Retry-After, and what it refused is not stored.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -166,6 +168,51 @@ static void test_fault_during_commit_wait(void **state)
 	assert_string_equal(counts(d, buf, sizeof(buf)), "1/1/1/0");
 }
 
+/* A failed fsync of the WAL is final: the batch it covered is refused even
+ * though SQLite committed it, and so is everything after, with /healthz at
+ * 503, until a restart (after a failed fsync the kernel may have dropped
+ * pages nobody can name).  After the restart the provider's retry is stored
+ * exactly once. */
+static void test_sync_failure_is_final(void **state)
+{
+	struct dlrd *d = *state;
+	char base[1024], body[1024], later[1024], sid[35];
+	struct h_resp r;
+	int status = 0;
+
+	H_SQLITE_ONLY("the fault file drives dlrd's SQLite VFS");
+	body_for(base, sizeof(base), 44, 0, "sent");
+	body_for(body, sizeof(body), 44, 1, "sent");
+	body_for(later, sizeof(later), 44, 2, "sent");
+	assert_int_equal(h_post_status(d, base, &r), 200);
+
+	assert_int_equal(h_write_file(d->fault_path, "s"), 0); /* syncs fail, writes pass */
+	assert_int_equal(h_post_status(d, body, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_true(h_log_contains(d, "event=sync_failed"));
+	assert_int_equal(unlink(d->fault_path), 0);
+	/* the disk looks fine again, but nothing is acknowledged any more */
+	h_sleep_ms(1500);
+	assert_int_equal(h_get(d, "/healthz", &r), 503);
+	assert_int_equal(h_post_status(d, later, &r), 503);
+	assert_int_equal(h_post_status(d, base, &r), 503);
+	assert_int_equal(h_metric(d, "dlrd_storage_healthy"), 0);
+
+	/* a restart recovers from what is on disk; the retries are welcome */
+	assert_int_equal(h_stop(d, SIGTERM, 10000, &status), 0);
+	assert_int_equal(h_start(d), 0);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	assert_int_equal(h_post_status(d, later, &r), 200);
+	for (unsigned i = 0; i <= 2; i++) {
+		h_sid(sid, 44, i);
+		assert_int_equal(h_sql_int(d,
+		                           "SELECT count(*) FROM sms_message_events WHERE"
+		                           " provider_message_id = %Q",
+		                           sid),
+		                 1);
+	}
+}
+
 /* With a queue of one, a third request while the writer is stuck (here: on a
  * database lock held by the test) finds the queue full. */
 static void test_queue_full(void **state)
@@ -219,6 +266,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_io_error, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fault_during_commit_wait, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sync_failure_is_final, setup, teardown),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
 	                                             (void *)small_queue),
 	};

@@ -150,7 +150,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(q_int(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(q_int(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 4);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 5);
 }
 
 static void test_every_order_same_summary(void **state)
