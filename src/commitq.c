@@ -216,7 +216,8 @@ static void *writer_main(void *arg)
 				}
 				complete_all(q->batch, n, rc);
 			} else {
-				if (!atomic_exchange(&q->healthy, true))
+				if (!atomic_load(&q->sync_failed) &&
+				    !atomic_exchange(&q->healthy, true))
 					LOG_I("storage_recovered", "backend=%s",
 					      store_backend(q->st));
 				hand_to_syncer(q, q->batch, n, t0);
