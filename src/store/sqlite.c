@@ -258,23 +258,26 @@ static const char *const queries[Q__COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                        " ON CONFLICT (message_id, dedup_key) DO NOTHING",
     [Q_FIND_EVENT] = "SELECT id FROM sms_message_events WHERE message_id = ?1 AND dedup_key = ?2",
+    /* A message's summary, written once per batch (struct msg_slot). */
     [Q_UPDATE_MSG] = "UPDATE sms_messages SET current_status = ?2, current_raw_status = ?3,"
                      " current_error_code = ?4, current_occurred_at = ?5, is_final = ?6,"
-                     " current_occurred_ms = ?14,"
-                     " current_error_reason = CASE WHEN ?16 THEN ?15 ELSE current_error_reason END,"
-                     " status_mask = ?7, final_conflict = ?8, read_receipt = ?9,"
-                     " event_count = event_count + 1, callback_count = callback_count + 1,"
-                     " first_callback_at = coalesce(first_callback_at, ?10),"
-                     " final_at = CASE WHEN ?6 AND final_at IS NULL THEN ?10 ELSE final_at END,"
-                     " recipient_hash = coalesce(recipient_hash, ?11),"
-                     " recipient_masked = coalesce(recipient_masked, ?17),"
-                     " country_source = CASE WHEN destination_country IS NULL THEN ?18"
+                     " current_occurred_ms = ?7,"
+                     " current_error_reason = CASE WHEN ?8 THEN ?9 ELSE current_error_reason END,"
+                     " status_mask = ?10, final_conflict = ?11, read_receipt = ?12,"
+                     " event_count = event_count + ?13, callback_count = callback_count + ?14,"
+                     " duplicate_count = duplicate_count + ?15,"
+                     " first_callback_at = coalesce(first_callback_at, ?16),"
+                     " final_at = coalesce(final_at, ?17),"
+                     " recipient_hash = coalesce(recipient_hash, ?18),"
+                     " recipient_masked = coalesce(recipient_masked, ?19),"
+                     " country_source = CASE WHEN destination_country IS NULL THEN ?20"
                      " ELSE country_source END,"
-                     " destination_country = coalesce(destination_country, ?12),"
-                     " sender_identity = coalesce(sender_identity, ?13),"
-                     " updated_at = ?10 WHERE rowid = ?19",
-    [Q_COUNT_DUP] = "UPDATE sms_messages SET callback_count = callback_count + 1,"
-                    " duplicate_count = duplicate_count + 1, updated_at = ?2 WHERE rowid = ?1",
+                     " destination_country = coalesce(destination_country, ?21),"
+                     " sender_identity = coalesce(sender_identity, ?22),"
+                     " updated_at = ?23 WHERE rowid = ?1",
+    /* ... when the batch brought only duplicates */
+    [Q_COUNT_DUP] = "UPDATE sms_messages SET callback_count = callback_count + ?3,"
+                    " duplicate_count = duplicate_count + ?3, updated_at = ?2 WHERE rowid = ?1",
     [Q_INSERT_LOG] = "INSERT INTO sms_callback_log (received_at, provider, event_id, duplicate)"
                      " VALUES (?1, ?2, ?3, ?4)",
     [Q_INSERT_INBOUND] = "INSERT INTO sms_inbound_messages (provider, provider_message_id,"
@@ -322,9 +325,40 @@ struct checkpointer {
 	bool started;
 };
 
+/* The batch's summary cache.  Events of one message cluster in time (queued,
+ * sending, sent within a second), so a batch often holds several of them: the
+ * summary row is read once per batch, folded in memory, and written once
+ * before COMMIT (or before an API item, which may touch the row), instead of
+ * a read and an UPDATE per event.  The fold is the same status_fold(), in
+ * the same order, so the result is what per-event updates would give. */
+struct msg_slot {
+	const char *provider, *pmid; /* the key; borrowed from the batch's events */
+	char id[37];
+	sqlite3_int64 rowid;
+	struct status_summary sum; /* top's strings: in strs or in an event */
+	char strs[2 * 256];
+	bool dirty;
+	/* what the batch changes, written by flush_slot() */
+	uint32_t d_events, d_dups;
+	bool changed;                 /* some new event changed the top */
+	const char *error_reason;     /* of the last one that did */
+	const char *recipient_hash;   /* first non-NULL of the batch's events, */
+	const char *recipient_masked; /* each kept only where the row has none */
+	const char *country, *country_source, *sender;
+	char first_callback_at[25], final_at[25], updated_at[25]; /* "" = none */
+};
+
+struct msg_cache {
+	struct msg_slot *slots; /* cap of them, never moved during a batch */
+	size_t n, cap;
+	int32_t *index; /* open addressing, mask + 1 entries, -1 = empty */
+	size_t mask;
+};
+
 struct sqlite_be {
 	sqlite3 *db;
 	struct checkpointer ckpt;
+	struct msg_cache cache;
 	struct store__sqlite_api *api; /* the JSON API's statements and read pool */
 	sqlite3_stmt *stmt[Q__COUNT];
 	sqlite3_stmt *begin, *commit, *rollback;
@@ -495,6 +529,8 @@ static void sqlite_close(void *p)
 		close(be->lock_fd);
 	if (be->wal_fd >= 0)
 		close(be->wal_fd);
+	free(be->cache.slots);
+	free(be->cache.index);
 	free(be->path);
 	free(be);
 }
@@ -694,21 +730,91 @@ static const char *country_source(const struct dlr_event *ev)
 	return ev->country_from_number ? "number" : "provider";
 }
 
-/* Finds or creates the summary row of ev's message; loads its summary. */
-static int load_message(struct sqlite_be *be, const struct dlr_event *ev, const char *now,
-                        char id[37], sqlite3_int64 *rowid, struct status_summary *sum, char *strs,
-                        size_t strs_len, char *err, size_t errlen)
+/* ---- the batch's summary cache (struct msg_slot) ---- */
+
+static uint32_t slot_hash(const char *provider, const char *pmid)
 {
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *p = provider; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (const char *p = pmid; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h;
+}
+
+/* Empties the cache and sizes it for a batch of up to events events. */
+static void cache_reset(struct msg_cache *c, size_t events)
+{
+	if (events > c->cap) {
+		free(c->slots);
+		free(c->index);
+		c->cap = events < 64 ? 64 : events;
+		c->slots = xcalloc(c->cap, sizeof(*c->slots));
+		size_t buckets = 1;
+		while (buckets < 2 * c->cap)
+			buckets <<= 1;
+		c->index = xmalloc(buckets * sizeof(*c->index));
+		c->mask = buckets - 1;
+		c->n = 1; /* forces the clear below */
+	}
+	if (c->n) {
+		memset(c->index, 0xff, (c->mask + 1) * sizeof(*c->index));
+		c->n = 0;
+	}
+}
+
+/* The slot of (provider, pmid), or where a new one goes (*found false). */
+static int32_t *cache_find(struct msg_cache *c, const char *provider, const char *pmid, bool *found)
+{
+	size_t i = slot_hash(provider, pmid) & c->mask;
+	for (;; i = (i + 1) & c->mask) {
+		int32_t *x = &c->index[i];
+		if (*x < 0) {
+			*found = false;
+			return x;
+		}
+		struct msg_slot *m = &c->slots[*x];
+		if (strcmp(m->pmid, pmid) == 0 && strcmp(m->provider, provider) == 0) {
+			*found = true;
+			return x;
+		}
+	}
+}
+
+/* The slot of ev's message: from the cache, else read from its summary row,
+ * else a new row created from what the callback carries. */
+static int load_message(struct sqlite_be *be, const struct dlr_event *ev, const char *now,
+                        struct msg_slot **out, char *err, size_t errlen)
+{
+	struct msg_cache *c = &be->cache;
 	sqlite3_stmt *st = be->stmt[Q_FIND_MSG];
+	struct msg_slot *m;
+	bool found = false;
+	int32_t *x = NULL;
 	int rc;
 
-	memset(sum, 0, sizeof(*sum));
+	/* (a status event always has both; the NOT NULL constraint on the event
+	 * row will say so if not) */
+	if (ev->provider && ev->provider_message_id)
+		x = cache_find(c, ev->provider, ev->provider_message_id, &found);
+	if (found) {
+		*out = &c->slots[*x];
+		return 0;
+	}
+	if (c->n == c->cap) /* cannot happen: one slot per event at most */
+		return fail(be, err, errlen, "summary cache full");
+	m = &c->slots[c->n];
+	memset(m, 0, sizeof(*m));
+	m->provider = ev->provider;
+	m->pmid = ev->provider_message_id;
 	bind_text(st, 1, ev->provider);
 	bind_text(st, 2, ev->provider_message_id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		util_strlcpy(id, (const char *)sqlite3_column_text(st, 0), 37);
-		*rowid = sqlite3_column_int64(st, 8);
+		struct status_summary *sum = &m->sum;
+		util_strlcpy(m->id, (const char *)sqlite3_column_text(st, 0), sizeof(m->id));
+		m->rowid = sqlite3_column_int64(st, 8);
 		sum->mask = (uint32_t)sqlite3_column_int64(st, 5);
 		sum->read = sqlite3_column_int(st, 6) != 0;
 		sum->has_event = sum->mask != 0;
@@ -717,38 +823,98 @@ static int load_message(struct sqlite_be *be, const struct dlr_event *ev, const 
 			const char *cs = (const char *)sqlite3_column_text(st, 1);
 			const char *ec = (const char *)sqlite3_column_text(st, 3);
 			const char *rs = (const char *)sqlite3_column_text(st, 4);
-			size_t half = strs_len / 2;
+			size_t half = sizeof(m->strs) / 2;
 			status_parse(cs, strlen(cs), &sum->top.status);
 			sum->top.occurred_ms = sqlite3_column_int64(st, 2);
-			sum->top.error_code = ec ? strs : NULL;
+			sum->top.error_code = ec ? m->strs : NULL;
 			if (ec)
-				util_strlcpy(strs, ec, half);
-			sum->top.raw_status = rs ? strs + half : NULL;
+				util_strlcpy(m->strs, ec, half);
+			sum->top.raw_status = rs ? m->strs + half : NULL;
 			if (rs)
-				util_strlcpy(strs + half, rs, half);
+				util_strlcpy(m->strs + half, rs, half);
 		}
 		sqlite3_reset(st);
 		sqlite3_clear_bindings(st);
-		return 0;
+	} else {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		if (rc != SQLITE_DONE)
+			return fail(be, err, errlen, "finding message");
+		util_uuid7(m->id);
+		st = be->stmt[Q_INSERT_MSG];
+		bind_text(st, 1, m->id);
+		bind_text(st, 2, ev->provider);
+		bind_text(st, 3, ev->provider_message_id);
+		bind_text(st, 4, ev->recipient_hash);
+		bind_text(st, 5, ev->destination_country);
+		bind_text(st, 6, ev->sender_identity);
+		bind_text(st, 7, now);
+		bind_text(st, 8, ev->recipient_masked);
+		bind_text(st, 9, country_source(ev));
+		if ((rc = step_done(be, st, err, errlen, "inserting message")) != 0)
+			return rc;
+		m->rowid = sqlite3_last_insert_rowid(be->db);
 	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE)
-		return fail(be, err, errlen, "finding message");
-	util_uuid7(id);
-	st = be->stmt[Q_INSERT_MSG];
-	bind_text(st, 1, id);
-	bind_text(st, 2, ev->provider);
-	bind_text(st, 3, ev->provider_message_id);
-	bind_text(st, 4, ev->recipient_hash);
-	bind_text(st, 5, ev->destination_country);
-	bind_text(st, 6, ev->sender_identity);
-	bind_text(st, 7, now);
-	bind_text(st, 8, ev->recipient_masked);
-	bind_text(st, 9, country_source(ev));
-	if ((rc = step_done(be, st, err, errlen, "inserting message")) != 0)
-		return rc;
-	*rowid = sqlite3_last_insert_rowid(be->db);
+	if (x)
+		*x = (int32_t)c->n;
+	c->n++;
+	*out = m;
+	return 0;
+}
+
+/* Writes what the batch changed in one message's summary row. */
+static int flush_slot(struct sqlite_be *be, struct msg_slot *m, char *err, size_t errlen)
+{
+	const struct status_summary *sum = &m->sum;
+	sqlite3_stmt *st;
+	char occ[25];
+
+	if (!m->d_events) {
+		st = be->stmt[Q_COUNT_DUP];
+		sqlite3_bind_int64(st, 1, m->rowid);
+		bind_text(st, 2, m->updated_at);
+		sqlite3_bind_int64(st, 3, m->d_dups);
+		return step_done(be, st, err, errlen, "counting duplicates");
+	}
+	if (sum->top.occurred_ms >= 0)
+		util_rfc3339(sum->top.occurred_ms, occ);
+	st = be->stmt[Q_UPDATE_MSG];
+	sqlite3_bind_int64(st, 1, m->rowid);
+	bind_text(st, 2, status_name(sum->top.status));
+	bind_text(st, 3, sum->top.raw_status);
+	bind_text(st, 4, sum->top.error_code);
+	bind_text(st, 5, sum->top.occurred_ms >= 0 ? occ : NULL);
+	sqlite3_bind_int(st, 6, status_is_final(sum->top.status));
+	sqlite3_bind_int64(st, 7, sum->top.occurred_ms);
+	sqlite3_bind_int(st, 8, m->changed);
+	bind_text(st, 9, m->error_reason);
+	sqlite3_bind_int64(st, 10, sum->mask);
+	sqlite3_bind_int(st, 11, status_mask_conflict(sum->mask));
+	sqlite3_bind_int(st, 12, sum->read);
+	sqlite3_bind_int64(st, 13, m->d_events);
+	sqlite3_bind_int64(st, 14, (sqlite3_int64)m->d_events + m->d_dups);
+	sqlite3_bind_int64(st, 15, m->d_dups);
+	bind_text(st, 16, m->first_callback_at[0] ? m->first_callback_at : NULL);
+	bind_text(st, 17, m->final_at[0] ? m->final_at : NULL);
+	bind_text(st, 18, m->recipient_hash);
+	bind_text(st, 19, m->recipient_masked);
+	bind_text(st, 20, m->country_source);
+	bind_text(st, 21, m->country);
+	bind_text(st, 22, m->sender);
+	bind_text(st, 23, m->updated_at);
+	return step_done(be, st, err, errlen, "updating summary");
+}
+
+/* Writes every changed summary and empties the cache (before an API item,
+ * which may read or rewrite a summary row, and before COMMIT). */
+static int flush_cache(struct sqlite_be *be, char *err, size_t errlen)
+{
+	struct msg_cache *c = &be->cache;
+	int rc;
+	for (size_t i = 0; i < c->n; i++)
+		if (c->slots[i].dirty && (rc = flush_slot(be, &c->slots[i], err, errlen)) != 0)
+			return rc;
+	cache_reset(c, 0);
 	return 0;
 }
 
@@ -828,9 +994,9 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 static int apply_event(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,
                        const char *now, char *err, size_t errlen)
 {
-	char id[37], strs[2 * 256], occurred[25];
-	sqlite3_int64 rowid;
-	struct status_summary sum;
+	char occurred[25];
+	struct msg_slot *m;
+	struct status_summary *sum;
 	sqlite3_stmt *st;
 	sqlite3_int64 event_id;
 	bool was_conflict, is_new, changed;
@@ -844,17 +1010,17 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 		return add_review(be, now, ev->provider, REVIEW_UNUSABLE, ev->review_detail, NULL,
 		                  0, ev->raw_status, it->raw_payload, err, errlen);
 	}
-	if ((rc = load_message(be, ev, now, id, &rowid, &sum, strs, sizeof(strs), err, errlen)) !=
-	    0)
+	if ((rc = load_message(be, ev, now, &m, err, errlen)) != 0)
 		return rc;
+	sum = &m->sum;
 	if (ev->occurred_ms >= 0)
 		util_rfc3339(ev->occurred_ms, occurred);
 
-	was_conflict = status_mask_conflict(sum.mask);
-	changed = !sum.has_event || status_event_cmp(&key, &sum.top) > 0;
+	was_conflict = status_mask_conflict(sum->mask);
+	changed = !sum->has_event || status_event_cmp(&key, &sum->top) > 0;
 
 	st = be->stmt[Q_INSERT_EVENT];
-	bind_text(st, 1, id);
+	bind_text(st, 1, m->id);
 	bind_text(st, 2, ev->provider);
 	bind_text(st, 3, ev->provider_message_id);
 	bind_text(st, 4, ev->provider_event_id);
@@ -877,7 +1043,7 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 		event_id = sqlite3_last_insert_rowid(be->db);
 	} else {
 		st = be->stmt[Q_FIND_EVENT];
-		bind_text(st, 1, id);
+		bind_text(st, 1, m->id);
 		bind_text(st, 2, ev->dedup_key);
 		rc = sqlite3_step(st);
 		event_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
@@ -887,55 +1053,51 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 			return fail(be, err, errlen, "finding duplicate event");
 	}
 
+	/* The summary row's changes, as one UPDATE per event would make them
+	 * (see Q_UPDATE_MSG); flush_slot() writes them before COMMIT. */
+	m->dirty = true;
+	util_strlcpy(m->updated_at, now, sizeof(m->updated_at));
 	if (is_new) {
-		char top_occ[25];
-		status_fold(&sum, &key, ev->read);
-		bool conflict = status_mask_conflict(sum.mask);
-		if (sum.top.occurred_ms >= 0)
-			util_rfc3339(sum.top.occurred_ms, top_occ);
-		st = be->stmt[Q_UPDATE_MSG]; /* ?1 is unused: the row goes by rowid */
-		bind_text(st, 2, status_name(sum.top.status));
-		bind_text(st, 3, sum.top.raw_status);
-		bind_text(st, 4, sum.top.error_code);
-		bind_text(st, 5, sum.top.occurred_ms >= 0 ? top_occ : NULL);
-		sqlite3_bind_int(st, 6, status_is_final(sum.top.status));
-		sqlite3_bind_int64(st, 7, sum.mask);
-		sqlite3_bind_int(st, 8, conflict);
-		sqlite3_bind_int(st, 9, sum.read);
-		bind_text(st, 10, now);
-		bind_text(st, 11, ev->recipient_hash);
-		bind_text(st, 12, ev->destination_country);
-		bind_text(st, 13, ev->sender_identity);
-		sqlite3_bind_int64(st, 14, sum.top.occurred_ms);
-		bind_text(st, 15, errcat_name(ev->error_reason));
-		sqlite3_bind_int(st, 16, changed);
-		bind_text(st, 17, ev->recipient_masked);
-		bind_text(st, 18, country_source(ev));
-		sqlite3_bind_int64(st, 19, rowid);
-		if ((rc = step_done(be, st, err, errlen, "updating summary")) != 0)
-			return rc;
+		status_fold(sum, &key, ev->read);
+		bool conflict = status_mask_conflict(sum->mask);
+		m->d_events++;
+		if (changed) {
+			m->changed = true;
+			m->error_reason = errcat_name(ev->error_reason);
+		}
+		if (!m->first_callback_at[0])
+			util_strlcpy(m->first_callback_at, now, sizeof(m->first_callback_at));
+		if (!m->final_at[0] && status_is_final(sum->top.status))
+			util_strlcpy(m->final_at, now, sizeof(m->final_at));
+		if (!m->recipient_hash)
+			m->recipient_hash = ev->recipient_hash;
+		if (!m->recipient_masked)
+			m->recipient_masked = ev->recipient_masked;
+		if (!m->country && ev->destination_country) {
+			m->country = ev->destination_country;
+			m->country_source = country_source(ev);
+		}
+		if (!m->sender)
+			m->sender = ev->sender_identity;
 		it->n_new++;
 		if (ev->review != REVIEW_NONE) {
 			it->n_review++;
 			if ((rc = add_review(be, now, ev->provider, ev->review, ev->review_detail,
-			                     id, event_id, ev->raw_status, it->raw_payload, err,
+			                     m->id, event_id, ev->raw_status, it->raw_payload, err,
 			                     errlen)) != 0)
 				return rc;
 		}
 		if (conflict && !was_conflict) {
 			it->n_review++;
 			if ((rc = add_review(be, now, ev->provider, REVIEW_FINAL_CONFLICT,
-			                     "two different definitive final states", id, event_id,
-			                     ev->raw_status, it->raw_payload, err, errlen)) != 0)
+			                     "two different definitive final states", m->id,
+			                     event_id, ev->raw_status, it->raw_payload, err,
+			                     errlen)) != 0)
 				return rc;
 		}
 	} else {
+		m->d_dups++;
 		it->n_dup++;
-		st = be->stmt[Q_COUNT_DUP];
-		sqlite3_bind_int64(st, 1, rowid);
-		bind_text(st, 2, now);
-		if ((rc = step_done(be, st, err, errlen, "counting duplicate")) != 0)
-			return rc;
 	}
 
 	st = be->stmt[Q_INSERT_LOG];
@@ -956,13 +1118,18 @@ static int sqlite_apply(void *p, struct commit_item **items, size_t n, char *err
 		return fail(be, err, errlen, "BEGIN");
 	}
 	sqlite3_reset(be->begin);
+	size_t events = 0;
+	for (size_t i = 0; i < n; i++)
+		events += items[i]->kind == CI_API ? 0 : items[i]->n_events;
+	cache_reset(&be->cache, events);
 	for (size_t i = 0; i < n; i++) {
 		struct commit_item *it = items[i];
 		char now[25];
 		util_rfc3339(it->received_ms, now);
 		it->n_new = it->n_dup = it->n_review = 0;
 		if (it->kind == CI_API) {
-			if ((rc = store__sqlite_api_apply(be->api, it, now, err, errlen)) != 0)
+			if ((rc = flush_cache(be, err, errlen)) != 0 ||
+			    (rc = store__sqlite_api_apply(be->api, it, now, err, errlen)) != 0)
 				goto rollback;
 			continue;
 		}
@@ -971,6 +1138,8 @@ static int sqlite_apply(void *p, struct commit_item **items, size_t n, char *err
 				goto rollback;
 		}
 	}
+	if ((rc = flush_cache(be, err, errlen)) != 0)
+		goto rollback;
 	if (sqlite3_step(be->commit) != SQLITE_DONE) {
 		sqlite3_reset(be->commit);
 		rc = fail(be, err, errlen, "COMMIT");

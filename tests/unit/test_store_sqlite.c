@@ -205,6 +205,198 @@ static void test_every_order_same_summary(void **state)
 	assert_int_equal(q_int(f, "SELECT count(DISTINCT message_id) FROM review_queue"), 120);
 }
 
+/* Every column a summary row's fold and counters touch, as one string. */
+static void full_row(struct fixture *f, const char *sid, char *out, size_t n)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(
+	        db,
+	        "SELECT quote(current_status) || '|' || quote(current_raw_status) ||"
+	        " '|' || quote(current_error_code) || '|' || quote(current_error_reason)"
+	        " || '|' || quote(current_occurred_at) || '|' ||"
+	        " quote(current_occurred_ms) || '|' || quote(is_final) || '|' ||"
+	        " quote(status_mask) || '|' || quote(final_conflict) || '|' ||"
+	        " quote(read_receipt) || '|' || quote(event_count) || '|' ||"
+	        " quote(callback_count) || '|' || quote(duplicate_count) || '|' ||"
+	        " quote(first_callback_at) || '|' || quote(final_at) || '|' ||"
+	        " quote(updated_at) || '|' || quote(recipient_hash) || '|' ||"
+	        " quote(destination_country) || '|' || quote(country_source) || '|' ||"
+	        " quote(sender_identity) || '|' || quote((SELECT count(*) FROM"
+	        " review_queue r WHERE r.message_id = m.id)) || '|' || quote((SELECT"
+	        " group_concat(changed_summary, '') FROM (SELECT changed_summary FROM"
+	        " sms_message_events e WHERE e.message_id = m.id ORDER BY e.id)))"
+	        " FROM sms_messages m WHERE provider_message_id = ?1",
+	        -1, &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	util_strlcpy(out, (const char *)sqlite3_column_text(st, 0), n);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* A batch folds a message's events in memory and writes its summary row
+ * once (sqlite.c, struct msg_slot): for every order of a set with a
+ * duplicate, a conflict, a late country and error reasons, the row must be
+ * exactly what one transaction per event gives. */
+static void test_batch_same_as_one_by_one(void **state)
+{
+	struct fixture *f = *state;
+	const struct {
+		enum dlr_status st;
+		const char *raw, *code;
+		int64_t occurred_ms;
+	} set[] = {
+	    {ST_ACCEPTED, "queued", NULL, 1700000000000},
+	    {ST_SENT, "sent", NULL, 1700000001000},
+	    {ST_UNDELIVERED, "undelivered", "30003", 1700000002000},
+	    {ST_SENT, "sent", NULL, 1700000001000},
+	    {ST_DELIVERED, "delivered", NULL, 1700000003000},
+	};
+	int order[5] = {0, 1, 2, 3, 4}, c[5] = {0};
+	char one[512], batch[512], sid1[32], sid2[32], err[256];
+	int perm = 0;
+	for (int i = 1;;) {
+		struct dlr_event ev[5];
+		struct commit_item it[5], *items[5];
+		util_fmt(sid1, sizeof(sid1), "SMone%03d", perm);
+		util_fmt(sid2, sizeof(sid2), "SMbat%03d", perm);
+		for (int pass = 0; pass < 2; pass++) {
+			for (int k = 0; k < 5; k++) {
+				const char *sid = pass ? sid2 : sid1;
+				ev[k] = mk(sid, set[order[k]].st, set[order[k]].raw,
+				           set[order[k]].code);
+				ev[k].occurred_ms = set[order[k]].occurred_ms;
+				ev[k].error_reason =
+				    set[order[k]].code ? ER_CARRIER_FILTERED : ER_NONE;
+				/* countries arrive with the third and fifth events */
+				ev[k].destination_country = k == 2 ? "GB" : k == 4 ? "FR" : NULL;
+				ev[k].recipient_hash = k == 0 ? NULL : "abc";
+				event_finish(&ev[k]);
+				memset(&it[k], 0, sizeof(it[k]));
+				it[k].provider = "twilio";
+				it[k].events = &ev[k];
+				it[k].n_events = 1;
+				it[k].raw_payload = (struct iov){"raw=1", 5};
+				it[k].received_ms = 1700000100000 + k * 1000;
+				it[k].complete = done;
+				items[k] = &it[k];
+				if (!pass)
+					assert_int_equal(
+					    store_apply(f->st, &items[k], 1, err, sizeof(err)), 0);
+			}
+			if (pass)
+				assert_int_equal(store_apply(f->st, items, 5, err, sizeof(err)), 0);
+		}
+		full_row(f, sid1, one, sizeof(one));
+		full_row(f, sid2, batch, sizeof(batch));
+		assert_string_equal(batch, one);
+		perm++;
+		while (i < 5 && c[i] >= i) {
+			c[i] = 0;
+			i++;
+		}
+		if (i >= 5)
+			break;
+		int j = (i % 2) ? c[i] : 0;
+		int t = order[j];
+		order[j] = order[i];
+		order[i] = t;
+		c[i]++;
+		i = 1;
+	}
+	assert_int_equal(perm, 120);
+}
+
+/* The API's writes go through the same batch: the cache is written before
+ * one and read again after it (a send may adopt the callback-created row). */
+struct api_item {
+	struct commit_item it;
+	struct store_op op;
+	char resp[512];
+};
+
+static size_t t_render(struct store_op *op)
+{
+	return util_fmt(op->resp, op->resp_cap, "%s|%s|%s", op->row.id, op->row.origin,
+	                op->row.status);
+}
+
+static void api_send(struct api_item *a, const char *idem, const char *pmid)
+{
+	static const uint8_t enc[4] = {1, 2, 3, 4};
+	memset(a, 0, sizeof(*a));
+	a->it.kind = CI_API;
+	a->it.op = &a->op;
+	a->it.provider = "api";
+	a->it.received_ms = 1700000101500;
+	a->it.complete = done;
+	a->op.kind = STORE_OP_SEND;
+	a->op.actor = "tok1abcd";
+	a->op.actor_role = "admin";
+	a->op.render = t_render;
+	a->op.resp = a->resp;
+	a->op.resp_cap = sizeof(a->resp);
+	a->op.send.token_hash = "tokenhash1";
+	a->op.send.idem_key = idem;
+	a->op.send.request_hash = idem;
+	a->op.send.provider = "twilio";
+	a->op.send.provider_message_id = pmid;
+	a->op.send.recipient_hash = "abc";
+	a->op.send.recipient_masked = "+1********23";
+	a->op.send.recipient_enc = enc;
+	a->op.send.recipient_enc_len = sizeof(enc);
+	a->op.send.recipient_key_id = "k1";
+	a->op.send.use_case = "otp";
+}
+
+static void test_api_item_inside_a_batch(void **state)
+{
+	struct fixture *f = *state;
+	char err[256], one[512], batch[512], origin[2][64];
+	const char *sids[2] = {"SMapione", "SMapibat"};
+
+	for (int pass = 0; pass < 2; pass++) {
+		struct dlr_event e1 = mk(sids[pass], ST_SENT, "sent", NULL);
+		struct dlr_event e2 = mk(sids[pass], ST_DELIVERED, "delivered", NULL);
+		struct commit_item i1, i2;
+		struct api_item a;
+		memset(&i1, 0, sizeof(i1));
+		memset(&i2, 0, sizeof(i2));
+		i1.provider = i2.provider = "twilio";
+		i1.events = &e1;
+		i2.events = &e2;
+		i1.n_events = i2.n_events = 1;
+		i1.raw_payload = i2.raw_payload = (struct iov){"raw=1", 5};
+		i1.received_ms = 1700000100000;
+		i2.received_ms = 1700000102000;
+		i1.complete = i2.complete = done;
+		api_send(&a, pass ? "idem-b" : "idem-a", sids[pass]);
+		struct commit_item *items[3] = {&i1, &a.it, &i2};
+		if (pass) {
+			assert_int_equal(store_apply(f->st, items, 3, err, sizeof(err)), 0);
+		} else {
+			for (int k = 0; k < 3; k++)
+				assert_int_equal(store_apply(f->st, &items[k], 1, err, sizeof(err)),
+				                 0);
+		}
+		assert_int_equal(a.op.outcome, STORE_DONE);
+		assert_int_equal(i2.n_new, 1);
+		/* the send saw the first callback's summary */
+		assert_non_null(strstr(a.resp, "|sent"));
+		util_fmt(origin[pass], sizeof(origin[pass]), "%lld",
+		         (long long)q_int(f, "SELECT count(*) FROM sms_messages"));
+	}
+	full_row(f, sids[0], one, sizeof(one));
+	full_row(f, sids[1], batch, sizeof(batch));
+	assert_string_equal(batch, one);
+	assert_string_equal(origin[1], "2"); /* adopted, not a second row */
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages WHERE origin = 'joined'"), 2);
+}
+
 static void test_unknown_and_unusable_go_to_review(void **state)
 {
 	struct fixture *f = *state;
@@ -338,6 +530,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_and_unusable_go_to_review, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_is_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_same_as_one_by_one, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_api_item_inside_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound_and_opt_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_error_reason_stored, setup, teardown),
 	};
