@@ -55,5 +55,9 @@ bool crypto_ct_eq_nocase(const char *a, size_t alen, const char *b, size_t blen)
 
 /* Fills buf with cryptographically secure random bytes; aborts on failure. */
 void crypto_random(void *buf, size_t n);
+/* Random bytes for values that are public anyway (AES-GCM nonces, the random
+ * bits of UUIDv7 ids), from a per-thread buffer of crypto_random() output.
+ * Never for keys or tokens. */
+void crypto_random_public(void *buf, size_t n);
 
 #endif

@@ -357,7 +357,7 @@ int pii_encrypt(const struct pii_keyring *kr, const void *pt, size_t n, uint8_t 
 
 	if (n > SIZE_MAX - PII_OVERHEAD || cap < n + PII_OVERHEAD)
 		return DLRD_ENOMEM;
-	crypto_random(out, PII_NONCE_LEN);
+	crypto_random_public(out, PII_NONCE_LEN);
 	rc = pii_gcm_seal(k->key, out, aad, aadlen, pt, n, out + PII_NONCE_LEN,
 	                  out + PII_NONCE_LEN + n);
 	if (rc != 0)
@@ -413,7 +413,7 @@ int pii_seal_payload(const struct pii_keyring *kr, struct arena *ar, const void 
 	memcpy(b, PII_SEAL_MAGIC, PII_SEAL_MAGIC_LEN);
 	b[PII_SEAL_MAGIC_LEN] = (uint8_t)idlen;
 	memcpy(b + PII_SEAL_MAGIC_LEN + 1, k->id, idlen);
-	crypto_random(b + hdr, PII_NONCE_LEN);
+	crypto_random_public(b + hdr, PII_NONCE_LEN);
 	rc = pii_gcm_seal(k->key, b + hdr, b, hdr, plain, n, b + hdr + PII_NONCE_LEN,
 	                  b + hdr + PII_NONCE_LEN + n);
 	if (rc != 0)

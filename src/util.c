@@ -244,7 +244,7 @@ void util_uuid7(char buf[37])
 	uint64_t ms = (uint64_t)util_now_ms();
 	static const char hex[] = "0123456789abcdef";
 
-	crypto_random(b, sizeof(b));
+	crypto_random_public(b, sizeof(b));
 	for (int i = 0; i < 6; i++)
 		b[i] = (uint8_t)(ms >> (40 - 8 * i));
 	b[6] = (uint8_t)(0x70 | (b[6] & 0x0f));

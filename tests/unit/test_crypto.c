@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -295,6 +297,37 @@ static void test_random(void **state)
 	crypto_random(a, 0);
 }
 
+/* Public random values: never repeated, across buffer refills and across a
+ * fork (the child must not reuse what its parent will hand out next). */
+static void test_random_public(void **state)
+{
+	(void)state;
+	enum { N = 400 }; /* several refills of the 1 KiB buffer */
+	static uint8_t seen[N][12];
+	for (int i = 0; i < N; i++) {
+		crypto_random_public(seen[i], 12);
+		for (int j = 0; j < i; j++)
+			assert_memory_not_equal(seen[i], seen[j], 12);
+	}
+	uint8_t mine[12], childs[12];
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		crypto_random_public(childs, sizeof(childs));
+		_exit(write(fds[1], childs, sizeof(childs)) == (ssize_t)sizeof(childs) ? 0 : 1);
+	}
+	crypto_random_public(mine, sizeof(mine));
+	assert_int_equal(read(fds[0], childs, sizeof(childs)), (ssize_t)sizeof(childs));
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_memory_not_equal(mine, childs, sizeof(mine));
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +345,7 @@ int main(void)
 	    cmocka_unit_test(test_ct_eq),
 	    cmocka_unit_test(test_ct_eq_nocase),
 	    cmocka_unit_test(test_random),
+	    cmocka_unit_test(test_random_public),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
