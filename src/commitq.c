@@ -3,7 +3,7 @@
  * Group commit.  Many HTTP threads push parked requests; one writer thread
  * takes everything queued at once, applies it in one transaction and
  * commits; a syncer thread then makes the commit durable (store_sync(): one
- * fdatasync for the whole batch, or for several) and only then completes
+ * fdatasync for the whole batch) and only then completes
  * every item.  While a batch waits on the disk, the writer already builds the
  * next one, and new requests pile up to form the one after, so the batch size
  * grows with load by itself and no request waits for an fsync of its own.
@@ -31,8 +31,6 @@
 
 #define PROBE_INTERVAL_MS 1000 /* after a failure */
 #define IDLE_PROBE_MS     5000 /* while healthy and idle */
-#define SYNC_RING         2    /* committed batches waiting for their sync, at most */
-
 struct synced_batch {
 	struct commit_item *head; /* the batch's items, linked by next */
 	size_t n;
@@ -54,13 +52,13 @@ struct commitq {
 	atomic_size_t depth;
 	pthread_t thread;
 	struct commit_item **batch; /* writer-owned scratch */
-	/* committed batches waiting for store_sync(), in commit order */
+	/* the committed batch waiting for the syncer to take it */
 	pthread_t syncer;
 	pthread_mutex_t smu;
 	pthread_cond_t scv;
-	struct synced_batch *ring; /* SYNC_RING slots, guarded by smu */
-	size_t p_head, p_len;      /* the waiting slots, guarded by smu */
-	bool writer_done;          /* guarded by smu */
+	struct synced_batch pending; /* guarded by smu */
+	bool has_pending;            /* guarded by smu */
+	bool writer_done;            /* guarded by smu */
 };
 
 static void complete_all(struct commit_item **items, size_t n, int result)
@@ -71,51 +69,49 @@ static void complete_all(struct commit_item **items, size_t n, int result)
 	}
 }
 
-/* Writer: hands a committed batch to the syncer.  Waits while SYNC_RING
- * batches are already waiting (cannot happen while the writer waits for an
- * empty list before each batch; kept as the ring's own guard). */
-static void hand_to_syncer(struct commitq *q, struct commit_item **items, size_t n, uint64_t t0)
+/* Writer: waits until the syncer has taken the batch handed to it last. */
+static void wait_syncer_took(struct commitq *q)
 {
 	pthread_mutex_lock(&q->smu);
-	while (q->p_len == SYNC_RING)
+	while (q->has_pending)
 		pthread_cond_wait(&q->scv, &q->smu);
-	size_t slot = (q->p_head + q->p_len) % SYNC_RING;
-	struct synced_batch *b = &q->ring[slot];
+	pthread_mutex_unlock(&q->smu);
+}
+
+/* Writer: hands a committed batch to the syncer. */
+static void hand_to_syncer(struct commitq *q, struct commit_item **items, size_t n, uint64_t t0)
+{
+	wait_syncer_took(q); /* already so: the writer waits before each batch */
 	for (size_t i = 0; i < n; i++)
 		items[i]->next = i + 1 < n ? items[i + 1] : NULL;
-	b->head = items[0];
-	b->n = n;
-	b->t0 = t0;
-	q->p_len++;
+	pthread_mutex_lock(&q->smu);
+	q->pending = (struct synced_batch){items[0], n, t0};
+	q->has_pending = true;
 	pthread_cond_broadcast(&q->scv);
 	pthread_mutex_unlock(&q->smu);
 }
 
-/* The syncer: one store_sync() for every batch committed before it began,
- * then their answers, with the commit latency measured to that moment. */
+/* The syncer: one store_sync() for each committed batch, then its answers,
+ * with the commit latency measured to that moment. */
 static void *syncer_main(void *arg)
 {
 	struct commitq *q = arg;
-	struct synced_batch local[SYNC_RING];
 	char err[256];
 
 	for (;;) {
-		size_t n = 0;
-		bool done;
+		struct synced_batch b;
 
 		pthread_mutex_lock(&q->smu);
-		while (q->p_len == 0 && !q->writer_done)
+		while (!q->has_pending && !q->writer_done)
 			pthread_cond_wait(&q->scv, &q->smu);
-		while (q->p_len) {
-			local[n++] = q->ring[q->p_head];
-			q->p_head = (q->p_head + 1) % SYNC_RING;
-			q->p_len--;
-		}
-		done = q->writer_done && n == 0;
-		pthread_cond_broadcast(&q->scv); /* ring slots are free again */
-		pthread_mutex_unlock(&q->smu);
-		if (done)
+		if (!q->has_pending) { /* the writer is done and all is answered */
+			pthread_mutex_unlock(&q->smu);
 			break;
+		}
+		b = q->pending;
+		q->has_pending = false;
+		pthread_cond_broadcast(&q->scv); /* the writer may start the next */
+		pthread_mutex_unlock(&q->smu);
 
 		int rc =
 		    atomic_load(&q->sync_failed) ? DLRD_EIO : store_sync(q->st, err, sizeof(err));
@@ -130,13 +126,11 @@ static void *syncer_main(void *arg)
 			}
 			atomic_store(&q->healthy, false);
 		}
-		for (size_t b = 0; b < n; b++) {
-			metrics_commit(local[b].n, now - local[b].t0, rc == 0);
-			for (struct commit_item *it = local[b].head, *next; it; it = next) {
-				next = it->next;
-				it->result = rc;
-				it->complete(it);
-			}
+		metrics_commit(b.n, now - b.t0, rc == 0);
+		for (struct commit_item *it = b.head, *next; it; it = next) {
+			next = it->next;
+			it->result = rc;
+			it->complete(it);
 		}
 	}
 	return NULL;
@@ -155,10 +149,7 @@ static void *writer_main(void *arg)
 		 * only once the syncer has taken the last one, so that requests
 		 * arriving meanwhile join this batch instead of making many small
 		 * commits (each rewrites the hot pages to the WAL). */
-		pthread_mutex_lock(&q->smu);
-		while (q->p_len)
-			pthread_cond_wait(&q->scv, &q->smu);
-		pthread_mutex_unlock(&q->smu);
+		wait_syncer_took(q);
 
 		pthread_mutex_lock(&q->mu);
 		/* Leave only when stopping and no reserved slot can still be
@@ -237,7 +228,6 @@ int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct 
 	q->capacity = capacity;
 	q->max_batch = max_batch;
 	q->batch = xcalloc(max_batch, sizeof(*q->batch));
-	q->ring = xcalloc(SYNC_RING, sizeof(*q->ring));
 	atomic_init(&q->healthy, true);
 	atomic_init(&q->sync_failed, false);
 	atomic_init(&q->depth, 0);
@@ -246,7 +236,6 @@ int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct 
 	pthread_mutex_init(&q->smu, NULL);
 	pthread_cond_init(&q->scv, NULL);
 	if (pthread_create(&q->syncer, NULL, syncer_main, q) != 0) {
-		free(q->ring);
 		free(q->batch);
 		free(q);
 		return DLRD_EIO;
@@ -257,7 +246,6 @@ int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct 
 		pthread_cond_broadcast(&q->scv);
 		pthread_mutex_unlock(&q->smu);
 		pthread_join(q->syncer, NULL);
-		free(q->ring);
 		free(q->batch);
 		free(q);
 		return DLRD_EIO;
@@ -336,7 +324,6 @@ void commitq_free(struct commitq *q)
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->smu);
 	pthread_cond_destroy(&q->scv);
-	free(q->ring);
 	free(q->batch);
 	free(q);
 }

@@ -7,6 +7,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -132,6 +133,25 @@ static void summary(struct fixture *f, const char *sid, char *out, size_t n)
 	sqlite3_close(db);
 }
 
+/* Heap's algorithm: steps order[0..n) to its next permutation, with c[]
+ * (zeroed before the first) as the state; false after the last one. */
+static bool next_perm(int *order, int *c, int n)
+{
+	int i = 1;
+	while (i < n && c[i] >= i) {
+		c[i] = 0;
+		i++;
+	}
+	if (i >= n)
+		return false;
+	int j = (i % 2) ? c[i] : 0;
+	int t = order[j];
+	order[j] = order[i];
+	order[i] = t;
+	c[i]++;
+	return true;
+}
+
 static void test_new_and_duplicate(void **state)
 {
 	struct fixture *f = *state;
@@ -170,7 +190,7 @@ static void test_every_order_same_summary(void **state)
 	int order[5] = {0, 1, 2, 3, 4}, c[5] = {0};
 	char ref[256] = "", got[256], sid[32];
 	int perm = 0;
-	for (int i = 1;;) {
+	do {
 		util_fmt(sid, sizeof(sid), "SMperm%03d", perm);
 		for (int k = 0; k < 5; k++) {
 			struct commit_item it;
@@ -183,20 +203,7 @@ static void test_every_order_same_summary(void **state)
 			util_strlcpy(ref, got, sizeof(ref));
 		assert_string_equal(got, ref);
 		perm++;
-		/* next permutation (Heap's algorithm) */
-		while (i < 5 && c[i] >= i) {
-			c[i] = 0;
-			i++;
-		}
-		if (i >= 5)
-			break;
-		int j = (i % 2) ? c[i] : 0;
-		int t = order[j];
-		order[j] = order[i];
-		order[i] = t;
-		c[i]++;
-		i = 1;
-	}
+	} while (next_perm(order, c, 5));
 	assert_int_equal(perm, 120);
 	assert_string_equal(ref, "delivered|delivered|-|1|15|1|4");
 	/* one conflict review row per message, however the events arrived */
@@ -259,7 +266,7 @@ static void test_batch_same_as_one_by_one(void **state)
 	int order[5] = {0, 1, 2, 3, 4}, c[5] = {0};
 	char one[512], batch[512], sid1[32], sid2[32], err[256];
 	int perm = 0;
-	for (int i = 1;;) {
+	do {
 		struct dlr_event ev[5];
 		struct commit_item it[5], *items[5];
 		util_fmt(sid1, sizeof(sid1), "SMone%03d", perm);
@@ -295,19 +302,7 @@ static void test_batch_same_as_one_by_one(void **state)
 		full_row(f, sid2, batch, sizeof(batch));
 		assert_string_equal(batch, one);
 		perm++;
-		while (i < 5 && c[i] >= i) {
-			c[i] = 0;
-			i++;
-		}
-		if (i >= 5)
-			break;
-		int j = (i % 2) ? c[i] : 0;
-		int t = order[j];
-		order[j] = order[i];
-		order[i] = t;
-		c[i]++;
-		i = 1;
-	}
+	} while (next_perm(order, c, 5));
 	assert_int_equal(perm, 120);
 }
 
