@@ -567,8 +567,10 @@ static int open_wal(struct sqlite_be *be, char *err, size_t errlen)
 		         strerror(errno));
 		return DLRD_EIO;
 	}
-	if (util_strlcpy(dir, wal, sizeof(dir)) >= sizeof(dir))
+	if (util_strlcpy(dir, wal, sizeof(dir)) >= sizeof(dir)) {
+		util_fmt(err, errlen, "sqlite: the path of %s is too long", be->path);
 		return DLRD_EIO;
+	}
 	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fsync(dfd) != 0) {
 		util_fmt(err, errlen, "sqlite: cannot sync the folder of %s: %s", be->path,
