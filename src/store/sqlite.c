@@ -593,8 +593,9 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 	 * nothing reads them (bench/: +4% callbacks/s without).  Fails
 	 * harmlessly once SQLite is initialized (a second store in a test). */
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	store__sqlite_pcache_install();
 	be = xcalloc(1, sizeof(*be));
-	vfs = store__faultvfs_register();
+	vfs = store__walvfs_register(store__faultvfs_register());
 	char lockpath[4200];
 	sqlite3_stmt *st = NULL;
 	int rc = DLRD_EIO;

@@ -52,4 +52,10 @@ int store__sqlite_stats(struct store__sqlite_api *a, struct arena *ar,
                         const struct store_stats_query *q, struct store_stats_row **rows, size_t *n,
                         char *err, size_t errlen);
 
+/* Installs the page cache wrapper of sqlite_pcache.c; before SQLite is
+ * initialized, else it does nothing.  Main thread, at open. */
+void store__sqlite_pcache_install(void);
+/* Truncations the wrapper found nothing for and skipped (for tests). */
+unsigned long store__sqlite_pcache_skipped(void);
+
 #endif
