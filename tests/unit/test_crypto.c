@@ -5,6 +5,7 @@
  * (RFC 4648 vectors, both alphabets, every malformation it must reject),
  * hex, constant-time comparison and the random source.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -121,6 +122,71 @@ static void test_hmac_pieces_and_stream(void **state)
 		crypto_hmac_update(c, msg + i, 1);
 	crypto_hmac_final(c, out);
 	assert_hex(out, CRYPTO_SHA1_LEN, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+}
+
+/* The per-thread keyed contexts: the same answers when a key is used again,
+ * with more keys than slots, with nested MACs under one key, on a thread
+ * that ends (its contexts freed: the sanitizer build checks for leaks). */
+static void kept_keys_round(void)
+{
+	uint8_t key1[20], key6[131], out1[64], out2[64], out3[64];
+	const char *msg = "what do ya want for nothing?";
+
+	memset(key1, 0x0b, sizeof(key1));
+	memset(key6, 0xaa, sizeof(key6));
+	for (int round = 0; round < 3; round++) {
+		hmac_hex(CRYPTO_SHA256, "Jefe", 4, msg,
+		         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+		hmac_hex(CRYPTO_SHA1, "Jefe", 4, msg, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+		hmac_hex(CRYPTO_MD5, "Jefe", 4, msg, "750c783e6ab0b503eaa86e310a5db738");
+		hmac_hex(CRYPTO_SHA1, key1, sizeof(key1), "Hi There",
+		         "b617318655057264e28bc0b6fb378c8ef146be00");
+		hmac_hex(CRYPTO_SHA256, key1, sizeof(key1), "Hi There",
+		         "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+		hmac_hex(CRYPTO_SHA256, key6, sizeof(key6),
+		         "Test Using Larger Than Block-Size Key - Hash Key First",
+		         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+		hmac_hex(CRYPTO_SHA256, "", 0, "",
+		         "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+	}
+	/* three MACs under one key at once, finished in another order */
+	struct crypto_hmac_ctx *a = crypto_hmac_new(CRYPTO_SHA256, "Jefe", 4);
+	struct crypto_hmac_ctx *b = crypto_hmac_new(CRYPTO_SHA256, "Jefe", 4);
+	crypto_hmac_update(a, msg, 10);
+	struct crypto_hmac_ctx *c = crypto_hmac_new(CRYPTO_SHA256, "Jefe", 4);
+	crypto_hmac_update(c, msg, strlen(msg));
+	crypto_hmac_update(b, msg, 3);
+	crypto_hmac_update(a, msg + 10, strlen(msg) - 10);
+	crypto_hmac_update(b, msg + 3, strlen(msg) - 3);
+	crypto_hmac_final(b, out2);
+	crypto_hmac_final(a, out1);
+	crypto_hmac_final(c, out3);
+	assert_hex(out1, 32, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	assert_hex(out2, 32, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	assert_hex(out3, 32, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	/* a MAC left half-done must not leak into the next with its key */
+	a = crypto_hmac_new(CRYPTO_SHA1, "Jefe", 4);
+	crypto_hmac_update(a, "junk", 4);
+	crypto_hmac_final(a, out1);
+	hmac_hex(CRYPTO_SHA1, "Jefe", 4, msg, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+}
+
+static void *kept_keys_thread(void *arg)
+{
+	(void)arg;
+	kept_keys_round();
+	return NULL;
+}
+
+static void test_hmac_kept_keys(void **state)
+{
+	pthread_t t;
+
+	(void)state;
+	kept_keys_round();
+	assert_int_equal(pthread_create(&t, NULL, kept_keys_thread, NULL), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	kept_keys_round();
 }
 
 struct b64_vec {
@@ -337,6 +403,7 @@ int main(void)
 	    cmocka_unit_test(test_hmac_sha1_rfc2202),
 	    cmocka_unit_test(test_hmac_empty_key),
 	    cmocka_unit_test(test_hmac_pieces_and_stream),
+	    cmocka_unit_test(test_hmac_kept_keys),
 	    cmocka_unit_test(test_b64_encode),
 	    cmocka_unit_test(test_b64_decode),
 	    cmocka_unit_test(test_b64_rejects),
