@@ -212,6 +212,7 @@ static void *writer_main(void *arg)
 					LOG_I("storage_recovered", "backend=%s",
 					      store_backend(q->st));
 				hand_to_syncer(q, q->batch, n, t0);
+				store_maintain(q->st);
 			}
 		}
 		if (stopping)

@@ -5,7 +5,7 @@
  * by the URL scheme ("sqlite:", "postgresql://").  See src/store/README.md
  * for the schema, the migrations and the batch transaction.
  *
- * Thread rules: store_apply() and store_probe() are called only by the writer
+ * Thread rules: store_apply(), store_maintain() and store_probe() are called only by the writer
  * thread, which owns the handle; store_sync() only by the commit queue's
  * syncer thread; open and close by the main thread while neither runs; the
  * read methods of the JSON API (below) by any thread.
@@ -43,6 +43,10 @@ int store_apply(struct store *st, struct commit_item **items, size_t n, char *er
  * failure nothing committed since the last good sync may be acknowledged,
  * ever: the page cache may have dropped it (see commitq.c). */
 int store_sync(struct store *st, char *err, size_t errlen);
+
+/* Backend housekeeping on the writer thread, between batches (after one was
+ * handed to the syncer).  Failures are the backend's to log. */
+void store_maintain(struct store *st);
 
 /* A small write transaction to tell whether storage is writable again after
  * a failure.  Returns 0 or DLRD_EIO. */

@@ -60,6 +60,12 @@ int store_sync(struct store *st, char *err, size_t errlen)
 	return st->ops->sync ? st->ops->sync(st->be, err, errlen) : 0;
 }
 
+void store_maintain(struct store *st)
+{
+	if (st->ops->maintain)
+		st->ops->maintain(st->be);
+}
+
 int store_probe(struct store *st, char *err, size_t errlen)
 {
 	return st->ops->probe(st->be, err, errlen);

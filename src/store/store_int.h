@@ -22,6 +22,11 @@ struct store_ops {
 	 * Optional: NULL when commits are durable on return.  Called only by
 	 * the commit queue's syncer thread, concurrently with apply(). */
 	int (*sync)(void *be, char *err, size_t errlen);
+	/* Housekeeping that must run on the writer's connection but outside a
+	 * commit (SQLite: the end of a WAL cycle).  Optional.  Called by the
+	 * writer thread after it handed a committed batch to the syncer, so it
+	 * overlaps that batch's sync instead of delaying it. */
+	void (*maintain)(void *be);
 	/* The JSON API (store.h).  Optional: NULL makes store.c answer
 	 * DLRD_EUNSUPP.  api_writes: apply() handles CI_API items. */
 	bool api_writes;

@@ -452,6 +452,65 @@ static void test_batch_is_atomic(void **state)
 	                 1);
 }
 
+/* The WAL's checkpoint sequence number (its header, bytes 12-15): one more
+ * each time the WAL starts over. */
+static unsigned wal_cycles(struct fixture *f)
+{
+	char path[160];
+	unsigned char h[16];
+	util_fmt(path, sizeof(path), "%s-wal", f->path);
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	assert_int_equal(fread(h, 1, sizeof(h), fp), sizeof(h));
+	fclose(fp);
+	return (unsigned)h[12] << 24 | (unsigned)h[13] << 16 | (unsigned)h[14] << 8 | h[15];
+}
+
+static int setup_short_wal(void **state)
+{
+	setenv("DLRD_TEST_CKPT_PAGES", "1600", 1);
+	int rc = setup(state);
+	unsetenv("DLRD_TEST_CKPT_PAGES");
+	return rc;
+}
+
+/* Under writes without a pause the WAL still starts over again and again
+ * (the checkpointer copies most of it, the writer the rest between
+ * batches), and nothing is lost on the way. */
+static void test_wal_starts_over_under_constant_load(void **state)
+{
+	struct fixture *f = *state;
+	char err[256], sids[40][32];
+	struct dlr_event ev[40];
+	struct commit_item its[40], *items[40];
+	unsigned first = 0;
+
+	for (int b = 0; b < 800; b++) {
+		for (int i = 0; i < 40; i++) {
+			util_fmt(sids[i], sizeof(sids[i]), "SMwal%05d%02d", b, i);
+			ev[i] = mk(sids[i], ST_SENT, "sent", NULL);
+			memset(&its[i], 0, sizeof(its[i]));
+			its[i].provider = "twilio";
+			its[i].events = &ev[i];
+			its[i].n_events = 1;
+			its[i].raw_payload = (struct iov){"raw=1", 5};
+			its[i].received_ms = 1700000000000;
+			its[i].complete = done;
+			items[i] = &its[i];
+		}
+		assert_int_equal(store_apply(f->st, items, 40, err, sizeof(err)), 0);
+		store_maintain(f->st); /* as the writer does, after each batch */
+		if (b == 0)
+			first = wal_cycles(f);
+	}
+	assert_true(wal_cycles(f) > first);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events"), 800 * 40);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages"), 800 * 40);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM pragma_integrity_check WHERE"
+	                          " integrity_check <> 'ok'"),
+	                 0);
+}
+
 static struct dlr_event inbound(const char *id, const char *user, const char *text,
                                 int64_t occurred_ms)
 {
@@ -525,6 +584,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_and_unusable_go_to_review, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_is_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wal_starts_over_under_constant_load,
+	                                    setup_short_wal, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_same_as_one_by_one, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_api_item_inside_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound_and_opt_out, setup, teardown),
