@@ -533,7 +533,11 @@ static int ckpt_start(struct sqlite_be *be, const char *vfs, char *err, size_t e
 	}
 	c->started = true;
 	const char *tp = getenv("DLRD_TEST_CKPT_PAGES"); /* tests: a short cycle */
-	c->pages = tp && atoi(tp) >= CKPT_CATCHUP_DIV ? atoi(tp) : CKPT_PAGES;
+	uint64_t tpn = 0;
+	c->pages = tp && util_parse_u64(tp, strlen(tp), &tpn) == 0 && tpn >= CKPT_CATCHUP_DIV &&
+	                   tpn <= CKPT_PAGES
+	               ? (int)tpn
+	               : CKPT_PAGES;
 	sqlite3_wal_autocheckpoint(be->db, 0);
 	sqlite3_wal_hook(be->db, wal_hook, c);
 	return 0;
