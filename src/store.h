@@ -5,10 +5,11 @@
  * by the URL scheme ("sqlite:", "postgresql://").  See src/store/README.md
  * for the schema, the migrations and the batch transaction.
  *
- * Thread rules: store_apply(), store_maintain() and store_probe() are called only by the writer
- * thread, which owns the handle; store_sync() only by the commit queue's
- * syncer thread; open and close by the main thread while neither runs; the
- * read methods of the JSON API (below) by any thread.
+ * Thread rules: store_apply(), store_maintain() and store_probe() are
+ * called only by the writer thread, which owns the handle; store_sync() only
+ * by the commit queue's syncer thread; open and close by the main thread
+ * while neither runs; the read methods of the JSON API (below) by any
+ * thread.
  */
 #ifndef DLRD_STORE_H
 #define DLRD_STORE_H
