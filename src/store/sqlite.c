@@ -644,7 +644,7 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	store__sqlite_pcache_install();
 	be = xcalloc(1, sizeof(*be));
-	vfs = store__walvfs_register(store__faultvfs_register());
+	vfs = store__sqlite_vfs_register();
 	char lockpath[4200];
 	sqlite3_stmt *st = NULL;
 	int rc = DLRD_EIO;
@@ -1215,10 +1215,10 @@ static int sqlite_sync(void *p, char *err, size_t errlen)
 	if (be->wal_fd < 0)
 		return 0;
 	if (!atomic_load(&be->sync_error)) {
-		if (!store__faultvfs_sync_fails() && fdatasync(be->wal_fd) == 0)
+		if (!store__sqlite_vfs_sync_fails() && fdatasync(be->wal_fd) == 0)
 			return 0;
 		util_fmt(err, errlen, "sqlite: fdatasync of the WAL failed: %s",
-		         store__faultvfs_sync_fails() ? "injected fault" : strerror(errno));
+		         store__sqlite_vfs_sync_fails() ? "injected fault" : strerror(errno));
 		atomic_store(&be->sync_error, true);
 		return DLRD_EIO;
 	}

@@ -52,6 +52,14 @@ int store__sqlite_stats(struct store__sqlite_api *a, struct arena *ar,
                         const struct store_stats_query *q, struct store_stats_row **rows, size_t *n,
                         char *err, size_t errlen);
 
+/* The backend's VFS (sqlite_vfs.c): registers "dlrd" over the default VFS
+ * once and returns its name (NULL: no default VFS).  Main thread, at open. */
+const char *store__sqlite_vfs_register(void);
+/* True while $DLRD_TEST_FAULT_FILE exists: syncs are failing (tests). */
+bool store__sqlite_vfs_sync_fails(void);
+/* WAL writes SQLite asked for and writes made, since start (for tests). */
+void store__sqlite_vfs_counts(uint64_t *asked, uint64_t *made);
+
 /* Installs the page cache wrapper of sqlite_pcache.c; before SQLite is
  * initialized, else it does nothing.  Main thread, at open. */
 void store__sqlite_pcache_install(void);

@@ -52,16 +52,4 @@ const char *store__stats_column(enum store_stats_group g);
 extern const struct store_ops store__sqlite_ops;
 extern const struct store_ops store__pg_ops;
 
-/* The fault-injecting VFS for tests (faultvfs.c): registers "dlrd-fault"
- * when DLRD_TEST_FAULT_FILE is set and returns its name, else NULL. */
-const char *store__faultvfs_register(void);
-/* True when the fault VFS is registered and armed to fail syncs. */
-bool store__faultvfs_sync_fails(void);
-/* The WAL write-gathering VFS (walvfs.c): registers "dlrd-wal" over the VFS
- * named under (NULL: the default; fixed by the first call) and returns its
- * name. */
-const char *store__walvfs_register(const char *under);
-/* WAL writes SQLite asked for and writes made, since start (for tests). */
-void store__walvfs_counts(uint64_t *asked, uint64_t *made);
-
 #endif

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The SQLite backend's two I/O helpers, through SQLite itself:
- *   - walvfs.c gathers WAL writes, yet every commit is in the WAL file when
+ *   - sqlite_vfs.c gathers WAL writes, yet every commit is in the WAL file when
  *     COMMIT returns: another connection (default VFS) reads it, and a copy
  *     of the files taken right then (a crash image) holds it;
  *   - sqlite_pcache.c skips truncations of the page cache, yet a truncation
@@ -30,7 +30,7 @@
 struct fixture {
 	char dir[64];
 	char path[128];
-	sqlite3 *db; /* through dlrd-wal, WAL mode, synchronous=NORMAL */
+	sqlite3 *db; /* through the dlrd VFS, WAL mode, synchronous=NORMAL */
 };
 
 static void exec(sqlite3 *db, const char *sql)
@@ -67,8 +67,8 @@ static int setup(void **state)
 	util_strlcpy(f->dir, "/tmp/dlrd-sqlio-XXXXXX", sizeof(f->dir));
 	assert_non_null(mkdtemp(f->dir));
 	util_fmt(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	const char *vfs = store__walvfs_register(NULL);
-	assert_string_equal(vfs, "dlrd-wal");
+	const char *vfs = store__sqlite_vfs_register();
+	assert_string_equal(vfs, "dlrd");
 	assert_int_equal(
 	    sqlite3_open_v2(f->path, &f->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs),
 	    SQLITE_OK);
@@ -133,7 +133,7 @@ static void test_commit_is_on_file_when_commit_returns(void **state)
 	long long total = 0;
 
 	assert_int_equal(sqlite3_open_v2(f->path, &other, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	store__walvfs_counts(&asked0, &made0);
+	store__sqlite_vfs_counts(&asked0, &made0);
 	for (int i = 1; i <= 20; i++) {
 		exec(f->db, "BEGIN");
 		insert_random(f->db, 10 * i);
@@ -147,7 +147,7 @@ static void test_commit_is_on_file_when_commit_returns(void **state)
 	assert_intact(other);
 	sqlite3_close(other);
 	/* and the frames were gathered: far fewer writes than SQLite asked for */
-	store__walvfs_counts(&asked, &made);
+	store__sqlite_vfs_counts(&asked, &made);
 	assert_true(asked - asked0 > 1000);
 	assert_true((made - made0) * 10 < asked - asked0);
 }

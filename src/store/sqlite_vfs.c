@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A VFS shim that writes each commit's WAL frames with one pwrite() instead
- * of two per page.
+ * The SQLite backend's VFS, a shim over the default one ("dlrd"), used by
+ * every connection.  Two jobs: each commit's WAL frames leave in one
+ * pwrite() instead of two per page; and, for tests only, faults on demand.
  *
- * SQLite appends a frame to the WAL as two writes, its 24-byte header and
- * then the page, so a commit of 60 pages costs 120 pwrite() calls, each of
+ * Gathered WAL writes: SQLite appends a frame to the WAL as two writes, its
+ * 24-byte header and then the page, so a commit of 60 pages costs 120 pwrite() calls, each of
  * which pays the syscall and ext4's per-call work (inode lock, timestamps,
  * the per-page write_begin/write_end of a range that straddles page
  * boundaries).  Measured on this kind of machine: 2.2 us per frame so, 0.46
@@ -29,50 +30,93 @@
  * after store_sync()'s fdatasync, which runs after COMMIT returned).
  *
  * Every other file, and every other method, passes straight through to the
- * VFS below (the default one, or the fault-injecting one in tests).
+ * default VFS.
+ *
+ * Faults, in the manner of SQLite's own test suite: while the file named by
+ * the environment variable DLRD_TEST_FAULT_FILE exists, every write (as it
+ * reaches the file), sync and truncate fails with SQLITE_IOERR, or
+ * SQLITE_FULL when the file's first byte is 'f' (a full disk); only syncs,
+ * dlrd's own WAL sync included, when it is 's'.  Without that variable the
+ * check is one NULL test.
  */
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
-#include "store_int.h"
+#include "sqlite_int.h"
 
 #define WAL_BUF_BYTES (1u << 20)
 #define WAL_WRITE_MAX (64u << 10)
 #define WAL_FRAME_HDR 24
 
-struct wal_file {
+struct vfs_file {
 	sqlite3_file base;
 	sqlite3_file *real; /* follows this struct in the same allocation */
 	bool is_wal;
 	bool flush_next;          /* the last write was a commit frame's header */
-	struct wal_file *partner; /* WAL <-> its main database file */
+	struct vfs_file *partner; /* WAL <-> its main database file */
 	char *buf;                /* WAL only, allocated at the first write */
 	size_t len;
 	sqlite3_int64 off; /* file offset of buf[0] */
 };
 
 static _Atomic uint64_t n_in, n_out; /* WAL writes asked for, made */
-static sqlite3_vfs wal_vfs;
-static sqlite3_vfs *below;
-static const sqlite3_io_methods wal_methods;
+static sqlite3_vfs dlrd_vfs;
+static sqlite3_vfs *below; /* the default VFS */
+static const sqlite3_io_methods vfs_methods;
+static const char *fault_path; /* $DLRD_TEST_FAULT_FILE, or NULL */
 
-#define REAL(f) (((struct wal_file *)(f))->real)
+#define REAL(f) (((struct vfs_file *)(f))->real)
+
+/* The armed fault mode: 0 (none), 'f' (full disk), 's' (syncs only) or 'e'. */
+static char fault_mode(void)
+{
+	char c = 0;
+	if (!fault_path)
+		return 0;
+	int fd = open(fault_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (read(fd, &c, 1) != 1 || (c != 'f' && c != 's'))
+		c = 'e';
+	close(fd);
+	return c;
+}
+
+/* 0 when writes and truncates go through, else the SQLite error to return. */
+static int fault_write(void)
+{
+	char c = fault_mode();
+	return c == 0 || c == 's' ? 0 : c == 'f' ? SQLITE_FULL : SQLITE_IOERR_WRITE;
+}
+
+bool store__sqlite_vfs_sync_fails(void)
+{
+	return fault_mode() != 0;
+}
+
+/* A write as it reaches the file. */
+static int write_real(struct vfs_file *w, const void *b, int n, sqlite3_int64 o)
+{
+	int rc = fault_write();
+	return rc ? rc : w->real->pMethods->xWrite(w->real, b, n, o);
+}
 
 /* Writes the buffer out, in pieces the unix VFS takes whole (its xWrite
  * writes at most 128 KiB - 1 bytes of a call, a page being its unit). */
-static int flush(struct wal_file *w)
+static int flush(struct vfs_file *w)
 {
 	int rc = SQLITE_OK;
 
 	for (size_t done = 0, n; done < w->len && rc == SQLITE_OK; done += n) {
 		n = w->len - done < WAL_WRITE_MAX ? w->len - done : WAL_WRITE_MAX;
-		rc = w->real->pMethods->xWrite(w->real, w->buf + done, (int)n,
-		                               w->off + (sqlite3_int64)done);
+		rc = write_real(w, w->buf + done, (int)n, w->off + (sqlite3_int64)done);
 		atomic_fetch_add_explicit(&n_out, 1, memory_order_relaxed);
 	}
 	w->off += (sqlite3_int64)w->len;
@@ -82,7 +126,7 @@ static int flush(struct wal_file *w)
 
 static int v_close(sqlite3_file *f)
 {
-	struct wal_file *w = (struct wal_file *)f;
+	struct vfs_file *w = (struct vfs_file *)f;
 	int rc = flush(w);
 	if (w->partner)
 		w->partner->partner = NULL;
@@ -93,7 +137,7 @@ static int v_close(sqlite3_file *f)
 
 static int v_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
 {
-	int rc = flush((struct wal_file *)f);
+	int rc = flush((struct vfs_file *)f);
 	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xRead(REAL(f), b, n, o);
 }
 
@@ -104,21 +148,21 @@ static uint32_t be32(const unsigned char *p)
 
 static int v_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
 {
-	struct wal_file *w = (struct wal_file *)f;
+	struct vfs_file *w = (struct vfs_file *)f;
 	int rc;
 
 	if (!w->is_wal)
-		return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+		return write_real(w, b, n, o);
 	atomic_fetch_add_explicit(&n_in, 1, memory_order_relaxed);
 	if (!w->buf && !(w->buf = malloc(WAL_BUF_BYTES))) {
 		atomic_fetch_add_explicit(&n_out, 1, memory_order_relaxed);
-		return REAL(f)->pMethods->xWrite(REAL(f), b, n, o); /* unbuffered */
+		return write_real(w, b, n, o); /* unbuffered */
 	}
 	if (w->len && (o != w->off + (sqlite3_int64)w->len || w->len + (size_t)n > WAL_BUF_BYTES) &&
 	    (rc = flush(w)) != SQLITE_OK)
 		return rc;
 	if ((size_t)n > WAL_WRITE_MAX) {
-		rc = REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+		rc = write_real(w, b, n, o);
 		atomic_fetch_add_explicit(&n_out, 1, memory_order_relaxed);
 	} else {
 		if (!w->len)
@@ -139,17 +183,22 @@ static int v_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
 
 static int v_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
-	int rc = flush((struct wal_file *)f);
+	int rc = flush((struct vfs_file *)f);
+	if (rc == SQLITE_OK && (rc = fault_write()) != SQLITE_OK)
+		return rc == SQLITE_FULL ? rc : SQLITE_IOERR_TRUNCATE;
 	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xTruncate(REAL(f), size);
 }
 static int v_sync(sqlite3_file *f, int flags)
 {
-	int rc = flush((struct wal_file *)f);
+	int rc = flush((struct vfs_file *)f);
+	char c = rc == SQLITE_OK ? fault_mode() : 0;
+	if (c)
+		return c == 'f' ? SQLITE_FULL : SQLITE_IOERR_FSYNC;
 	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xSync(REAL(f), flags);
 }
 static int v_size(sqlite3_file *f, sqlite3_int64 *size)
 {
-	int rc = flush((struct wal_file *)f);
+	int rc = flush((struct vfs_file *)f);
 	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xFileSize(REAL(f), size);
 }
 static int v_lock(sqlite3_file *f, int l)
@@ -166,7 +215,7 @@ static int v_check(sqlite3_file *f, int *out)
 }
 static int v_fcntl(sqlite3_file *f, int op, void *arg)
 {
-	int rc = flush((struct wal_file *)f);
+	int rc = flush((struct vfs_file *)f);
 	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
 }
 static int v_sector(sqlite3_file *f)
@@ -187,7 +236,7 @@ static int v_shmlock(sqlite3_file *f, int off, int n, int flags)
 }
 static void v_shmbarrier(sqlite3_file *f)
 {
-	struct wal_file *wal = ((struct wal_file *)f)->partner;
+	struct vfs_file *wal = ((struct vfs_file *)f)->partner;
 
 	/* Never so while the commit-frame rule above holds; if it ever did not,
 	 * a commit would become visible without its frames on file, and
@@ -211,7 +260,7 @@ static int v_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
 	return REAL(f)->pMethods->xUnfetch(REAL(f), o, p);
 }
 
-static const sqlite3_io_methods wal_methods = {
+static const sqlite3_io_methods vfs_methods = {
     3,         v_close,      v_read,     v_write, v_truncate, v_sync,    v_size,
     v_lock,    v_unlock,     v_check,    v_fcntl, v_sector,   v_devchar, v_shmmap,
     v_shmlock, v_shmbarrier, v_shmunmap, v_fetch, v_unfetch,
@@ -219,17 +268,17 @@ static const sqlite3_io_methods wal_methods = {
 
 static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out)
 {
-	struct wal_file *w = (struct wal_file *)file;
+	struct vfs_file *w = (struct vfs_file *)file;
 	(void)vfs;
-	*w = (struct wal_file){.real = (sqlite3_file *)(w + 1)};
+	*w = (struct vfs_file){.real = (sqlite3_file *)(w + 1)};
 	int rc = below->xOpen(below, name, w->real, flags, out);
-	w->base.pMethods = w->real->pMethods ? &wal_methods : NULL;
+	w->base.pMethods = w->real->pMethods ? &vfs_methods : NULL;
 	if (rc != SQLITE_OK || !w->real->pMethods || !(flags & SQLITE_OPEN_WAL) || !name)
 		return rc;
 	w->is_wal = true;
 	sqlite3_file *db = sqlite3_database_file_object(name);
-	if (db && db->pMethods == &wal_methods) {
-		w->partner = (struct wal_file *)db;
+	if (db && db->pMethods == &vfs_methods) {
+		w->partner = (struct vfs_file *)db;
 		w->partner->partner = w;
 	}
 	return rc;
@@ -276,16 +325,18 @@ static int v_time64(sqlite3_vfs *v, sqlite3_int64 *out)
 	return below->xCurrentTimeInt64(below, out);
 }
 
-const char *store__walvfs_register(const char *under)
+const char *store__sqlite_vfs_register(void)
 {
 	if (!below) {
-		if (!(below = sqlite3_vfs_find(under)))
-			return under;
-		wal_vfs = (sqlite3_vfs){
+		if (!(below = sqlite3_vfs_find(NULL)))
+			return NULL;
+		const char *fp = getenv("DLRD_TEST_FAULT_FILE");
+		fault_path = fp && *fp ? fp : NULL;
+		dlrd_vfs = (sqlite3_vfs){
 		    .iVersion = 2,
-		    .szOsFile = (int)sizeof(struct wal_file) + below->szOsFile,
+		    .szOsFile = (int)sizeof(struct vfs_file) + below->szOsFile,
 		    .mxPathname = below->mxPathname,
-		    .zName = "dlrd-wal",
+		    .zName = "dlrd",
 		    .xOpen = v_open,
 		    .xDelete = v_delete,
 		    .xAccess = v_access,
@@ -297,12 +348,12 @@ const char *store__walvfs_register(const char *under)
 		    .xGetLastError = v_lasterr,
 		    .xCurrentTimeInt64 = v_time64,
 		};
-		sqlite3_vfs_register(&wal_vfs, 0);
+		sqlite3_vfs_register(&dlrd_vfs, 0);
 	}
-	return "dlrd-wal";
+	return "dlrd";
 }
 
-void store__walvfs_counts(uint64_t *asked, uint64_t *made)
+void store__sqlite_vfs_counts(uint64_t *asked, uint64_t *made)
 {
 	*asked = atomic_load(&n_in);
 	*made = atomic_load(&n_out);
