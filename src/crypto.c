@@ -161,45 +161,49 @@ static EVP_MAC_CTX *hmac_keyed(enum crypto_md md, const void *key, size_t keylen
 	return c;
 }
 
+/* A slot of this thread's holding md keyed with key, reset and taken; NULL
+ * when the key is not kept (too long, no cache, every slot in use). */
+static struct hmac_slot *hmac_take(enum crypto_md md, const void *key, size_t keylen)
+{
+	struct hmac_cache *hc;
+	struct hmac_slot *s = NULL;
+
+	if (!key || keylen > HMAC_KEY_MAX || !(hc = hmac_cache()))
+		return NULL;
+	for (size_t i = 0; i < HMAC_SLOTS; i++) {
+		struct hmac_slot *t = &hc->slot[i];
+		if (t->ctx && !t->busy && t->md == md &&
+		    crypto_ct_eq(t->key, t->keylen, key, keylen)) {
+			if (!EVP_MAC_init(t->ctx, NULL, 0, NULL)) /* same key, fresh state */
+				fatal("EVP_MAC_init");
+			t->busy = true;
+			return t;
+		}
+		if (!t->ctx && !s)
+			s = t;
+	}
+	for (size_t n = 0; !s && n < HMAC_SLOTS; n++) { /* else replace one not in use */
+		struct hmac_slot *t = &hc->slot[hc->next++ % HMAC_SLOTS];
+		if (!t->busy) {
+			EVP_MAC_CTX_free(t->ctx);
+			OPENSSL_cleanse(t, sizeof(*t));
+			s = t;
+		}
+	}
+	if (s) {
+		*s = (struct hmac_slot){hmac_keyed(md, key, keylen), true, md, keylen, {0}};
+		memcpy(s->key, key, keylen);
+	}
+	return s;
+}
+
 /* Creates an HMAC context for md keyed with key; never NULL. */
 struct crypto_hmac_ctx *crypto_hmac_new(enum crypto_md md, const void *key, size_t keylen)
 {
-	struct hmac_cache *hc;
-	struct hmac_slot *free_slot = NULL;
-
 	(void)md_get(md); /* runs the once-init, checks md is available */
-	if (!key || keylen > HMAC_KEY_MAX || !(hc = hmac_cache()))
-		return (struct crypto_hmac_ctx *)(void *)hmac_keyed(md, key, keylen);
-	for (size_t i = 0; i < HMAC_SLOTS; i++) {
-		struct hmac_slot *s = &hc->slot[i];
-		if (!s->ctx) {
-			free_slot = free_slot ? free_slot : s;
-		} else if (!s->busy && s->md == md &&
-		           crypto_ct_eq(s->key, s->keylen, key, keylen)) {
-			if (!EVP_MAC_init(s->ctx, NULL, 0, NULL)) /* same key, fresh state */
-				fatal("EVP_MAC_init");
-			s->busy = true;
-			return (struct crypto_hmac_ctx *)(void *)s->ctx;
-		}
-	}
-	if (!free_slot) { /* replace one not in use, if any */
-		for (size_t n = 0; n < HMAC_SLOTS && !free_slot; n++) {
-			struct hmac_slot *s = &hc->slot[hc->next++ % HMAC_SLOTS];
-			if (!s->busy) {
-				EVP_MAC_CTX_free(s->ctx);
-				OPENSSL_cleanse(s, sizeof(*s));
-				free_slot = s;
-			}
-		}
-		if (!free_slot)
-			return (struct crypto_hmac_ctx *)(void *)hmac_keyed(md, key, keylen);
-	}
-	free_slot->ctx = hmac_keyed(md, key, keylen);
-	free_slot->busy = true;
-	free_slot->md = md;
-	free_slot->keylen = keylen;
-	memcpy(free_slot->key, key, keylen);
-	return (struct crypto_hmac_ctx *)(void *)free_slot->ctx;
+	struct hmac_slot *s = hmac_take(md, key, keylen);
+	EVP_MAC_CTX *c = s ? s->ctx : hmac_keyed(md, key, keylen);
+	return (struct crypto_hmac_ctx *)(void *)c;
 }
 
 /* Feeds n bytes at p into c. */

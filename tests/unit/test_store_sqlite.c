@@ -112,25 +112,29 @@ static sqlite3_int64 q_int(struct fixture *f, const char *sql)
 	return v;
 }
 
-/* The order-independent part of a summary row, as one string. */
-static void summary(struct fixture *f, const char *sid, char *out, size_t n)
+/* The one text column sql (with ?1 = sid) selects, into out. */
+static void sid_text(struct fixture *f, const char *sql, const char *sid, char *out, size_t n)
 {
 	sqlite3 *db;
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_prepare_v2(db,
-	                       "SELECT current_status || '|' || coalesce(current_raw_status,'-') "
-	                       "|| '|' || coalesce(current_error_code,'-') || '|' || is_final || "
-	                       "'|' || status_mask || '|' || final_conflict || '|' || event_count "
-	                       "FROM sms_messages WHERE provider_message_id = ?1",
-	                       -1, &st, NULL),
-	    SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
 	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	util_strlcpy(out, (const char *)sqlite3_column_text(st, 0), n);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+}
+
+/* The order-independent part of a summary row, as one string. */
+static void summary(struct fixture *f, const char *sid, char *out, size_t n)
+{
+	sid_text(f,
+	         "SELECT current_status || '|' || coalesce(current_raw_status,'-') "
+	         "|| '|' || coalesce(current_error_code,'-') || '|' || is_final || "
+	         "'|' || status_mask || '|' || final_conflict || '|' || event_count "
+	         "FROM sms_messages WHERE provider_message_id = ?1",
+	         sid, out, n);
 }
 
 /* Heap's algorithm: steps order[0..n) to its next permutation, with c[]
@@ -215,34 +219,23 @@ static void test_every_order_same_summary(void **state)
 /* Every column a summary row's fold and counters touch, as one string. */
 static void full_row(struct fixture *f, const char *sid, char *out, size_t n)
 {
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_prepare_v2(
-	        db,
-	        "SELECT quote(current_status) || '|' || quote(current_raw_status) ||"
-	        " '|' || quote(current_error_code) || '|' || quote(current_error_reason)"
-	        " || '|' || quote(current_occurred_at) || '|' ||"
-	        " quote(current_occurred_ms) || '|' || quote(is_final) || '|' ||"
-	        " quote(status_mask) || '|' || quote(final_conflict) || '|' ||"
-	        " quote(read_receipt) || '|' || quote(event_count) || '|' ||"
-	        " quote(callback_count) || '|' || quote(duplicate_count) || '|' ||"
-	        " quote(first_callback_at) || '|' || quote(final_at) || '|' ||"
-	        " quote(updated_at) || '|' || quote(recipient_hash) || '|' ||"
-	        " quote(destination_country) || '|' || quote(country_source) || '|' ||"
-	        " quote(sender_identity) || '|' || quote((SELECT count(*) FROM"
-	        " review_queue r WHERE r.message_id = m.id)) || '|' || quote((SELECT"
-	        " group_concat(changed_summary, '') FROM (SELECT changed_summary FROM"
-	        " sms_message_events e WHERE e.message_id = m.id ORDER BY e.id)))"
-	        " FROM sms_messages m WHERE provider_message_id = ?1",
-	        -1, &st, NULL),
-	    SQLITE_OK);
-	sqlite3_bind_text(st, 1, sid, -1, SQLITE_STATIC);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	util_strlcpy(out, (const char *)sqlite3_column_text(st, 0), n);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
+	sid_text(f,
+	         "SELECT quote(current_status) || '|' || quote(current_raw_status) ||"
+	         " '|' || quote(current_error_code) || '|' || quote(current_error_reason)"
+	         " || '|' || quote(current_occurred_at) || '|' ||"
+	         " quote(current_occurred_ms) || '|' || quote(is_final) || '|' ||"
+	         " quote(status_mask) || '|' || quote(final_conflict) || '|' ||"
+	         " quote(read_receipt) || '|' || quote(event_count) || '|' ||"
+	         " quote(callback_count) || '|' || quote(duplicate_count) || '|' ||"
+	         " quote(first_callback_at) || '|' || quote(final_at) || '|' ||"
+	         " quote(updated_at) || '|' || quote(recipient_hash) || '|' ||"
+	         " quote(destination_country) || '|' || quote(country_source) || '|' ||"
+	         " quote(sender_identity) || '|' || quote((SELECT count(*) FROM"
+	         " review_queue r WHERE r.message_id = m.id)) || '|' || quote((SELECT"
+	         " group_concat(changed_summary, '') FROM (SELECT changed_summary FROM"
+	         " sms_message_events e WHERE e.message_id = m.id ORDER BY e.id)))"
+	         " FROM sms_messages m WHERE provider_message_id = ?1",
+	         sid, out, n);
 }
 
 /* A batch folds a message's events in memory and writes its summary row
