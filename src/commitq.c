@@ -98,6 +98,7 @@ static void *syncer_main(void *arg)
 	struct commitq *q = arg;
 	char err[256];
 
+	pthread_setname_np(pthread_self(), "dlrd-syncer"); /* top -H, perf */
 	for (;;) {
 		struct synced_batch b;
 
@@ -141,6 +142,7 @@ static void *writer_main(void *arg)
 	struct commitq *q = arg;
 	char err[256];
 
+	pthread_setname_np(pthread_self(), "dlrd-writer");
 	for (;;) {
 		size_t n = 0;
 		bool stopping;

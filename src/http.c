@@ -841,6 +841,7 @@ static void *watchdog_main(void *arg)
 	const long long req_ms = h->cfg->request_timeout_ms;
 	const long long idle_ms = (long long)h->cfg->idle_timeout_s * 1000 + req_ms;
 
+	pthread_setname_np(pthread_self(), "dlrd-watchdog");
 	while (!atomic_load(&h->stopping)) {
 		usleep(WATCHDOG_MS * 1000);
 		long long now = (long long)util_now_ms();

@@ -448,6 +448,7 @@ static void *ckpt_main(void *arg)
 {
 	struct checkpointer *c = arg;
 
+	pthread_setname_np(pthread_self(), "dlrd-checkpoint");
 	for (;;) {
 		pthread_mutex_lock(&c->mu);
 		if (!c->wanted && !c->stopping) {
