@@ -313,8 +313,9 @@ static const char *const queries[Q__COUNT] = {
  *
  * The cycle, driven by the writer's WAL hook after each commit: once the WAL
  * holds CKPT_PAGES frames, the thread copies them back (PASSIVE: never
- * blocks the writer), again and again while more than 1/CKPT_CATCHUP_DIV of
- * that is left, since the writer keeps adding frames meanwhile.  Then the
+ * blocks the writer), again after each commit that finds more than
+ * 1/CKPT_CATCHUP_DIV of that left, since the writer keeps adding frames
+ * meanwhile (and never wakes it while it runs, see wal_hook()).  Then the
  * writer copies the few frames left itself (sqlite_maintain(), about a
  * millisecond, while the syncer syncs the batch it just committed): with the
  * whole WAL in the database and no other writer, its next transaction starts
@@ -325,16 +326,18 @@ static const char *const queries[Q__COUNT] = {
  * less written per callback with it. */
 #define CKPT_PAGES       16000 /* 64 MiB at 4 KiB pages */
 #define CKPT_CATCHUP_DIV 16    /* the writer copies the last 1/16th itself */
+#define CKPT_LIMIT       4     /* the writer copies it all at 4 cycles' worth */
 #define CKPT_IDLE_MS     5000
 
 struct checkpointer {
 	sqlite3 *db; /* the checkpointer's own connection */
 	pthread_t thread;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool wanted, stopping; /* guarded by mu */
+	pthread_cond_t cv, idle; /* the thread waits on cv, the writer on idle */
+	bool wanted, stopping;   /* guarded by mu */
 	bool started;
 	int pages;              /* CKPT_PAGES, or DLRD_TEST_CKPT_PAGES */
+	int delay_ms;           /* DLRD_TEST_CKPT_DELAY_MS: tests, a slow disk */
 	_Atomic bool running;   /* the thread is checkpointing */
 	bool catch_up;          /* writer thread only */
 	_Atomic int backfilled; /* WAL frames in the database, after the last checkpoint */
@@ -444,6 +447,14 @@ static int migrate(struct sqlite_be *be, char *err, size_t errlen)
 	return 0;
 }
 
+/* What a checkpoint leaves for the hook: the frames now in the database,
+ * or 0 when it copied the whole WAL (the next transaction starts the WAL
+ * over, so the old count would be stale; 0 errs towards the thread). */
+static void ckpt_done(struct checkpointer *c, int log, int done)
+{
+	atomic_store(&c->backfilled, done >= log ? 0 : done);
+}
+
 static void *ckpt_main(void *arg)
 {
 	struct checkpointer *c = arg;
@@ -466,26 +477,46 @@ static void *ckpt_main(void *arg)
 		atomic_store(&c->running, true);
 		int rc =
 		    sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+		if (c->delay_ms > 0)
+			nanosleep(
+			    &(struct timespec){c->delay_ms / 1000, c->delay_ms % 1000 * 1000000L},
+			    NULL);
+		pthread_mutex_lock(&c->mu);
 		atomic_store(&c->running, false);
+		pthread_cond_signal(&c->idle);
+		pthread_mutex_unlock(&c->mu);
 		if (rc == SQLITE_OK)
-			atomic_store(&c->backfilled, done);
+			ckpt_done(c, log, done);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 			LOG_W("checkpoint_failed", "error=\"%s\"", sqlite3_errstr(rc));
 	}
 	return NULL;
 }
 
-/* The writer's WAL hook: runs after each commit, on the writer thread. */
+/* The writer's WAL hook: runs after each commit, on the writer thread.
+ *
+ * While the thread runs, it is left alone: the first commit after it ends
+ * decides, from a fresh count, whether it runs again or the writer copies
+ * the rest.  (Waking it again while it ran, as before, made it chase the
+ * writer for ever whenever one checkpoint took longer than a batch: on a
+ * slow disk the WAL then never started over.)  And if the WAL reaches
+ * CKPT_LIMIT cycles' worth because the thread cannot keep up, the writer
+ * waits for the thread and copies the rest itself: back-pressure, so the
+ * WAL stays under CKPT_LIMIT cycles and a batch. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct checkpointer *c = arg;
 	(void)db;
 	(void)name;
-	if (pages < c->pages)
+	if (pages >= CKPT_LIMIT * c->pages) {
+		c->catch_up = true;
+		return SQLITE_OK;
+	}
+	if (pages < c->pages || atomic_load(&c->running))
 		return SQLITE_OK;
 	int done = atomic_load(&c->backfilled);
-	int left = pages >= done ? pages - done : pages; /* stale after a restart */
-	if (!atomic_load(&c->running) && left <= c->pages / CKPT_CATCHUP_DIV) {
+	int left = pages >= done ? pages - done : pages;
+	if (left <= c->pages / CKPT_CATCHUP_DIV) {
 		c->catch_up = true; /* sqlite_maintain(), once the batch is handed on */
 		return SQLITE_OK;
 	}
@@ -496,7 +527,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
-/* The end of a WAL cycle: the writer copies the last few frames itself (see
+/* The end of a WAL cycle: the writer copies the last frames itself (see
  * above), while the syncer syncs the batch just committed. */
 static void sqlite_maintain(void *p)
 {
@@ -507,9 +538,17 @@ static void sqlite_maintain(void *p)
 	if (!c->catch_up)
 		return;
 	c->catch_up = false;
+	if (atomic_load(&c->running)) { /* only at CKPT_LIMIT, see wal_hook() */
+		pthread_mutex_lock(&c->mu);
+		while (atomic_load(&c->running))
+			pthread_cond_wait(&c->idle, &c->mu);
+		pthread_mutex_unlock(&c->mu);
+	}
+	/* busy only if the thread's idle-time checkpoint got there first: then
+	 * the next commit's hook decides again */
 	int rc = sqlite3_wal_checkpoint_v2(be->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
 	if (rc == SQLITE_OK)
-		atomic_store(&c->backfilled, done);
+		ckpt_done(c, log, done);
 	else if (rc != SQLITE_BUSY)
 		LOG_W("checkpoint_failed", "error=\"%s\"", sqlite3_errstr(rc));
 }
@@ -526,19 +565,24 @@ static int ckpt_start(struct sqlite_be *be, const char *vfs, char *err, size_t e
 	sqlite3_busy_timeout(c->db, 1000);
 	/* checkpoints sync the WAL before and the database after, see above */
 	sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
-	if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
-		util_fmt(err, errlen, "sqlite: cannot start the checkpointer");
-		return DLRD_EIO;
-	}
-	c->started = true;
 	const char *tp = getenv("DLRD_TEST_CKPT_PAGES"); /* tests: a short cycle */
 	uint64_t tpn = 0;
 	c->pages = tp && util_parse_u64(tp, strlen(tp), &tpn) == 0 && tpn >= CKPT_CATCHUP_DIV &&
 	                   tpn <= CKPT_PAGES
 	               ? (int)tpn
 	               : CKPT_PAGES;
+	const char *td = getenv("DLRD_TEST_CKPT_DELAY_MS"); /* tests: a slow disk */
+	uint64_t tdn = 0;
+	c->delay_ms =
+	    td && util_parse_u64(td, strlen(td), &tdn) == 0 && tdn <= 10000 ? (int)tdn : 0;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	pthread_cond_init(&c->idle, NULL);
+	if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
+		util_fmt(err, errlen, "sqlite: cannot start the checkpointer");
+		return DLRD_EIO;
+	}
+	c->started = true;
 	sqlite3_wal_autocheckpoint(be->db, 0);
 	sqlite3_wal_hook(be->db, wal_hook, c);
 	return 0;
@@ -554,6 +598,7 @@ static void ckpt_stop(struct checkpointer *c)
 		pthread_join(c->thread, NULL);
 		pthread_mutex_destroy(&c->mu);
 		pthread_cond_destroy(&c->cv);
+		pthread_cond_destroy(&c->idle);
 		c->started = false;
 	}
 	if (c->db)
