@@ -173,6 +173,7 @@ int h_setup_shared(struct dlrd *out, const struct dlrd *d, const char *log_name,
 	*out = *d;
 	out->pid = 0;
 	out->owns_dir = false;
+	out->started = false;
 	util_fmt(out->log_path, sizeof(out->log_path), "%s/%s", d->dir, log_name);
 	set_port(out, pick_port());
 	for (size_t i = 0; env && env[i]; i++)
@@ -278,9 +279,11 @@ int h_spawn(struct dlrd *d)
 	static char *const argv[] = {"dlrd", "serve", NULL};
 	pid_t parent = getpid();
 	char **env = child_env_new(d);
+	struct stat sb;
 	int log_fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	pid_t pid = -1;
 
+	d->log_off = log_fd >= 0 && fstat(log_fd, &sb) == 0 ? (size_t)sb.st_size : 0;
 	if (env && log_fd >= 0)
 		pid = fork();
 	if (pid == 0) {
@@ -323,6 +326,16 @@ int h_wait_exit(struct dlrd *d, int timeout_ms, int *status)
 	}
 }
 
+/* Whether the log has s since the last h_spawn. */
+static bool log_since_spawn(const struct dlrd *d, const char *s)
+{
+	size_t n;
+	char *log = h_read_file(d->log_path, &n);
+	bool hit = log && n > d->log_off && memmem(log + d->log_off, n - d->log_off, s, strlen(s));
+	free(log);
+	return hit;
+}
+
 int h_wait_healthy(struct dlrd *d, int timeout_ms)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
@@ -333,7 +346,7 @@ int h_wait_healthy(struct dlrd *d, int timeout_ms)
 		int st;
 		if (h_wait_exit(d, 0, &st) == 0)
 			break;
-		if (h_get(d, "/healthz", r) == 200) {
+		if (log_since_spawn(d, "event=listening") && h_get(d, "/healthz", r) == 200) {
 			rc = 0;
 			break;
 		}
@@ -347,15 +360,20 @@ int h_wait_healthy(struct dlrd *d, int timeout_ms)
 
 int h_start(struct dlrd *d)
 {
-	if (h_spawn(d) != 0)
-		return -1;
-	if (h_wait_healthy(d, START_TIMEOUT_MS) != 0) {
+	for (int attempt = 0;; attempt++) {
+		if (h_spawn(d) != 0)
+			return -1;
+		if (h_wait_healthy(d, START_TIMEOUT_MS) == 0) {
+			d->started = true;
+			return 0;
+		}
 		int st;
 		if (d->pid)
 			h_stop(d, SIGKILL, 2000, &st);
-		return -1;
+		if (d->started || attempt == 4 || !log_since_spawn(d, "cannot listen"))
+			return -1;
+		set_port(d, pick_port());
 	}
-	return 0;
 }
 
 int h_stop(struct dlrd *d, int sig, int timeout_ms, int *status)

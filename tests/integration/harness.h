@@ -65,8 +65,10 @@ struct dlrd {
 	char pg_url[H_PATH_MAX];     /* PostgreSQL: libpq URL of pg_db, else "" */
 	char base_url[64];           /* http://127.0.0.1:<port> */
 	uint16_t port;
-	pid_t pid;     /* 0 when not running */
-	bool owns_dir; /* h_teardown removes dir */
+	pid_t pid;      /* 0 when not running */
+	bool owns_dir;  /* h_teardown removes dir */
+	bool started;   /* h_start succeeded once: the port is the test's now */
+	size_t log_off; /* the log's size when the last h_spawn started */
 	/* extra "KEY=VALUE" settings applied after the defaults ("KEY=" sets
 	 * an empty value, which dlrd reads as unset); copied */
 	char env[H_MAX_ENV][H_PATH_MAX];
@@ -99,12 +101,15 @@ void h_set_env(struct dlrd *d, const char *kv);
 
 /* Starts dlrd and waits (up to 10 s) for GET /healthz to answer 200.
  * Returns 0, or -1 when it exited or never became healthy (then it is
- * killed). */
+ * killed).  On the first start only, a port taken meanwhile (another test
+ * may have bound the free port picked at set-up) means a new port and
+ * another try. */
 int h_start(struct dlrd *d);
 /* Starts dlrd without waiting for anything. Returns 0 or -1. */
 int h_spawn(struct dlrd *d);
-/* Waits up to timeout_ms for /healthz to answer 200; -1 if dlrd exits or
- * the time runs out. */
+/* Waits up to timeout_ms for /healthz to answer 200, from this dlrd (it
+ * logged event=listening since it was spawned, so not another process on
+ * the port); -1 if dlrd exits or the time runs out. */
 int h_wait_healthy(struct dlrd *d, int timeout_ms);
 /* Waits up to timeout_ms for dlrd to exit; *status gets the waitpid status.
  * Returns 0, or -1 on timeout (dlrd keeps running). */

@@ -237,7 +237,7 @@ static void test_key_file_created_once(void **state)
 	char *k1 = h_read_file(path, NULL);
 	assert_non_null(k1);
 	record(&d, "kf-1", N_TO, NULL, id);
-	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_int_equal(h_stop(&d, SIGTERM, 15000, &st), 0);
 
 	/* restart: the same key, not a new one; the old number still opens */
 	assert_int_equal(h_start(&d), 0);
@@ -284,7 +284,7 @@ static void test_configured_keys_rotate(void **state)
 	char path[H_PATH_MAX + 32];
 	util_fmt(path, sizeof(path), "%s/encryption.keys", d.dir);
 	assert_int_not_equal(access(path, F_OK), 0);
-	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_int_equal(h_stop(&d, SIGTERM, 15000, &st), 0);
 
 	/* a new current key; the old one stays to decrypt */
 	h_set_env(&d, "DLRD_PRIVACY_ENCRYPTION_KEYS=" K_NEW "," K_OLD);
@@ -299,7 +299,7 @@ static void test_configured_keys_rotate(void **state)
 	assert_int_equal(
 	    api_call(&d, "POST", target, T_SUPPORT, "{\"reason\":\"rotation\"}", NULL, &r), 200);
 	assert_non_null(strstr(r.body, N_TO));
-	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_int_equal(h_stop(&d, SIGTERM, 15000, &st), 0);
 
 	/* the old key dropped: its numbers cannot be revealed, and no audit
 	 * row claims they were */
@@ -325,7 +325,7 @@ static void test_configured_keys_rotate(void **state)
 	util_fmt(target, sizeof(target), "/v1/messages/%s/reveal", new_id);
 	assert_int_equal(api_call(&d, "POST", target, T_SUPPORT, "{\"reason\":\"new\"}", NULL, &r),
 	                 200);
-	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_int_equal(h_stop(&d, SIGTERM, 15000, &st), 0);
 
 	/* a malformed ring stops start-up, naming the key, not its value */
 	h_set_env(&d, "DLRD_PRIVACY_ENCRYPTION_KEYS=k1:c2hvcnQ=");

@@ -80,7 +80,8 @@ struct client {
 	struct ev_rec *ev; /* [msg * STAGES + stage] */
 	size_t n_msgs;     /* messages begun: msg < n_msgs */
 	unsigned cur_stage;
-	unsigned n_ok, n_cut, n_refused, n_other, n_resent;
+	_Atomic unsigned n_ok; /* read by the main thread while the client runs */
+	unsigned n_cut, n_refused, n_other, n_resent;
 	long other_status;
 };
 
@@ -492,6 +493,14 @@ static unsigned rounds_from_env(void)
 	return ROUNDS_DEFAULT;
 }
 
+static unsigned ok_total(struct client *cl)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < N_CLIENTS; i++)
+		n += atomic_load(&cl[i].n_ok);
+	return n;
+}
+
 static void test_sigkill_under_load(void **state)
 {
 	struct dlrd d;
@@ -519,10 +528,12 @@ static void test_sigkill_under_load(void **state)
 	}
 
 	for (unsigned round = 1; round <= rounds; round++) {
-		unsigned before = 0;
-		for (unsigned i = 0; i < N_CLIENTS; i++)
-			before += cl[i].n_ok;
+		unsigned before = ok_total(cl);
 		atomic_store(&phase, PH_RUN);
+		/* the kill lands a random time after the first 2xx of the round,
+		 * so that it hits a loaded dlrd however slow the machine */
+		for (int64_t w0 = h_now_ms(); ok_total(cl) == before && h_now_ms() - w0 < 10000;)
+			h_sleep_ms(5);
 		h_sleep_ms(LOAD_MIN_MS + (int)(rnd(&rng) % (LOAD_MAX_MS - LOAD_MIN_MS)));
 		assert_int_equal(h_stop(&d, SIGKILL, 5000, &status), 0);
 		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -541,10 +552,7 @@ static void test_sigkill_under_load(void **state)
 			         log ? log : "");
 		}
 		check_all(&d, cl, round, &n_events, &n_msgs);
-		unsigned after = 0;
-		for (unsigned i = 0; i < N_CLIENTS; i++)
-			after += cl[i].n_ok;
-		idle_rounds += after == before;
+		idle_rounds += ok_total(cl) == before;
 	}
 
 	atomic_store(&phase, PH_STOP);

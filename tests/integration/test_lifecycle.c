@@ -62,7 +62,7 @@ static const char *counts(struct dlrd *d, char *buf, size_t cap)
 static void expect_clean_exit(struct dlrd *d, int sig)
 {
 	int st = 0;
-	assert_int_equal(h_stop(d, sig, 5000, &st), 0);
+	assert_int_equal(h_stop(d, sig, 15000, &st), 0);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		fail_msg("dlrd did not exit 0 on signal %d (wait status 0x%x)", sig, st);
 }
@@ -185,12 +185,13 @@ static void test_sigterm_drain(void **state)
 	assert_true(dr.signal_ms > 0);
 	assert_true(dr.done_at_signal < N_DRAIN); /* the signal came mid-flight */
 
+	/* "within seconds": dlrd gives its drain 5 s (main.c), then closes */
 	if (!dr.exit_ms) {
-		int64_t left = 5000 - (h_now_ms() - dr.signal_ms);
+		int64_t left = 10000 - (h_now_ms() - dr.signal_ms);
 		if (h_wait_exit(d, left > 0 ? (int)left : 0, &dr.status) == 0)
 			dr.exit_ms = h_now_ms();
 	}
-	if (!dr.exit_ms || dr.exit_ms - dr.signal_ms > 5000)
+	if (!dr.exit_ms || dr.exit_ms - dr.signal_ms > 10000)
 		fail_msg("dlrd still ran %lld ms after SIGTERM",
 		         (long long)(h_now_ms() - dr.signal_ms));
 	if (!WIFEXITED(dr.status) || WEXITSTATUS(dr.status) != 0)

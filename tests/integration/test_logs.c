@@ -109,7 +109,7 @@ static void test_no_secrets_or_numbers(void **state)
 		assert_int_equal(h_wait_healthy(d, 5000), 0);
 	}
 
-	assert_int_equal(h_stop(d, SIGTERM, 5000, &st), 0);
+	assert_int_equal(h_stop(d, SIGTERM, 15000, &st), 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
 	/* the log is there and says something... */

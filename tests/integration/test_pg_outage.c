@@ -293,7 +293,13 @@ static void outage(struct env *e, const char *mode)
 		assert_string_equal(r->retry_after, "1");
 		assert_int_equal(h_get(&e->node[i], "/healthz", r), 503);
 	}
-	h_sleep_ms(1500);
+	/* the senders see the outage too */
+	for (int64_t w0 = h_now_ms(); h_now_ms() - w0 < 15000;) {
+		if (atomic_load(&e->s[0].unavailable) > unavail0[0] &&
+		    atomic_load(&e->s[1].unavailable) > unavail0[1])
+			break;
+		h_sleep_ms(20);
+	}
 	for (int i = 0; i < 2; i++)
 		assert_true(atomic_load(&e->s[i].unavailable) > unavail0[i]);
 
@@ -323,7 +329,11 @@ static void test_database_restarts_under_load(void **state)
 
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(pthread_create(&e->t[i], NULL, sender_main, &e->s[i]), 0);
-	h_sleep_ms(1000);
+	for (int64_t w0 = h_now_ms(); h_now_ms() - w0 < 15000;) {
+		if (atomic_load(&e->s[0].acked) > 0 && atomic_load(&e->s[1].acked) > 0)
+			break;
+		h_sleep_ms(20);
+	}
 	for (int i = 0; i < 2; i++)
 		assert_true(atomic_load(&e->s[i].acked) > 0);
 

@@ -86,35 +86,47 @@ static uint16_t free_port(void)
 	return port;
 }
 
+/* Starts s_server on a free port.  The port was free when picked; another
+ * test may bind it before s_server does, and then s_server exits: a new
+ * port and another try. */
 static int server_start(void)
 {
 	char accept[32];
 	int64_t deadline;
 
-	tls.port = free_port();
-	snprintf(accept, sizeof(accept), "127.0.0.1:%u", tls.port);
-	tls.pid = fork();
-	if (tls.pid < 0)
-		return -1;
-	if (tls.pid == 0) {
-		int fd = open(tls.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd < 0 || chdir(tls.dir) != 0)
+	for (int attempt = 0; attempt < 5; attempt++) {
+		tls.port = free_port();
+		snprintf(accept, sizeof(accept), "127.0.0.1:%u", tls.port);
+		tls.pid = fork();
+		if (tls.pid < 0)
+			return -1;
+		if (tls.pid == 0) {
+			int fd = open(tls.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (fd < 0 || chdir(tls.dir) != 0)
+				_exit(127);
+			dup2(fd, 1);
+			dup2(fd, 2);
+			execlp("openssl", "openssl", "s_server", "-accept", accept, "-cert",
+			       "srv.pem", "-key", "srv.key", "-WWW", (char *)NULL);
 			_exit(127);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("openssl", "openssl", "s_server", "-accept", accept, "-cert", "srv.pem",
-		       "-key", "srv.key", "-WWW", (char *)NULL);
-		_exit(127);
-	}
-	deadline = h_now_ms() + 5000;
-	while (h_now_ms() < deadline) {
-		int fd = h_connect(tls.port);
-		if (fd >= 0) {
-			close(fd);
-			return 0;
 		}
-		h_sleep_ms(20);
+		deadline = h_now_ms() + 5000;
+		while (h_now_ms() < deadline) {
+			if (waitpid(tls.pid, NULL, WNOHANG) == tls.pid) {
+				tls.pid = 0; /* exited: the port was taken */
+				break;
+			}
+			/* s_server prints ACCEPT once it listens */
+			char *log = h_read_file(tls.log, NULL);
+			bool up = log && strstr(log, "ACCEPT");
+			free(log);
+			if (up)
+				return 0;
+			h_sleep_ms(20);
+		}
+		if (tls.pid > 0)
+			return -1; /* runs, but never listened */
 	}
 	return -1;
 }
