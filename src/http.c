@@ -94,6 +94,7 @@ struct req {
 	bool body_heap;
 	bool body_too_big; /* past max_body_bytes: the rest is discarded */
 	bool is_api;       /* a JSON API request (api.c), not a webhook */
+	bool answering;    /* resumed and answered; counted in h->answering */
 	struct api_state *api;
 	struct provider_result res;
 	struct commit_item item;
@@ -110,9 +111,10 @@ struct http {
 	char *public_url;
 	struct api *api;              /* the JSON API; read-only after start */
 	const struct pii_keyring *kr; /* seals raw payloads (borrowed) */
-	atomic_int parked;
-	atomic_uint n_conns;       /* open connections (for the limit) */
-	atomic_llong limit_log_ms; /* last "connection limit reached" log */
+	atomic_int parked;            /* waiting for their transaction (push to resume) */
+	atomic_int answering;         /* resumed, answer not yet sent (finish to completed) */
+	atomic_uint n_conns;          /* open connections (for the limit) */
+	atomic_llong limit_log_ms;    /* last "connection limit reached" log */
 	/* static responses, shared read-only by every thread */
 	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post, *r_405_get,
 	    *r_413, *r_414, *r_415, *r_431, *r_503, *r_health_ok, *r_health_bad;
@@ -284,7 +286,8 @@ static enum MHD_Result serve_metrics(struct req *r)
 {
 	struct http *h = r->h;
 	size_t len;
-	char *text = metrics_render(commitq_depth(h->q), commitq_healthy(h->q), &len);
+	char *text = metrics_render(commitq_depth(h->q), (size_t)atomic_load(&h->parked),
+	                            commitq_healthy(h->q), &len);
 	struct MHD_Response *resp =
 	    MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -654,6 +657,8 @@ static enum MHD_Result finish(struct req *r)
 {
 	struct http *h = r->h;
 	atomic_fetch_sub(&h->parked, 1);
+	atomic_fetch_add(&h->answering, 1);
+	r->answering = true;
 	conn_set(r->cc, CS_REQUEST);
 	if (r->is_api) {
 		struct api_answer ans;
@@ -746,6 +751,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 		return;
 	if (r->phase == PH_PARKED)
 		atomic_fetch_sub(&h->parked, 1); /* client left while parked */
+	if (r->answering)
+		atomic_fetch_sub(&h->answering, 1); /* sent, or the client left */
 	conn_set(r->cc, CS_IDLE);
 	*con_cls = NULL;
 	req_free(h, r);
@@ -941,6 +948,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 		      h->public_url);
 	}
 	atomic_init(&h->parked, 0);
+	atomic_init(&h->answering, 0);
 	atomic_init(&h->n_conns, 0);
 	atomic_init(&h->limit_log_ms, 0);
 	atomic_init(&h->stopping, false);
@@ -976,7 +984,11 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	raise_fd_limit(cfg->max_connections);
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
 	                 MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-	/* The logger goes first, or MHD prints what it says before it.  MHD
+	/* No MHD_OPTION_LISTENING_ADDRESS_REUSE: MHD's default, SO_REUSEADDR,
+	 * lets a restarted dlrd listen at once (connections of the old one in
+	 * TIME_WAIT), while SO_REUSEPORT would let a second process listen on
+	 * the same port and silently take half the connections.
+	 * The logger goes first, or MHD prints what it says before it.  MHD
 	 * zeroes a connection's whole memory pool for every request, so the
 	 * pool is the header limit plus room for MHD's own bookkeeping, no
 	 * more (bodies are read into our own arena). */
@@ -986,9 +998,8 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + threads + 16,
 	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)(LIM_HEADER_BYTES + 4096), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
-	    on_connection, h, MHD_OPTION_END);
+	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
 	if (!h->d) {
 		util_fmt(err, errlen, "http: cannot listen on %s (address in use?)", cfg->listen);
 		http_stop(h, 0);
@@ -1016,12 +1027,14 @@ void http_stop(struct http *h, unsigned timeout_ms)
 	if (!h)
 		return;
 	if (h->d) {
-		/* Parked requests were resumed by the commit queue; give MHD time
-		 * to send their answers. */
-		for (unsigned waited = 0; atomic_load(&h->parked) > 0 && waited < timeout_ms;
-		     waited += 10)
-			usleep(10000);
-		usleep(50000);
+		/* Parked requests were resumed by the commit queue: wait until
+		 * MHD has sent their answers (or their clients left), since
+		 * stopping the daemon closes every connection. */
+		for (unsigned waited = 0;
+		     (atomic_load(&h->parked) > 0 || atomic_load(&h->answering) > 0) &&
+		     waited < timeout_ms;
+		     waited += 5)
+			usleep(5000);
 		MHD_stop_daemon(h->d);
 	}
 	atomic_store(&h->stopping, true);

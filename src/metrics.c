@@ -190,7 +190,7 @@ static const char *provider_name(size_t i)
 
 /* Any thread.  The result is a heap string the caller frees; counters are read
  * one by one, so a scrape racing with updates may mix old and new values. */
-char *metrics_render(size_t queue_depth, bool healthy, size_t *len)
+char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *len)
 {
 	struct out o = {xmalloc(8192), 0, 8192};
 	uint64_t cum;
@@ -265,6 +265,11 @@ char *metrics_render(size_t queue_depth, bool healthy, size_t *len)
 	put_header(&o, "dlrd_queue_depth", "gauge",
 	           "Callbacks waiting in the commit queue (queued or reserved).");
 	put(&o, "dlrd_queue_depth %zu\n", queue_depth);
+
+	put_header(&o, "dlrd_requests_parked", "gauge",
+	           "Requests waiting for their transaction to be durable (queued, being "
+	           "written or synced).");
+	put(&o, "dlrd_requests_parked %zu\n", parked);
 
 	put_header(&o, "dlrd_storage_healthy", "gauge",
 	           "1 when the last storage transaction succeeded, 0 after a failure.");

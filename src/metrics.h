@@ -30,8 +30,9 @@ void metrics_commit(size_t batch_size, uint64_t latency_ns, bool ok);
 /* HTTP requests by status class, for all paths. */
 void metrics_http(unsigned status);
 
-/* Renders every metric; queue_depth and healthy are sampled by the caller.
+/* Renders every metric; queue_depth, parked and healthy are sampled by the
+ * caller.
  * Returns a heap string the caller frees; *len gets its length. */
-char *metrics_render(size_t queue_depth, bool healthy, size_t *len);
+char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *len);
 
 #endif

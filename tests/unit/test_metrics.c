@@ -84,15 +84,20 @@ static void has_line_(const char *text, const char *line, const char *file, int 
 		has_line_(text, line, __FILE__, __LINE__);                                         \
 	} while (0)
 
-static char *render(size_t depth, bool healthy)
+static char *render_parked(size_t depth, size_t parked, bool healthy)
 {
 	size_t len = 0;
-	char *text = metrics_render(depth, healthy, &len);
+	char *text = metrics_render(depth, parked, healthy, &len);
 
 	assert_non_null(text);
 	assert_int_equal(strlen(text), len);
 	assert_true(len > 0 && text[len - 1] == '\n');
 	return text;
+}
+
+static char *render(size_t depth, bool healthy)
+{
+	return render_parked(depth, 0, healthy);
 }
 
 static void test_zero(void **state)
@@ -242,8 +247,10 @@ static void test_gauges(void **state)
 	char *t;
 
 	(void)state;
-	t = render(17, false);
+	t = render_parked(17, 41, false);
 	has_line(t, "dlrd_queue_depth 17");
+	has_line(t, "# TYPE dlrd_requests_parked gauge");
+	has_line(t, "dlrd_requests_parked 41");
 	has_line(t, "dlrd_storage_healthy 0");
 	free(t);
 }
