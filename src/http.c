@@ -25,7 +25,11 @@
  *   writer resumes it with the result.  Every parked request is resumed
  *   exactly once (commitq.h), and a stopping server waits for them;
  * - /v1/... and /openapi.json go to the JSON API (api.c), which answers
- *   reads at once and parks its writes the same way as callbacks.
+ *   reads at once and parks its writes the same way as callbacks;
+ * - a request without a body is answered at MHD's second call, not its
+ *   first: MHD 0.9.75 closes the connection after an answer queued at the
+ *   first call, so /healthz, /metrics and API reads would each cost a new
+ *   connection.
  *
  * Threads: request structs belong to the MHD thread serving the connection,
  * except between commitq_push() and the writer's complete() call.  The
@@ -95,6 +99,7 @@ struct req {
 	bool body_too_big; /* past max_body_bytes: the rest is discarded */
 	bool is_api;       /* a JSON API request (api.c), not a webhook */
 	bool answering;    /* resumed and answered; counted in h->answering */
+	bool deferred;     /* no body: begin() waits for MHD's second call */
 	struct api_state *api;
 	struct provider_result res;
 	struct commit_item item;
@@ -682,6 +687,14 @@ static enum MHD_Result finish(struct req *r)
 	                  r->res.content_type);
 }
 
+/* No body: no Transfer-Encoding, and no Content-Length or a single 0. */
+static bool has_body(struct MHD_Connection *mc)
+{
+	struct hdr_scan hs = {0};
+	MHD_get_connection_values(mc, MHD_HEADER_KIND, scan_header, &hs);
+	return hs.n_te || hs.n_cl > 1 || hs.cl_bad || (hs.n_cl && hs.cl);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -699,7 +712,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 	case PH_NEW:
 		if (*upload_data_size)
 			return MHD_NO; /* cannot happen: MHD sends headers first */
-		return begin(r);
+		/* MHD 0.9.75 closes the connection after any answer queued in
+		 * this first call (it would not read a body after it).  A
+		 * request without a body (GET /healthz, /metrics, API reads) is
+		 * complete at the next call: answered there, the connection is
+		 * kept alive. */
+		if (!r->deferred && !has_body(mc)) {
+			r->deferred = true;
+			return MHD_YES;
+		}
+		if (begin(r) == MHD_NO)
+			return MHD_NO;
+		return r->deferred && r->phase == PH_BODY ? dispatch(r) : MHD_YES;
 	case PH_BODY:
 		if (*upload_data_size) {
 			size_t n = *upload_data_size;
