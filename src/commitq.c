@@ -163,8 +163,7 @@ static void *writer_main(void *arg)
 			 * while healthy (a database server can go away). */
 			bool healthy = atomic_load(&q->healthy);
 			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += (healthy ? IDLE_PROBE_MS : PROBE_INTERVAL_MS) / 1000;
+			util_deadline(&ts, healthy ? IDLE_PROBE_MS : PROBE_INTERVAL_MS);
 			if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) != 0 && !q->head &&
 			    !q->stopping) {
 				pthread_mutex_unlock(&q->mu);
@@ -235,7 +234,7 @@ int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct 
 	atomic_init(&q->sync_failed, false);
 	atomic_init(&q->depth, 0);
 	pthread_mutex_init(&q->mu, NULL);
-	pthread_cond_init(&q->cv, NULL);
+	util_cond_init(&q->cv);
 	pthread_mutex_init(&q->smu, NULL);
 	pthread_cond_init(&q->scv, NULL);
 	if (pthread_create(&q->syncer, NULL, syncer_main, q) != 0) {

@@ -9,7 +9,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <time.h>
 
 /* Project error codes: functions return 0 or one of these (negative). */
 enum {
@@ -63,6 +65,11 @@ int util_parse_u64(const char *p, size_t n, uint64_t *out);
 int64_t util_now_ms(void);
 /* Monotonic clock in nanoseconds. */
 uint64_t util_mono_ns(void);
+/* Timed waits on the monotonic clock, which a wall-clock step (NTP on a
+ * fresh VM) cannot move: util_cond_init() makes a condition variable whose
+ * pthread_cond_timedwait() deadlines util_deadline() gives, ms from now. */
+void util_cond_init(pthread_cond_t *cv);
+void util_deadline(struct timespec *ts, unsigned ms);
 
 /* Formats ms-since-epoch as RFC 3339 UTC with milliseconds
  * ("2026-11-27T15:10:00.123Z"); buf needs 25 bytes. */

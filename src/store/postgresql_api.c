@@ -459,7 +459,6 @@ struct store__pg_pool *store__pg_pool_new(const char *const *kw, const char *con
                                           const char *where, unsigned size)
 {
 	struct store__pg_pool *p = xcalloc(1, sizeof(*p));
-	pthread_condattr_t ca;
 
 	p->kw = kw;
 	p->val = val;
@@ -467,10 +466,7 @@ struct store__pg_pool *store__pg_pool_new(const char *const *kw, const char *con
 	p->n = size ? size : PG_READ_POOL_DEFAULT;
 	p->conns = xcalloc(p->n, sizeof(*p->conns));
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	util_cond_init(&p->cv);
 	return p;
 }
 
@@ -550,13 +546,7 @@ static int pool_get(struct store__pg_pool *p, struct rconn **out, bool *fresh, c
 	bool recent;
 
 	*fresh = false;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += PG_READ_WAIT_MS / 1000;
-	ts.tv_nsec += (long)(PG_READ_WAIT_MS % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	util_deadline(&ts, PG_READ_WAIT_MS);
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
 		/* an open connection first, so only as many open as are needed */

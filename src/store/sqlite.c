@@ -464,8 +464,7 @@ static void *ckpt_main(void *arg)
 		pthread_mutex_lock(&c->mu);
 		if (!c->wanted && !c->stopping) {
 			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += CKPT_IDLE_MS / 1000;
+			util_deadline(&ts, CKPT_IDLE_MS);
 			pthread_cond_timedwait(&c->cv, &c->mu, &ts);
 		}
 		bool stop = c->stopping;
@@ -576,7 +575,7 @@ static int ckpt_start(struct sqlite_be *be, const char *vfs, char *err, size_t e
 	c->delay_ms =
 	    td && util_parse_u64(td, strlen(td), &tdn) == 0 && tdn <= 10000 ? (int)tdn : 0;
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
+	util_cond_init(&c->cv);
 	pthread_cond_init(&c->idle, NULL);
 	if (pthread_create(&c->thread, NULL, ckpt_main, c) != 0) {
 		util_fmt(err, errlen, "sqlite: cannot start the checkpointer");

@@ -252,7 +252,7 @@ int store__sqlite_api_open(sqlite3 *wdb, const char *path, const char *vfs, unsi
 	a->n = pool_size ? pool_size : SQLITE_READ_POOL_DEFAULT;
 	a->conns = xcalloc(a->n, sizeof(*a->conns));
 	pthread_mutex_init(&a->mu, NULL);
-	pthread_cond_init(&a->cv, NULL);
+	util_cond_init(&a->cv);
 	*out = a;
 	return 0;
 }
@@ -283,13 +283,7 @@ static int pool_get(struct store__sqlite_api *a, struct rconn **out, char *err, 
 	struct rconn *c = NULL;
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += SQLITE_READ_WAIT_MS / 1000;
-	ts.tv_nsec += (long)(SQLITE_READ_WAIT_MS % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	util_deadline(&ts, SQLITE_READ_WAIT_MS);
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
 		/* an open connection first, so only as many open as are needed */
