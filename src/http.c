@@ -318,20 +318,18 @@ static struct MHD_Response *webhook_405(const struct req *r)
 
 static enum MHD_Result api_begin_req(struct req *r, const struct hdr_scan *hs);
 
-/* First call for a request: headers are complete, no body read yet. */
-static enum MHD_Result begin(struct req *r)
+/* Headers are complete (hs: their scan), no body read yet. */
+static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 {
 	struct http *h = r->h;
-	struct hdr_scan hs = {0};
 	struct iov path, query, name, kind;
 
 	if (r->target_too_long)
 		return reply(r, MHD_HTTP_URI_TOO_LONG, h->r_414);
-	MHD_get_connection_values(r->mc, MHD_HEADER_KIND, scan_header, &hs);
-	if (hs.n > LIM_HEADERS)
+	if (hs->n > LIM_HEADERS)
 		return reply(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, h->r_431);
-	if (hs.n_cl > 1 || hs.n_te > 1 || (hs.n_cl && hs.n_te) || hs.cl_bad ||
-	    (hs.n_te && !hs.te_ok))
+	if (hs->n_cl > 1 || hs->n_te > 1 || (hs->n_cl && hs->n_te) || hs->cl_bad ||
+	    (hs->n_te && !hs->te_ok))
 		return reply_text(r, MHD_HTTP_BAD_REQUEST,
 		                  "conflicting or invalid Content-Length / Transfer-Encoding",
 		                  true);
@@ -350,7 +348,7 @@ static enum MHD_Result begin(struct req *r)
 		return serve_metrics(r);
 	}
 	if (api_owns(path))
-		return api_begin_req(r, &hs);
+		return api_begin_req(r, hs);
 	if (!parse_webhook_path(path, &name, &kind))
 		return reply(r, MHD_HTTP_NOT_FOUND, h->r_404);
 	r->prov = provider_find(name.p, name.n);
@@ -373,12 +371,12 @@ static enum MHD_Result begin(struct req *r)
 		metrics_callback(r->prov_idx, CB_UNSUPPORTED);
 		return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, webhook_405(r));
 	}
-	if (hs.n_cl && hs.cl > h->cfg->max_body_bytes) {
+	if (hs->n_cl && hs->cl > h->cfg->max_body_bytes) {
 		metrics_callback(r->prov_idx, CB_TOO_LARGE);
 		return reply(r, MHD_HTTP_CONTENT_TOO_LARGE, h->r_413);
 	}
-	if (hs.n_cl) {
-		r->body_cap = (size_t)hs.cl;
+	if (hs->n_cl) {
+		r->body_cap = (size_t)hs->cl;
 		r->body = arena_alloc(&r->arena, r->body_cap + 1);
 	}
 	r->phase = PH_BODY;
@@ -695,11 +693,9 @@ static enum MHD_Result finish(struct req *r)
 }
 
 /* No body: no Transfer-Encoding, and no Content-Length or a single 0. */
-static bool has_body(struct MHD_Connection *mc)
+static bool has_body(const struct hdr_scan *hs)
 {
-	struct hdr_scan hs = {0};
-	MHD_get_connection_values(mc, MHD_HEADER_KIND, scan_header, &hs);
-	return hs.n_te || hs.n_cl > 1 || hs.cl_bad || (hs.n_cl && hs.cl);
+	return hs->n_te || hs->n_cl > 1 || hs->cl_bad || (hs->n_cl && hs->cl);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
@@ -716,21 +712,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 	r->mc = mc;
 	r->method = method;
 	switch (r->phase) {
-	case PH_NEW:
+	case PH_NEW: {
+		struct hdr_scan hs = {0};
 		if (*upload_data_size)
 			return MHD_NO; /* cannot happen: MHD sends headers first */
+		MHD_get_connection_values(mc, MHD_HEADER_KIND, scan_header, &hs);
 		/* MHD 0.9.75 closes the connection after any answer queued in
 		 * this first call (it would not read a body after it).  A
 		 * request without a body (GET /healthz, /metrics, API reads) is
 		 * complete at the next call: answered there, the connection is
 		 * kept alive. */
-		if (!r->deferred && !has_body(mc)) {
+		if (!r->deferred && !has_body(&hs)) {
 			r->deferred = true;
 			return MHD_YES;
 		}
-		if (begin(r) == MHD_NO)
+		if (begin(r, &hs) == MHD_NO)
 			return MHD_NO;
 		return r->deferred && r->phase == PH_BODY ? dispatch(r) : MHD_YES;
+	}
 	case PH_BODY:
 		if (*upload_data_size) {
 			size_t n = *upload_data_size;
