@@ -76,7 +76,7 @@ struct conn {
 	struct conn *prev, *next; /* registry, guarded by reg_mu */
 	int fd;
 	atomic_int state;
-	atomic_llong since_ms; /* when the current state began */
+	atomic_llong since_ms; /* when the current state began (monotonic: no NTP step moves it) */
 	bool killed;           /* guarded by reg_mu */
 };
 
@@ -171,18 +171,11 @@ static void req_free(struct http *h, struct req *r)
 	free(r);
 }
 
-/* Deadlines and ages: the monotonic clock, which a wall-clock step (NTP on
- * a fresh VM) cannot move. */
-static long long mono_ms(void)
-{
-	return (long long)(util_mono_ns() / 1000000u);
-}
-
 static void conn_set(struct conn *cc, enum conn_state s)
 {
 	if (!cc)
 		return;
-	atomic_store(&cc->since_ms, mono_ms());
+	atomic_store(&cc->since_ms, util_mono_ms());
 	atomic_store(&cc->state, (int)s);
 }
 
@@ -798,7 +791,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
 		struct conn *cc = xcalloc(1, sizeof(*cc));
 		cc->fd = ci ? ci->connect_fd : -1;
 		atomic_init(&cc->state, CS_IDLE);
-		atomic_init(&cc->since_ms, mono_ms());
+		atomic_init(&cc->since_ms, util_mono_ms());
 		atomic_fetch_add(&h->n_conns, 1);
 		pthread_mutex_lock(&h->reg_mu);
 		cc->next = h->conns;
@@ -839,7 +832,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	(void)addrlen;
 	if (atomic_load(&h->n_conns) < h->cfg->max_connections)
 		return MHD_YES;
-	long long now = mono_ms(), last = atomic_load(&h->limit_log_ms);
+	long long now = util_mono_ms(), last = atomic_load(&h->limit_log_ms);
 	if (now - last >= LIMIT_LOG_MS &&
 	    atomic_compare_exchange_strong(&h->limit_log_ms, &last, now))
 		LOG_W("connection_limit", "max_connections=%u note=\"new connections are closed\"",
@@ -881,7 +874,7 @@ static void *watchdog_main(void *arg)
 	pthread_setname_np(pthread_self(), "dlrd-watchdog");
 	while (!atomic_load(&h->stopping)) {
 		usleep(WATCHDOG_MS * 1000);
-		long long now = mono_ms();
+		long long now = util_mono_ms();
 		pthread_mutex_lock(&h->reg_mu);
 		for (struct conn *cc = h->conns; cc; cc = cc->next) {
 			int st = atomic_load(&cc->state);
@@ -980,7 +973,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	atomic_init(&h->parked, 0);
 	atomic_init(&h->answering, 0);
 	atomic_init(&h->n_conns, 0);
-	atomic_init(&h->limit_log_ms, mono_ms() - LIMIT_LOG_MS);
+	atomic_init(&h->limit_log_ms, util_mono_ms() - LIMIT_LOG_MS);
 	atomic_init(&h->stopping, false);
 	pthread_mutex_init(&h->pool_mu, NULL);
 	pthread_mutex_init(&h->reg_mu, NULL);

@@ -133,6 +133,11 @@ uint64_t util_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+int64_t util_mono_ms(void)
+{
+	return (int64_t)(util_mono_ns() / 1000000u);
+}
+
 void util_cond_init(pthread_cond_t *cv)
 {
 	pthread_condattr_t ca;

@@ -63,8 +63,9 @@ int util_parse_u64(const char *p, size_t n, uint64_t *out);
 
 /* Wall clock, milliseconds since the Unix epoch. */
 int64_t util_now_ms(void);
-/* Monotonic clock in nanoseconds. */
+/* Monotonic clock in nanoseconds, and in milliseconds (deadlines, ages). */
 uint64_t util_mono_ns(void);
+int64_t util_mono_ms(void);
 /* Timed waits on the monotonic clock, which a wall-clock step (NTP on a
  * fresh VM) cannot move: util_cond_init() makes a condition variable whose
  * pthread_cond_timedwait() deadlines util_deadline() gives, ms from now. */

@@ -82,9 +82,7 @@ __attribute__((constructor)) static void check_backend(void)
 
 int64_t h_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return util_mono_ms();
 }
 
 void h_sleep_ms(int ms)

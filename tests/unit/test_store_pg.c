@@ -47,12 +47,6 @@ struct fixture {
 	PGconn *c; /* the test's own connection, for checks */
 };
 
-/* Deadlines on the monotonic clock, which an NTP step cannot move. */
-static int64_t mono_ms(void)
-{
-	return (int64_t)(util_mono_ns() / 1000000u);
-}
-
 static void done(struct commit_item *it)
 {
 	(void)it;
@@ -744,14 +738,14 @@ static void *bg_apply_main(void *arg)
  * termination message and EOF are then on their way). */
 static void terminate_dlrd(struct fixture *f)
 {
-	int64_t deadline = mono_ms() + 10000;
+	int64_t deadline = util_mono_ms() + 10000;
 
 	assert_true(Q(f, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM"
 	                 " pg_stat_activity WHERE application_name = 'dlrd' AND datname ="
 	                 " current_database()) t") >= 0);
 	while (Q(f, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dlrd' AND"
 	            " datname = current_database()") != 0) {
-		assert_true(mono_ms() < deadline);
+		assert_true(util_mono_ms() < deadline);
 		usleep(10000);
 	}
 	usleep(50000);
@@ -792,10 +786,10 @@ static void test_deadlock_is_retried(void **state)
 	b.ev[1] = mk("SMdl1", ST_DELIVERED, "delivered", NULL);
 	assert_int_equal(pthread_create(&t, NULL, bg_apply_main, &b), 0);
 	/* wait until dlrd's session waits for a lock */
-	int64_t deadline = mono_ms() + 10000;
+	int64_t deadline = util_mono_ms() + 10000;
 	while (Q(f, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dlrd' AND"
 	            " datname = current_database() AND wait_event_type = 'Lock'") != 1) {
-		assert_true(mono_ms() < deadline);
+		assert_true(util_mono_ms() < deadline);
 		usleep(20000);
 	}
 	/* now the cycle: this blocks until the server breaks it */
@@ -1648,16 +1642,16 @@ static void test_api_read_pool_full(void **state)
 	assert_int_equal(pgt_exec(x, "BEGIN; LOCK TABLE sms_messages IN ACCESS EXCLUSIVE MODE"), 0);
 	b = (struct bg_read){.st = st, .id = s.op.row.id, .rc = 1};
 	assert_int_equal(pthread_create(&t, NULL, bg_read_main, &b), 0);
-	int64_t deadline = mono_ms() + 10000;
+	int64_t deadline = util_mono_ms() + 10000;
 	while (Q(f, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dlrd' AND"
 	            " datname = current_database() AND wait_event_type = 'Lock'") != 1) {
-		assert_true(mono_ms() < deadline);
+		assert_true(util_mono_ms() < deadline);
 		usleep(20000);
 	}
 	arena_init(&ar, NULL, 0);
-	int64_t t0 = mono_ms();
+	int64_t t0 = util_mono_ms();
 	assert_int_equal(store_get_message(st, &ar, s.op.row.id, &m, err, sizeof(err)), DLRD_EFULL);
-	assert_true(mono_ms() - t0 >= 1900);
+	assert_true(util_mono_ms() - t0 >= 1900);
 	assert_int_equal(pgt_exec(x, "COMMIT"), 0);
 	pthread_join(t, NULL);
 	assert_int_equal(b.rc, 0);
@@ -1907,10 +1901,10 @@ static void *bg_batch_main(void *arg)
 
 static void wait_lock_waiters(struct fixture *f, int n)
 {
-	int64_t deadline = mono_ms() + 10000;
+	int64_t deadline = util_mono_ms() + 10000;
 	while (Q(f, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dlrd' AND"
 	            " datname = current_database() AND wait_event_type = 'Lock'") != n) {
-		assert_true(mono_ms() < deadline);
+		assert_true(util_mono_ms() < deadline);
 		usleep(10000);
 	}
 }
