@@ -943,6 +943,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	struct sockaddr_storage ss;
 	bool v6 = false;
 	unsigned threads = cfg->threads;
+	char url[LOG_URL_MAX + 8];
 
 	if (parse_listen(cfg, &ss, &v6) != 0) {
 		util_fmt(err, errlen, "config: server.listen: '%s' is not an IP address",
@@ -1031,7 +1032,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	if (pthread_create(&h->watchdog, NULL, watchdog_main, h) == 0)
 		h->watchdog_started = true;
 	LOG_I("listening", "addr=%s threads=%u max_connections=%u public_url=%s", cfg->listen,
-	      threads, cfg->max_connections, h->public_url);
+	      threads, cfg->max_connections, log_url(url, sizeof(url), h->public_url));
 	*out = h;
 	return 0;
 }

@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -179,4 +180,38 @@ char *log_quote(char *buf, size_t size, const char *p, size_t n)
 	buf[o++] = '"';
 	buf[o] = '\0';
 	return buf;
+}
+
+/* Any thread.  The user info of an http(s) URL can hold credentials (a
+ * webhook URL with HTTP Basic auth is signed with them, so public_url keeps
+ * them): "user:password@" becomes "user:***@", and a bare "token@" becomes
+ * "***@".  The result is quoted like log_quote(). */
+char *log_url(char *buf, size_t size, const char *url)
+{
+	const char *auth = strstr(url, "://");
+	size_t alen, at = SIZE_MAX, colon = SIZE_MAX;
+	char tmp[LOG_URL_MAX];
+	size_t o;
+
+	if (!auth)
+		return log_quote(buf, size, url, strlen(url));
+	auth += 3;
+	alen = strcspn(auth, "/?#");
+	for (size_t i = 0; i < alen; i++) {
+		if (auth[i] == '@')
+			at = i;
+		else if (auth[i] == ':' && colon == SIZE_MAX)
+			colon = i;
+	}
+	if (at == SIZE_MAX)
+		return log_quote(buf, size, url, strlen(url));
+	o = (size_t)(auth - url);
+	if (colon < at)
+		o += colon + 1; /* keep "user:" */
+	if (o > sizeof(tmp) / 2)
+		o = sizeof(tmp) / 2; /* leave room for what follows the user info */
+	memcpy(tmp, url, o);
+	o += util_strlcpy(tmp + o, "***", sizeof(tmp) - o);
+	util_strlcpy(tmp + o, auth + at, sizeof(tmp) - o);
+	return log_quote(buf, size, tmp, strlen(tmp));
 }

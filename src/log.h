@@ -28,6 +28,13 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
  * Returns buf. */
 char *log_quote(char *buf, size_t size, const char *p, size_t n);
 
+/* The longest URL log_url() shows whole; a longer one is cut. */
+#define LOG_URL_MAX 512
+
+/* log_quote() of a URL with the password (or a bare token) of its user
+ * info replaced by "***": "https://user:***@host/path".  Returns buf. */
+char *log_url(char *buf, size_t size, const char *url);
+
 #define LOG_D(ev, ...)                                                                             \
 	do {                                                                                       \
 		if (log_enabled(LOG_DEBUG))                                                        \

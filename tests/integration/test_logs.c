@@ -121,6 +121,34 @@ static void test_no_secrets_or_numbers(void **state)
 	assert_log_clean(d);
 }
 
+/* A public_url with HTTP Basic credentials (Twilio signs the URL with them)
+ * verifies callbacks, and its password never reaches the log. */
+static void test_public_url_password_hidden(void **state)
+{
+#define CRED_URL "https://twuser:S3cretPassw0rd@sms.example.com"
+	static const char *const env[] = {"DLRD_SERVER_PUBLIC_URL=" CRED_URL, NULL};
+	struct dlrd d;
+	struct h_resp r;
+	char sid[35], body[2048], sig[29], sig_hdr[64];
+	const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded", sig_hdr, NULL};
+	size_t n;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, env), 0);
+	assert_int_equal(h_start(&d), 0);
+	h_sid(sid, 71, 1);
+	n = h_twilio_body(body, sizeof(body), sid, "delivered", NULL);
+	assert_true(n > 0);
+	assert_int_equal(h_twilio_sign(H_TOKEN1, CRED_URL H_STATUS_PATH, body, n, sig), 0);
+	util_fmt(sig_hdr, sizeof(sig_hdr), "X-Twilio-Signature: %s", sig);
+	assert_int_equal(h_request(&d, "POST", H_STATUS_PATH, hdrs, body, n, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_true(h_log_contains(&d, "public_url=\"https://twuser:***@sms.example.com\""));
+	assert_false(h_log_contains(&d, "S3cretPassw0rd"));
+	h_teardown(&d);
+#undef CRED_URL
+}
+
 /* A value that fails validation is never echoed, secret or not. */
 static void test_config_error_hides_value(void **state)
 {
@@ -145,6 +173,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_no_secrets_or_numbers, setup, teardown),
 	    cmocka_unit_test(test_config_error_hides_value),
+	    cmocka_unit_test(test_public_url_password_hidden),
 	};
 	return cmocka_run_group_tests_name("integration/logs", tests, NULL, NULL);
 }

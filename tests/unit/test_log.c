@@ -90,6 +90,31 @@ static void test_quote_bounds(void **state)
 	assert_int_equal(buf[0], 'Z');
 }
 
+/* A URL's user info never shows its password or bare token. */
+static void test_url_hides_credentials(void **state)
+{
+	char buf[LOG_URL_MAX + 8], long_url[LOG_URL_MAX + 64];
+
+	(void)state;
+	assert_string_equal(log_url(buf, sizeof(buf), "https://sms.example.com"),
+	                    "\"https://sms.example.com\"");
+	assert_string_equal(log_url(buf, sizeof(buf), "https://tw:S3cret@sms.example.com:8443/x"),
+	                    "\"https://tw:***@sms.example.com:8443/x\"");
+	assert_string_equal(log_url(buf, sizeof(buf), "http://T0ken@h"), "\"http://***@h\"");
+	/* the last '@' of the authority ends the user info; '@' in a path is data */
+	assert_string_equal(log_url(buf, sizeof(buf), "https://u:p@ss@h/a@b"),
+	                    "\"https://u:***@h/a@b\"");
+	assert_string_equal(log_url(buf, sizeof(buf), "https://h/a@b"), "\"https://h/a@b\"");
+	assert_string_equal(log_url(buf, sizeof(buf), "not a url"), "\"not a url\"");
+	/* a user info longer than the buffer is cut before the password */
+	memcpy(long_url, "https://", 8);
+	memset(long_url + 8, 'u', LOG_URL_MAX);
+	util_strlcpy(long_url + 8 + LOG_URL_MAX, ":pw@h", 16);
+	log_url(buf, sizeof(buf), long_url);
+	assert_null(strstr(buf, "pw"));
+	assert_non_null(strstr(buf, "***@h"));
+}
+
 static void test_parse_level(void **state)
 {
 	enum log_level l;
@@ -267,7 +292,7 @@ int main(void)
 	    cmocka_unit_test(test_quote_truncation),  cmocka_unit_test(test_quote_bounds),
 	    cmocka_unit_test(test_parse_level),       cmocka_unit_test(test_msg_format),
 	    cmocka_unit_test(test_msg_level_filter),  cmocka_unit_test(test_msg_long_line),
-	    cmocka_unit_test(test_msg_control_bytes),
+	    cmocka_unit_test(test_msg_control_bytes), cmocka_unit_test(test_url_hides_credentials),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
