@@ -216,6 +216,8 @@ static enum MHD_Result reply_body(struct req *r, unsigned status, const char *bo
 	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 	                        ctype ? ctype : "text/plain; charset=utf-8");
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE) /* a provider's "try later" */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
 	enum MHD_Result ret = reply(r, status, resp);
 	MHD_destroy_response(resp);
 	return ret;

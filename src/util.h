@@ -27,6 +27,7 @@ enum {
 	DLRD_ETOOBIG = -9,
 	DLRD_ESTALE = -10,  /* timestamp outside the tolerance */
 	DLRD_EMETHOD = -11, /* method not allowed */
+	DLRD_EBUSY = -12,   /* a bounded resource is in use, try later */
 };
 
 /* A borrowed view of bytes; not NUL-terminated unless stated. */

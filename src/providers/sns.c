@@ -26,7 +26,11 @@
  *   [sns] ca_file alone when set (a private trust anchor for private
  *   deployments and tests), and it must be within its validity period.
  *   Certificates are cached by URL (16 entries, least recently used out,
- *   re-fetched after a day or at their expiry);
+ *   re-fetched after a day or at their expiry).  At most one fetch runs
+ *   at a time: a cache miss while another fetch is in flight is answered
+ *   503 at once (SNS retries), so requests naming fresh certificate URLs
+ *   (the host is checked, the path is anyone's choice) can hold at most one
+ *   HTTP thread, never all of them;
  * - TopicArn must be one of [sns] topic_arns;
  * - Timestamp must be within tolerance_seconds (default 4200) of our clock,
  *   either way.  SNS retries an HTTP/S delivery with the original MessageId
@@ -74,8 +78,9 @@
  * MessageId is per SNS message), and the carrier's error code.
  *
  * Threads: the state is read-only after init except the certificate cache,
- * which its mutex guards.  A cache miss and a subscription confirmation
- * block the calling HTTP thread for at most SNS_FETCH_TIMEOUT_MS.
+ * which its mutex guards.  A cache miss (one at a time) and a subscription
+ * confirmation (signed messages only) block the calling HTTP thread for at
+ * most SNS_FETCH_TIMEOUT_MS.
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -130,6 +135,7 @@ struct sns {
 	pthread_mutex_t mu;
 	struct sns_cert cache[SNS_CACHE_SLOTS];
 	uint64_t tick;
+	bool fetching; /* a certificate fetch is in flight */
 };
 
 /* The verified envelope, in the request arena, for parse(). */
@@ -586,6 +592,8 @@ static int cert_get(const struct sns *cs, CURLU *u, const char *url, int64_t now
 	size_t n;
 	int rc;
 
+	bool busy = false;
+
 	*key = NULL;
 	pthread_mutex_lock(&s->mu);
 	for (size_t i = 0; i < SNS_CACHE_SLOTS; i++) {
@@ -597,11 +605,22 @@ static int cert_get(const struct sns *cs, CURLU *u, const char *url, int64_t now
 			break;
 		}
 	}
+	if (!*key) {
+		busy = s->fetching;
+		s->fetching = true;
+	}
 	pthread_mutex_unlock(&s->mu);
 	if (*key)
 		return 0;
+	if (busy) {
+		util_fmt(err, errlen, "another certificate fetch is in flight");
+		return DLRD_EBUSY;
+	}
 
 	rc = fetch(s, u, SNS_CERT_MAX, &pem, &n, err, errlen);
+	pthread_mutex_lock(&s->mu);
+	s->fetching = false;
+	pthread_mutex_unlock(&s->mu);
 	if (rc != 0)
 		return rc;
 	*key = sns_cache_put(s, url, pem, n, now_ms, true);
@@ -777,6 +796,14 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 	sign_add(tosign, &at, "Type", type, type_n);
 
 	rc = cert_get(s, u, cert_url, req->now_ms, &key, err, errlen);
+	if (rc == DLRD_EBUSY) {
+		char q[256];
+		LOG_D("sns_cert_busy", "url=%s",
+		      log_quote(q, sizeof(q), cert_url, strlen(cert_url)));
+		m->unavailable = true; /* 503, nothing stored: SNS retries */
+		rc = 0;
+		goto out;
+	}
 	if (rc == DLRD_EIO) {
 		char q[256], e[200];
 		LOG_W("sns_cert_unavailable", "url=%s error=%s",

@@ -30,6 +30,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -437,6 +439,101 @@ static void test_certificate_problems(void **state)
 	expect_nothing_written(d);
 }
 
+struct bg_post {
+	const struct dlrd *d;
+	char *body;
+	struct h_resp r;
+	long status;
+};
+
+static void *bg_post_main(void *arg)
+{
+	struct bg_post *b = arg;
+	b->status = post(b->d, b->body, "Notification", &b->r);
+	return NULL;
+}
+
+/* A certificate fetch that hangs holds one HTTP thread at most: a request
+ * naming another new certificate URL meanwhile is answered 503 at once,
+ * and other callbacks are still served.  (The path is the sender's choice
+ * once the host is allowed, so without the bound a few such requests
+ * would hold every HTTP thread for the whole fetch timeout.) */
+static void test_one_certificate_fetch_at_a_time(void **state)
+{
+	struct dlrd *d = *state;
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	struct pollfd pfd;
+	struct bg_post bg = {.d = d};
+	struct h_resp r;
+	pthread_t t;
+	char url[256], body[2048], sid[35];
+	int lfd, cfd;
+	long st2, st3;
+	int64_t ms2, ms3;
+	bool in_flight, retry_after, second_conn;
+
+	SKIP_WITHOUT_OPENSSL();
+	/* a "certificate host" that accepts connections and never answers */
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 8), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/slow-1.pem", ntohs(sa.sin_port));
+	bg.body = envelope("Notification", "m-slow-1", EVENT("TEXT_DELIVERED", "a1"), 0, TOPIC, url,
+	                   "2", NULL);
+	assert_int_equal(pthread_create(&t, NULL, bg_post_main, &bg), 0);
+	/* No assertion until the thread is joined: it uses this frame. */
+	pfd = (struct pollfd){.fd = lfd, .events = POLLIN};
+	in_flight = poll(&pfd, 1, 5000) == 1; /* the first fetch is in flight */
+	cfd = in_flight ? accept(lfd, NULL, NULL) : -1;
+
+	/* another new certificate URL: 503 at once, no second connection */
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/slow-2.pem", ntohs(sa.sin_port));
+	st2 = post(d,
+	           envelope("Notification", "m-slow-2", EVENT("TEXT_DELIVERED", "a2"), 0, TOPIC,
+	                    url, "2", NULL),
+	           "Notification", &r);
+	ms2 = r.elapsed_ms;
+	retry_after = r.retry_after[0] != '\0';
+	/* the other HTTP thread still serves other callbacks */
+	h_sid(sid, 72, 1);
+	h_twilio_body(body, sizeof(body), sid, "delivered", NULL);
+	st3 = h_post_status(d, body, &r);
+	ms3 = r.elapsed_ms;
+	pfd.revents = 0;
+	second_conn = poll(&pfd, 1, 0) != 0;
+
+	/* the hanging host hangs up: the first request is a 503 too */
+	if (cfd >= 0)
+		close(cfd);
+	pthread_join(t, NULL);
+	assert_true(in_flight);
+	assert_true(cfd >= 0);
+	assert_int_equal(st2, 503);
+	assert_true(ms2 < 2500);
+	assert_true(retry_after);
+	assert_int_equal(st3, 200);
+	assert_true(ms3 < 2500);
+	assert_false(second_conn);
+	assert_int_equal(bg.status, 503);
+	close(lfd);
+	assert_int_equal(h_count(d, "sms_message_events"), 1); /* the Twilio one */
+
+	/* the fetch slot is free again: the real certificate is fetched */
+	assert_int_equal(post(d,
+	                      envelope("Notification", "m-ok", EVENT("TEXT_DELIVERED", "a3"), 0,
+	                               TOPIC, NULL, "2", NULL),
+	                      "Notification", &r),
+	                 200);
+	assert_int_equal(h_count(d, "sms_message_events"), 2);
+}
+
 static void test_unsubscribe_reviewed(void **state)
 {
 	struct dlrd *d = *state;
@@ -486,6 +583,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_notification_stored_and_deduped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_forged_stale_unknown_topic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_certificate_problems, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_one_certificate_fetch_at_a_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsubscribe_reviewed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subscription_confirmed, setup, teardown),
 	};
