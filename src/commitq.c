@@ -337,7 +337,10 @@ size_t commitq_depth(const struct commitq *q)
 
 bool commitq_healthy(const struct commitq *q)
 {
-	return atomic_load(&((struct commitq *)q)->healthy);
+	struct commitq *w = (struct commitq *)q;
+	/* sync_failed too: the writer may set healthy after a commit just as
+	 * the syncer's failure clears it, and a failed sync is final. */
+	return atomic_load(&w->healthy) && !atomic_load(&w->sync_failed);
 }
 
 struct store *commitq_store(const struct commitq *q)

@@ -19,7 +19,12 @@
  * synced once at open.  A failed fdatasync is sticky (after one, the kernel
  * may have dropped pages we cannot name, so nothing is acknowledged again
  * until a restart recovers from what is on disk: PostgreSQL's rule after
- * "fsyncgate").  synchronous=normal skips the fdatasync: fast, and may lose
+ * "fsyncgate").  The kernel reports a writeback error once per open file,
+ * to whichever fdatasync on it returns first: the syncer's and the writer's
+ * idle probe's calls are therefore serialized by sync_mu, and each decides
+ * from the sticky flag after its own call, so an error the probe collected
+ * can never let the syncer acknowledge the batch it covered.
+ * synchronous=normal skips the fdatasync: fast, and may lose
  * the last acknowledged batches on power loss (never on a crash of dlrd).
  *
  * Schema and migrations: see src/store/README.md.  The JSON API's half of
@@ -381,8 +386,9 @@ struct sqlite_be {
 	sqlite3_stmt *stmt[Q__COUNT];
 	sqlite3_stmt *begin, *commit, *rollback;
 	int lock_fd;
-	int wal_fd;             /* synchronous=full: the WAL, for sqlite_sync(); else -1 */
-	atomic_bool sync_error; /* sticky: a WAL fdatasync failed */
+	int wal_fd;              /* synchronous=full: the WAL, for sqlite_sync(); else -1 */
+	pthread_mutex_t sync_mu; /* one fdatasync of wal_fd at a time */
+	atomic_bool sync_error;  /* sticky: a WAL fdatasync failed; set under sync_mu */
 	char *path;
 };
 
@@ -623,6 +629,7 @@ static void sqlite_close(void *p)
 		close(be->lock_fd);
 	if (be->wal_fd >= 0)
 		close(be->wal_fd);
+	pthread_mutex_destroy(&be->sync_mu);
 	free(be->cache.slots);
 	free(be->cache.index);
 	free(be->path);
@@ -696,6 +703,7 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 
 	be->lock_fd = -1;
 	be->wal_fd = -1;
+	pthread_mutex_init(&be->sync_mu, NULL);
 	atomic_init(&be->sync_error, false);
 	be->path = xstrdup(cfg->storage_url + 7);
 	if (!*be->path) {
@@ -1256,19 +1264,29 @@ rollback:
 static int sqlite_sync(void *p, char *err, size_t errlen)
 {
 	struct sqlite_be *be = p;
+	int rc = 0;
 
 	if (be->wal_fd < 0)
 		return 0;
+	/* Serialized, and the flag read after our own call: the kernel may
+	 * have reported the error that covers our data to the other caller
+	 * (see the top of the file). */
+	pthread_mutex_lock(&be->sync_mu);
 	if (!atomic_load(&be->sync_error)) {
-		if (!store__sqlite_vfs_sync_fails() && fdatasync(be->wal_fd) == 0)
-			return 0;
-		util_fmt(err, errlen, "sqlite: fdatasync of the WAL failed: %s",
-		         store__sqlite_vfs_sync_fails() ? "injected fault" : strerror(errno));
-		atomic_store(&be->sync_error, true);
-		return DLRD_EIO;
+		bool injected = store__sqlite_vfs_sync_fails();
+		if (injected || fdatasync(be->wal_fd) != 0) {
+			util_fmt(err, errlen, "sqlite: fdatasync of the WAL failed: %s",
+			         injected ? "injected fault" : strerror(errno));
+			atomic_store(&be->sync_error, true);
+			rc = DLRD_EIO;
+		}
+	} else {
+		util_fmt(err, errlen,
+		         "sqlite: an earlier fdatasync of the WAL failed; restart dlrd");
+		rc = DLRD_EIO;
 	}
-	util_fmt(err, errlen, "sqlite: an earlier fdatasync of the WAL failed; restart dlrd");
-	return DLRD_EIO;
+	pthread_mutex_unlock(&be->sync_mu);
+	return rc;
 }
 
 static int sqlite_probe(void *p, char *err, size_t errlen)

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -213,6 +214,40 @@ static void test_sync_failure_is_final(void **state)
 	}
 }
 
+/* A failing disk: the syncer's fdatasync of the WAL hangs for 7 s, and the
+ * writeback error that covers the batch is reported (once, as Linux does
+ * per open file) to whichever fdatasync of that descriptor returns first.
+ * With no other traffic the writer's idle probe (every 5 s) syncs the WAL
+ * meanwhile; whoever collects the error, the batch must get 503, never 200.
+ * The failing disk is the LD_PRELOAD shim tests/integration/shim/wb_error.c. */
+static void test_sync_error_reported_to_the_probe(void **state)
+{
+	struct dlrd d;
+	char arm[300], asan[512], body[1024];
+	const char *prev = getenv("ASAN_OPTIONS");
+	struct h_resp r;
+
+	(void)state;
+	H_SQLITE_ONLY("the shim fails the SQLite WAL's fdatasync");
+	assert_int_equal(h_setup(&d, NULL), 0);
+	util_fmt(arm, sizeof(arm), "DLRD_SHIM_ARM=%s/shim.arm", d.dir);
+	h_set_env(&d, "LD_PRELOAD=" DLRD_SHIM_WB_ERROR);
+	h_set_env(&d, arm);
+	h_set_env(&d, "DLRD_SHIM_SLEEP_MS=7000");
+	/* under ASan: the shim is preloaded ahead of the sanitizer's runtime */
+	util_fmt(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0", prev ? prev : "",
+	         prev ? ":" : "");
+	h_set_env(&d, asan);
+	assert_int_equal(h_start(&d), 0);
+
+	assert_int_equal(h_write_file(arm + strlen("DLRD_SHIM_ARM="), "1"), 0);
+	body_for(body, sizeof(body), 45, 0, "delivered");
+	assert_int_equal(h_post_status(&d, body, &r), 503);
+	assert_true(r.elapsed_ms >= 6000); /* the probe ran during the slow sync */
+	assert_int_equal(h_get(&d, "/healthz", &r), 503);
+	h_teardown(&d);
+}
+
 /* With a queue of one, a third request while the writer is stuck (here: on a
  * database lock held by the test) finds the queue full. */
 static void test_queue_full(void **state)
@@ -273,6 +308,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fault_during_commit_wait, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sync_failure_is_final, setup, teardown),
+	    cmocka_unit_test(test_sync_error_reported_to_the_probe),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
 	                                             (void *)small_queue),
 	};
