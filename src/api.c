@@ -1910,8 +1910,13 @@ void api_finish(struct api *a, struct api_state *s, const struct commit_item *it
 	(void)a;
 	ans_init(ans);
 	if (item->result != 0) {
+		/* Not "nothing was written": after a failed sync, or a COMMIT
+		 * whose outcome PostgreSQL never reported, it may have been.
+		 * A retry with the same Idempotency-Key is safe either way. */
 		ans_error(ans, 503, "storage_unavailable",
-		          "storage failed and nothing was written; retry", NULL);
+		          "storage failed; the write may or may not have been applied: retry"
+		          " (a send: with the same Idempotency-Key)",
+		          NULL);
 		return;
 	}
 	LOG_I("api_write", "route=%s outcome=%s id=%s token=%s role=%s", s->route->name,
