@@ -19,7 +19,11 @@
  *   each as name+value.
  * - V2, only when no V3 header came: X-Plivo-Signature-V2 and
  *   X-Plivo-Signature-V2-Nonce; base64(HMAC-SHA256(auth_token, URL without
- *   query + nonce)).  V2 does not cover the body.
+ *   query + nonce)).  V2 covers neither the body nor the query: one
+ *   captured (nonce, signature) pair lets anyone post any callback to that
+ *   path.  Plivo's messaging documentation shows V2 on message callbacks,
+ *   so it is accepted by default; [plivo] accept_v2 = false refuses it once
+ *   the account's callbacks carry V3.
  * - The main-account headers (X-Plivo-Signature-Ma-V3, -Ma-V2, signed with
  *   the parent account's token) are looked at only when main_auth_tokens is
  *   configured.
@@ -55,6 +59,7 @@ struct plivo {
 	size_t n_tokens;
 	char **main_tokens; /* NULL unless main_auth_tokens is configured */
 	size_t n_main;
+	bool accept_v2;
 };
 
 static const struct {
@@ -97,6 +102,8 @@ static const struct config_key plivo_keys[] = {
     {"auth_tokens", "comma-separated Auth Tokens of the (sub)account; any may verify"},
     {"main_auth_tokens",
      "comma-separated main-account Auth Tokens; enables the X-Plivo-Signature-Ma-* headers"},
+    {"accept_v2", "true (default) or false: accept X-Plivo-Signature-V2, which signs the URL "
+                  "path only"},
     {NULL, NULL},
 };
 
@@ -113,8 +120,18 @@ static void plivo_fini(void *state)
 static int plivo_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
 	struct plivo *p = xcalloc(1, sizeof(*p));
+	const char *v2 = config_get(cfg, "plivo", "accept_v2");
 
 	*state = NULL;
+	p->accept_v2 = true;
+	if (v2 && strcmp(v2, "false") == 0) {
+		p->accept_v2 = false;
+	} else if (v2 && strcmp(v2, "true") != 0) {
+		util_fmt(err, errlen,
+		         "config: plivo.accept_v2 (DLRD_PLIVO_ACCEPT_V2): must be true or false");
+		plivo_fini(p);
+		return DLRD_ECONFIG;
+	}
 	if (provider_config_list(cfg, "plivo", "auth_tokens", "tokens", 0, &p->tokens, &p->n_tokens,
 	                         err, errlen) != 0 ||
 	    provider_config_list(cfg, "plivo", "main_auth_tokens", "tokens", 0, &p->main_tokens,
@@ -323,6 +340,10 @@ static int plivo_authenticate(const void *state, struct provider_request *req, c
 			return DLRD_EAUTH;
 		}
 		return 0;
+	}
+	if ((v2 || ma2) && !p->accept_v2) {
+		util_fmt(err, errlen, "X-Plivo-Signature-V2 refused (plivo.accept_v2 = false)");
+		return DLRD_EAUTH;
 	}
 	if (v2 || ma2) {
 		nonce = hdr(req, "X-Plivo-Signature-V2-Nonce");

@@ -76,6 +76,15 @@ static int setup_main(void **state)
 	return start(state, MAIN_TOKEN);
 }
 
+static int setup_v3_only(void **state)
+{
+	int rc;
+	setenv("DLRD_PLIVO_ACCEPT_V2", "false", 1);
+	rc = start(state, NULL);
+	unsetenv("DLRD_PLIVO_ACCEPT_V2");
+	return rc;
+}
+
 static int teardown(void **state)
 {
 	struct fx *f = *state;
@@ -235,6 +244,39 @@ static int post_ma(struct fx *f)
 	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	return run_req(f, "POST", "/webhooks/plivo/status", "application/x-www-form-urlencoded",
 	               "Status=delivered&MessageUUID=" UUID);
+}
+
+/* [plivo] accept_v2 = false: the V2 vector is refused, V3 still passes;
+ * any other value stops start-up naming the key. */
+static void test_v2_refused_when_configured(void **state)
+{
+	struct fx *f = *state;
+	struct provider_request r;
+	struct config cfg;
+	void *st = NULL;
+	char err[256];
+
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V2", V2_SIG);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V2-Nonce", NONCE);
+	pt_request(&r, &f->a,
+	           &(struct pt_call){.target = "/sms_status/",
+	                             .ctype = "application/x-www-form-urlencoded",
+	                             .body = V3_BODY,
+	                             .public_url = "https://example.com",
+	                             .headers = &f->hdr});
+	assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)),
+	                 DLRD_EAUTH);
+	assert_non_null(strstr(f->err, "accept_v2"));
+	assert_int_equal(post_status(f, "delivered", "000", ""), 0);
+
+	setenv("DLRD_PLIVO_ACCEPT_V2", "no", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(provider_plivo.init(&cfg, &st, err, sizeof(err)), DLRD_ECONFIG);
+	assert_non_null(strstr(err, "plivo.accept_v2"));
+	assert_null(st);
+	config_fini(&cfg);
+	unsetenv("DLRD_PLIVO_ACCEPT_V2");
 }
 
 static void test_main_ignored(void **state)
@@ -410,6 +452,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_get_blank_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_post_with_query, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_v2_refused_when_configured, setup_v3_only,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_main_ignored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_main_configured, setup_main, teardown),
 	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
