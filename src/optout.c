@@ -5,6 +5,7 @@
  */
 #include "optout.h"
 
+#include <string.h>
 #include <strings.h>
 
 #include "util.h"
@@ -19,6 +20,10 @@ static const struct {
     {"UNSTOP", KW_OPT_IN},  {"YES", KW_OPT_IN},      {"HELP", KW_HELP},
     {"INFO", KW_HELP},
 };
+
+/* The phone-number test of optout_sender_key() (see optout.h). */
+#define SENDER_PHONE_MIN_DIGITS 6
+#define SENDER_PHONE_MAX_DIGITS 15
 
 static int is_space(char c)
 {
@@ -58,4 +63,58 @@ const char *optout_kind_name(enum optout_kind k)
 		break;
 	}
 	return "none";
+}
+
+static int is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static int is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+size_t optout_sender_key(const char *sender, size_t n, char *out)
+{
+	size_t digits = 0, o = 0, i = 0;
+	int phone = 1;
+
+	if (!sender)
+		n = 0;
+	while (n && is_blank(*sender)) {
+		sender++;
+		n--;
+	}
+	while (n && is_blank(sender[n - 1]))
+		n--;
+	if (n && sender[0] == '+')
+		i = 1;
+	for (; i < n; i++) {
+		char c = sender[i];
+		if (is_digit(c))
+			digits++;
+		else if (c != ' ' && c != '-' && c != '.' && c != '(' && c != ')')
+			phone = 0;
+	}
+	phone = phone && digits >= SENDER_PHONE_MIN_DIGITS && digits <= SENDER_PHONE_MAX_DIGITS;
+	for (i = 0; i < n; i++) {
+		char c = sender[i];
+		if (phone) {
+			if (is_digit(c))
+				out[o++] = c;
+		} else {
+			out[o++] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+		}
+	}
+	out[o] = '\0';
+	return o;
+}
+
+char *optout_sender_key_dup(const char *sender)
+{
+	size_t n = sender ? strlen(sender) : 0;
+	char *out = xmalloc(n + 1);
+	optout_sender_key(sender, n, out);
+	return out;
 }

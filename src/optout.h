@@ -17,4 +17,29 @@ enum optout_kind optout_classify(const char *text, size_t n);
 /* "none", "opt_out", "opt_in", "help" */
 const char *optout_kind_name(enum optout_kind k);
 
+/* The key under which an opt-out is recorded and looked up for a sender
+ * identity (the number or sender id a STOP was sent to, or a send's
+ * sender_identity), so that one sender written two ways is one sender:
+ * providers report "our number" as "447520650000" where the app writes
+ * "+447520650000".  The n bytes at sender (NULL: none) are trimmed of
+ * ASCII blanks (space, tab, CR, LF); then
+ *   - when they look like a phone number (an optional leading '+', then
+ *     only digits, spaces, '-', '.', '(' and ')', with 6 to 15 digits), the
+ *     key is the digits alone: "+44 7520 650000" -> "447520650000";
+ *   - otherwise (an alphanumeric sender id, a short code of fewer than 6
+ *     digits) the key is the text with ASCII letters lower-cased, so an
+ *     alphanumeric id compares case-insensitively ("AcmeInc" = "ACMEINC"):
+ *     for a STOP, wrongly merging two ids only withholds a message, while
+ *     wrongly telling them apart sends to someone who opted out.
+ * No sender, or only blanks, gives "" (the row of a STOP whose provider did
+ * not say which of our numbers it reached).  The key is never longer than
+ * the input; out must hold n + 1 bytes and gets the NUL-terminated key,
+ * whose length is returned.  Applying it to a key gives the key back.
+ * PostgreSQL has the same rule in SQL, dlrd_sender_key() (postgresql.c,
+ * migration 4); test_store_pg checks the two agree.  Pure; any thread. */
+size_t optout_sender_key(const char *sender, size_t n, char *out);
+/* optout_sender_key() of the NUL-terminated sender (NULL: none) in a new
+ * heap string, which the caller frees.  Any thread. */
+char *optout_sender_key_dup(const char *sender);
+
 #endif

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -42,6 +43,64 @@ static void test_keywords(void **state)
 	assert_string_equal(optout_kind_name(KW_NONE), "none");
 }
 
+/* The canonical sender key (optout.h), one case a line: input, key. */
+static const char *const sender_keys[][2] = {
+    /* phone-like: the digits */
+    {"+447520650000", "447520650000"},
+    {"447520650000", "447520650000"},
+    {"+44 7520 650000", "447520650000"},
+    {"+1 (415) 555-0123", "14155550123"},
+    {"415.555.0123", "4155550123"},
+    {" +447520650000\r\n", "447520650000"},
+    {"\t(44)7520-650000 ", "447520650000"},
+    {"123456", "123456"},                   /* 6 digits: the fewest */
+    {"123456789012345", "123456789012345"}, /* 15: the most */
+    {"+1-2-3-4-5-6", "123456"},
+    /* not phone-like: the trimmed text, ASCII letters lower-cased */
+    {"12345", "12345"},                       /* a short code */
+    {"1 2 3 4 5", "1 2 3 4 5"},               /* 5 digits */
+    {"1234567890123456", "1234567890123456"}, /* 16 digits */
+    {"AcmeInc", "acmeinc"},
+    {" ACME Bank ", "acme bank"},
+    {"++447520650000", "++447520650000"},
+    {"44+7520650000", "44+7520650000"},
+    {"+44 7520 65000x", "+44 7520 65000x"},
+    {"+447520/650000", "+447520/650000"},
+    {"tel:+447520650000", "tel:+447520650000"},
+    {"\xc3\x89TAT", "\xc3\x89tat"}, /* non-ASCII bytes as they are */
+    {"+", "+"},
+    {"()", "()"},
+    {"", ""},
+    {" \t\r\n", ""},
+};
+
+static void test_sender_key(void **state)
+{
+	(void)state;
+	char out[64], again[64];
+	for (size_t i = 0; i < sizeof(sender_keys) / sizeof(sender_keys[0]); i++) {
+		const char *in = sender_keys[i][0], *want = sender_keys[i][1];
+		size_t n = optout_sender_key(in, strlen(in), out);
+		assert_string_equal(out, want);
+		assert_int_equal(n, strlen(want));
+		/* a key is its own key */
+		optout_sender_key(out, n, again);
+		assert_string_equal(again, out);
+		char *dup = optout_sender_key_dup(in);
+		assert_string_equal(dup, want);
+		free(dup);
+	}
+	/* no sender: "" */
+	assert_int_equal(optout_sender_key(NULL, 5, out), 0);
+	assert_string_equal(out, "");
+	char *dup = optout_sender_key_dup(NULL);
+	assert_string_equal(dup, "");
+	free(dup);
+	/* pointer and length: bytes past n are not read */
+	assert_int_equal(optout_sender_key("+447520650000XYZ", 13, out), 12);
+	assert_string_equal(out, "447520650000");
+}
+
 static void test_errcat(void **state)
 {
 	(void)state;
@@ -71,6 +130,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_keywords),
+	    cmocka_unit_test(test_sender_key),
 	    cmocka_unit_test(test_errcat),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
