@@ -230,6 +230,23 @@ static const struct {
      "DROP INDEX sms_message_events_message;"
      "DROP INDEX sms_messages_open;"
      "CREATE INDEX sms_messages_open ON sms_messages(created_at) WHERE is_final = 0;"},
+    {6, "opt-outs keyed by the canonical sender",
+     /* Opt-outs were keyed by the sender text as the provider wrote it, so
+      * a STOP to "447520650000" did not stop a send from "+447520650000".
+      * They are now keyed by optout_sender_key() (dlrd_sender_key(), see
+      * sqlite_open()).  Two rows of one user whose senders share a key
+      * become one: the newest state by effective time stays, as the
+      * upsert (Q_UPSERT_OPT_OUT) would have kept it, ties going to the
+      * later arrival.  The history keeps every row, re-keyed; the sender
+      * as written stays in sms_inbound_messages.to_identity. */
+     "DELETE FROM sms_opt_outs WHERE rowid IN (SELECT r FROM (SELECT rowid AS r,"
+     " row_number() OVER (PARTITION BY recipient_hash, dlrd_sender_key(sender_identity)"
+     " ORDER BY effective_at DESC, updated_at DESC, inbound_id DESC) AS n"
+     " FROM sms_opt_outs) WHERE n > 1);"
+     "UPDATE sms_opt_outs SET sender_identity = dlrd_sender_key(sender_identity)"
+     " WHERE sender_identity <> dlrd_sender_key(sender_identity);"
+     "UPDATE sms_opt_out_history SET sender_identity = dlrd_sender_key(sender_identity)"
+     " WHERE sender_identity <> dlrd_sender_key(sender_identity);"},
 };
 
 enum {
@@ -408,6 +425,19 @@ static int exec(struct sqlite_be *be, const char *sql, char *err, size_t errlen)
 	if (sqlite3_exec(be->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return fail(be, err, errlen, sql);
 	return 0;
+}
+
+/* dlrd_sender_key(text): optout_sender_key() for SQL, on the writer's
+ * connection (migration 6 re-keys stored opt-outs with it). */
+static void sql_sender_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	const char *s = (const char *)sqlite3_value_text(argv[0]);
+	size_t n = s ? (size_t)sqlite3_value_bytes(argv[0]) : 0;
+	char *key = xmalloc(n + 1);
+
+	(void)argc;
+	size_t kl = optout_sender_key(s, n, key);
+	sqlite3_result_text(ctx, key, (int)kl, free);
 }
 
 static int migrate(struct sqlite_be *be, char *err, size_t errlen)
@@ -750,6 +780,12 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 	               " PRAGMA cache_size=-65536",
 	               err, errlen)) != 0)
 		goto out;
+	if (sqlite3_create_function(be->db, "dlrd_sender_key", 1,
+	                            SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+	                            sql_sender_key, NULL, NULL) != SQLITE_OK) {
+		rc = fail(be, err, errlen, "registering dlrd_sender_key()");
+		goto out;
+	}
 	if ((rc = migrate(be, err, errlen)) != 0)
 		goto out;
 	if (cfg->synchronous == SYNC_FULL && (rc = open_wal(be, err, errlen)) != 0)
@@ -1065,7 +1101,9 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 	if ((ev->keyword != KW_OPT_OUT && ev->keyword != KW_OPT_IN) || !ev->recipient_hash)
 		return 0;
 	sqlite3_int64 inbound_id = sqlite3_last_insert_rowid(be->db);
-	const char *sender = ev->sender_identity ? ev->sender_identity : "";
+	/* the state is kept per canonical sender (optout.h), so that a send
+	 * from the same number written another way finds it */
+	char *sender = optout_sender_key_dup(ev->sender_identity);
 	char word[32];
 	size_t wl = 0;
 	for (size_t i = 0; i < ev->text_len && wl + 1 < sizeof(word); i++) {
@@ -1084,7 +1122,7 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 	bind_text(st, 6, effective);
 	bind_text(st, 7, now);
 	if ((rc = step_done(be, st, err, errlen, "inserting opt-out history")) != 0)
-		return rc;
+		goto out;
 	st = be->stmt[Q_UPSERT_OPT_OUT];
 	bind_text(st, 1, ev->recipient_hash);
 	bind_text(st, 2, sender);
@@ -1093,7 +1131,10 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 	sqlite3_bind_int64(st, 5, inbound_id);
 	bind_text(st, 6, effective);
 	bind_text(st, 7, now);
-	return step_done(be, st, err, errlen, "updating opt-out state");
+	rc = step_done(be, st, err, errlen, "updating opt-out state");
+out:
+	free(sender);
+	return rc;
 }
 
 static int apply_event(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,

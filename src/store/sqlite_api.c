@@ -39,6 +39,7 @@
 #include "arena.h"
 #include "event.h"
 #include "log.h"
+#include "optout.h"
 #include "sqlite_int.h"
 #include "status.h"
 #include "store_int.h"
@@ -835,28 +836,37 @@ static int load_row(struct store__sqlite_api *a, const char *id, struct store_op
 	return 0;
 }
 
-/* Whether the recipient opted out of this sender: the row for the sender,
- * else the row recorded without a sender (a STOP whose provider did not say
- * which of our numbers it was sent to). */
+/* Whether the recipient opted out of this sender: the row for the sender's
+ * canonical key (optout_sender_key(): "+447520650000" finds the STOP a
+ * provider reported as sent to "447520650000"), else the row recorded
+ * without a sender (a STOP whose provider did not say which of our numbers
+ * it was sent to). */
 static int opted_out(struct store__sqlite_api *a, const char *hash, const char *sender, bool *out,
                      char *err, size_t errlen)
 {
-	const char *senders[2] = {sender ? sender : "", ""};
+	char *key = optout_sender_key_dup(sender);
+	const char *senders[2] = {key, ""};
+	int rc = 0;
+
 	*out = false;
 	for (int i = 0; i < (senders[0][0] ? 2 : 1); i++) {
 		sqlite3_stmt *st = a->w[W_OPTOUT];
 		bind_text(st, 1, hash);
 		bind_text(st, 2, senders[i]);
-		int rc = wrow(a, W_OPTOUT, err, errlen);
+		rc = wrow(a, W_OPTOUT, err, errlen);
 		if (rc < 0)
-			return rc;
+			goto out;
 		if (rc == 1) {
 			*out = sqlite3_column_int(st, 0) != 0;
 			reset(st);
-			return 0;
+			rc = 0;
+			goto out;
 		}
 	}
-	return 0;
+	rc = 0;
+out:
+	free(key);
+	return rc;
 }
 
 /* Binds the send record's fields, in the order both W_ADOPT and

@@ -7,7 +7,8 @@
  * nothing; idempotency: same key and body -> the same answer (replayed),
  * same key and another body -> 409, the key is per token, 8 concurrent
  * requests with one key -> one message; a STOP from the recipient -> 409
- * recipient_opted_out unless the use case is exempt; PATCH conflicts.
+ * recipient_opted_out (also when the app writes our number another way)
+ * unless the use case is exempt; PATCH conflicts.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -308,6 +309,21 @@ static void test_opted_out(void **state)
 	assert_string_equal(jpath_s(j, "error.code"), "recipient_opted_out");
 	assert_string_equal(jpath_s(j, "error.field"), "to");
 	json_decref(j);
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+	/* the same sender written without '+' or with separators: the same
+	 * sender (Twilio wrote the STOP's To as +15017122661) */
+	static const char *const spellings[] = {"15017122661", "+1 501-712-2661",
+	                                        "(1) 501.712.2661"};
+	for (size_t i = 0; i < ARRAY_LEN(spellings); i++) {
+		char key[16];
+		util_fmt(body, sizeof(body),
+		         "{\"to\":\"" N_TO "\",\"provider\":\"twilio\",\"use_case\":\"otp\","
+		         "\"template_key\":\"login_code\",\"sender_identity\":\"%s\","
+		         "\"action\":{\"type\":\"login\",\"id\":\"user-42\"}}",
+		         spellings[i]);
+		util_fmt(key, sizeof(key), "o-s%zu", i);
+		assert_int_equal(api_send(d, T_APP, key, body, &r), 409);
+	}
 	assert_int_equal(h_count(d, "sms_messages"), 0);
 	/* an exempt use case goes through */
 	api_send_body(body, sizeof(body), N_TO, NULL, "security_alert", NULL);

@@ -194,8 +194,9 @@ static void test_inbound_stop(void **state)
 	              "provider_occurred_at||'|'||length(sender_hash) "
 	              "FROM sms_inbound_messages"),
 	    "generic|mo-7|US|+15005550006| stop\n|opt_out|2026-11-27T15:10:00.000Z|64");
+	/* the state is kept under the sender's canonical key */
 	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs "
-	                              "WHERE sender_identity = '+15005550006'"),
+	                              "WHERE sender_identity = '15005550006'"),
 	                 1);
 	/* the same webhook again: still one message, one retry counted */
 	assert_int_equal(post(d, "/webhooks/generic/status", "evt_mo7", b, 1, true, &r), 200);

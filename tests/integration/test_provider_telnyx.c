@@ -179,8 +179,9 @@ static void test_inbound_stop(void **state)
 	              "sms_inbound_messages"),
 	    "84cca175-9755-4859-b67f-4730d7f58aa3|+18445550001|STOP|opt_out|"
 	    "2024-02-14T15:37:10.500Z|1");
+	/* the state is kept under the sender's canonical key */
 	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs WHERE "
-	                              "sender_identity='+18445550001'"),
+	                              "sender_identity='18445550001'"),
 	                 1);
 	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_message_events"), 0);
 }

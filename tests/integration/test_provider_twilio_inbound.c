@@ -74,8 +74,9 @@ static void test_post_get_and_stop(void **state)
 	assert_string_equal(
 	    h_payload_str(d, buf, sizeof(buf), "SELECT raw_payload FROM sms_inbound_messages"),
 	    BODY("Stop"));
+	/* the state is kept under the sender's canonical key */
 	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs "
-	                              "WHERE sender_identity = '+15005550006'"),
+	                              "WHERE sender_identity = '15005550006'"),
 	                 1);
 	/* no delivery status was written */
 	assert_int_equal(h_count(d, "sms_messages"), 0);

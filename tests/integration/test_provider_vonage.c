@@ -6,8 +6,10 @@
  * (a retry: new timestamp, nonce and sig) adds only a retry-log row; a late
  * `accepted` does not move the summary back; POST form and POST JSON work
  * too; forged, unsigned and stale requests answer 401 and write nothing; an
- * inbound STOP stores an inbound row and an opt-out; an unconfigured dlrd
- * answers 404.  Signatures are computed here with OpenSSL.
+ * inbound STOP stores an inbound row and an opt-out, which refuses a send
+ * (POST /v1/messages) from our number however the app writes it (Vonage
+ * writes numbers without '+'); an unconfigured dlrd answers 404.
+ * Signatures are computed here with OpenSSL.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,17 +24,15 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "harness.h"
-#include "util.h"
+#include "api_helpers.h"
 
 #define SECRET "vonage-it-signature-secret"
 #define ID     "0B00000127FDBC63"
 
-static const char *const env[] = {"DLRD_VONAGE_SIGNATURE_SECRETS=old-secret," SECRET,
-                                  "DLRD_VONAGE_SIGNATURE_METHOD=sha256", NULL};
-
 static int setup(void **state)
 {
+	const char *env[] = {"DLRD_VONAGE_SIGNATURE_SECRETS=old-secret," SECRET,
+	                     "DLRD_VONAGE_SIGNATURE_METHOD=sha256", api_tokens_env(), NULL};
 	return h_fixture_start(state, env);
 }
 
@@ -285,6 +285,67 @@ static void test_inbound_stop(void **state)
 	assert_int_equal(h_sql_int(d, "SELECT retry_count FROM sms_inbound_messages"), 1);
 }
 
+/* The reviewer's reproduction: Vonage reports the STOP as sent to
+ * "447520650000"; the app records sends from "+447520650000".  One sender,
+ * so the send is refused (409), however it is written, and START lifts it;
+ * the inbound row keeps the number as Vonage wrote it. */
+static void vonage_inbound(struct dlrd *d, const char *id, const char *text, const char *nonce)
+{
+	char body[4096];
+	const char *hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	struct kv kv[] = {
+	    {"msisdn", "447700900555"}, {"to", "447520650000"},  {"messageId", id}, {"text", text},
+	    {"type", "text"},           {"api-key", "abcd1234"},
+	};
+	struct h_resp r;
+
+	signed_form(kv, ARRAY_LEN(kv), 0, nonce, body, sizeof(body));
+	assert_int_equal(
+	    h_request(d, "POST", "/webhooks/vonage/inbound", hdr, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 200);
+}
+
+static long send_from(struct dlrd *d, const char *key, const char *sender, struct h_resp *r)
+{
+	char body[512];
+	util_fmt(body, sizeof(body),
+	         "{\"to\":\"+447700900555\",\"provider\":\"vonage\",\"use_case\":\"otp\","
+	         "\"template_key\":\"login_code\",\"sender_identity\":\"%s\","
+	         "\"action\":{\"type\":\"login\",\"id\":\"u-1\"}}",
+	         sender);
+	return api_send(d, T_APP, key, body, r);
+}
+
+static void test_stop_refuses_send_however_written(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char buf[128];
+
+	vonage_inbound(d, "0A00000000000001", "STOP", "n-stop");
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf),
+	                              "SELECT sender_identity||'|'||opted_out FROM sms_opt_outs"),
+	                    "447520650000|1");
+	assert_int_equal(send_from(d, "s-1", "+447520650000", &r), 409);
+	json_t *j = api_json(&r);
+	assert_string_equal(jpath_s(j, "error.code"), "recipient_opted_out");
+	json_decref(j);
+	assert_int_equal(send_from(d, "s-2", "447520650000", &r), 409);
+	assert_int_equal(send_from(d, "s-3", "+44 7520 650000", &r), 409);
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+	/* another of our numbers is not affected; its sender shows as given */
+	assert_int_equal(send_from(d, "s-4", "+44 7520 650001", &r), 201);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT sender_identity FROM sms_messages"),
+	    "+44 7520 650001");
+	/* START opts back in */
+	vonage_inbound(d, "0A00000000000002", "START", "n-start");
+	assert_int_equal(send_from(d, "s-1", "+447520650000", &r), 201);
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_inbound_messages WHERE"
+	                              " to_identity = '447520650000'"),
+	                 2);
+}
+
 static void test_unconfigured_404(void **state)
 {
 	struct dlrd d;
@@ -305,6 +366,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_post_form_and_json, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejected_write_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_refuses_send_however_written, setup,
+	                                    teardown),
 	    cmocka_unit_test(test_unconfigured_404),
 	};
 	return cmocka_run_group_tests_name("integration/provider_vonage", tests, NULL, NULL);

@@ -164,7 +164,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(Q(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(Q(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 3);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 4);
 	/* times are the item's receipt time, exactly */
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE received_at ="
 	                      " '2023-11-14T22:13:20.000Z'"),
@@ -372,7 +372,7 @@ static void test_inbound_and_opt_out(void **state)
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_inbound_messages WHERE keyword='none'"), 1);
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_opt_out_history"), 2);
 	assert_int_equal(Q(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash="
-	                      "'userhash' AND sender_identity='+15005550006'"),
+	                      "'userhash' AND sender_identity='15005550006'"),
 	                 0);
 	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
 	                            "SELECT keyword || ' ' || inbound_id || ' ' ||"
@@ -532,8 +532,8 @@ static void test_concurrent_start(void **state)
 	}
 	PGconn *c = pgt_connect(g.url);
 	assert_non_null(c);
-	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 3);
-	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 3);
+	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 4);
+	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 4);
 	PQfinish(c);
 	for (int i = 0; i < 6; i++)
 		store_close(o[i].st);
@@ -2043,6 +2043,184 @@ static void test_two_nodes_races(void **state)
 	PQfinish(x);
 }
 
+/* ---- opt-outs per canonical sender, provider countries ---- */
+
+/* dlrd_sender_key() (SQL, migration 4) gives optout_sender_key()'s answer
+ * (C) on edge cases and on random strings over the characters the rule
+ * looks at. */
+static void test_sender_key_matches_c(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const fixed[] = {
+	    "+447520650000",
+	    "447520650000",
+	    "+44 7520 650000",
+	    "+1 (415) 555-0123",
+	    "415.555.0123",
+	    " +447520650000\r\n",
+	    "123456",
+	    "12345",
+	    "123456789012345",
+	    "1234567890123456",
+	    "AcmeInc",
+	    " ACME Bank ",
+	    "++447520650000",
+	    "44+7520650000",
+	    "tel:+447520650000",
+	    "\xc3\x89TAT",
+	    "+",
+	    "()",
+	    "",
+	    " \t\r\n",
+	    "+ 1 2 3 4 5 6",
+	};
+	static const char *const alphabet[] = {"0", "1", "9",  " ",  "+",  "-", ".", "(",       ")",
+	                                       "a", "Z", "\t", "\r", "\n", "/", "x", "\xc3\x89"};
+	uint64_t x = 0x9e3779b97f4a7c15u;
+	char in[128], key[128];
+
+	for (int i = 0; i < 1500; i++) {
+		if (i < (int)ARRAY_LEN(fixed)) {
+			util_strlcpy(in, fixed[i], sizeof(in));
+		} else {
+			size_t n = 0, len;
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			len = (size_t)(x % 20);
+			for (size_t k = 0; k < len; k++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				/* mostly digits, so that phone-like strings are common */
+				const char *c = x % 3 ? alphabet[x % 3] : alphabet[(x >> 8) % 17];
+				n += util_strlcpy(in + n, c, sizeof(in) - n);
+			}
+		}
+		optout_sender_key(in, strlen(in), key);
+		const char *params[1] = {in};
+		PGresult *r = PQexecParams(f->c, "SELECT dlrd_sender_key($1)", 1, NULL, params,
+		                           NULL, NULL, 0);
+		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+		if (strcmp(PQgetvalue(r, 0, 0), key) != 0)
+			fprintf(stderr, "input \"%s\": SQL \"%s\", C \"%s\"\n", in,
+			        PQgetvalue(r, 0, 0), key);
+		assert_string_equal(PQgetvalue(r, 0, 0), key);
+		PQclear(r);
+	}
+	assert_int_equal(Q(f, "SELECT (dlrd_sender_key(NULL) = '')::int"), 1);
+}
+
+/* The outcome of a send to "abc" from sender under a fresh key. */
+static enum store_outcome send_from(struct fixture *f, const char *sender)
+{
+	static int n;
+	char idem[32];
+	struct api_item a;
+	util_fmt(idem, sizeof(idem), "from-%d", n++);
+	api_send(&a, idem, idem, NULL);
+	a.op.send.sender_identity = sender;
+	assert_int_equal(apply_api(f->st, &a), 0);
+	return a.op.outcome;
+}
+
+/* test_store_sqlite.c's test of the same name: one opt-out state per
+ * canonical sender, so a STOP reported as sent to "447520650000" refuses a
+ * send from "+447520650000". */
+static void test_opt_out_by_sender_key(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	char buf[64];
+
+	struct dlr_event stop = inbound("SMk1", "abc", "STOP", 1000);
+	stop.sender_identity = "447520650000";
+	assert_int_equal(apply1(f, &stop, &it), 0);
+	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
+	                            "SELECT sender_identity || '|' || opted_out FROM sms_opt_outs"),
+	                    "447520650000|1");
+	assert_int_equal(send_from(f, "+447520650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "447520650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "+44 7520-650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "(44) 7520.650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "+447520650001"), STORE_DONE);
+	assert_int_equal(send_from(f, "AcmeInc"), STORE_DONE);
+
+	struct dlr_event start = inbound("SMk2", "abc", "START", 2000);
+	start.sender_identity = "+44 7520 650000";
+	assert_int_equal(apply1(f, &start, &it), 0);
+	assert_int_equal(send_from(f, "+447520650000"), STORE_DONE);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_opt_outs"), 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_opt_out_history WHERE"
+	                      " sender_identity = '447520650000'"),
+	                 2);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_inbound_messages WHERE to_identity IN"
+	                      " ('447520650000', '+44 7520 650000')"),
+	                 2);
+
+	struct dlr_event alnum = inbound("SMk3", "abc", "stop", 3000);
+	alnum.sender_identity = "AcmeInc";
+	assert_int_equal(apply1(f, &alnum, &it), 0);
+	assert_int_equal(send_from(f, "ACMEINC"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, " acmeinc "), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "Acme"), STORE_DONE);
+	assert_int_equal(send_from(f, "447520650000"), STORE_DONE);
+}
+
+/* Migration 4 re-keys the opt-outs a version-3 database holds, as SQLite's
+ * migration 6 does (test_store_sqlite.c, the same rows and answer). */
+static void test_migration_rekeys_opt_outs(void **state)
+{
+	struct fixture *f = *state;
+	char buf[512];
+
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(
+	    pgt_exec(f->c,
+	             "DELETE FROM schema_migrations WHERE version = 4;"
+	             "INSERT INTO sms_opt_outs VALUES"
+	             " ('u1', '447520650000', 1, 'STOP', 2, '2026-01-01T00:00:01.000Z',"
+	             "  '2026-01-01T00:00:10.000Z'),"
+	             " ('u1', '+447520650000', 0, 'START', 1, '2026-01-01T00:00:02.000Z',"
+	             "  '2026-01-01T00:00:09.000Z'),"
+	             " ('u1', '+44 7520 650000', 1, 'STOP', 3, '2026-01-01T00:00:00.000Z',"
+	             "  '2026-01-01T00:00:11.000Z'),"
+	             " ('u2', '+447520650000', 1, 'STOP', 4, '2026-01-01T00:00:00.000Z',"
+	             "  '2026-01-01T00:00:00.000Z'),"
+	             " ('u2', 'AcmeInc', 0, 'START', 5, '2026-01-01T00:00:00.000Z',"
+	             "  '2026-01-01T00:00:00.000Z'),"
+	             " ('u2', 'ACMEINC', 1, 'STOP', 6, '2026-01-01T00:00:05.000Z',"
+	             "  '2026-01-01T00:00:05.000Z'),"
+	             " ('u3', '15005550006', 0, 'START', 8, '2026-01-01T00:00:00.000Z',"
+	             "  '2026-01-01T00:00:06.000Z'),"
+	             " ('u3', '+15005550006', 1, 'STOP', 7, '2026-01-01T00:00:00.000Z',"
+	             "  '2026-01-01T00:00:05.000Z'),"
+	             " ('u4', '', 1, 'STOP', 9, '2026-01-01T00:00:00.000Z',"
+	             "  '2026-01-01T00:00:00.000Z');"
+	             "INSERT INTO sms_opt_out_history (recipient_hash, sender_identity, action,"
+	             " keyword, inbound_id, effective_at, received_at) VALUES"
+	             " ('u1', '+447520650000', 'opt_in', 'START', 1, '2026-01-01T00:00:02.000Z',"
+	             "  '2026-01-01T00:00:09.000Z'),"
+	             " ('u1', '447520650000', 'opt_out', 'STOP', 2, '2026-01-01T00:00:01.000Z',"
+	             "  '2026-01-01T00:00:10.000Z')"),
+	    0);
+	assert_int_equal(open_store(f, &f->st), 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 4);
+	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
+	                            "SELECT string_agg(r, ' ' ORDER BY r COLLATE \"C\") FROM"
+	                            " (SELECT recipient_hash || ':' || sender_identity || ':' ||"
+	                            " opted_out || ':' || inbound_id AS r FROM sms_opt_outs) x"),
+	                    "u1:447520650000:0:1 u2:447520650000:1:4 u2:acmeinc:1:6 "
+	                    "u3:15005550006:0:8 u4::1:9");
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_opt_out_history WHERE"
+	                      " sender_identity = '447520650000'"),
+	                 2);
+	assert_int_equal(send_from(f, "+447520650000"), STORE_DONE);
+	assert_int_equal(
+	    pgt_exec(f->c,
+	             "UPDATE sms_opt_outs SET recipient_hash = 'abc' WHERE recipient_hash = 'u2'"),
+	    0);
+	assert_int_equal(send_from(f, "+44 7520 650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "Acmeinc"), STORE_OPTED_OUT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2070,6 +2248,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_two_nodes_same_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_nodes_join, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_nodes_races, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sender_key_matches_c, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	};
 	if (!pgt_server())
 		return pgt_not_configured("test_store_pg");

@@ -175,7 +175,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(q_int(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(q_int(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 5);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 6);
 }
 
 static void test_every_order_same_summary(void **state)
@@ -386,6 +386,152 @@ static void test_api_item_inside_a_batch(void **state)
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages WHERE origin = 'joined'"), 2);
 }
 
+/* ---- opt-outs per canonical sender, provider countries ---- */
+
+static int apply_api(struct fixture *f, struct api_item *a)
+{
+	char err[256] = "";
+	struct commit_item *items[1] = {&a->it};
+	int rc = store_apply(f->st, items, 1, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "store_apply: %s\n", err);
+	return rc;
+}
+
+/* The outcome of a send to "abc" from sender under a fresh key. */
+static enum store_outcome send_from(struct fixture *f, const char *sender)
+{
+	static int n;
+	char idem[32];
+	struct api_item a;
+	util_fmt(idem, sizeof(idem), "from-%d", n++);
+	api_send(&a, idem, NULL);
+	a.op.send.sender_identity = sender;
+	assert_int_equal(apply_api(f, &a), 0);
+	return a.op.outcome;
+}
+
+static struct dlr_event inbound(const char *id, const char *user, const char *text,
+                                int64_t occurred_ms);
+
+/* A STOP that a provider reports as sent to our number without '+' (as
+ * Vonage, Plivo, Sinch and Infobip write numbers) refuses a send from the
+ * same number written with '+', spaces or dashes, and a START sent to
+ * "+..." lifts it: one state per canonical sender (optout_sender_key()).
+ * Alphanumeric senders compare case-insensitively. */
+static void test_opt_out_by_sender_key(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	char buf[64];
+
+	struct dlr_event stop = inbound("SMk1", "abc", "STOP", 1000);
+	stop.sender_identity = "447520650000";
+	assert_int_equal(apply1(f, &stop, &it), 0);
+	sid_text(f, "SELECT sender_identity || '|' || opted_out FROM sms_opt_outs WHERE ?1", "1",
+	         buf, sizeof(buf));
+	assert_string_equal(buf, "447520650000|1");
+	assert_int_equal(send_from(f, "+447520650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "447520650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "+44 7520-650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "(44) 7520.650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "+447520650001"), STORE_DONE);
+	assert_int_equal(send_from(f, "AcmeInc"), STORE_DONE);
+
+	struct dlr_event start = inbound("SMk2", "abc", "START", 2000);
+	start.sender_identity = "+44 7520 650000";
+	assert_int_equal(apply1(f, &start, &it), 0);
+	assert_int_equal(send_from(f, "+447520650000"), STORE_DONE);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_opt_outs"), 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_opt_out_history WHERE"
+	                          " sender_identity = '447520650000'"),
+	                 2);
+	/* the inbound rows keep the sender as the provider wrote it */
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_inbound_messages WHERE to_identity IN"
+	                          " ('447520650000', '+44 7520 650000')"),
+	                 2);
+
+	struct dlr_event alnum = inbound("SMk3", "abc", "stop", 3000);
+	alnum.sender_identity = "AcmeInc";
+	assert_int_equal(apply1(f, &alnum, &it), 0);
+	assert_int_equal(send_from(f, "ACMEINC"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, " acmeinc "), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "Acme"), STORE_DONE);
+	assert_int_equal(send_from(f, "447520650000"), STORE_DONE);
+}
+
+static void exec_rw(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+	char *msg = NULL;
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK)
+		fprintf(stderr, "%s: %s\n", sql, msg ? msg : "?");
+	sqlite3_free(msg);
+	sqlite3_close(db);
+	assert_int_equal(rc, SQLITE_OK);
+}
+
+/* Migration 6 re-keys the opt-outs a version-5 database holds: rows of one
+ * user whose senders share a key become one, the newest by effective time
+ * (ties: the later arrival), as the upsert would have kept it. */
+static void test_migration_rekeys_opt_outs(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "", buf[512];
+
+	store_close(f->st);
+	f->st = NULL;
+	exec_rw(f, "DELETE FROM schema_migrations WHERE version = 6;"
+	           "INSERT INTO sms_opt_outs VALUES"
+	           /* u1: three spellings; the START at :02 is the newest */
+	           " ('u1', '447520650000', 1, 'STOP', 2, '2026-01-01T00:00:01.000Z',"
+	           "  '2026-01-01T00:00:10.000Z'),"
+	           " ('u1', '+447520650000', 0, 'START', 1, '2026-01-01T00:00:02.000Z',"
+	           "  '2026-01-01T00:00:09.000Z'),"
+	           " ('u1', '+44 7520 650000', 1, 'STOP', 3, '2026-01-01T00:00:00.000Z',"
+	           "  '2026-01-01T00:00:11.000Z'),"
+	           /* u2: one row, only re-keyed; an alphanumeric pair */
+	           " ('u2', '+447520650000', 1, 'STOP', 4, '2026-01-01T00:00:00.000Z',"
+	           "  '2026-01-01T00:00:00.000Z'),"
+	           " ('u2', 'AcmeInc', 0, 'START', 5, '2026-01-01T00:00:00.000Z',"
+	           "  '2026-01-01T00:00:00.000Z'),"
+	           " ('u2', 'ACMEINC', 1, 'STOP', 6, '2026-01-01T00:00:05.000Z',"
+	           "  '2026-01-01T00:00:05.000Z'),"
+	           /* u3: the same effective time: the later arrival wins */
+	           " ('u3', '15005550006', 0, 'START', 8, '2026-01-01T00:00:00.000Z',"
+	           "  '2026-01-01T00:00:06.000Z'),"
+	           " ('u3', '+15005550006', 1, 'STOP', 7, '2026-01-01T00:00:00.000Z',"
+	           "  '2026-01-01T00:00:05.000Z'),"
+	           /* u4: no sender stays '' */
+	           " ('u4', '', 1, 'STOP', 9, '2026-01-01T00:00:00.000Z',"
+	           "  '2026-01-01T00:00:00.000Z');"
+	           "INSERT INTO sms_opt_out_history (recipient_hash, sender_identity, action,"
+	           " keyword, inbound_id, effective_at, received_at) VALUES"
+	           " ('u1', '+447520650000', 'opt_in', 'START', 1, '2026-01-01T00:00:02.000Z',"
+	           "  '2026-01-01T00:00:09.000Z'),"
+	           " ('u1', '447520650000', 'opt_out', 'STOP', 2, '2026-01-01T00:00:01.000Z',"
+	           "  '2026-01-01T00:00:10.000Z');");
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 6);
+	sid_text(f,
+	         "SELECT group_concat(r, ' ') FROM (SELECT recipient_hash || ':' ||"
+	         " sender_identity || ':' || opted_out || ':' || inbound_id AS r"
+	         " FROM sms_opt_outs WHERE ?1 ORDER BY 1)",
+	         "1", buf, sizeof(buf));
+	assert_string_equal(buf, "u1:447520650000:0:1 u2:447520650000:1:4 u2:acmeinc:1:6 "
+	                         "u3:15005550006:0:8 u4::1:9");
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_opt_out_history WHERE"
+	                          " sender_identity = '447520650000'"),
+	                 2);
+	/* and the sends see them */
+	assert_int_equal(send_from(f, "+447520650000"), STORE_DONE); /* "abc" never opted out */
+	exec_rw(f, "UPDATE sms_opt_outs SET recipient_hash = 'abc' WHERE recipient_hash = 'u2'");
+	assert_int_equal(send_from(f, "+44 7520 650000"), STORE_OPTED_OUT);
+	assert_int_equal(send_from(f, "Acmeinc"), STORE_OPTED_OUT);
+}
+
 static void test_unknown_and_unusable_go_to_review(void **state)
 {
 	struct fixture *f = *state;
@@ -577,8 +723,9 @@ static void test_inbound_and_opt_out(void **state)
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_inbound_messages WHERE keyword='none'"),
 	                 1);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_opt_out_history"), 2);
+	/* kept under the sender's canonical key (optout_sender_key()) */
 	assert_int_equal(q_int(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash="
-	                          "'userhash' AND sender_identity='+15005550006'"),
+	                          "'userhash' AND sender_identity='15005550006'"),
 	                 0);
 	/* inbound never enters a delivery timeline */
 	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events"), 0);
@@ -618,6 +765,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_api_item_inside_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound_and_opt_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_error_reason_stored, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
