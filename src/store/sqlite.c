@@ -292,9 +292,15 @@ static const char *const queries[Q__COUNT] = {
                      " final_at = coalesce(final_at, ?17),"
                      " recipient_hash = coalesce(recipient_hash, ?18),"
                      " recipient_masked = coalesce(recipient_masked, ?19),"
-                     " country_source = CASE WHEN destination_country IS NULL THEN ?20"
+                     /* every right-hand side reads the row as it was: a
+                      * provider's country replaces one taken from the
+                      * number, any country fills a row without one */
+                     " country_source = CASE WHEN destination_country IS NULL"
+                     " OR (?20 = 'provider' AND country_source = 'number') THEN ?20"
                      " ELSE country_source END,"
-                     " destination_country = coalesce(destination_country, ?21),"
+                     " destination_country = CASE WHEN destination_country IS NULL"
+                     " OR (?20 = 'provider' AND country_source = 'number') THEN ?21"
+                     " ELSE destination_country END,"
                      " sender_identity = coalesce(sender_identity, ?22),"
                      " updated_at = ?23 WHERE rowid = ?1",
     /* ... when the batch brought only duplicates */
@@ -380,11 +386,12 @@ struct msg_slot {
 	bool dirty;
 	/* what the batch changes, written by flush_slot() */
 	uint32_t d_events, d_dups;
-	bool changed;                 /* some new event changed the top */
-	const char *error_reason;     /* of the last one that did */
-	const char *recipient_hash;   /* first non-NULL of the batch's events, */
-	const char *recipient_masked; /* each kept only where the row has none */
-	const char *country, *country_source, *sender;
+	bool changed;                                  /* some new event changed the top */
+	const char *error_reason;                      /* of the last one that did */
+	const char *recipient_hash;                    /* first non-NULL of the batch's events, */
+	const char *recipient_masked;                  /* each kept only where the row has none */
+	const char *country, *country_source, *sender; /* country: the first, or the
+	                                                * provider's (apply_event) */
 	char first_callback_at[25], final_at[25], updated_at[25]; /* "" = none */
 };
 
@@ -1219,7 +1226,12 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 			m->recipient_hash = ev->recipient_hash;
 		if (!m->recipient_masked)
 			m->recipient_masked = ev->recipient_masked;
-		if (!m->country && ev->destination_country) {
+		/* the first country, or the first the provider gave after
+		 * one taken from the number (what Q_UPDATE_MSG per event
+		 * would keep) */
+		if (ev->destination_country &&
+		    (!m->country ||
+		     (!ev->country_from_number && strcmp(m->country_source, "number") == 0))) {
 			m->country = ev->destination_country;
 			m->country_source = country_source(ev);
 		}

@@ -1433,7 +1433,9 @@ static void test_api_reads(void **state)
 	assert_true(m.has_recipient);
 	assert_string_equal(m.recipient_masked, "+1********23");
 	assert_string_equal(m.destination_country, "US");
-	assert_string_equal(m.country_source, "number");
+	/* mk()'s callbacks carry a country from the provider, which is
+	 * preferred to the number's the send recorded */
+	assert_string_equal(m.country_source, "provider");
 	assert_string_equal(m.sender_identity, T_SENDER);
 	assert_string_equal(m.template_key, "login_code");
 	assert_string_equal(m.use_case, "otp");
@@ -2221,6 +2223,65 @@ static void test_migration_rekeys_opt_outs(void **state)
 	assert_int_equal(send_from(f, "Acmeinc"), STORE_OPTED_OUT);
 }
 
+/* test_store_sqlite.c's test of the same name: a provider's country
+ * replaces the number's whichever came first; the app's stays. */
+static void test_provider_country_either_order(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct api_item a;
+	char buf[64];
+#define CTRY(sid)                                                                                  \
+	pgt_str(f->c, buf, sizeof(buf),                                                            \
+	        "SELECT destination_country || '|' || country_source FROM sms_messages"            \
+	        " WHERE provider_message_id = '%s'",                                               \
+	        sid)
+
+	api_send(&a, "c-1", "c-1", "SMc1");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_string_equal(CTRY("SMc1"), "US|number");
+	struct dlr_event e1 = mk("SMc1", ST_DELIVERED, "delivered", NULL);
+	e1.destination_country = "CA";
+	assert_int_equal(apply1(f, &e1, &it), 0);
+	assert_string_equal(CTRY("SMc1"), "CA|provider");
+
+	struct dlr_event e2 = mk("SMc2", ST_DELIVERED, "delivered", NULL);
+	e2.destination_country = "CA";
+	assert_int_equal(apply1(f, &e2, &it), 0);
+	api_send(&a, "c-2", "c-2", "SMc2");
+	assert_int_equal(apply_api(f->st, &a), 0);
+	assert_string_equal(CTRY("SMc2"), "CA|provider");
+
+	for (int k = 0; k < 4; k++) {
+		char sid[16];
+		util_fmt(sid, sizeof(sid), "SMc3%d", k);
+		struct dlr_event num = mk(sid, ST_SENT, "sent", NULL);
+		num.destination_country = "US";
+		num.country_from_number = true;
+		struct dlr_event prov = mk(sid, ST_DELIVERED, "delivered", NULL);
+		prov.destination_country = "CA";
+		struct dlr_event ev[2] = {k & 1 ? prov : num, k & 1 ? num : prov};
+		if (k & 2) {
+			item_init(&it, ev, 2);
+			struct commit_item *items[1] = {&it};
+			assert_int_equal(apply_items(f->st, items, 1), 0);
+		} else {
+			assert_int_equal(apply1(f, &ev[0], &it), 0);
+			assert_int_equal(apply1(f, &ev[1], &it), 0);
+		}
+		assert_string_equal(CTRY(sid), "CA|provider");
+	}
+
+	api_send(&a, "c-4", "c-4", "SMc4");
+	a.op.send.country = "FR";
+	assert_int_equal(apply_api(f->st, &a), 0);
+	struct dlr_event e4 = mk("SMc4", ST_DELIVERED, "delivered", NULL);
+	e4.destination_country = "CA";
+	assert_int_equal(apply1(f, &e4, &it), 0);
+	assert_string_equal(CTRY("SMc4"), "FR|app");
+#undef CTRY
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2251,6 +2312,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sender_key_matches_c, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
 	};
 	if (!pgt_server())
 		return pgt_not_configured("test_store_pg");

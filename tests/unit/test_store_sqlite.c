@@ -99,6 +99,18 @@ static int apply1(struct fixture *f, struct dlr_event *e, struct commit_item *it
 	return store_apply(f->st, items, 1, err, sizeof(err));
 }
 
+/* One callback item carrying n events. */
+static void item_of(struct commit_item *it, struct dlr_event *e, size_t n)
+{
+	memset(it, 0, sizeof(*it));
+	it->provider = "twilio";
+	it->events = e;
+	it->n_events = n;
+	it->raw_payload = (struct iov){"raw=1", 5};
+	it->received_ms = 1700000000000;
+	it->complete = done;
+}
+
 static sqlite3_int64 q_int(struct fixture *f, const char *sql)
 {
 	sqlite3 *db;
@@ -532,6 +544,75 @@ static void test_migration_rekeys_opt_outs(void **state)
 	assert_int_equal(send_from(f, "Acmeinc"), STORE_OPTED_OUT);
 }
 
+/* A country the provider gives replaces one taken from the number, whether
+ * the send or the callback came first (or the PATCH joined them), in one
+ * batch or several; the app's own country stays. */
+static void test_provider_country_either_order(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct api_item a;
+	char buf[64];
+	const char *q = "SELECT destination_country || '|' || country_source FROM sms_messages"
+	                " WHERE provider_message_id = ?1";
+
+	/* send first (country from the number), then the callback */
+	api_send(&a, "c-1", "SMc1");
+	a.op.send.number_country = "US";
+	assert_int_equal(apply_api(f, &a), 0);
+	sid_text(f, q, "SMc1", buf, sizeof(buf));
+	assert_string_equal(buf, "US|number");
+	struct dlr_event e1 = mk("SMc1", ST_DELIVERED, "delivered", NULL);
+	e1.destination_country = "CA";
+	assert_int_equal(apply1(f, &e1, &it), 0);
+	sid_text(f, q, "SMc1", buf, sizeof(buf));
+	assert_string_equal(buf, "CA|provider");
+
+	/* the callback first, then the send */
+	struct dlr_event e2 = mk("SMc2", ST_DELIVERED, "delivered", NULL);
+	e2.destination_country = "CA";
+	assert_int_equal(apply1(f, &e2, &it), 0);
+	api_send(&a, "c-2", "SMc2");
+	a.op.send.number_country = "US";
+	assert_int_equal(apply_api(f, &a), 0);
+	sid_text(f, q, "SMc2", buf, sizeof(buf));
+	assert_string_equal(buf, "CA|provider");
+
+	/* a callback-created row with the number's country, then the
+	 * provider's, in one batch and in two, in both orders */
+	for (int k = 0; k < 4; k++) {
+		char sid[16], err[256];
+		util_fmt(sid, sizeof(sid), "SMc3%d", k);
+		struct dlr_event num = mk(sid, ST_SENT, "sent", NULL);
+		num.destination_country = "US";
+		num.country_from_number = true;
+		struct dlr_event prov = mk(sid, ST_DELIVERED, "delivered", NULL);
+		prov.destination_country = "CA";
+		struct dlr_event ev[2] = {k & 1 ? prov : num, k & 1 ? num : prov};
+		if (k & 2) {
+			item_of(&it, ev, 2);
+			struct commit_item *items[1] = {&it};
+			assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
+		} else {
+			assert_int_equal(apply1(f, &ev[0], &it), 0);
+			assert_int_equal(apply1(f, &ev[1], &it), 0);
+		}
+		sid_text(f, q, sid, buf, sizeof(buf));
+		assert_string_equal(buf, "CA|provider");
+	}
+
+	/* the app's country stays */
+	api_send(&a, "c-4", "SMc4");
+	a.op.send.country = "FR";
+	a.op.send.number_country = "US";
+	assert_int_equal(apply_api(f, &a), 0);
+	struct dlr_event e4 = mk("SMc4", ST_DELIVERED, "delivered", NULL);
+	e4.destination_country = "CA";
+	assert_int_equal(apply1(f, &e4, &it), 0);
+	sid_text(f, q, "SMc4", buf, sizeof(buf));
+	assert_string_equal(buf, "FR|app");
+}
+
 static void test_unknown_and_unusable_go_to_review(void **state)
 {
 	struct fixture *f = *state;
@@ -767,6 +848,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_error_reason_stored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
