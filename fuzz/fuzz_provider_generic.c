@@ -30,6 +30,7 @@
 #include "dlrd_limits.h"
 #include "fuzz.h"
 #include "optout.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,7 +55,7 @@ static void fgn_init(void)
 	fgn_prov = provider_find("generic", 7);
 	FZ_CHECK(fgn_prov != NULL);
 	FZ_CHECK(fgn_prov->init(&fgn_cfg, &fgn_state, err, sizeof(err)) == 0 && fgn_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 struct fgn_headers {

@@ -22,6 +22,7 @@
 #include "dlrd_limits.h"
 #include "fuzz.h"
 #include "optout.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -40,7 +41,7 @@ static void fib_init(void)
 	fib_prov = provider_find("infobip", 7);
 	FZ_CHECK(fib_prov != NULL);
 	FZ_CHECK(fib_prov->init(&fib_cfg, &fib_state, err, sizeof(err)) == 0 && fib_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 static const char *fib_header(void *hctx, const char *name)

@@ -25,6 +25,7 @@
 #include "dlrd_limits.h"
 #include "form.h"
 #include "fuzz.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,7 +47,7 @@ static void fkn_init(void)
 	fkn_prov = provider_find("kannel", 6);
 	FZ_CHECK(fkn_prov != NULL);
 	FZ_CHECK(fkn_prov->init(&fkn_cfg, &fkn_state, err, sizeof(err)) == 0 && fkn_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 static const char *fkn_header(void *hctx, const char *name)

@@ -29,6 +29,7 @@
 #include "dlrd_limits.h"
 #include "fuzz.h"
 #include "jwt.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -52,7 +53,7 @@ static void fmb_init(void)
 	fmb_prov = provider_find("messagebird", 11);
 	FZ_CHECK(fmb_prov != NULL);
 	FZ_CHECK(fmb_prov->init(&fmb_cfg, &fmb_state, err, sizeof(err)) == 0 && fmb_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 static const char *fmb_tok;

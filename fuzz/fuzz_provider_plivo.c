@@ -27,6 +27,7 @@
 #include "form.h"
 #include "fuzz.h"
 #include "optout.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -49,7 +50,7 @@ static void fpl_init(void)
 	fpl_prov = provider_find("plivo", 5);
 	FZ_CHECK(fpl_prov != NULL);
 	FZ_CHECK(fpl_prov->init(&fpl_cfg, &fpl_state, err, sizeof(err)) == 0 && fpl_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 struct fpl_headers {

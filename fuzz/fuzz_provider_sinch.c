@@ -25,6 +25,7 @@
 #include "dlrd_limits.h"
 #include "fuzz.h"
 #include "optout.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,7 +47,7 @@ static void fsn_init(void)
 	fsn_prov = provider_find("sinch", 5);
 	FZ_CHECK(fsn_prov != NULL);
 	FZ_CHECK(fsn_prov->init(&fsn_cfg, &fsn_state, err, sizeof(err)) == 0 && fsn_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 struct fsn_headers {

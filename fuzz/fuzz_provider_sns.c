@@ -48,6 +48,7 @@ static CURLcode fsns_no_network(CURL *c);
 
 #include "fuzz.h"
 #include "optout.h"
+#include "privacy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -86,7 +87,7 @@ static void fsns_init(void)
 	FZ_CHECK(config_load(NULL, &fsns_cfg, err, sizeof(err)) == 0);
 	FZ_CHECK(provider_sns.init(&fsns_cfg, &st, err, sizeof(err)) == 0 && st);
 	fsns_state = st;
-	provider_set_hash_key(hk, sizeof(hk));
+	privacy_set_hash_key(hk, sizeof(hk));
 	/* 1024 bits: signing every input must stay cheap */
 	fsns_key = EVP_RSA_gen(1024);
 	FZ_CHECK(fsns_key != NULL);

@@ -26,6 +26,7 @@
 #include "dlrd_limits.h"
 #include "fuzz.h"
 #include "optout.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -53,7 +54,7 @@ static void ftx_init(void)
 	FZ_CHECK(ftx_prov->init(&ftx_cfg, &ftx_state, err, sizeof(err)) == 0 && ftx_state);
 	ftx_key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, ftx_seed, 32);
 	FZ_CHECK(ftx_key != NULL);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 struct ftx_headers {

@@ -29,6 +29,7 @@
 #include "form.h"
 #include "fuzz.h"
 #include "optout.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -52,7 +53,7 @@ static void fvg_init(void)
 	fvg_prov = provider_find("vonage", 6);
 	FZ_CHECK(fvg_prov != NULL);
 	FZ_CHECK(fvg_prov->init(&fvg_cfg, &fvg_state, err, sizeof(err)) == 0 && fvg_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 static int fvg_cmp(const void *a, const void *b)

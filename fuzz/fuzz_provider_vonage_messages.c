@@ -32,6 +32,7 @@
 #include "json.h"
 #include "jwt.h"
 #include "optout.h"
+#include "privacy.h"
 #include "provider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -53,7 +54,7 @@ static void fvm_init(void)
 	fvm_prov = provider_find("vonage-messages", 15);
 	FZ_CHECK(fvm_prov != NULL);
 	FZ_CHECK(fvm_prov->init(&fvm_cfg, &fvm_state, err, sizeof(err)) == 0 && fvm_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 static const char *fvm_auth;

@@ -42,6 +42,7 @@
 #include "form.h"
 #include "fuzz.h"
 #include "optout.h"
+#include "privacy.h"
 #include "provider.h"
 #include "sig.h"
 
@@ -68,7 +69,7 @@ static void ft_init(void)
 	ft_prov = provider_find("twilio", 6);
 	FZ_CHECK(ft_prov != NULL);
 	FZ_CHECK(ft_prov->init(&ft_cfg, &ft_state, err, sizeof(err)) == 0 && ft_state);
-	provider_set_hash_key(key, sizeof(key));
+	privacy_set_hash_key(key, sizeof(key));
 }
 
 /* The request's headers: only the signature. */

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pii.h"
+#include "privacy.h"
 #include "provider.h"
 #include "store.h"
 
@@ -105,7 +106,7 @@ static int serve(const char *config_path)
 		hk = hash_key;
 		hk_len = sizeof(hash_key);
 	}
-	provider_set_hash_key(hk, hk_len);
+	privacy_set_hash_key(hk, hk_len);
 	if (load_keyring(&cfg, &kr, err, sizeof(err)) != 0) {
 		LOG_E("startup_failed", "error=\"%s\"", err);
 		fprintf(stderr, "dlrd: %s\n", err);

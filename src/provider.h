@@ -73,6 +73,17 @@ struct provider {
 	 * (in the arena; NULL when the text is not a usable id).  NULL hook:
 	 * ids are kept as sent. */
 	const char *(*canonical_id)(struct arena *a, const char *p, size_t n);
+	/* For the data migration of the provider event ids that a dlrd before
+	 * the recipient tag (privacy.h) built with the recipient's number in
+	 * them (store migrations: SQLite 7, PostgreSQL 5).  Given a stored
+	 * status event's provider_event_id, provider_message_id, raw_status
+	 * and error_code (NULL: SQL NULL), returns the id parse() makes now
+	 * for that event, in the arena, or NULL when id holds no number (no
+	 * recipient in it, already the current form, or not a form the adapter
+	 * ever made).  Needs the privacy key.  NULL hook: the provider's event
+	 * ids never held a number. */
+	const char *(*upgrade_event_id)(struct arena *a, const char *id, const char *pmid,
+	                                const char *raw_status, const char *error_code);
 	/* Reads the provider's section.  Sets *state to NULL when the provider is
 	 * not configured (its paths answer 404).  Returns 0 or DLRD_ECONFIG with
 	 * a message naming the key. */
@@ -97,7 +108,8 @@ size_t provider_count(void);
 /* Helpers shared by adapters. */
 
 /* Fills the recipient fields of ev from a raw number as the provider sent
- * it: recipient_hash (keyed HMAC) and destination_country, unless country
+ * it: recipient_hash (keyed HMAC, privacy.h; NULL when no key is set) and
+ * destination_country, unless country
  * was already set from provider data.  Silently leaves them NULL when raw is
  * not a phone number. */
 void provider_set_recipient(struct dlr_event *ev, struct arena *a, const char *raw, size_t n);
@@ -107,8 +119,16 @@ void provider_set_recipient(struct dlr_event *ev, struct arena *a, const char *r
  * it is empty or fails the check. */
 const char *provider_text(struct arena *a, const char *p, size_t n, size_t max);
 
-/* The recipient-hash key, set once at start-up before threads run. */
-void provider_set_hash_key(const uint8_t *key, size_t len);
+/* For the store migrations (any thread, privacy key set): when the status
+ * event that provider stored with provider event id `id` (and the other
+ * columns as in struct provider's upgrade_event_id) has an id that held the
+ * recipient's number, sets *new_id (in the arena) to the id parse() makes
+ * now and new_dedup to the dedup key event_finish() gives it, exactly what
+ * a retry of that callback gets today, and returns true.  Returns false,
+ * nothing set, when the row needs no change (unknown provider included). */
+bool provider_upgrade_event_id(struct arena *a, const char *provider, const char *id,
+                               const char *pmid, const char *raw_status, const char *error_code,
+                               const char **new_id, char new_dedup[65]);
 
 /* Like provider_text(a, p, n, LIM_ID_BYTES), for a message or event id; an
  * id made only of hex digits and '-' (a UUID, an SMPP hex id) is

@@ -11,6 +11,7 @@
 
 #include "dlrd_limits.h"
 #include "phone.h"
+#include "privacy.h"
 
 extern const struct provider provider_twilio;
 extern const struct provider provider_telnyx;
@@ -29,10 +30,6 @@ const struct provider *const provider_table[] = {
     &provider_infobip, &provider_vonage, &provider_vonage_messages, &provider_messagebird,
     &provider_sns,     &provider_kannel, &provider_generic,         NULL,
 };
-
-/* Set once by main before any thread starts; read-only afterwards. */
-static const uint8_t *hash_key;
-static size_t hash_key_len;
 
 const struct provider *provider_find(const char *name, size_t n)
 {
@@ -57,12 +54,6 @@ size_t provider_count(void)
 	return ARRAY_LEN(provider_table) - 1;
 }
 
-void provider_set_hash_key(const uint8_t *key, size_t len)
-{
-	hash_key = key;
-	hash_key_len = len;
-}
-
 /* Besides the hash and the country (provider.h), sets the masked number for
  * display and whether the country came from the number; the number itself
  * is never kept.  The JSON API calls it too, so a recorded send and its
@@ -73,9 +64,9 @@ void provider_set_recipient(struct dlr_event *ev, struct arena *a, const char *r
 
 	if (!raw || phone_normalize(raw, n, e164) != 0)
 		return;
-	if (hash_key) {
+	if (privacy_has_key()) {
 		char *h = arena_alloc(a, 65);
-		phone_hash(hash_key, hash_key_len, e164, h);
+		privacy_recipient_hash(e164, h);
 		ev->recipient_hash = h;
 	}
 	char *m = arena_alloc(a, PHONE_E164_MAX + 1);
@@ -85,6 +76,35 @@ void provider_set_recipient(struct dlr_event *ev, struct arena *a, const char *r
 		ev->destination_country = phone_country(e164);
 		ev->country_from_number = ev->destination_country != NULL;
 	}
+}
+
+bool provider_upgrade_event_id(struct arena *a, const char *provider, const char *id,
+                               const char *pmid, const char *raw_status, const char *error_code,
+                               const char **new_id, char new_dedup[65])
+{
+	const struct provider *p = provider ? provider_find(provider, strlen(provider)) : NULL;
+	struct dlr_event ev;
+	const char *nid;
+
+	if (!p || !p->upgrade_event_id || !id)
+		return false;
+	nid = p->upgrade_event_id(a, id, pmid, raw_status, error_code);
+	if (!nid)
+		return false;
+	/* the key event_finish() gives a status event with this id, as parse()
+	 * makes it: it covers only the provider and the event id */
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = EV_STATUS;
+	ev.provider = p->name;
+	ev.provider_event_id = nid;
+	ev.provider_message_id = pmid;
+	ev.raw_status = raw_status;
+	ev.error_code = error_code;
+	ev.occurred_ms = -1;
+	event_finish(&ev);
+	memcpy(new_dedup, ev.dedup_key, 65);
+	*new_id = nid;
+	return true;
 }
 
 const char *provider_text(struct arena *a, const char *p, size_t n, size_t max)

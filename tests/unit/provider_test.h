@@ -26,6 +26,7 @@
 #include "arena.h"
 #include "config.h"
 #include "phone.h"
+#include "privacy.h"
 #include "provider.h"
 #include "util.h"
 
@@ -40,7 +41,7 @@ extern char **environ;
 /* Sets the recipient-hash key every provider test uses. */
 static inline void pt_set_hash_key(void)
 {
-	provider_set_hash_key((const uint8_t *)PT_HASH_KEY, sizeof(PT_HASH_KEY) - 1);
+	privacy_set_hash_key((const uint8_t *)PT_HASH_KEY, sizeof(PT_HASH_KEY) - 1);
 }
 
 /* The recipient hash dlrd should store for an E.164 number, under that key
