@@ -26,10 +26,16 @@
  *
  * What Sinch does not tell: there is no event id.  dlrd gives each
  * recipient's status a synthetic provider_event_id
- * "<batch_id>/<recipient>/<status>/<code>" (stable across retries, and the
- * same in a batch report and a recipient report of that state), because
+ * "<batch_id>/<recipient tag>/<status>/<code>" (stable across retries, and
+ * the same in a batch report and a recipient report of that state), because
  * without it two recipients of one batch in the same state would look like
- * one event.  Batch reports carry no time.  The message id is the batch id
+ * one event.  The recipient tag is "rcpt-" and 16 hex digits of an HMAC
+ * under the privacy key over the recipient's raw text (privacy.h): the id
+ * is stored in clear and shown in every timeline, so it never holds the
+ * number itself (a summary report without recipients gives
+ * "<batch_id>//<status>/<code>").  dlrd before the tag put the number there;
+ * the store's data migration rewrites such ids with
+ * sinch_upgrade_event_id() below.  Batch reports carry no time.  The message id is the batch id
  * (upper-case: Sinch ids are ULID-like base32), as the send API returned it.
  */
 #include <jansson.h>
@@ -40,6 +46,7 @@
 #include "crypto.h"
 #include "dlrd_limits.h"
 #include "json.h"
+#include "privacy.h"
 #include "provider.h"
 
 #define SINCH_TOLERANCE_DEFAULT 300u
@@ -224,26 +231,66 @@ static struct dlr_event *new_events(struct provider_request *req, struct provide
 	return res->events;
 }
 
+/* The synthetic event id of one recipient's status:
+ * "<batch_id>/<recipient tag>/<status>/<code>", the tag of recipient's raw
+ * text, or nothing for it when recipient is NULL (summary reports); NULL
+ * status and code as "". */
+static const char *status_event_id(struct arena *a, const char *batch_id, const char *recipient,
+                                   const char *raw_status, const char *code)
+{
+	char tag[PRIVACY_TAG_LEN + 1] = "";
+	size_t cap = strlen(batch_id) + PRIVACY_TAG_LEN + (raw_status ? strlen(raw_status) : 0) +
+	             (code ? strlen(code) : 0) + 4;
+	char *id = arena_alloc(a, cap);
+
+	if (recipient)
+		privacy_tag(recipient, strlen(recipient), tag);
+	util_fmt(id, cap, "%s/%s/%s/%s", batch_id, tag, raw_status ? raw_status : "",
+	         code ? code : "");
+	return id;
+}
+
+/* struct provider's upgrade_event_id: dlrd before the recipient tag made
+ * "<batch_id>/<recipient as sent>/<status>/<code>" with the very batch id,
+ * status and code it stored in the event's columns, so the recipient is
+ * exactly what lies between "<pmid>/" and "/<raw_status>/<error_code>"
+ * (whatever '/' any of them holds).  An id of another shape, with nothing
+ * there (a summary report) or with a tag there (already rewritten) needs no
+ * change. */
+static const char *sinch_upgrade_event_id(struct arena *a, const char *id, const char *pmid,
+                                          const char *raw_status, const char *error_code)
+{
+	const char *rs = raw_status ? raw_status : "", *ec = error_code ? error_code : "";
+	size_t n = strlen(id), np, ns = strlen(rs) + strlen(ec) + 2, nr;
+	const char *rcpt;
+
+	if (!pmid)
+		return NULL;
+	np = strlen(pmid) + 1;
+	if (n <= np + ns || memcmp(id, pmid, np - 1) != 0 || id[np - 1] != '/')
+		return NULL;
+	rcpt = id + np;
+	nr = n - np - ns;
+	if (rcpt[nr] != '/' || memcmp(rcpt + nr + 1, rs, strlen(rs)) != 0 ||
+	    rcpt[nr + 1 + strlen(rs)] != '/' || strcmp(rcpt + nr + 2 + strlen(rs), ec) != 0)
+		return NULL;
+	if (privacy_is_tag(rcpt, nr))
+		return NULL;
+	return status_event_id(a, pmid, arena_strndup(a, rcpt, nr), raw_status, error_code);
+}
+
 /* One recipient's status.  recipient may be NULL (summary reports). */
 static void fill_status(struct provider_request *req, struct dlr_event *ev, const char *batch_id,
                         const char *recipient, const char *raw_status, const char *code,
                         int64_t occurred, const char *sender)
 {
-	size_t cap;
-	char *id;
-
 	ev->kind = EV_STATUS;
 	ev->provider_message_id = batch_id;
 	ev->raw_status = raw_status;
 	ev->error_code = code;
 	ev->occurred_ms = occurred;
 	ev->sender_identity = sender;
-	cap = strlen(batch_id) + (recipient ? strlen(recipient) : 0) +
-	      (raw_status ? strlen(raw_status) : 0) + (code ? strlen(code) : 0) + 4;
-	id = arena_alloc(req->arena, cap);
-	util_fmt(id, cap, "%s/%s/%s/%s", batch_id, recipient ? recipient : "",
-	         raw_status ? raw_status : "", code ? code : "");
-	ev->provider_event_id = id;
+	ev->provider_event_id = status_event_id(req->arena, batch_id, recipient, raw_status, code);
 	if (recipient)
 		provider_set_recipient(ev, req->arena, recipient, strlen(recipient));
 	ev->status = ST_UNKNOWN;
@@ -405,6 +452,7 @@ const struct provider provider_sinch = {
     .keys = sinch_keys,
     .errors = sinch_errors,
     .canonical_id = canonical_text,
+    .upgrade_event_id = sinch_upgrade_event_id,
     .init = sinch_init,
     .fini = sinch_fini,
     .authenticate = sinch_authenticate,

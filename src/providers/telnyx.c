@@ -16,9 +16,14 @@
  *
  * One event per recipient: Telnyx reports a status per entry of
  * data.payload.to[] (and cc[] for group MMS).  Each recipient's event gets
- * provider_event_id = data.id + ":" + recipient number (":#<index>" when an
- * entry has no number), so the recipients of one webhook never collapse
- * into one event while a retried webhook (same data.id) still deduplicates.
+ * provider_event_id = data.id + ":" + the recipient tag of its number
+ * ("rcpt-" and 16 hex digits of an HMAC under the privacy key over the
+ * number's raw text, privacy.h), or ":#<index>" when an entry has no number,
+ * so the recipients of one webhook never collapse into one event while a
+ * retried webhook (same data.id) still deduplicates.  The id is stored in
+ * clear and shown in every timeline, so it never holds the number itself:
+ * dlrd before the tag wrote data.id + ":" + the number, and the store's data
+ * migration rewrites such ids with telnyx_upgrade_event_id() below.
  * provider_message_id is data.payload.id, lower-cased.  An inbound
  * message.received keeps data.id as its event id (so a retried webhook is
  * one inbound row).
@@ -35,6 +40,7 @@
 #include "crypto.h"
 #include "dlrd_limits.h"
 #include "json.h"
+#include "privacy.h"
 #include "provider.h"
 
 #define TELNYX_KEY_LEN           32
@@ -268,6 +274,51 @@ static void parse_inbound(struct provider_request *req, struct dlr_event *ev, co
 	event_finish(ev);
 }
 
+/* The event id of one recipient's status: data.id, ':', and the recipient
+ * tag of num (its raw text) or, when the entry has no number, '#' and the
+ * entry's index in to[] + cc[]. */
+static const char *recipient_event_id(struct arena *a, const char *event_id, const char *num,
+                                      size_t index)
+{
+	size_t cap = strlen(event_id) + PRIVACY_TAG_LEN + 24;
+	char *id = arena_alloc(a, cap);
+
+	if (num) {
+		char tag[PRIVACY_TAG_LEN + 1];
+		privacy_tag(num, strlen(num), tag);
+		util_fmt(id, cap, "%s:%s", event_id, tag);
+	} else {
+		util_fmt(id, cap, "%s:#%zu", event_id, index);
+	}
+	return id;
+}
+
+/* struct provider's upgrade_event_id: dlrd before the recipient tag made
+ * "<data.id>:<number as sent>" and "<data.id>:#<index>".  data.id is a
+ * UUID, so the number is everything after the first ':'; it becomes its
+ * tag, as recipient_event_id() makes it.  Ids without a ':', with nothing
+ * after it, with '#' and digits after it (no number) or with a tag after it
+ * (already rewritten) need no change. */
+static const char *telnyx_upgrade_event_id(struct arena *a, const char *id, const char *pmid,
+                                           const char *raw_status, const char *error_code)
+{
+	const char *colon = strchr(id, ':'), *num;
+	size_t n;
+
+	(void)pmid;
+	(void)raw_status;
+	(void)error_code;
+	if (!colon || !colon[1])
+		return NULL;
+	num = colon + 1;
+	n = strlen(num);
+	if (privacy_is_tag(num, n))
+		return NULL;
+	if (num[0] == '#' && n > 1 && strspn(num + 1, "0123456789") == n - 1)
+		return NULL;
+	return recipient_event_id(a, arena_strndup(a, id, (size_t)(colon - id)), num, 0);
+}
+
 /* Fills one recipient's status event. */
 static void fill_recipient(struct provider_request *req, struct dlr_event *ev, const char *msg_id,
                            const char *event_id, const json_t *rcpt, size_t index,
@@ -280,15 +331,8 @@ static void fill_recipient(struct provider_request *req, struct dlr_event *ev, c
 	ev->provider_message_id = msg_id;
 	ev->occurred_ms = occurred;
 	ev->sender_identity = sender;
-	if (event_id) {
-		size_t cap = strlen(event_id) + (num ? strlen(num) : 24) + 4;
-		char *id = arena_alloc(req->arena, cap);
-		if (num)
-			util_fmt(id, cap, "%s:%s", event_id, num);
-		else
-			util_fmt(id, cap, "%s:#%zu", event_id, index);
-		ev->provider_event_id = id;
-	}
+	if (event_id)
+		ev->provider_event_id = recipient_event_id(req->arena, event_id, num, index);
 	if (num)
 		provider_set_recipient(ev, req->arena, num, strlen(num));
 	if (!st) {
@@ -409,6 +453,7 @@ const struct provider provider_telnyx = {
     .keys = telnyx_keys,
     .errors = telnyx_errors,
     .canonical_id = provider_hex_id,
+    .upgrade_event_id = telnyx_upgrade_event_id,
     .init = telnyx_init,
     .fini = telnyx_fini,
     .authenticate = telnyx_authenticate,

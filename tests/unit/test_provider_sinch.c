@@ -3,7 +3,8 @@
  * Unit tests for src/providers/sinch.c through its provider table entry:
  * the HMAC vector of providers.md 6.3 (confirmed with Sinch's SDK), forged,
  * missing and stale signatures, the algorithm header, secret rotation, batch
- * reports with several recipients (one event each, distinct ids), summary
+ * reports with several recipients (one event each, distinct ids holding a
+ * keyed tag, never the number) and the rewriting of ids stored before, summary
  * reports, recipient reports with times, every status, MO messages.
  */
 #include <setjmp.h>
@@ -108,8 +109,10 @@ static void test_vector(void **state)
 	const struct dlr_event *ev = &f->res.events[0];
 	assert_int_equal(ev->kind, EV_STATUS);
 	assert_string_equal(ev->provider_message_id, "01FC66621XXXXX119Z8PMV1QPQ");
+	/* the recipient tag (test_privacy.c has the vectors), never the number */
 	assert_string_equal(ev->provider_event_id,
-	                    "01FC66621XXXXX119Z8PMV1QPQ/15551231234/Delivered/0");
+	                    "01FC66621XXXXX119Z8PMV1QPQ/rcpt-7a06a826959d6170/Delivered/0");
+	assert_null(strstr(ev->provider_event_id, "5551231234"));
 	assert_int_equal(ev->status, ST_DELIVERED);
 	assert_string_equal(ev->raw_status, "Delivered");
 	assert_string_equal(ev->error_code, "0");
@@ -173,14 +176,13 @@ static void test_batch(void **state)
 		assert_int_equal(e[i].occurred_ms, -1);
 	}
 	assert_string_equal(e[0].provider_event_id,
-	                    "01FC66621XXXXX119Z8PMV1QPQ/15551231234/Delivered/0");
+	                    "01FC66621XXXXX119Z8PMV1QPQ/rcpt-7a06a826959d6170/Delivered/0");
+	assert_null(strstr(e[1].provider_event_id, "7700900123"));
+	assert_null(strstr(e[2].provider_event_id, "5551231235"));
 	assert_string_equal(e[1].destination_country, "GB");
 	assert_int_equal(e[2].status, ST_FAILED);
 	assert_string_equal(e[2].error_code, "402");
 	assert_string_not_equal(e[0].dedup_key, e[1].dedup_key);
-	/* the recipient report of the same state is the same event */
-	assert_string_equal(e[0].provider_event_id,
-	                    "01FC66621XXXXX119Z8PMV1QPQ/15551231234/Delivered/0");
 }
 
 static void test_batch_and_recipient_dedup(void **state)
@@ -195,6 +197,63 @@ static void test_batch_and_recipient_dedup(void **state)
 	memcpy(k, f->res.events[0].dedup_key, 65);
 	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, VEC_BODY, NOW_MS), 0);
 	assert_string_equal(f->res.events[0].dedup_key, k);
+}
+
+/* Stored ids of a dlrd before the recipient tag, as the store's data
+ * migration rewrites them: to exactly the id and dedup key parse() gives
+ * the same callback now, so a retry after the upgrade is a duplicate. */
+static int upgrade(struct fx *f, const char *id, const char *pmid, const char *raw,
+                   const char *code, const char **nid, char key[65])
+{
+	return provider_upgrade_event_id(&f->a, "sinch", id, pmid, raw, code, nid, key);
+}
+
+static void test_upgrade_event_id(void **state)
+{
+	struct fx *f = *state;
+	const char *nid;
+	char key[65], oldid[160];
+	struct dlr_event old;
+
+	assert_int_equal(run(f, "{\"type\":\"delivery_report_sms\",\"batch_id\":\"B1\","
+	                        "\"statuses\":[{\"code\":0,\"status\":\"Delivered\",\"count\":2,"
+	                        "\"recipients\":[\"15551231234\",\"+447700900123\"]},"
+	                        "{\"status\":\"Dispatched\",\"count\":1,"
+	                        "\"recipients\":[\"a/b/c\"]}]}"),
+	                 0);
+	assert_int_equal(f->res.n_events, 3);
+	for (size_t i = 0; i < 3; i++) {
+		const struct dlr_event *e = &f->res.events[i];
+		static const char *const rcpt[] = {"15551231234", "+447700900123", "a/b/c"};
+		snprintf(oldid, sizeof(oldid), "B1/%s/%s/%s", rcpt[i], e->raw_status,
+		         e->error_code ? e->error_code : "");
+		memset(&old, 0, sizeof(old));
+		old.kind = EV_STATUS;
+		old.provider = "sinch";
+		old.provider_event_id = oldid;
+		event_finish(&old);
+		assert_string_not_equal(old.dedup_key, e->dedup_key);
+		assert_true(upgrade(f, oldid, "B1", e->raw_status, e->error_code, &nid, key));
+		assert_string_equal(nid, e->provider_event_id);
+		assert_string_equal(key, e->dedup_key);
+		/* idempotent: a rewritten id stays */
+		assert_false(upgrade(f, nid, "B1", e->raw_status, e->error_code, &nid, key));
+	}
+	/* the recipient is what lies between the batch id and the stored
+	 * status and code, whatever '/' they hold */
+	assert_true(
+	    upgrade(f, "B/1/15551231234/Del/ivered/4/0", "B/1", "Del/ivered", "4/0", &nid, key));
+	assert_string_equal(nid, "B/1/rcpt-7a06a826959d6170/Del/ivered/4/0");
+	assert_true(upgrade(f, "B1/15551231234//", "B1", NULL, NULL, &nid, key));
+	assert_string_equal(nid, "B1/rcpt-7a06a826959d6170//");
+	/* a summary report's id has no recipient; other shapes are not ours */
+	assert_false(upgrade(f, "B1//Delivered/0", "B1", "Delivered", "0", &nid, key));
+	assert_false(upgrade(f, "B1/15551231234/Delivered/0", "B2", "Delivered", "0", &nid, key));
+	assert_false(upgrade(f, "B1/15551231234/Delivered/0", "B1", "Failed", "0", &nid, key));
+	assert_false(upgrade(f, "B1/15551231234/Delivered/0", "B1", "Delivered", "1", &nid, key));
+	assert_false(upgrade(f, "B1/15551231234/Delivered/0", "B1", "Delivered", NULL, &nid, key));
+	assert_false(upgrade(f, "B1/15551231234/Delivered/0", NULL, "Delivered", "0", &nid, key));
+	assert_false(upgrade(f, "B1", "B1", NULL, NULL, &nid, key));
 }
 
 static void test_summary(void **state)
@@ -310,6 +369,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sha512_and_rotation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_and_recipient_dedup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_upgrade_event_id, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mo, setup, teardown),

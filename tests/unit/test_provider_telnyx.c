@@ -3,7 +3,8 @@
  * Unit tests for src/providers/telnyx.c through its provider table entry:
  * Ed25519 verification (a pinned vector made with the RFC 8032 test-1 key,
  * and signatures made here with OpenSSL), the timestamp window both ways,
- * key rotation, per-recipient events with their ids, every status of the
+ * key rotation, per-recipient events with their ids (a keyed tag, never the
+ * number) and the rewriting of ids stored before, every status of the
  * vocabulary, inbound messages, canonical ids and time parsing.
  */
 #include <setjmp.h>
@@ -242,10 +243,14 @@ static void test_two_recipients(void **state)
 	assert_string_equal(a->provider, "telnyx");
 	assert_string_equal(a->provider_message_id, "40385f64-5717-4562-b3fc-2c963f66afa6");
 	assert_string_equal(b->provider_message_id, "40385f64-5717-4562-b3fc-2c963f66afa6");
+	/* data.id and the recipient tag (test_privacy.c has the vectors), never
+	 * the number */
 	assert_string_equal(a->provider_event_id,
-	                    "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:+14155550100");
+	                    "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:rcpt-3e71accb2658bcd2");
 	assert_string_equal(b->provider_event_id,
-	                    "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:+447700900123");
+	                    "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:rcpt-0ddcd554a75431db");
+	assert_null(strstr(a->provider_event_id, "4155550100"));
+	assert_null(strstr(b->provider_event_id, "7700900123"));
 	assert_int_equal(a->status, ST_DELIVERED);
 	assert_null(a->error_code);
 	assert_int_equal(b->status, ST_UNDELIVERED);
@@ -380,6 +385,76 @@ static void test_dedup_stable(void **state)
 	assert_string_equal(f->res.events[0].dedup_key, k1);
 }
 
+/* Stored ids of a dlrd before the recipient tag, as the store's data
+ * migration rewrites them: to exactly the id and dedup key parse() gives
+ * the same callback now, so a retry after the upgrade is a duplicate. */
+static int upgrade(struct fx *f, const char *id, const struct dlr_event *e, const char **nid,
+                   char key[65])
+{
+	return provider_upgrade_event_id(&f->a, "telnyx", id, e->provider_message_id, e->raw_status,
+	                                 e->error_code, nid, key);
+}
+
+static void test_upgrade_event_id(void **state)
+{
+	static const char *const numbers[] = {"+14155550100", "+447700900123"};
+	struct fx *f = *state;
+	const char *nid;
+	char key[65], oldid[128];
+	struct dlr_event old;
+
+	assert_int_equal(run(f, finalized("delivered", "delivery_failed",
+	                                  "{\"code\":\"40008\",\"title\":\"Undeliverable\"}")),
+	                 0);
+	assert_int_equal(f->res.n_events, 2);
+	for (size_t i = 0; i < 2; i++) {
+		const struct dlr_event *e = &f->res.events[i];
+		snprintf(oldid, sizeof(oldid), "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:%s",
+		         numbers[i]);
+		memset(&old, 0, sizeof(old));
+		old.kind = EV_STATUS;
+		old.provider = "telnyx";
+		old.provider_event_id = oldid;
+		event_finish(&old);
+		assert_string_not_equal(old.dedup_key, e->dedup_key);
+		assert_true(upgrade(f, oldid, e, &nid, key));
+		assert_string_equal(nid, e->provider_event_id);
+		assert_string_equal(key, e->dedup_key);
+		/* idempotent: a rewritten id stays */
+		assert_false(upgrade(f, e->provider_event_id, e, &nid, key));
+	}
+	/* the raw text, as sent: "14155550100" was another event than
+	 * "+14155550100" and stays another one */
+	assert_true(upgrade(f, "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:14155550100",
+	                    &f->res.events[0], &nid, key));
+	assert_string_equal(nid, "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:rcpt-ff299ca748119ed3");
+	/* ids without a number need no change */
+	assert_false(
+	    upgrade(f, "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:#1", &f->res.events[0], &nid, key));
+	assert_false(
+	    upgrade(f, "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:#12", &f->res.events[0], &nid, key));
+	assert_false(
+	    upgrade(f, "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:", &f->res.events[0], &nid, key));
+	assert_false(
+	    upgrade(f, "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be", &f->res.events[0], &nid, key));
+	/* a provider whose ids never held a number has no hook */
+	assert_false(provider_upgrade_event_id(&f->a, "twilio", "x:+14155550100", "SM1", "sent",
+	                                       NULL, &nid, key));
+	assert_false(provider_upgrade_event_id(&f->a, "nosuch", "x:+14155550100", "SM1", "sent",
+	                                       NULL, &nid, key));
+
+	/* an entry without a number keeps its index, as before */
+	assert_int_equal(run(f, "{\"data\":{\"event_type\":\"message.finalized\","
+	                        "\"id\":\"4ee8c3a6-4995-4309-a3c6-38e3db9ea4be\","
+	                        "\"payload\":{\"id\":\"40385f64-5717-4562-b3fc-2c963f66afa6\","
+	                        "\"to\":[{\"phone_number\":\"+14155550100\",\"status\":"
+	                        "\"delivered\"},{\"status\":\"delivered\"}]}}}"),
+	                 0);
+	assert_int_equal(f->res.n_events, 2);
+	assert_string_equal(f->res.events[1].provider_event_id,
+	                    "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be:#1");
+}
+
 static void test_config(void **state)
 {
 	struct config cfg;
@@ -434,6 +509,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deep_json, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dedup_stable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_upgrade_event_id, setup, teardown),
 	    cmocka_unit_test(test_config),
 	    cmocka_unit_test_setup_teardown(test_custom_tolerance, setup_tol, teardown),
 	};
