@@ -39,6 +39,7 @@
 #include "log.h"
 #include "phone.h"
 #include "pii.h"
+#include "privacy.h"
 #include "provider.h"
 #include "status.h"
 #include "store.h"
@@ -1141,10 +1142,13 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 		ans_error(ans, 400, "invalid_json", "the body could not be read", NULL);
 		goto out;
 	}
+	/* keyed (privacy.h): the body holds the number, and every other field
+	 * of it is stored in clear */
 	crypto_sha256(canon, strlen(canon), hash);
 	explicit_bzero(canon, strlen(canon));
 	hex = arena_alloc(rq->arena, 2 * sizeof(hash) + 1);
-	crypto_hex(hash, sizeof(hash), hex);
+	privacy_request_hash(hash, hex);
+	explicit_bzero(hash, sizeof(hash));
 	sd->request_hash = hex;
 	sd->token_hash = arena_strndup(rq->arena, s->who.hash, strlen(s->who.hash));
 	sd->idem_key = arena_strndup(rq->arena, key, strlen(key));

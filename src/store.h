@@ -116,7 +116,7 @@ struct store_op_row {
 struct store_send {
 	const char *token_hash;   /* idempotency scope: hex SHA-256 of the token */
 	const char *idem_key;     /* the Idempotency-Key header */
-	const char *request_hash; /* hex SHA-256 of the canonical request body */
+	const char *request_hash; /* privacy_request_hash() of the canonical body */
 	const char *provider;
 	const char *provider_message_id; /* canonical form, or NULL */
 	const char *recipient_hash; /* keyed HMAC of the E.164 number (as callbacks compute it) */
