@@ -67,11 +67,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "commitq.h"
 #include "errcat.h"
 #include "log.h"
 #include "optout.h"
 #include "postgresql_int.h"
+#include "privacy.h"
+#include "provider.h"
 #include "status.h"
 #include "store_int.h"
 
@@ -90,7 +93,13 @@
  * wait for the lock, then find the version already recorded.  Never edit
  * one that has shipped: add the next (CREATE OR REPLACE FUNCTION for a
  * changed function, with a new name if its signature changes, so that nodes
- * still running the old binary keep working during a rolling upgrade).
+ * still running the old binary keep working during a rolling upgrade).  A
+ * migration is SQL, a step in C (a data migration SQL cannot express, run
+ * in the same transaction), or both.  Version numbers may have gaps (a
+ * number reserved by a change still in flight): every migration not yet
+ * recorded is applied, in version order, so a gap filled by a later binary
+ * is applied then, after higher ones; such neighbours are written so that
+ * their order does not matter.
  *
  * Tables and columns mean what they mean in sqlite.c (migrations 1 to 3
  * there); the types are PostgreSQL's: uuid ids, timestamptz times, bytea raw
@@ -100,10 +109,14 @@
  * payload_json stays NULL for them; it is kept for rows of older versions.  Flags are smallint 0/1
  * as in SQLite, so queries against either backend read the same.
  */
+struct pg_be;
+static int migrate_privacy_ids(struct pg_be *be, char *err, size_t errlen);
+
 static const struct {
 	int version;
 	const char *name;
-	const char *sql;
+	const char *sql;                                        /* NULL: none */
+	int (*run)(struct pg_be *be, char *err, size_t errlen); /* C step; NULL: none */
 } migrations[] = {
     {1, "initial schema, error reasons, inbound messages, opt-outs",
      "CREATE TABLE sms_messages ("
@@ -218,7 +231,8 @@ static const struct {
      " received_at timestamptz NOT NULL"
      ");"
      "CREATE INDEX sms_opt_out_history_user ON sms_opt_out_history (recipient_hash,"
-     " sender_identity, effective_at);"},
+     " sender_identity, effective_at);",
+     NULL},
     {2, "the batch functions and the precedence fold",
      /* status.c's ranks: higher wins; 0 for a name that is not a status. */
      "CREATE FUNCTION dlrd_status_rank(s text) RETURNS integer"
@@ -416,7 +430,8 @@ static const struct {
      "    updated_at = excluded.updated_at\n"
      "  WHERE excluded.effective_at >= sms_opt_outs.effective_at;\n"
      "END\n"
-     "$fn$;"},
+     "$fn$;",
+     NULL},
     {3, "send records, masked and encrypted numbers, idempotency, audit log",
      /* SQLite's migration 3: the send side of a message (origin gains
       * 'joined'), the masked number and where the country came from, the
@@ -866,7 +881,8 @@ static const struct {
      "  o_outcome := 'done';\n"
      "  o_resolved_at := p_now;\n"
      "END\n"
-     "$fn$;"},
+     "$fn$;",
+     NULL},
     {4, "opt-outs keyed by the canonical sender; a provider's country first",
      /* Opt-outs were keyed by the sender text as the provider wrote it, so
       * a STOP to "447520650000" did not stop a send from "+447520650000".
@@ -1189,7 +1205,9 @@ static const struct {
      "    o_country, o_created, o_sent\n"
      "  FROM sms_messages WHERE id = o_id;\n"
      "END\n"
-     "$fn$;"},
+     "$fn$;",
+     NULL},
+    {5, "keyed recipient tags in event ids, keyed request hashes", NULL, migrate_privacy_ids},
 };
 
 /* The prepared statements of every writer connection (the API's are in
@@ -1507,13 +1525,12 @@ static int exec_startup(struct pg_be *be, const char *sql, ExecStatusType want, 
  */
 static int migrate(struct pg_be *be, char *err, size_t errlen)
 {
-	const int latest = migrations[ARRAY_LEN(migrations) - 1].version;
 	int rc;
 
 	for (;;) {
 		PGresult *r = NULL;
-		int current;
-		size_t i;
+		int unknown = 0;
+		size_t i, k;
 
 		if ((rc = exec_startup(be,
 		                       "BEGIN; SET LOCAL statement_timeout = 0;"
@@ -1523,30 +1540,50 @@ static int migrate(struct pg_be *be, char *err, size_t errlen)
 		                       " applied_at timestamptz NOT NULL DEFAULT now())",
 		                       PGRES_COMMAND_OK, err, errlen, NULL)) != 0)
 			goto fail;
-		if ((rc =
-		         exec_startup(be, "SELECT coalesce(max(version), 0) FROM schema_migrations",
-		                      PGRES_TUPLES_OK, err, errlen, &r)) != 0)
+		if ((rc = exec_startup(be, "SELECT version FROM schema_migrations ORDER BY version",
+		                       PGRES_TUPLES_OK, err, errlen, &r)) != 0)
 			goto fail;
-		current = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+		/* the first migration not recorded, and any recorded version this
+		 * binary does not know (a newer dlrd, or a change this one lacks,
+		 * made the schema) */
+		i = ARRAY_LEN(migrations);
+		for (k = 0; k < ARRAY_LEN(migrations); k++) {
+			bool found = false;
+			for (int row = 0; row < PQntuples(r) && !found; row++)
+				found = strtol(PQgetvalue(r, row, 0), NULL, 10) ==
+				        migrations[k].version;
+			if (!found) {
+				i = k;
+				break;
+			}
+		}
+		for (int row = 0; row < PQntuples(r) && !unknown; row++) {
+			int v = (int)strtol(PQgetvalue(r, row, 0), NULL, 10);
+			for (k = 0; k < ARRAY_LEN(migrations) && migrations[k].version != v; k++)
+				;
+			if (k == ARRAY_LEN(migrations))
+				unknown = v;
+		}
 		PQclear(r);
-		if (current > latest) {
+		if (unknown) {
 			util_fmt(
 			    err, errlen,
-			    "postgresql: database schema version %d is newer than this dlrd (%d)",
-			    current, latest);
+			    "postgresql: database schema version %d is newer than this dlrd (it "
+			    "does not know that migration)",
+			    unknown);
 			rc = DLRD_EIO;
 			goto fail;
 		}
-		for (i = 0; i < ARRAY_LEN(migrations) && migrations[i].version <= current; i++)
-			;
 		if (i == ARRAY_LEN(migrations))
 			return exec_startup(be, "COMMIT", PGRES_COMMAND_OK, err, errlen, NULL);
 
 		char ver[16];
 		const char *params[2] = {ver, migrations[i].name};
 		util_fmt(ver, sizeof(ver), "%d", migrations[i].version);
-		if ((rc = exec_startup(be, migrations[i].sql, PGRES_COMMAND_OK, err, errlen,
-		                       NULL)) != 0)
+		if (migrations[i].sql && (rc = exec_startup(be, migrations[i].sql, PGRES_COMMAND_OK,
+		                                            err, errlen, NULL)) != 0)
+			goto fail;
+		if (migrations[i].run && (rc = migrations[i].run(be, err, errlen)) != 0)
 			goto fail;
 		r = PQexecParams(be->conn,
 		                 "INSERT INTO schema_migrations (version, name)"
@@ -1566,6 +1603,151 @@ static int migrate(struct pg_be *be, char *err, size_t errlen)
 	}
 fail:
 	PQclear(PQexec(be->conn, "ROLLBACK"));
+	return rc;
+}
+
+/* Blocking PQexecParams for a data migration (text parameters); *out gets
+ * the result when want is PGRES_TUPLES_OK.  Returns 0 or DLRD_EIO. */
+static int exec_params(struct pg_be *be, const char *sql, int n, const char *const *params,
+                       ExecStatusType want, char *err, size_t errlen, PGresult **out)
+{
+	PGresult *r = PQexecParams(be->conn, sql, n, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(r) != want) {
+		const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+		store__pg_set_err(err, errlen, "migrations", m ? m : PQerrorMessage(be->conn));
+		PQclear(r);
+		return DLRD_EIO;
+	}
+	if (out)
+		*out = r;
+	else
+		PQclear(r);
+	return 0;
+}
+
+/* Rows a data migration reads per statement: bounded memory, however large
+ * the table. */
+#define MIGRATE_CHUNK      512
+#define MIGRATE_CHUNK_TEXT "512"
+
+/* A text column of r, NULL for SQL NULL. */
+static const char *col(const PGresult *r, int row, int c)
+{
+	return PQgetisnull(r, row, c) ? NULL : PQgetvalue(r, row, c);
+}
+
+/*
+ * Migration 5, in C: SQLite's migration 7 (see migrate_privacy_ids() in
+ * sqlite.c for what and why).  Runs inside the migration's transaction under
+ * the advisory lock, so with several nodes starting together it runs once.
+ * The new dedup key cannot meet another row's under the unique (provider,
+ * dedup_key): it covers a tag that only this migration and a newer dlrd
+ * write, and the newer dlrd writes only once this migration is recorded.
+ * (A node still running an older binary keeps writing the old form until it
+ * is stopped: see docs/deployment.md, upgrades.)
+ */
+static int migrate_privacy_ids(struct pg_be *be, char *err, size_t errlen)
+{
+	static const char *const need_key =
+	    "postgresql: migration 5 needs privacy.hash_key (the key of the recipient hash)";
+	PGresult *r = NULL;
+	struct arena a;
+	char *tok = NULL, *key = NULL; /* keyset position in api_idempotency */
+	size_t n_ev = 0, n_req = 0;
+	int rc = 0, n;
+
+	arena_init(&a, NULL, 0);
+	for (size_t p = 0; provider_table[p]; p++) {
+		char last[24] = "0";
+		if (!provider_table[p]->upgrade_event_id)
+			continue;
+		do {
+			const char *sp[3] = {provider_table[p]->name, last, MIGRATE_CHUNK_TEXT};
+			if ((rc = exec_params(be,
+			                      "SELECT id, provider_event_id, provider_message_id,"
+			                      " raw_status, error_code FROM sms_message_events"
+			                      " WHERE provider = $1 AND id > $2::bigint AND"
+			                      " provider_event_id IS NOT NULL ORDER BY id"
+			                      " LIMIT $3::integer",
+			                      3, sp, PGRES_TUPLES_OK, err, errlen, &r)) != 0)
+				goto out;
+			n = PQntuples(r);
+			if (n && !privacy_has_key()) {
+				util_fmt(err, errlen, "%s", need_key);
+				rc = DLRD_ECONFIG;
+				goto out;
+			}
+			for (int i = 0; i < n; i++) {
+				const char *nid;
+				char dedup[65];
+				arena_reset(&a);
+				if (!provider_upgrade_event_id(
+				        &a, provider_table[p]->name, col(r, i, 1), col(r, i, 2),
+				        col(r, i, 3), col(r, i, 4), &nid, dedup))
+					continue;
+				const char *up[3] = {nid, dedup, col(r, i, 0)};
+				if ((rc = exec_params(
+				         be,
+				         "UPDATE sms_message_events SET provider_event_id ="
+				         " $1, dedup_key = $2 WHERE id = $3::bigint",
+				         3, up, PGRES_COMMAND_OK, err, errlen, NULL)) != 0)
+					goto out;
+				n_ev++;
+			}
+			if (n)
+				util_strlcpy(last, PQgetvalue(r, n - 1, 0), sizeof(last));
+			PQclear(r);
+			r = NULL;
+		} while (n == MIGRATE_CHUNK);
+	}
+	/* idempotency fingerprints, in primary-key order ('' sorts first) */
+	tok = xstrdup("");
+	key = xstrdup("");
+	do {
+		const char *sp[3] = {tok, key, MIGRATE_CHUNK_TEXT};
+		rc = exec_params(be,
+		                 "SELECT token_hash, idem_key, request_hash FROM api_idempotency"
+		                 " WHERE (token_hash, idem_key) > ($1, $2)"
+		                 " ORDER BY token_hash, idem_key LIMIT $3::integer",
+		                 3, sp, PGRES_TUPLES_OK, err, errlen, &r);
+		if (rc != 0)
+			break;
+		n = PQntuples(r);
+		if (n && !privacy_has_key()) {
+			util_fmt(err, errlen, "%s", need_key);
+			rc = DLRD_ECONFIG;
+			break;
+		}
+		for (int i = 0; i < n && rc == 0; i++) {
+			char h[65];
+			/* anything but a SHA-256 in hex never matched a request */
+			if (privacy_request_hash_rekey(col(r, i, 2), h) != 0)
+				continue;
+			const char *up[3] = {h, col(r, i, 0), col(r, i, 1)};
+			rc = exec_params(be,
+			                 "UPDATE api_idempotency SET request_hash = $1"
+			                 " WHERE token_hash = $2 AND idem_key = $3",
+			                 3, up, PGRES_COMMAND_OK, err, errlen, NULL);
+			n_req += rc == 0;
+		}
+		if (rc == 0 && n) {
+			free(tok);
+			free(key);
+			tok = xstrdup(PQgetvalue(r, n - 1, 0));
+			key = xstrdup(PQgetvalue(r, n - 1, 1));
+		}
+		PQclear(r);
+		r = NULL;
+	} while (rc == 0 && n == MIGRATE_CHUNK);
+	if (rc == 0)
+		LOG_I("privacy_ids_migrated", "backend=postgresql events=%zu request_hashes=%zu",
+		      n_ev, n_req);
+out:
+	PQclear(r);
+	free(tok);
+	free(key);
+	arena_fini(&a);
 	return rc;
 }
 

@@ -44,21 +44,33 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "commitq.h"
 #include "errcat.h"
 #include "optout.h"
 #include "log.h"
+#include "privacy.h"
+#include "provider.h"
 #include "sqlite_int.h"
 #include "status.h"
 #include "store_int.h"
 
-/* Versioned migrations, applied in order at start-up, each in its own
- * transaction together with its schema_migrations row.  Never edit one that
- * has shipped: add the next. */
+struct sqlite_be;
+static int migrate_privacy_ids(struct sqlite_be *be, char *err, size_t errlen);
+
+/* Versioned migrations, applied in version order at start-up, each in its
+ * own transaction together with its schema_migrations row: its SQL, then its
+ * step in C when it has one (a data migration SQL cannot express).  Never
+ * edit one that has shipped: add the next.  Version numbers may have gaps
+ * (a number reserved by a change still in flight): every migration not yet
+ * recorded is applied, so a gap filled by a later binary is applied then,
+ * after higher ones; migrations are written so that their order between
+ * such neighbours does not matter. */
 static const struct {
 	int version;
 	const char *name;
-	const char *sql;
+	const char *sql;                                            /* NULL: none */
+	int (*run)(struct sqlite_be *be, char *err, size_t errlen); /* NULL: none */
 } migrations[] = {
     {1, "initial schema",
      "CREATE TABLE sms_messages ("
@@ -129,7 +141,8 @@ static const struct {
      " raw_payload BLOB,"
      " resolved_at TEXT"
      ");"
-     "CREATE INDEX review_queue_open ON review_queue(resolved_at, id);"},
+     "CREATE INDEX review_queue_open ON review_queue(resolved_at, id);",
+     NULL},
     {2, "error reasons, inbound messages, opt-outs",
      "ALTER TABLE sms_message_events ADD COLUMN error_reason TEXT;"
      "ALTER TABLE sms_messages ADD COLUMN current_error_reason TEXT;"
@@ -171,7 +184,8 @@ static const struct {
      " received_at TEXT NOT NULL"
      ");"
      "CREATE INDEX sms_opt_out_history_user ON sms_opt_out_history(recipient_hash,"
-     " sender_identity, effective_at);"},
+     " sender_identity, effective_at);",
+     NULL},
     {3, "send records, masked and encrypted numbers, idempotency, audit log",
      /* the send side (POST /v1/messages); origin gains 'joined' */
      "ALTER TABLE sms_messages ADD COLUMN action_type TEXT;"
@@ -209,7 +223,8 @@ static const struct {
      " review_id INTEGER,"
      " reason TEXT NOT NULL"
      ");"
-     "CREATE INDEX audit_log_message ON audit_log(message_id, id);"},
+     "CREATE INDEX audit_log_message ON audit_log(message_id, id);",
+     NULL},
     {4, "deduplicate events per message",
      /* Same uniqueness (a dedup key always names its message: the provider
       * message id is part of the fallback key, and a provider event id
@@ -218,7 +233,8 @@ static const struct {
       * event (the SHA-256 key): measured +20-40% callbacks/s. */
      "DROP INDEX sms_message_events_dedup;"
      "CREATE UNIQUE INDEX sms_message_events_dedup ON sms_message_events(message_id,"
-     " dedup_key);"},
+     " dedup_key);",
+     NULL},
     {5, "fewer index writes per event",
      /* Measured with bench/ (WAL frames per commit, by b-tree): every index
       * entry written for a late event lands on a page of its own.  The
@@ -229,7 +245,8 @@ static const struct {
       * 12.3 -> 9.5 KB written per callback, +10-15% callbacks/s. */
      "DROP INDEX sms_message_events_message;"
      "DROP INDEX sms_messages_open;"
-     "CREATE INDEX sms_messages_open ON sms_messages(created_at) WHERE is_final = 0;"},
+     "CREATE INDEX sms_messages_open ON sms_messages(created_at) WHERE is_final = 0;",
+     NULL},
     {6, "opt-outs keyed by the canonical sender",
      /* Opt-outs were keyed by the sender text as the provider wrote it, so
       * a STOP to "447520650000" did not stop a send from "+447520650000".
@@ -246,7 +263,9 @@ static const struct {
      "UPDATE sms_opt_outs SET sender_identity = dlrd_sender_key(sender_identity)"
      " WHERE sender_identity <> dlrd_sender_key(sender_identity);"
      "UPDATE sms_opt_out_history SET sender_identity = dlrd_sender_key(sender_identity)"
-     " WHERE sender_identity <> dlrd_sender_key(sender_identity);"},
+     " WHERE sender_identity <> dlrd_sender_key(sender_identity);",
+     NULL},
+    {7, "keyed recipient tags in event ids, keyed request hashes", NULL, migrate_privacy_ids},
 };
 
 enum {
@@ -447,10 +466,41 @@ static void sql_sender_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_text(ctx, key, (int)kl, free);
 }
 
+/* Binding helpers: NULL strings bind as SQL NULL. */
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Column i of the current row as text in the arena; NULL for SQL NULL. */
+static const char *col_dup(struct arena *a, sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	return t ? arena_strndup(a, (const char *)t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+}
+
+/* Whether schema_migrations records version; -1 on error. */
+static int migration_applied(struct sqlite_be *be, int version)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(be->db, "SELECT 1 FROM schema_migrations WHERE version = ?1", -1,
+	                       &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int(st, 1, version);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 static int migrate(struct sqlite_be *be, char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
-	int current = 0, rc;
+	int rc, unknown = 0;
 
 	rc = exec(be,
 	          "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -458,27 +508,41 @@ static int migrate(struct sqlite_be *be, char *err, size_t errlen)
 	          err, errlen);
 	if (rc)
 		return rc;
-	if (sqlite3_prepare_v2(be->db, "SELECT coalesce(max(version), 0) FROM schema_migrations",
-	                       -1, &st, NULL) != SQLITE_OK)
+	/* a recorded version this binary does not know: a newer dlrd (or a
+	 * change this one lacks) made the schema */
+	if (sqlite3_prepare_v2(be->db, "SELECT version FROM schema_migrations ORDER BY version", -1,
+	                       &st, NULL) != SQLITE_OK)
 		return fail(be, err, errlen, "reading schema version");
-	if (sqlite3_step(st) == SQLITE_ROW)
-		current = sqlite3_column_int(st, 0);
+	while (!unknown && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int v = sqlite3_column_int(st, 0);
+		size_t i;
+		for (i = 0; i < ARRAY_LEN(migrations) && migrations[i].version != v; i++)
+			;
+		if (i == ARRAY_LEN(migrations))
+			unknown = v;
+	}
 	sqlite3_finalize(st);
-	if (current > migrations[ARRAY_LEN(migrations) - 1].version) {
-		util_fmt(err, errlen, "sqlite: database schema version %d is newer than this dlrd",
-		         current);
+	if (unknown) {
+		util_fmt(err, errlen,
+		         "sqlite: database schema version %d is newer than this dlrd (it does not "
+		         "know that migration)",
+		         unknown);
 		return DLRD_EIO;
 	}
 	for (size_t i = 0; i < ARRAY_LEN(migrations); i++) {
 		char now[25], ins[256];
-		if (migrations[i].version <= current)
+		int done = migration_applied(be, migrations[i].version);
+		if (done < 0)
+			return fail(be, err, errlen, "reading schema version");
+		if (done)
 			continue;
 		util_rfc3339(util_now_ms(), now);
 		util_fmt(ins, sizeof(ins), "INSERT INTO schema_migrations VALUES (%d, '%s', '%s')",
 		         migrations[i].version, migrations[i].name, now);
 		if ((rc = exec(be, "BEGIN IMMEDIATE", err, errlen)) != 0)
 			return rc;
-		if ((rc = exec(be, migrations[i].sql, err, errlen)) != 0 ||
+		if ((migrations[i].sql && (rc = exec(be, migrations[i].sql, err, errlen)) != 0) ||
+		    (migrations[i].run && (rc = migrations[i].run(be, err, errlen)) != 0) ||
 		    (rc = exec(be, ins, err, errlen)) != 0 ||
 		    (rc = exec(be, "COMMIT", err, errlen)) != 0) {
 			sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
@@ -488,6 +552,158 @@ static int migrate(struct sqlite_be *be, char *err, size_t errlen)
 		      migrations[i].version, migrations[i].name);
 	}
 	return 0;
+}
+
+/* Rows a data migration reads per statement: bounded memory, however large
+ * the table. */
+#define MIGRATE_CHUNK 512
+
+/*
+ * Migration 7, in C: a dlrd before the recipient tag (privacy.h) stored
+ * Telnyx and Sinch event ids with the recipient's number in them, and the
+ * API's idempotency fingerprints as a plain SHA-256 of a body holding the
+ * number.  Each event id of a provider with an upgrade_event_id hook is
+ * rewritten, with its dedup key, to exactly what parse() and event_finish()
+ * give that callback now, so a retry arriving after the upgrade is still a
+ * duplicate; each request_hash is rekeyed (privacy_request_hash_rekey), so a
+ * replayed send still matches.  Ids without a number, or already tagged,
+ * are left alone.  The new dedup key cannot meet another row's under the
+ * unique (message_id, dedup_key): it covers a tag that only this migration
+ * and a newer dlrd write, and nothing has written one yet.  Needs the
+ * privacy key, and says so when it is missing and a row needs it.
+ */
+static int migrate_privacy_ids(struct sqlite_be *be, char *err, size_t errlen)
+{
+	static const char *const need_key =
+	    "sqlite: migration 7 needs privacy.hash_key (the key of the recipient hash)";
+	struct row {
+		sqlite3_int64 id;
+		const char *eid, *pmid, *raw, *code, *old;
+	} rows[MIGRATE_CHUNK];
+	sqlite3_stmt *sel = NULL, *upd = NULL;
+	struct arena a;
+	size_t n_ev = 0, n_req = 0, n;
+	int rc = 0;
+
+	arena_init(&a, NULL, 0);
+	/* event ids, provider by provider */
+	if (sqlite3_prepare_v2(be->db,
+	                       "SELECT id, provider_event_id, provider_message_id, raw_status,"
+	                       " error_code FROM sms_message_events WHERE provider = ?1 AND"
+	                       " id > ?2 AND provider_event_id IS NOT NULL ORDER BY id LIMIT ?3",
+	                       -1, &sel, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(be->db,
+	                       "UPDATE sms_message_events SET provider_event_id = ?1,"
+	                       " dedup_key = ?2 WHERE id = ?3",
+	                       -1, &upd, NULL) != SQLITE_OK) {
+		rc = fail(be, err, errlen, "migration 7");
+		goto out;
+	}
+	for (size_t p = 0; provider_table[p]; p++) {
+		sqlite3_int64 last = 0;
+		if (!provider_table[p]->upgrade_event_id)
+			continue;
+		do {
+			sqlite3_reset(sel);
+			sqlite3_bind_text(sel, 1, provider_table[p]->name, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(sel, 2, last);
+			sqlite3_bind_int(sel, 3, MIGRATE_CHUNK);
+			arena_reset(&a);
+			for (n = 0; (rc = sqlite3_step(sel)) == SQLITE_ROW; n++) {
+				rows[n].id = sqlite3_column_int64(sel, 0);
+				rows[n].eid = col_dup(&a, sel, 1);
+				rows[n].pmid = col_dup(&a, sel, 2);
+				rows[n].raw = col_dup(&a, sel, 3);
+				rows[n].code = col_dup(&a, sel, 4);
+				last = rows[n].id;
+			}
+			if (rc != SQLITE_DONE) {
+				rc = fail(be, err, errlen, "migration 7: reading events");
+				goto out;
+			}
+			rc = 0;
+			if (n && !privacy_has_key()) {
+				util_fmt(err, errlen, "%s", need_key);
+				rc = DLRD_ECONFIG;
+				goto out;
+			}
+			for (size_t i = 0; i < n; i++) {
+				const char *nid;
+				char key[65];
+				if (!provider_upgrade_event_id(
+				        &a, provider_table[p]->name, rows[i].eid, rows[i].pmid,
+				        rows[i].raw, rows[i].code, &nid, key))
+					continue;
+				sqlite3_reset(upd);
+				bind_text(upd, 1, nid);
+				bind_text(upd, 2, key);
+				sqlite3_bind_int64(upd, 3, rows[i].id);
+				if (sqlite3_step(upd) != SQLITE_DONE) {
+					rc = fail(be, err, errlen,
+					          "migration 7: rewriting an event id");
+					goto out;
+				}
+				n_ev++;
+			}
+		} while (n == MIGRATE_CHUNK);
+	}
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	sel = upd = NULL;
+
+	/* idempotency fingerprints */
+	if (sqlite3_prepare_v2(be->db,
+	                       "SELECT rowid, request_hash FROM api_idempotency WHERE rowid > ?1"
+	                       " ORDER BY rowid LIMIT ?2",
+	                       -1, &sel, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(be->db,
+	                       "UPDATE api_idempotency SET request_hash = ?1 WHERE rowid = ?2", -1,
+	                       &upd, NULL) != SQLITE_OK) {
+		rc = fail(be, err, errlen, "migration 7");
+		goto out;
+	}
+	sqlite3_int64 last = 0;
+	do {
+		sqlite3_reset(sel);
+		sqlite3_bind_int64(sel, 1, last);
+		sqlite3_bind_int(sel, 2, MIGRATE_CHUNK);
+		arena_reset(&a);
+		for (n = 0; (rc = sqlite3_step(sel)) == SQLITE_ROW; n++) {
+			rows[n].id = sqlite3_column_int64(sel, 0);
+			rows[n].old = col_dup(&a, sel, 1);
+			last = rows[n].id;
+		}
+		if (rc != SQLITE_DONE) {
+			rc = fail(be, err, errlen, "migration 7: reading idempotency keys");
+			goto out;
+		}
+		rc = 0;
+		if (n && !privacy_has_key()) {
+			util_fmt(err, errlen, "%s", need_key);
+			rc = DLRD_ECONFIG;
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			char h[65];
+			/* anything but a SHA-256 in hex never matched a request */
+			if (privacy_request_hash_rekey(rows[i].old, h) != 0)
+				continue;
+			sqlite3_reset(upd);
+			bind_text(upd, 1, h);
+			sqlite3_bind_int64(upd, 2, rows[i].id);
+			if (sqlite3_step(upd) != SQLITE_DONE) {
+				rc = fail(be, err, errlen, "migration 7: rekeying a request hash");
+				goto out;
+			}
+			n_req++;
+		}
+	} while (n == MIGRATE_CHUNK);
+	LOG_I("privacy_ids_migrated", "backend=sqlite events=%zu request_hashes=%zu", n_ev, n_req);
+out:
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	arena_fini(&a);
+	return rc;
 }
 
 /* What a checkpoint leaves for the hook: the frames now in the database,
@@ -828,15 +1044,6 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 out:
 	sqlite_close(be);
 	return rc;
-}
-
-/* Binding helpers: NULL strings bind as SQL NULL. */
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	if (s)
-		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, i);
 }
 
 static int step_done(struct sqlite_be *be, sqlite3_stmt *st, char *err, size_t errlen,

@@ -9,7 +9,11 @@
  * transaction; a refused reveal writes none.  Keys: created once in the
  * data directory with mode 0600 and logged, kept across restarts; the
  * configured ring rotates (the first key encrypts, older keys still
- * decrypt), and a number whose key is gone cannot be revealed.
+ * decrypt), and a number whose key is gone cannot be revealed.  The event
+ * ids dlrd makes for Telnyx and Sinch recipients hold a keyed tag, never
+ * the number; a database whose ids (and idempotency fingerprints) an older
+ * dlrd stored with the number is rewritten at start-up so that a provider
+ * retry is still a duplicate and a replayed send still matches.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,13 +21,19 @@
 #include <stdint.h>
 #include <string.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "api_helpers.h"
+#include "crypto.h"
+#include "event.h"
 
 #define K_OLD "old:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 #define K_NEW "new:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
@@ -217,6 +227,227 @@ static void test_reveal_audited(void **state)
 	assert_false(h_log_contains(d, "7700900123"));
 }
 
+/* ---- Telnyx and Sinch callbacks for one recipient, N_TO ---- */
+
+/* RFC 8032 TEST 1 key pair, as in test_provider_telnyx.c */
+static const uint8_t TX_SEED[32] = {
+    0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
+    0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
+#define TX_PUB   "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+#define TX_EVENT "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be"
+#define TX_BODY                                                                                    \
+	"{\"data\":{\"event_type\":\"message.finalized\",\"id\":\"" TX_EVENT "\","                 \
+	"\"occurred_at\":\"2026-11-27T15:10:00.000+00:00\",\"payload\":{\"id\":"                   \
+	"\"40385f64-5717-4562-b3fc-2c963f66afa6\",\"from\":{\"phone_number\":\"" N_SENDER "\"},"   \
+	"\"to\":[{\"phone_number\":\"" N_TO "\",\"status\":\"delivered\"}]}}}"
+#define SN_SECRET "sinch-privacy-secret"
+#define SN_BATCH  "01FC66621XXXXX119Z8PMV1QPQ"
+#define SN_BODY                                                                                    \
+	"{\"type\":\"recipient_delivery_report_sms\",\"batch_id\":\"" SN_BATCH "\","               \
+	"\"recipient\":\"14155550123\",\"code\":0,\"status\":\"Delivered\","                       \
+	"\"at\":\"2026-11-27T15:10:00.000Z\"}"
+/* the ids a dlrd before the recipient tag stored for them */
+#define TX_OLD_ID TX_EVENT ":" N_TO
+#define SN_OLD_ID SN_BATCH "/14155550123/Delivered/0"
+
+static long post_telnyx(const struct dlrd *d, struct h_resp *r)
+{
+	char ts[32], sig[128], h1[64], h2[200];
+	const char *hdrs[] = {"Content-Type: application/json", h1, h2, NULL};
+	size_t tl, bl = strlen(TX_BODY), sl = 64;
+	uint8_t m[2048], s64[64];
+	EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, TX_SEED, 32);
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+	util_fmt(ts, sizeof(ts), "%lld", (long long)time(NULL));
+	tl = strlen(ts);
+	memcpy(m, ts, tl);
+	m[tl] = '|';
+	memcpy(m + tl + 1, TX_BODY, bl);
+	assert_int_equal(EVP_DigestSignInit(c, NULL, NULL, NULL, k), 1);
+	assert_int_equal(EVP_DigestSign(c, s64, &sl, m, tl + 1 + bl), 1);
+	crypto_b64_encode(s64, sl, sig);
+	EVP_MD_CTX_free(c);
+	EVP_PKEY_free(k);
+	util_fmt(h1, sizeof(h1), "telnyx-timestamp: %s", ts);
+	util_fmt(h2, sizeof(h2), "telnyx-signature-ed25519: %s", sig);
+	assert_int_equal(h_request(d, "POST", "/webhooks/telnyx/status", hdrs, TX_BODY, bl, r), 0);
+	return r->status;
+}
+
+static long post_sinch(const struct dlrd *d, struct h_resp *r)
+{
+	char ts[32], m[2048], h1[128], h2[96], sig[64];
+	unsigned char md[32];
+	unsigned int len = sizeof(md);
+	const char *hdrs[] = {"Content-Type: application/json", h1,
+	                      "x-sinch-webhook-signature-nonce: 01FJA8B4A7BM43YGWSG9GBV067", h2,
+	                      NULL};
+
+	util_fmt(ts, sizeof(ts), "%lld", (long long)time(NULL));
+	util_fmt(m, sizeof(m), "%s.01FJA8B4A7BM43YGWSG9GBV067.%s", SN_BODY, ts);
+	HMAC(EVP_sha256(), SN_SECRET, (int)strlen(SN_SECRET), (const unsigned char *)m, strlen(m),
+	     md, &len);
+	crypto_b64_encode(md, len, sig);
+	util_fmt(h1, sizeof(h1), "x-sinch-webhook-signature: %s", sig);
+	util_fmt(h2, sizeof(h2), "x-sinch-webhook-signature-timestamp: %s", ts);
+	assert_int_equal(
+	    h_request(d, "POST", "/webhooks/sinch/status", hdrs, SN_BODY, strlen(SN_BODY), r), 0);
+	return r->status;
+}
+
+static int setup_providers(void **state)
+{
+	const char *env[] = {api_tokens_env(), "DLRD_TELNYX_PUBLIC_KEYS=" TX_PUB,
+	                     "DLRD_SINCH_SECRETS=" SN_SECRET, NULL};
+	return h_fixture_start(state, env);
+}
+
+/* Fails when s holds 7 digits in a row of the number (14155550123). */
+static void assert_no_digits(const char *s, const char *what)
+{
+	static const char digits[] = "14155550123";
+	for (size_t i = 0; i + 7 <= sizeof(digits) - 1; i++) {
+		char w[8];
+		memcpy(w, digits + i, 7);
+		w[7] = '\0';
+		if (strstr(s, w))
+			fail_msg("%s holds digits of the number (%s): %s", what, w, s);
+	}
+}
+
+/* The viewer's timeline of the provider's one message: no digits of the
+ * number anywhere, and each event id in its tagged form. */
+static void check_viewer_timeline(struct dlrd *d, const char *provider)
+{
+	char id[40], target[128];
+	struct h_resp r;
+
+	assert_non_null(h_sql_str(d, id, sizeof(id),
+	                          "SELECT id FROM sms_messages WHERE provider = %Q", provider));
+	util_fmt(target, sizeof(target), "/v1/messages/%s/timeline", id);
+	assert_int_equal(api_call(d, "GET", target, T_VIEWER, NULL, NULL, &r), 200);
+	assert_no_digits(r.body, "a viewer's timeline");
+	json_t *j = api_json(&r);
+	json_t *evs = jpath(j, "events");
+	assert_int_equal(json_array_size(evs), 1);
+	const char *eid = jpath_s(json_array_get(evs, 0), "provider_event_id");
+	assert_non_null(strstr(eid, "rcpt-"));
+	json_decref(j);
+}
+
+static void test_provider_event_ids_hold_no_number(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char buf[4096];
+
+	assert_int_equal(post_telnyx(d, &r), 200);
+	assert_int_equal(post_sinch(d, &r), 200);
+	check_viewer_timeline(d, "telnyx");
+	check_viewer_timeline(d, "sinch");
+	/* nor in any stored id or key (the raw payloads are sealed) */
+	assert_no_digits(h_sql_str(d, buf, sizeof(buf),
+	                           "SELECT group_concat(provider_event_id || ' ' || dedup_key, ' ')"
+	                           " FROM sms_message_events"),
+	                 "the stored event ids");
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_message_events WHERE"
+	                              " provider_event_id LIKE '%%rcpt-%%'"),
+	                 2);
+}
+
+/* The upgrade: a database whose Telnyx and Sinch event ids, dedup keys and
+ * idempotency fingerprints an older dlrd wrote (the number in the ids, an
+ * unkeyed SHA-256 of the send's canonical JSON) is rewritten at start-up
+ * (SQLite migration 7, PostgreSQL 5): the ids and keys become what this
+ * dlrd computes, so the providers' retries are duplicates, and a replayed
+ * send with the same key and body gets its first answer back. */
+static void test_upgrade_rewrites_stored_ids(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r, first;
+	char body[1024], tx_new[256], sn_new[256], buf[4096], old_hash[65], other[1024];
+	uint8_t md[CRYPTO_SHA256_LEN];
+	int status;
+
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "upgrade-key", body, &first), 201);
+	assert_int_equal(post_telnyx(d, &r), 200);
+	assert_int_equal(post_sinch(d, &r), 200);
+	h_sql_str(d, tx_new, sizeof(tx_new),
+	          "SELECT provider_event_id FROM sms_message_events WHERE provider = 'telnyx'");
+	h_sql_str(d, sn_new, sizeof(sn_new),
+	          "SELECT provider_event_id FROM sms_message_events WHERE provider = 'sinch'");
+	assert_int_equal(h_stop(d, SIGTERM, 10000, &status), 0);
+
+	/* what the older dlrd had stored */
+	const struct {
+		const char *provider, *id;
+	} old[] = {{"telnyx", TX_OLD_ID}, {"sinch", SN_OLD_ID}};
+	for (size_t i = 0; i < 2; i++) {
+		struct dlr_event e;
+		memset(&e, 0, sizeof(e));
+		e.kind = EV_STATUS;
+		e.provider = old[i].provider;
+		e.provider_event_id = old[i].id;
+		e.occurred_ms = -1;
+		event_finish(&e);
+		assert_int_equal(h_sql_exec(d,
+		                            "UPDATE sms_message_events SET provider_event_id = %Q,"
+		                            " dedup_key = %Q WHERE provider = %Q",
+		                            old[i].id, e.dedup_key, old[i].provider),
+		                 0);
+	}
+	json_t *canon = json_loads(body, 0, NULL);
+	char *c = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+	crypto_sha256(c, strlen(c), md);
+	crypto_hex(md, sizeof(md), old_hash);
+	free(c);
+	json_decref(canon);
+	assert_int_equal(h_sql_exec(d, "UPDATE api_idempotency SET request_hash = %Q", old_hash),
+	                 0);
+	assert_int_equal(
+	    h_sql_exec(d, "DELETE FROM schema_migrations WHERE version = %d", h_pg() ? 5 : 7), 0);
+
+	assert_int_equal(h_start(d), 0);
+	assert_true(h_log_contains(d, "event=privacy_ids_migrated"));
+	assert_true(h_log_contains(d, "events=2 request_hashes=1"));
+	/* the ids and keys are this dlrd's own again */
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT provider_event_id FROM sms_message_events WHERE provider = 'telnyx'"),
+	    tx_new);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT provider_event_id FROM sms_message_events WHERE provider = 'sinch'"),
+	    sn_new);
+	assert_no_digits(h_sql_str(d, buf, sizeof(buf),
+	                           "SELECT group_concat(provider_event_id || ' ' || dedup_key, ' ')"
+	                           " FROM sms_message_events"),
+	                 "the stored event ids");
+	assert_string_not_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT request_hash FROM api_idempotency"), old_hash);
+	/* the providers retry: duplicates, nothing new */
+	assert_int_equal(post_telnyx(d, &r), 200);
+	assert_int_equal(post_sinch(d, &r), 200);
+	assert_int_equal(h_count(d, "sms_message_events"), 2);
+	assert_int_equal(h_sql_int(d, "SELECT sum(duplicate_count) FROM sms_messages"), 2);
+	check_viewer_timeline(d, "telnyx");
+	check_viewer_timeline(d, "sinch");
+	/* the app retries its send: the first answer; another body: 409 */
+	assert_int_equal(api_send(d, T_APP, "upgrade-key", body, &r), 201);
+	assert_int_equal(r.body_len, first.body_len);
+	assert_memory_equal(r.body, first.body, first.body_len);
+	api_send_body(other, sizeof(other), "+447700900123", NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "upgrade-key", other, &r), 409);
+	/* a restart does not rewrite anything again */
+	h_sql_str(d, buf, sizeof(buf), "SELECT request_hash FROM api_idempotency");
+	assert_int_equal(h_stop(d, SIGTERM, 10000, &status), 0);
+	assert_int_equal(h_start(d), 0);
+	assert_int_equal(api_send(d, T_APP, "upgrade-key", body, &r), 201);
+	assert_memory_equal(r.body, first.body, first.body_len);
+}
+
 static void test_key_file_created_once(void **state)
 {
 	struct dlrd d;
@@ -342,6 +573,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_masked_everywhere, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reveal_audited, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_provider_event_ids_hold_no_number, setup_providers,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_upgrade_rewrites_stored_ids, setup_providers,
+	                                    teardown),
 	    cmocka_unit_test(test_key_file_created_once),
 	    cmocka_unit_test(test_configured_keys_rotate),
 	};

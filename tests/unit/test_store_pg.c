@@ -7,7 +7,8 @@
  * order; a batch is all or nothing; inbound and opt-outs; error reasons),
  * then what only a shared database has: the SQL fold equals status.c's on
  * every status and on random keys, migrations run once when several nodes
- * start together, two writers applying events of the same messages
+ * start together, migration 5 rewrites the
+ * ids and fingerprints an older dlrd stored, two writers applying events of the same messages
  * concurrently (different ones, and the same) end with one stored event each
  * and the summary the set of events determines, a
  * forced deadlock is retried, a connection killed by the server is replaced.
@@ -34,7 +35,9 @@
 #include "arena.h"
 #include "commitq.h"
 #include "config.h"
+#include "crypto.h"
 #include "optout.h"
+#include "privacy.h"
 #include "status.h"
 #include "store.h"
 #include "util.h"
@@ -532,8 +535,8 @@ static void test_concurrent_start(void **state)
 	}
 	PGconn *c = pgt_connect(g.url);
 	assert_non_null(c);
-	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 4);
-	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 4);
+	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 5);
+	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 5);
 	PQfinish(c);
 	for (int i = 0; i < 6; i++)
 		store_close(o[i].st);
@@ -547,6 +550,140 @@ static void test_concurrent_start(void **state)
 	char err[512] = "";
 	assert_int_equal(store_open(&f->cfg, &st, err, sizeof(err)), DLRD_EIO);
 	assert_non_null(strstr(err, "newer than this dlrd"));
+}
+
+#define TEST_HASH_KEY "store-test-hash-key"
+
+/* Migration 5 (SQLite's 7): a database an older dlrd wrote (numbers in
+ * Telnyx and Sinch event ids, unkeyed idempotency fingerprints) is
+ * rewritten at open, more rows than one read of the migration takes, under
+ * the unique (provider, dedup_key); it needs the hash key and rolls back
+ * whole without it; it runs once; a version this dlrd does not know is
+ * refused. */
+static void test_migration_5_privacy_ids(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "", want[256], got[256], h[65], old[65], tag[PRIVACY_TAG_LEN + 1];
+	uint8_t md[CRYPTO_SHA256_LEN];
+
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(
+	    pgt_exec(f->c,
+	             "INSERT INTO sms_messages (id, provider, provider_message_id, origin,"
+	             " current_status, created_at, updated_at) VALUES"
+	             " ('00000000-0000-7000-8000-000000000001', 'telnyx', 'pm1', 'callback',"
+	             " 'delivered', now(), now()),"
+	             " ('00000000-0000-7000-8000-000000000002', 'sinch', 'B/1', 'callback',"
+	             " 'delivered', now(), now());"
+	             /* 600 Telnyx recipients: two reads of 512 */
+	             "INSERT INTO sms_message_events (message_id, provider, provider_message_id,"
+	             " provider_event_id, dedup_key, status, is_final, changed_summary,"
+	             " raw_payload, received_at) SELECT '00000000-0000-7000-8000-000000000001',"
+	             " 'telnyx', 'pm1', 'ev:+4477009' || lpad(i::text, 5, '0'), 'old' || i,"
+	             " 'delivered', 1, 1, '\\x00', now() FROM generate_series(1, 600) AS i;"
+	             "INSERT INTO sms_message_events (message_id, provider, provider_message_id,"
+	             " provider_event_id, dedup_key, status, raw_status, error_code, is_final,"
+	             " changed_summary, raw_payload, received_at) VALUES"
+	             " ('00000000-0000-7000-8000-000000000001', 'telnyx', 'pm1', 'ev:#1', 'k1',"
+	             "  'delivered', NULL, NULL, 1, 1, '\\x00', now()),"
+	             " ('00000000-0000-7000-8000-000000000002', 'sinch', 'B/1',"
+	             "  'B/1/15551231234/Deliv/ered/0', 'k2', 'delivered', 'Deliv/ered', '0', 1, 1,"
+	             "  '\\x00', now()),"
+	             " ('00000000-0000-7000-8000-000000000002', 'sinch', 'B/1',"
+	             "  'B/1//Deliv/ered/0', 'k3', 'delivered', 'Deliv/ered', '0', 1, 1, '\\x00',"
+	             "  now()),"
+	             " ('00000000-0000-7000-8000-000000000002', 'generic', 'B/1',"
+	             "  'msg_+14155550100', 'k4', 'delivered', NULL, NULL, 1, 1, '\\x00', now());"
+	             "DELETE FROM schema_migrations WHERE version = 5"),
+	    0);
+	crypto_sha256("{\"to\":\"+14155550100\"}", 21, md);
+	crypto_hex(md, sizeof(md), old);
+	assert_int_equal(pgt_exec(f->c,
+	                          "INSERT INTO api_idempotency (token_hash, idem_key, request_hash,"
+	                          " status, body, created_at) VALUES ('tok', 'k1', '%s', 201, '{}',"
+	                          " now()), ('tok', 'k2', 'not-a-digest', 201, '{}', now())",
+	                          old),
+	                 0);
+
+	/* without the key: refused, and nothing changed */
+	privacy_set_hash_key(NULL, 0);
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), DLRD_EIO);
+	assert_non_null(strstr(err, "migration 5 needs privacy.hash_key"));
+	f->st = NULL;
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE provider_event_id"
+	                      " LIKE '%%rcpt-%%'"),
+	                 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations WHERE version = 5"), 0);
+
+	privacy_set_hash_key((const uint8_t *)TEST_HASH_KEY, sizeof(TEST_HASH_KEY) - 1);
+	assert_int_equal(open_store(f, &f->st), 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE provider = 'telnyx'"
+	                      " AND provider_event_id LIKE 'ev:rcpt-%%'"),
+	                 600);
+	assert_int_equal(Q(f, "SELECT count(DISTINCT dedup_key) FROM sms_message_events"), 604);
+	for (int i = 1; i <= 600; i += 599) {
+		char raw[32];
+		struct dlr_event e;
+		util_fmt(raw, sizeof(raw), "+4477009%05d", i);
+		privacy_tag(raw, strlen(raw), tag);
+		util_fmt(want, sizeof(want), "ev:%s", tag);
+		memset(&e, 0, sizeof(e));
+		e.kind = EV_STATUS;
+		e.provider = "telnyx";
+		e.provider_event_id = want;
+		event_finish(&e);
+		util_fmt(want + strlen(want), sizeof(want) - strlen(want), " %s", e.dedup_key);
+		assert_string_equal(pgt_str(f->c, got, sizeof(got),
+		                            "SELECT provider_event_id || ' ' || dedup_key FROM"
+		                            " sms_message_events WHERE provider_event_id LIKE"
+		                            " 'ev:rcpt-%%' ORDER BY id OFFSET %d LIMIT 1",
+		                            i - 1),
+		                    want);
+	}
+	privacy_tag("15551231234", 11, tag);
+	util_fmt(want, sizeof(want), "B/1/%s/Deliv/ered/0", tag);
+	assert_string_equal(pgt_str(f->c, got, sizeof(got),
+	                            "SELECT provider_event_id FROM sms_message_events WHERE"
+	                            " provider = 'sinch' AND dedup_key <> 'k3'"),
+	                    want);
+	/* ids without a number, and other providers, stay */
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE"
+	                      " (provider_event_id = 'ev:#1' AND dedup_key = 'k1') OR"
+	                      " (provider_event_id = 'B/1//Deliv/ered/0' AND dedup_key = 'k3') OR"
+	                      " (provider_event_id = 'msg_+14155550100' AND dedup_key = 'k4')"),
+	                 3);
+	/* the fingerprint is keyed; what was not a digest stays */
+	assert_int_equal(privacy_request_hash_rekey(old, h), 0);
+	assert_string_equal(
+	    pgt_str(f->c, got, sizeof(got),
+	            "SELECT request_hash FROM api_idempotency WHERE idem_key = 'k1'"),
+	    h);
+	assert_string_equal(
+	    pgt_str(f->c, got, sizeof(got),
+	            "SELECT request_hash FROM api_idempotency WHERE idem_key = 'k2'"),
+	    "not-a-digest");
+
+	/* once: a second open changes nothing */
+	store_close(f->st);
+	assert_int_equal(open_store(f, &f->st), 0);
+	assert_string_equal(
+	    pgt_str(f->c, got, sizeof(got),
+	            "SELECT request_hash FROM api_idempotency WHERE idem_key = 'k1'"),
+	    h);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations WHERE version = 5"), 1);
+
+	/* a version this dlrd does not know is refused */
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(pgt_exec(f->c, "INSERT INTO schema_migrations (version, name)"
+	                                " VALUES (99, 'from the future')"),
+	                 0);
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), DLRD_EIO);
+	assert_non_null(strstr(err, "schema version 99 is newer than this dlrd"));
+	f->st = NULL;
+	assert_int_equal(pgt_exec(f->c, "DELETE FROM schema_migrations WHERE version = 99"), 0);
+	assert_int_equal(open_store(f, &f->st), 0);
 }
 
 /* ---- two writers on the same messages ---- */
@@ -2296,6 +2433,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_json_payload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fold_matches_c, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_start, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_5_privacy_ids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadlock_is_retried, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnects, setup, teardown),

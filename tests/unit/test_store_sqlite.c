@@ -3,7 +3,9 @@
  * The SQLite backend through the storage interface: exact rows for new
  * events, duplicates and review items; the summary row is the same for every
  * arrival order (each order in one batch per event, and all in one batch);
- * a batch is all or nothing; migrations run once.
+ * a batch is all or nothing; migrations run once (a migration whose row is
+ * missing is applied, whatever came after it); migration 7 rewrites ids and fingerprints an older
+ * dlrd stored.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,8 +22,10 @@
 #include <sqlite3.h>
 
 #include "commitq.h"
+#include "crypto.h"
 #include "optout.h"
 #include "config.h"
+#include "privacy.h"
 #include "store.h"
 #include "util.h"
 
@@ -187,7 +191,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(q_int(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(q_int(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 6);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 7);
 }
 
 static void test_every_order_same_summary(void **state)
@@ -830,6 +834,153 @@ static void test_error_reason_stored(void **state)
 	                 0);
 }
 
+/* Runs sql on a read-write connection of the test's own. */
+static void q_exec(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+	char *e = NULL;
+	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	if (sqlite3_exec(db, sql, NULL, NULL, &e) != SQLITE_OK)
+		fail_msg("%s: %s", sql, e);
+	sqlite3_close(db);
+}
+
+#define TEST_HASH_KEY "store-test-hash-key"
+
+/* The id and dedup key the current dlrd gives a Telnyx status event of
+ * recipient raw under webhook event_id. */
+static void telnyx_now(const char *event_id, const char *raw, char *id, size_t cap, char key[65])
+{
+	char tag[PRIVACY_TAG_LEN + 1];
+	struct dlr_event e;
+	privacy_tag(raw, strlen(raw), tag);
+	util_fmt(id, cap, "%s:%s", event_id, tag);
+	memset(&e, 0, sizeof(e));
+	e.kind = EV_STATUS;
+	e.provider = "telnyx";
+	e.provider_event_id = id;
+	event_finish(&e);
+	memcpy(key, e.dedup_key, 65);
+}
+
+/* Migration 7: a database an older dlrd wrote (numbers in Telnyx and Sinch
+ * event ids, unkeyed idempotency fingerprints) is rewritten at open, more
+ * rows than one read of the migration takes; it needs the hash key and
+ * rolls back whole without it; it runs once; a recorded version this dlrd
+ * does not know is refused. */
+static void test_migration_7_privacy_ids(void **state)
+{
+	struct fixture *f = *state;
+	char err[256] = "", want[128], key[65], sql[512], h[65], old[65];
+	uint8_t md[CRYPTO_SHA256_LEN];
+
+	store_close(f->st);
+	f->st = NULL;
+	q_exec(f, "INSERT INTO sms_messages (id, provider, provider_message_id, origin,"
+	          " current_status, created_at, updated_at) VALUES"
+	          " ('m1', 'telnyx', 'pm1', 'callback', 'delivered', 't', 't'),"
+	          " ('m2', 'sinch', 'B/1', 'callback', 'delivered', 't', 't')");
+	/* 1100 Telnyx recipients: three reads of 512 */
+	q_exec(f, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100)"
+	          " INSERT INTO sms_message_events (message_id, provider, provider_message_id,"
+	          " provider_event_id, dedup_key, status, is_final, changed_summary, raw_payload,"
+	          " received_at) SELECT 'm1', 'telnyx', 'pm1', 'ev:+4477009' || printf('%05d', i),"
+	          " 'old' || i, 'delivered', 1, 1, x'00', 't' FROM n");
+	q_exec(f,
+	       "INSERT INTO sms_message_events (message_id, provider, provider_message_id,"
+	       " provider_event_id, dedup_key, status, raw_status, error_code, is_final,"
+	       " changed_summary, raw_payload, received_at) VALUES"
+	       " ('m1', 'telnyx', 'pm1', 'ev:#1', 'k1', 'delivered', NULL, NULL, 1, 1, x'00', 't'),"
+	       " ('m2', 'sinch', 'B/1', 'B/1/15551231234/Deliv/ered/0', 'k2', 'delivered',"
+	       "  'Deliv/ered', '0', 1, 1, x'00', 't'),"
+	       " ('m2', 'sinch', 'B/1', 'B/1//Deliv/ered/0', 'k3', 'delivered', 'Deliv/ered',"
+	       "  '0', 1, 1, x'00', 't'),"
+	       " ('m2', 'generic', 'B/1', 'msg_+14155550100', 'k4', 'delivered', NULL, NULL, 1,"
+	       "  1, x'00', 't'),"
+	       " ('m2', 'twilio', 'B/1', NULL, 'k5', 'delivered', NULL, NULL, 1, 1, x'00', 't')");
+	crypto_sha256("{\"to\":\"+14155550100\"}", 21, md);
+	crypto_hex(md, sizeof(md), old);
+	util_fmt(sql, sizeof(sql),
+	         "INSERT INTO api_idempotency VALUES ('tok', 'k1', '%s', 201, '{}', NULL, 't'),"
+	         " ('tok', 'k2', 'not-a-digest', 201, '{}', NULL, 't')",
+	         old);
+	q_exec(f, sql);
+	q_exec(f, "DELETE FROM schema_migrations WHERE version = 7");
+
+	/* without the key: refused, and nothing changed */
+	privacy_set_hash_key(NULL, 0);
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), DLRD_ECONFIG);
+	assert_non_null(strstr(err, "privacy.hash_key"));
+	f->st = NULL;
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events WHERE"
+	                          " provider_event_id LIKE '%rcpt-%'"),
+	                 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations WHERE version = 7"), 0);
+
+	privacy_set_hash_key((const uint8_t *)TEST_HASH_KEY, sizeof(TEST_HASH_KEY) - 1);
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
+	/* every number is gone from the ids, each one tagged as dlrd tags now */
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events WHERE provider ="
+	                          " 'telnyx' AND provider_event_id LIKE 'ev:rcpt-%'"),
+	                 1100);
+	assert_int_equal(q_int(f, "SELECT count(DISTINCT dedup_key) FROM sms_message_events"),
+	                 1105);
+	for (int i = 1; i <= 1100; i += 549) {
+		char raw[32], got[128];
+		util_fmt(raw, sizeof(raw), "+4477009%05d", i);
+		telnyx_now("ev", raw, want, sizeof(want), key);
+		util_fmt(sql, sizeof(sql),
+		         "SELECT provider_event_id || ' ' || dedup_key FROM sms_message_events"
+		         " WHERE id = %d",
+		         i);
+		sid_text(f, sql, NULL, got, sizeof(got));
+		util_fmt(sql, sizeof(sql), "%s %s", want, key);
+		assert_string_equal(got, sql);
+	}
+	char tag[PRIVACY_TAG_LEN + 1], got[128];
+	privacy_tag("15551231234", 11, tag);
+	util_fmt(want, sizeof(want), "B/1/%s/Deliv/ered/0", tag);
+	sid_text(f,
+	         "SELECT provider_event_id FROM sms_message_events WHERE dedup_key NOT IN"
+	         " ('k1', 'k3', 'k4', 'k5') AND provider = 'sinch'",
+	         NULL, got, sizeof(got));
+	assert_string_equal(got, want);
+	/* ids without a number, and other providers, stay */
+	assert_int_equal(q_int(f,
+	                       "SELECT count(*) FROM sms_message_events WHERE"
+	                       " (provider_event_id = 'ev:#1' AND dedup_key = 'k1') OR"
+	                       " (provider_event_id = 'B/1//Deliv/ered/0' AND dedup_key = 'k3')"
+	                       " OR (provider_event_id = 'msg_+14155550100' AND dedup_key = 'k4')"
+	                       " OR (provider_event_id IS NULL AND dedup_key = 'k5')"),
+	                 4);
+	/* the fingerprint is keyed; what was not a digest stays */
+	assert_int_equal(privacy_request_hash_rekey(old, h), 0);
+	sid_text(f, "SELECT request_hash FROM api_idempotency WHERE idem_key = 'k1'", NULL, got,
+	         sizeof(got));
+	assert_string_equal(got, h);
+	sid_text(f, "SELECT request_hash FROM api_idempotency WHERE idem_key = 'k2'", NULL, got,
+	         sizeof(got));
+	assert_string_equal(got, "not-a-digest");
+
+	/* once: a second open changes nothing */
+	store_close(f->st);
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
+	sid_text(f, "SELECT request_hash FROM api_idempotency WHERE idem_key = 'k1'", NULL, got,
+	         sizeof(got));
+	assert_string_equal(got, h);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations WHERE version = 7"), 1);
+
+	/* a version this dlrd does not know is refused */
+	store_close(f->st);
+	f->st = NULL;
+	q_exec(f, "INSERT INTO schema_migrations VALUES (99, 'from the future', 't')");
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), DLRD_EIO);
+	assert_non_null(strstr(err, "schema version 99 is newer than this dlrd"));
+	f->st = NULL;
+	q_exec(f, "DELETE FROM schema_migrations WHERE version = 99");
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -849,6 +1000,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_7_privacy_ids, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
