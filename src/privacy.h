@@ -10,12 +10,12 @@
  * Three digests, all HMAC-SHA256 under the one key, kept apart by what they
  * cover (so no value of one can ever equal a value of another):
  *
- * | digest | message | shape |
- * |---|---|---|
- * | recipient hash | the E.164 number ("+..."), nothing else | 64 hex |
- * | recipient tag | "dlrd-tag/v1:" + the number's raw text as the provider sent it | "rcpt-" + 16
- * hex | | request hash | "dlrd-request/v1:" + SHA-256 (32 bytes) of the canonical request | 64 hex
- * |
+ * - recipient hash: HMAC of the E.164 number ("+..."), nothing else;
+ *   64 hex digits;
+ * - recipient tag: HMAC of "dlrd-tag/v1:" + the number's raw text as the
+ *   provider sent it; "rcpt-" + 16 hex digits;
+ * - request hash: HMAC of "dlrd-request/v1:" + the SHA-256 (32 bytes) of
+ *   the canonical request; 64 hex digits.
  *
  * An E.164 number starts with '+', the labels with a letter and differ at
  * their sixth byte, and a label is a fixed prefix, so the three messages

@@ -530,7 +530,7 @@ static void test_migration_rekeys_opt_outs(void **state)
 	           " ('u1', '447520650000', 'opt_out', 'STOP', 2, '2026-01-01T00:00:01.000Z',"
 	           "  '2026-01-01T00:00:10.000Z');");
 	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 6);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 7);
 	sid_text(f,
 	         "SELECT group_concat(r, ' ') FROM (SELECT recipient_hash || ':' ||"
 	         " sender_identity || ':' || opted_out || ':' || inbound_id AS r"
