@@ -2005,8 +2005,10 @@ static int cmp_str(const char *a, const char *b)
 }
 
 /* The order events are applied in: status events by (provider, message id),
- * the lock order of their summary rows; inbound messages by user and sender,
- * the lock order of opt-out rows; then arrival order. */
+ * the lock order of their summary rows; inbound messages by user and
+ * canonical sender (optout_sender_key()), the key and so the lock order of
+ * their opt-out rows; then arrival order, so that of a STOP and a START
+ * with the same effective time the later arrival wins, as on SQLite. */
 static int ref_cmp(const void *pa, const void *pb)
 {
 	const struct ev_ref *a = pa, *b = pb;
@@ -2020,9 +2022,14 @@ static int ref_cmp(const void *pa, const void *pb)
 	    (c = cmp_str(a->ev->provider_message_id, b->ev->provider_message_id)) != 0)
 		return c;
 	if (a->cls == 1) {
-		if ((c = cmp_str(a->ev->recipient_hash, b->ev->recipient_hash)) != 0 ||
-		    (c = cmp_str(a->ev->sender_identity, b->ev->sender_identity)) != 0 ||
-		    (c = strcmp(a->ev->dedup_key, b->ev->dedup_key)) != 0)
+		char ka[LIM_ID_BYTES + 1], kb[LIM_ID_BYTES + 1];
+		const char *sa = a->ev->sender_identity, *sb = b->ev->sender_identity;
+		if ((c = cmp_str(a->ev->recipient_hash, b->ev->recipient_hash)) != 0)
+			return c;
+		/* sender ids are capped at LIM_ID_BYTES by the adapters */
+		optout_sender_key(sa, sa ? strnlen(sa, LIM_ID_BYTES) : 0, ka);
+		optout_sender_key(sb, sb ? strnlen(sb, LIM_ID_BYTES) : 0, kb);
+		if ((c = strcmp(ka, kb)) != 0)
 			return c;
 	}
 	return a->order < b->order ? -1 : a->order > b->order;

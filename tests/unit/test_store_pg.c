@@ -2302,6 +2302,33 @@ static void test_opt_out_by_sender_key(void **state)
 	assert_int_equal(send_from(f, "447520650000"), STORE_DONE);
 }
 
+/* A STOP and a START with the same effective time in one batch: the later
+ * arrival decides, in either order, as on SQLite (test_store_sqlite.c).
+ * The batch sorts inbound events by user and canonical sender for its row
+ * locks; among those, arrival order must stay. */
+static void test_opt_out_same_time_later_arrival_wins(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const users[2] = {"same-a", "same-b"};
+
+	for (int order = 0; order < 2; order++) {
+		static const char *const ids[2][2] = {{"SMst1", "SMst2"}, {"SMst3", "SMst4"}};
+		struct dlr_event stop = inbound(ids[order][0], users[order], "STOP", 5000);
+		struct dlr_event start = inbound(ids[order][1], users[order], "START", 5000);
+		struct commit_item it[2];
+		struct commit_item *items[2] = {&it[0], &it[1]};
+		item_init(&it[0], order ? &start : &stop, 1);
+		item_init(&it[1], order ? &stop : &start, 1);
+		assert_int_equal(apply_items(f->st, items, 2), 0);
+	}
+	assert_int_equal(Q(f, "SELECT opted_out::int FROM sms_opt_outs WHERE recipient_hash ="
+	                      " 'same-a'"),
+	                 0);
+	assert_int_equal(Q(f, "SELECT opted_out::int FROM sms_opt_outs WHERE recipient_hash ="
+	                      " 'same-b'"),
+	                 1);
+}
+
 /* Migration 4 re-keys the opt-outs a version-3 database holds, as SQLite's
  * migration 6 does (test_store_sqlite.c, the same rows and answer). */
 static void test_migration_rekeys_opt_outs(void **state)
@@ -2450,6 +2477,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sender_key_matches_c, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_opt_out_same_time_later_arrival_wins, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
 	};
 	if (!pgt_server())

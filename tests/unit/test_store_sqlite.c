@@ -786,6 +786,42 @@ static struct dlr_event inbound(const char *id, const char *user, const char *te
 	return e;
 }
 
+/* A STOP and a START with the same effective time in one batch: the later
+ * arrival decides, in either order (test_store_pg.c checks PostgreSQL gives
+ * the same answer). */
+static void test_opt_out_same_time_later_arrival_wins(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const users[2] = {"same-a", "same-b"};
+	char err[256];
+
+	for (int order = 0; order < 2; order++) {
+		static const char *const ids[2][2] = {{"SMst1", "SMst2"}, {"SMst3", "SMst4"}};
+		struct dlr_event stop = inbound(ids[order][0], users[order], "STOP", 5000);
+		struct dlr_event start = inbound(ids[order][1], users[order], "START", 5000);
+		struct commit_item it[2];
+		struct dlr_event *ev[2] = {order ? &start : &stop, order ? &stop : &start};
+		struct commit_item *items[2] = {&it[0], &it[1]};
+		for (int i = 0; i < 2; i++) {
+			memset(&it[i], 0, sizeof(it[i]));
+			it[i].provider = "twilio";
+			it[i].events = ev[i];
+			it[i].n_events = 1;
+			it[i].raw_payload = (struct iov){"raw=1", 5};
+			it[i].received_ms = 1700000000000;
+			it[i].complete = done;
+		}
+		assert_int_equal(store_apply(f->st, items, 2, err, sizeof(err)), 0);
+	}
+	/* STOP then START: opted in; START then STOP: opted out */
+	assert_int_equal(q_int(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash ="
+	                          " 'same-a'"),
+	                 0);
+	assert_int_equal(q_int(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash ="
+	                          " 'same-b'"),
+	                 1);
+}
+
 static void test_inbound_and_opt_out(void **state)
 {
 	struct fixture *f = *state;
@@ -998,6 +1034,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_inbound_and_opt_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_error_reason_stored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_opt_out_same_time_later_arrival_wins, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_7_privacy_ids, setup, teardown),
