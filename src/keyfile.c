@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Self-created key files (see keyfile.h).  Created with O_EXCL and 0600 and
- * fsynced with their folder, so a crash cannot leave two different keys
- * behind or a half-written one.
+ * Self-created key files (see keyfile.h).  Written and fsynced under a
+ * temporary name (0600), then linked into place and the folder fsynced: a
+ * crash or a second process starting at the same moment can never see a
+ * half-written key, and there is only ever one.
  */
 #include "keyfile.h"
 
@@ -56,8 +57,8 @@ static int read_key(const char *path, uint8_t *out, size_t len, char *err, size_
 int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, int *created,
                  char *err, size_t errlen)
 {
-	char path[4096], hex[260];
-	int fd, dfd;
+	char path[4096], tmp[4200], hex[260];
+	int fd, dfd, rc;
 
 	*created = 0;
 	if (len == 0 || 2 * len + 1 > sizeof(hex))
@@ -69,23 +70,34 @@ int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, in
 		util_fmt(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
 		return DLRD_EIO;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* Written whole under a name of this process's own, then linked into
+	 * place: link() fails if the name exists, so of processes starting at
+	 * once exactly one key wins, and no one ever reads a partial file. */
+	util_fmt(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	unlink(tmp); /* a leftover of a crashed process that had our pid */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		if (errno == EEXIST) /* another process made it first */
-			return read_key(path, out, len, err, errlen);
-		util_fmt(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
+		util_fmt(err, errlen, "cannot create key file %s: %s", tmp, strerror(errno));
 		return DLRD_EIO;
 	}
 	crypto_random(out, len);
 	crypto_hex(out, len, hex);
 	hex[2 * len] = '\n';
 	if (write(fd, hex, 2 * len + 1) != (ssize_t)(2 * len + 1) || fsync(fd) != 0) {
-		util_fmt(err, errlen, "cannot write key file %s: %s", path, strerror(errno));
+		util_fmt(err, errlen, "cannot write key file %s: %s", tmp, strerror(errno));
 		close(fd);
-		unlink(path);
+		unlink(tmp);
 		return DLRD_EIO;
 	}
 	close(fd);
+	rc = link(tmp, path) == 0 ? 0 : errno;
+	unlink(tmp);
+	if (rc == EEXIST) /* another process made it first: theirs is the key */
+		return read_key(path, out, len, err, errlen);
+	if (rc != 0) {
+		util_fmt(err, errlen, "cannot create key file %s: %s", path, strerror(rc));
+		return DLRD_EIO;
+	}
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		fsync(dfd);
