@@ -619,9 +619,14 @@ static enum MHD_Result dispatch(struct req *r)
 			ev->error_reason = errcat_classify(r->prov->errors, ev->error_code,
 			                                   ev->status, &ev->error_title);
 	}
-	if (r->res.n_events == 0) /* nothing to store (e.g. a handshake) */
+	if (r->res.n_events == 0) { /* nothing to store (e.g. a handshake) */
+		/* a provider's "try later" (an SNS signing certificate that cannot
+		 * be fetched now) is a 503 like a full queue */
+		if (r->res.http_status == MHD_HTTP_SERVICE_UNAVAILABLE)
+			metrics_callback(r->prov_idx, CB_UNAVAILABLE);
 		return reply_body(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "",
 		                  r->res.content_type);
+	}
 	if (commitq_reserve(h->q) != 0) {
 		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
 		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503);

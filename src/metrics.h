@@ -18,7 +18,7 @@ enum cb_outcome {
 	CB_BAD_REQUEST,  /* malformed: 400 */
 	CB_TOO_LARGE,    /* 413 */
 	CB_UNSUPPORTED,  /* 405 / 415 */
-	CB_UNAVAILABLE,  /* 503: queue full or storage failed */
+	CB_UNAVAILABLE,  /* 503: queue full, storage failed, or a provider's "try later" */
 	CB__COUNT
 };
 

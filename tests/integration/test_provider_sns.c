@@ -409,6 +409,9 @@ static void test_certificate_problems(void **state)
 	assert_string_equal(r.body, "signing certificate unavailable, retry later\n");
 	expect_nothing_written(d);
 	assert_true(h_log_contains(d, "sns_cert_unavailable"));
+	/* counted like any other 503 answer to a callback */
+	assert_int_equal(
+	    h_metric(d, "dlrd_callbacks_total{provider=\"sns\",outcome=\"unavailable\"}"), 1);
 	/* the TLS peer does not verify for that name: refused */
 	snprintf(url, sizeof(url), "https://localhost:%u/signing.pem", tls.port);
 	assert_int_equal(post(d,
