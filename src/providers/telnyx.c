@@ -381,6 +381,7 @@ static int telnyx_parse(const void *state, struct provider_request *req,
 	const char *type, *msg_id, *event_id, *error_code = NULL, *sender = NULL;
 	struct dlr_event *evs;
 	size_t n_to, n_cc, k = 0;
+	bool bad = false;
 	int64_t occurred;
 
 	(void)state;
@@ -434,12 +435,16 @@ static int telnyx_parse(const void *state, struct provider_request *req,
 	evs = new_events(req, res, n_to + n_cc);
 	for (size_t i = 0; i < n_to + n_cc; i++) {
 		const json_t *r = i < n_to ? json_array_get(to, i) : json_array_get(cc, i - n_to);
-		if (!json_is_object(r))
+		if (!json_is_object(r)) {
+			bad = true;
 			continue;
+		}
 		fill_recipient(req, &evs[k++], msg_id, event_id, r, i, error_code, sender,
 		               occurred);
 	}
-	if (k == 0)
+	/* entries that are not objects are never dropped: one review event for
+	 * them (there is room, since at least one slot went unused) */
+	if (bad)
 		provider_unusable(&evs[k++], "recipient entries are not objects");
 	res->n_events = k;
 out:

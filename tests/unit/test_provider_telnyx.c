@@ -357,6 +357,25 @@ static void test_unusable(void **state)
 	}
 }
 
+/* A recipient entry that is not an object is not dropped while the others
+ * are stored: it goes to review. */
+static void test_bad_recipient_entry_reviewed(void **state)
+{
+	struct fx *f = *state;
+	const char *body =
+	    "{\"data\":{\"event_type\":\"message.finalized\","
+	    "\"id\":\"4ee8c3a6-4995-4309-a3c6-38e3db9ea4be\",\"payload\":{"
+	    "\"id\":\"40385f64-5717-4562-b3fc-2c963f66afa6\",\"to\":["
+	    "{\"phone_number\":\"+14155550100\",\"status\":\"delivered\"},\"+447700900123\"]}}}";
+
+	assert_int_equal(run(f, body), 0);
+	assert_int_equal(f->res.n_events, 2);
+	assert_int_equal(f->res.events[0].kind, EV_STATUS);
+	assert_int_equal(f->res.events[0].status, ST_DELIVERED);
+	assert_int_equal(f->res.events[1].kind, EV_UNUSABLE);
+	assert_int_equal(f->res.events[1].review, REVIEW_UNUSABLE);
+}
+
 static void test_deep_json(void **state)
 {
 	struct fx *f = *state;
@@ -507,6 +526,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sent_event, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_recipient_entry_reviewed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deep_json, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dedup_stable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_upgrade_event_id, setup, teardown),
