@@ -355,7 +355,14 @@ static int parse_batch(struct provider_request *req, struct provider_result *res
 		json_array_foreach(rc, j, r)
 		{
 			const char *num = jsonx_text(req->arena, r, LIM_ID_BYTES);
-			fill_status(req, &evs[k++], batch_id, num, raw, code, -1, NULL);
+			/* not a number's text: to review, never a status without a
+			 * recipient (its event id would be a summary report's, and
+			 * two such entries one event) */
+			if (!num)
+				provider_unusable(&evs[k++],
+				                  "batch report recipient is not a text");
+			else
+				fill_status(req, &evs[k++], batch_id, num, raw, code, -1, NULL);
 		}
 	}
 	res->n_events = k;

@@ -199,6 +199,27 @@ static void test_batch_and_recipient_dedup(void **state)
 	assert_string_equal(f->res.events[0].dedup_key, k);
 }
 
+/* A recipient entry that is not a number's text goes to review: it must not
+ * become a status without a recipient, where two such entries (or a summary
+ * report) would be one event. */
+static void test_bad_recipient_entries_reviewed(void **state)
+{
+	struct fx *f = *state;
+	const struct dlr_event *e;
+
+	assert_int_equal(run(f, "{\"type\":\"delivery_report_sms\",\"batch_id\":\"B1\","
+	                        "\"statuses\":[{\"code\":0,\"status\":\"Delivered\",\"count\":3,"
+	                        "\"recipients\":[\"15551231234\",{\"x\":1},[\"y\"]]}]}"),
+	                 0);
+	assert_int_equal(f->res.n_events, 3);
+	e = f->res.events;
+	assert_int_equal(e[0].kind, EV_STATUS);
+	assert_int_equal(e[0].status, ST_DELIVERED);
+	assert_int_equal(e[1].kind, EV_UNUSABLE);
+	assert_int_equal(e[1].review, REVIEW_UNUSABLE);
+	assert_int_equal(e[2].kind, EV_UNUSABLE);
+}
+
 /* Stored ids of a dlrd before the recipient tag, as the store's data
  * migration rewrites them: to exactly the id and dedup key parse() gives
  * the same callback now, so a retry after the upgrade is a duplicate. */
@@ -369,6 +390,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sha512_and_rotation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_and_recipient_dedup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_recipient_entries_reviewed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_upgrade_event_id, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
