@@ -273,6 +273,31 @@ static void test_reference_vectors(void **state)
 	}
 }
 
+/* providers.md 2.4's "trap": for api_key=12345, timestamp=10907902800 and
+ * secret ABCDE, the documented webhook string "&api_key=12345&timestamp=..."
+ * gives md5hash cef8064b..., while @vonage/auth createSignatureHash (for
+ * outgoing API requests, separators replaced too) gives d7f81394..., which
+ * must not verify. */
+static void test_signature_hash_trap(void **state)
+{
+	struct fx *f = fx_new("md5hash", "ABCDE", NULL);
+	const int64_t now = 10907902800000LL;
+
+	(void)state;
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL,
+	                     "api_key=12345&timestamp=10907902800"
+	                     "&sig=cef8064b08b4d1e571219bde9aa85421",
+	                     NULL, now),
+	                 0);
+	assert_int_equal(f->res.events[0].kind, EV_UNUSABLE); /* no messageId */
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL,
+	                     "api_key=12345&timestamp=10907902800"
+	                     "&sig=d7f81394898d98c876e782b3c98391b8",
+	                     NULL, now),
+	                 DLRD_EAUTH);
+	fx_free(f);
+}
+
 static void test_hex_case_insensitive(void **state)
 {
 	struct fx *f = fx_new("sha256", SECRET, NULL);
@@ -577,6 +602,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_reference_vectors),
+	    cmocka_unit_test(test_signature_hash_trap),
 	    cmocka_unit_test(test_hex_case_insensitive),
 	    cmocka_unit_test(test_rejections),
 	    cmocka_unit_test(test_rotation),
