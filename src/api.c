@@ -1905,11 +1905,19 @@ static void ans_resp(struct api_answer *ans, unsigned status, const struct store
 	ans->body_static = false;
 }
 
+/* Location: the recorded message. */
+static void ans_location(struct api_answer *ans, struct arena *ar, const char *id)
+{
+	size_t cap = sizeof("/v1/messages/") + strlen(id);
+	char *loc = arena_alloc(ar, cap);
+	util_fmt(loc, cap, "/v1/messages/%s", id);
+	ans_header(ans, "Location", loc);
+}
+
 void api_finish(struct api *a, struct api_state *s, const struct commit_item *item,
                 struct api_answer *ans)
 {
 	struct store_op *op = &s->op;
-	char *loc;
 
 	(void)a;
 	ans_init(ans);
@@ -1930,8 +1938,11 @@ void api_finish(struct api *a, struct api_state *s, const struct commit_item *it
 	case STORE_DONE:
 		break;
 	case STORE_REPLAYED:
+		/* the first answer again, its Location included */
 		ans_resp(ans, (unsigned)op->resp_status, op);
 		ans_header(ans, "Idempotent-Replayed", "true");
+		if (op->row.id[0])
+			ans_location(ans, s->arena, op->row.id);
 		return;
 	case STORE_KEY_REUSED:
 		ans_error(ans, 409, "idempotency_key_reused",
@@ -1979,10 +1990,7 @@ void api_finish(struct api *a, struct api_state *s, const struct commit_item *it
 	switch (op->kind) {
 	case STORE_OP_SEND:
 		ans_resp(ans, 201, op);
-		loc = arena_alloc(s->arena, sizeof("/v1/messages/") + sizeof(op->row.id));
-		util_fmt(loc, sizeof("/v1/messages/") + sizeof(op->row.id), "/v1/messages/%s",
-		         op->row.id);
-		ans_header(ans, "Location", loc);
+		ans_location(ans, s->arena, op->row.id);
 		return;
 	case STORE_OP_SET_PROVIDER_ID:
 		ans_resp(ans, 200, op);

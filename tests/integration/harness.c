@@ -470,6 +470,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	    {"allow", offsetof(struct h_resp, allow), sizeof(r->allow)},
 	    {"connection", offsetof(struct h_resp, connection), sizeof(r->connection)},
 	    {"content-type", offsetof(struct h_resp, content_type), sizeof(r->content_type)},
+	    {"location", offsetof(struct h_resp, location), sizeof(r->location)},
 	};
 	const char *colon = memchr(p, ':', len);
 

@@ -141,6 +141,7 @@ struct h_resp {
 	char allow[64];
 	char connection[64];
 	char content_type[128];
+	char location[128];
 	int64_t elapsed_ms;
 };
 
