@@ -63,6 +63,10 @@
 #define API_STATS_SPAN_MS  (31LL * 86400 * 1000) /* longest [since, until) */
 #define API_STATS_DEFAULT  (24LL * 3600 * 1000)  /* default span, ending now */
 #define RETRY_AFTER        "1"
+/* Times a parameter may name, in UTC: years 0001-9999.  PostgreSQL has no
+ * year 0, and the stored text (and util_rfc3339) has four digits. */
+#define API_TIME_MIN_MS (-62135596800000LL) /* 0001-01-01T00:00:00.000Z */
+#define API_TIME_MAX_MS (253402300799999LL) /* 9999-12-31T23:59:59.999Z */
 
 enum route_id {
 	R_OPENAPI,
@@ -689,6 +693,18 @@ static bool param_limit(const struct params *p, unsigned *out, struct api_answer
 	return true;
 }
 
+/* Whether ms is a time a parameter may name; else ans is set. */
+static bool time_in_range(int64_t ms, const char *name, struct api_answer *ans)
+{
+	char msg[128];
+
+	if (ms >= API_TIME_MIN_MS && ms <= API_TIME_MAX_MS)
+		return true;
+	util_fmt(msg, sizeof(msg), "%s must be a time in the years 0001 to 9999 (UTC)", name);
+	ans_error(ans, 422, "invalid_parameter", msg, name);
+	return false;
+}
+
 /* An RFC 3339 time parameter, canonicalized (UTC, milliseconds). */
 static bool param_time(struct arena *ar, const struct params *p, const char *name, const char **out,
                        struct api_answer *ans)
@@ -705,6 +721,8 @@ static bool param_time(struct arena *ar, const struct params *p, const char *nam
 		ans_error(ans, 422, "invalid_parameter", msg, name);
 		return false;
 	}
+	if (!time_in_range(ms, name, ans))
+		return false;
 	char *c = arena_alloc(ar, 25);
 	util_rfc3339(ms, c);
 	*out = c;
@@ -746,7 +764,7 @@ static bool param_ms(const struct params *p, const char *name, int64_t *out, str
 		ans_error(ans, 422, "invalid_parameter", msg, name);
 		return false;
 	}
-	return true;
+	return time_in_range(*out, name, ans);
 }
 
 /* "90s", "30m", "4h", "2d" -> seconds. */
@@ -1717,7 +1735,7 @@ static void h_stats(struct api *a, const struct api_request *rq, struct api_answ
 	if (!param_ms(&p, "until", &until_ms, ans))
 		return;
 	since_ms = until_ms - API_STATS_DEFAULT;
-	if (!param_ms(&p, "since", &since_ms, ans))
+	if (!param_ms(&p, "since", &since_ms, ans) || !time_in_range(since_ms, "since", ans))
 		return;
 	if (until_ms <= since_ms) {
 		ans_error(ans, 422, "invalid_parameter", "until must be later than since",

@@ -226,6 +226,11 @@ static void test_bad_parameters(void **state)
 	     "since"},
 	    {"/v1/stats?since=2099-01-01T00:00:00Z", "invalid_parameter", "since"},
 	    {"/v1/stats?country=USA", "invalid_parameter", "country"},
+	    {"/v1/stats?since=0000-12-31T00:00:00Z&until=0001-01-01T00:00:00Z", "invalid_parameter",
+	     "since"},
+	    {"/v1/stats?until=0001-01-01T12:00:00Z", "invalid_parameter", "since"},
+	    {"/v1/stats?since=9999-12-31T00:00:00Z&until=9999-12-31T23:59:59-00:01",
+	     "invalid_parameter", "until"},
 	    {"/v1/stats?limit=5", "unknown_parameter", "limit"},
 	    {"/v1/stats?group_by=provider&group_by=country", "repeated_parameter", "group_by"},
 	};
