@@ -937,6 +937,23 @@ static int open_wal(struct sqlite_be *be, char *err, size_t errlen)
 	return 0;
 }
 
+/* Start-up: the write lock can be taken, so the database is writable and no
+ * other process holds it.  A database already migrated takes no write lock
+ * at open, and without this check dlrd would listen, say healthy, and answer
+ * 503 to every callback (issue 6: a clear error and a non-zero exit). */
+static int check_writable(struct sqlite_be *be, char *err, size_t errlen)
+{
+	if (sqlite3_exec(be->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		util_fmt(err, errlen,
+		         "sqlite: cannot write %s: %s (is another process holding it, or is the"
+		         " file read-only?)",
+		         be->path, sqlite3_errmsg(be->db));
+		return DLRD_EIO;
+	}
+	sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
+	return 0;
+}
+
 static int sqlite_open(const struct config *cfg, void **out, char *err, size_t errlen)
 {
 	struct sqlite_be *be;
@@ -1010,6 +1027,8 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 		goto out;
 	}
 	if ((rc = migrate(be, err, errlen)) != 0)
+		goto out;
+	if ((rc = check_writable(be, err, errlen)) != 0)
 		goto out;
 	if (cfg->synchronous == SYNC_FULL && (rc = open_wal(be, err, errlen)) != 0)
 		goto out;

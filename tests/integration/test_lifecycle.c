@@ -4,8 +4,9 @@
  * duplicate detection; a SIGKILL followed by an immediate restart on the same
  * port and database keeps everything that was acknowledged; SIGTERM while
  * ~200 callbacks are in flight exits 0 within 5 s, and every 200 answered is
- * stored; a second dlrd on the same database, or a database path that
- * cannot be created, stops start-up with a non-zero exit and a message.
+ * stored; a second dlrd on the same database, a database another process
+ * holds locked, or a database path that cannot be created, stops start-up
+ * with a non-zero exit and a message.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -266,6 +267,39 @@ static void test_second_instance_refused(void **state)
 	expect_clean_exit(d, SIGTERM);
 }
 
+/* issue 6: a database locked by another process at start-up is a clear
+ * error and a non-zero exit, not a server that listens and then answers 503
+ * to everything.  The other process here is not a dlrd (no flock on
+ * "<db>.lock"): a SQLite client holding the write lock, as a backup or a
+ * manual session would. */
+static void test_locked_database_refused(void **state)
+{
+	struct dlrd *d = *state;
+	char sid[35];
+	int st = 0;
+
+	H_SQLITE_ONLY("SQLite's write lock held by another process at start-up");
+	h_sid(sid, 64, 1);
+	post(d, sid, "sent", NULL);
+	expect_clean_exit(d, SIGTERM);
+
+	void *lock = h_db_lock(d);
+	assert_non_null(lock);
+	assert_int_equal(h_spawn(d), 0);
+	int exited = h_wait_exit(d, 8000, &st);
+	h_db_unlock(lock);
+	if (exited != 0)
+		fail_msg("dlrd started on a database another process holds locked");
+	assert_true(WIFEXITED(st));
+	assert_int_not_equal(WEXITSTATUS(st), 0);
+	assert_true(h_log_contains(d, "locked"));
+
+	/* once the lock is gone, it starts and keeps what it had */
+	assert_int_equal(h_start(d), 0);
+	assert_int_equal(h_count(d, "sms_message_events"), 1);
+	expect_clean_exit(d, SIGTERM);
+}
+
 static void test_uncreatable_database(void **state)
 {
 	struct dlrd d;
@@ -300,6 +334,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sigkill_restart, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_second_instance_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_locked_database_refused, setup, teardown),
 	    cmocka_unit_test(test_uncreatable_database),
 	};
 	return cmocka_run_group_tests_name("integration/lifecycle", tests, NULL, NULL);
