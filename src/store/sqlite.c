@@ -5,7 +5,8 @@
  * One connection, owned by the writer thread (opened by the main thread
  * before the writer starts).  WAL mode.  A batch is one transaction; any
  * error rolls the whole batch back.  An flock on "<db>.lock" keeps a second
- * dlrd off the same file.
+ * dlrd off the same file; at open the write lock is taken once, so a
+ * database another process holds locked, or a read-only one, stops start-up.
  *
  * Durability (synchronous=full, the default): the batch is durable, and the
  * commit queue may answer 2xx, once the WAL frames its COMMIT wrote are on
