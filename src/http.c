@@ -16,7 +16,9 @@
  *   the listen backlog until a slot frees, and the soft limit on open files
  *   is raised to cover max_connections;
  * - duplicated Content-Length, or Content-Length together with
- *   Transfer-Encoding, or any Transfer-Encoding but chunked, is 400;
+ *   Transfer-Encoding, or any Transfer-Encoding but chunked, is 400; so is a
+ *   header name that is not a token, or that MHD mangled from a folded line
+ *   (a proxy in front would frame such a request differently: is_token());
  * - a whole request must arrive within request_timeout_ms (a watchdog shuts
  *   down the socket of a request that is still arriving past its deadline;
  *   MHD's own timeout is only an inactivity timeout);
@@ -232,7 +234,30 @@ struct hdr_scan {
 	bool te_ok;
 	unsigned long long cl;
 	bool cl_bad;
+	bool name_bad; /* see is_token() */
 };
+
+/* A field name MHD 0.9.75 does not frame by but a proxy in front may, so
+ * that the two would split the byte stream into different requests (CL.TE
+ * smuggling): 400, as RFC 9112 5.1 and 5.2 ask.  MHD keeps anything before
+ * the colon, so "Transfer-Encoding : chunked" reaches us as a header named
+ * "Transfer-Encoding " (RFC 9110 5.1: a name is a token); and it glues a
+ * folded continuation line (obs-fold) onto the name, so
+ * "Transfer-Encoding:\r\n chunked" reaches us as "Transfer-Encodingchunked"
+ * with an empty value, where a proxy that unfolds sees chunked. */
+static bool is_token(const char *s)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~";
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      strchr(tchar, c)))
+			return false;
+	}
+	return true;
+}
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                    const char *value)
@@ -240,6 +265,9 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	struct hdr_scan *s = cls;
 	(void)kind;
 	s->n++;
+	if (!key || !is_token(key) || (strncasecmp(key, "Content-Length", 14) == 0 && key[14]) ||
+	    (strncasecmp(key, "Transfer-Encoding", 17) == 0 && key[17]))
+		s->name_bad = true;
 	if (strcasecmp(key, "Content-Length") == 0) {
 		uint64_t v;
 		s->n_cl++;
@@ -328,6 +356,8 @@ static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 		return reply_text(r, MHD_HTTP_BAD_REQUEST,
 		                  "conflicting or invalid Content-Length / Transfer-Encoding",
 		                  true);
+	if (hs->name_bad)
+		return reply_text(r, MHD_HTTP_BAD_REQUEST, "invalid header field name", true);
 
 	split_target(r, &path, &query);
 	if (path_is(path, "/healthz")) {

@@ -315,6 +315,26 @@ static const struct attack attacks[] = {
 	{"Transfer-Encoding identity",
 	 POST_HEAD FORM SIGNED "Transfer-Encoding: identity\r\n" CLEN "\r\n{BODY}",
 	 NULL, 400, 0, 1000, 0, NONE, NULL},
+	/* whitespace before the colon (RFC 9112 5.1: 400): MHD keeps such a
+	 * name apart, a proxy in front may not, and the two would frame the
+	 * request differently (CL.TE smuggling) */
+	{"Content-Length, and Content-Length with a space before the colon",
+	 POST_HEAD FORM SIGNED CLEN "Content-Length : 3\r\n\r\n{BODY}",
+	 NULL, 400, 0, 1000, 0, NONE, NULL},
+	{"Content-Length, and Transfer-Encoding with a space before the colon",
+	 POST_HEAD FORM SIGNED CLEN "Transfer-Encoding : chunked\r\n\r\n{BODY}",
+	 NULL, 400, 0, 1000, 0, NONE, NULL},
+	{"Content-Length, and Transfer-Encoding with a tab before the colon",
+	 POST_HEAD FORM SIGNED CLEN "Transfer-Encoding\t: chunked\r\n\r\n{BODY}",
+	 NULL, 400, 0, 1000, 0, NONE, NULL},
+	/* obs-fold (RFC 9112 5.2: 400 or unfold): MHD glues the continuation
+	 * onto the name ("Transfer-Encodingchunked"), a proxy unfolds it */
+	{"Content-Length, and Transfer-Encoding folded onto a second line",
+	 POST_HEAD FORM SIGNED CLEN "Transfer-Encoding:\r\n chunked\r\n\r\n{BODY}",
+	 NULL, 400, 0, 1000, 0, NONE, NULL},
+	{"Content-Length folded onto a second line",
+	 POST_HEAD FORM SIGNED "Content-Length:\r\n {LEN}\r\n\r\n{BODY}",
+	 NULL, 400, 0, 1000, 0, NONE, NULL},
 	{"pipelined: two callbacks",
 	 VALID POST_HEAD FORM SIGNED CLEN "Connection: close\r\n\r\n{BODY}",
 	 NULL, 200, 2, 0, 0, {1, 1, 2, 0}, NULL},
