@@ -376,6 +376,22 @@ static bool printable(const char *s, size_t n)
 	return true;
 }
 
+/* The Idempotency-Key: a Structured Field string (RFC 9651; the IETF
+ * Idempotency-Key draft), so printable ASCII only.  A header may carry any
+ * byte, and one that is not UTF-8 must never reach storage: PostgreSQL
+ * refuses such text, which would fail the whole batch it is in. */
+static bool idem_key_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > API_IDEM_KEY_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c > 0x7e)
+			return false;
+	}
+	return true;
+}
+
 /* [A-Za-z0-9_.:/-] */
 static bool slug(const char *s, size_t n)
 {
@@ -1020,9 +1036,9 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 		          "POST /v1/messages needs an Idempotency-Key header", "Idempotency-Key");
 		return;
 	}
-	if (strlen(key) > API_IDEM_KEY_MAX || !printable(key, strlen(key))) {
+	if (!idem_key_ok(key, strlen(key))) {
 		ans_error(ans, 422, "invalid_idempotency_key",
-		          "the Idempotency-Key must be 1..255 printable characters",
+		          "the Idempotency-Key must be 1..255 printable ASCII characters",
 		          "Idempotency-Key");
 		return;
 	}

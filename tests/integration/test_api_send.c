@@ -6,9 +6,11 @@
  * clear); every invalid input answers 400/422 naming the field and writes
  * nothing; idempotency: same key and body -> the same answer (replayed),
  * same key and another body -> 409, the key is per token, 8 concurrent
- * requests with one key -> one message; a STOP from the recipient -> 409
- * recipient_opted_out (also when the app writes our number another way)
- * unless the use case is exempt; PATCH conflicts.
+ * requests with one key -> one message, a key of other than printable
+ * ASCII -> 422 on both backends (PostgreSQL answered 503 and failed its
+ * batch); a STOP from the recipient -> 409 recipient_opted_out (also when
+ * the app writes our number another way) unless the use case is exempt;
+ * PATCH conflicts.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -249,6 +251,26 @@ static void test_idempotency(void **state)
 	assert_int_equal(h_count(d, "api_idempotency"), 2);
 }
 
+/* An Idempotency-Key is a Structured Field string (printable ASCII): a key
+ * with other bytes is refused by both backends alike, and never reaches a
+ * batch (PostgreSQL rejects text that is not UTF-8, which would fail the
+ * whole batch and every request in it). */
+static void test_idempotency_key_bytes(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char body[1024], code[64];
+
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "k-\xff\xfe", body, &r), 422);
+	assert_string_equal(api_error_code(&r, code, sizeof(code)), "invalid_idempotency_key");
+	assert_int_equal(api_send(d, T_APP, "k-\xc3\xa9", body, &r), 422);
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+	assert_int_equal(h_count(d, "api_idempotency"), 0);
+	/* the storage stayed healthy: a valid key goes through */
+	assert_int_equal(api_send(d, T_APP, "k-ascii", body, &r), 201);
+}
+
 struct racer {
 	struct dlrd *d;
 	const char *body;
@@ -411,6 +433,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_record_send, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idempotency_key_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opted_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_patch, setup, teardown),
