@@ -2007,8 +2007,9 @@ static int cmp_str(const char *a, const char *b)
 /* The order events are applied in: status events by (provider, message id),
  * the lock order of their summary rows; inbound messages by user and
  * canonical sender (optout_sender_key()), the key and so the lock order of
- * their opt-out rows; then arrival order, so that of a STOP and a START
- * with the same effective time the later arrival wins, as on SQLite. */
+ * their opt-out rows, whichever provider reported them; then arrival order,
+ * so that of a STOP and a START with the same effective time the later
+ * arrival wins, as on SQLite (also when two providers reported them). */
 static int ref_cmp(const void *pa, const void *pb)
 {
 	const struct ev_ref *a = pa, *b = pb;
@@ -2016,7 +2017,7 @@ static int ref_cmp(const void *pa, const void *pb)
 
 	if (a->cls != b->cls)
 		return a->cls - b->cls;
-	if ((c = cmp_str(a->ev->provider, b->ev->provider)) != 0)
+	if (a->cls != 1 && (c = cmp_str(a->ev->provider, b->ev->provider)) != 0)
 		return c;
 	if (a->cls == 0 &&
 	    (c = cmp_str(a->ev->provider_message_id, b->ev->provider_message_id)) != 0)

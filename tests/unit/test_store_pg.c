@@ -2327,6 +2327,32 @@ static void test_opt_out_same_time_later_arrival_wins(void **state)
 	assert_int_equal(Q(f, "SELECT opted_out::int FROM sms_opt_outs WHERE recipient_hash ="
 	                      " 'same-b'"),
 	                 1);
+	/* the same through two providers (one number of ours moving between
+	 * them): the opt-out row is the user's and the sender's, whichever
+	 * provider reported the keyword, so the provider must not reorder them */
+	for (int order = 0; order < 2; order++) {
+		static const char *const ids[2][2] = {{"SMst5", "SMst6"}, {"SMst7", "SMst8"}};
+		static const char *const users2[2] = {"same-c", "same-d"};
+		struct dlr_event stop = inbound(ids[order][0], users2[order], "STOP", 5000);
+		struct dlr_event start = inbound(ids[order][1], users2[order], "START", 5000);
+		stop.provider = order ? "telnyx" : "twilio";
+		start.provider = order ? "twilio" : "telnyx";
+		event_finish(&stop);
+		event_finish(&start);
+		struct commit_item it[2];
+		struct commit_item *items[2] = {&it[0], &it[1]};
+		item_init(&it[0], order ? &start : &stop, 1);
+		item_init(&it[1], order ? &stop : &start, 1);
+		it[0].provider = it[0].events[0].provider;
+		it[1].provider = it[1].events[0].provider;
+		assert_int_equal(apply_items(f->st, items, 2), 0);
+	}
+	assert_int_equal(Q(f, "SELECT opted_out::int FROM sms_opt_outs WHERE recipient_hash ="
+	                      " 'same-c'"),
+	                 0);
+	assert_int_equal(Q(f, "SELECT opted_out::int FROM sms_opt_outs WHERE recipient_hash ="
+	                      " 'same-d'"),
+	                 1);
 }
 
 /* Migration 4 re-keys the opt-outs a version-3 database holds, as SQLite's

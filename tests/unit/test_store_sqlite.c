@@ -820,6 +820,37 @@ static void test_opt_out_same_time_later_arrival_wins(void **state)
 	assert_int_equal(q_int(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash ="
 	                          " 'same-b'"),
 	                 1);
+	/* the same through two providers (test_store_pg.c checks PostgreSQL
+	 * gives this too) */
+	for (int order = 0; order < 2; order++) {
+		static const char *const ids[2][2] = {{"SMst5", "SMst6"}, {"SMst7", "SMst8"}};
+		static const char *const users2[2] = {"same-c", "same-d"};
+		struct dlr_event stop = inbound(ids[order][0], users2[order], "STOP", 5000);
+		struct dlr_event start = inbound(ids[order][1], users2[order], "START", 5000);
+		stop.provider = order ? "telnyx" : "twilio";
+		start.provider = order ? "twilio" : "telnyx";
+		event_finish(&stop);
+		event_finish(&start);
+		struct commit_item it[2];
+		struct dlr_event *ev[2] = {order ? &start : &stop, order ? &stop : &start};
+		struct commit_item *items[2] = {&it[0], &it[1]};
+		for (int i = 0; i < 2; i++) {
+			memset(&it[i], 0, sizeof(it[i]));
+			it[i].provider = ev[i]->provider;
+			it[i].events = ev[i];
+			it[i].n_events = 1;
+			it[i].raw_payload = (struct iov){"raw=1", 5};
+			it[i].received_ms = 1700000000000;
+			it[i].complete = done;
+		}
+		assert_int_equal(store_apply(f->st, items, 2, err, sizeof(err)), 0);
+	}
+	assert_int_equal(q_int(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash ="
+	                          " 'same-c'"),
+	                 0);
+	assert_int_equal(q_int(f, "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash ="
+	                          " 'same-d'"),
+	                 1);
 }
 
 static void test_inbound_and_opt_out(void **state)
