@@ -45,6 +45,7 @@ struct commitq {
 	pthread_cond_t cv;
 	struct commit_item *head, *tail; /* queued, guarded by mu */
 	size_t reserved;                 /* reserved + queued, guarded by mu */
+	size_t inflight;                 /* reserved until answered, guarded by mu */
 	bool stopping;                   /* guarded by mu */
 	bool started;
 	atomic_bool healthy;
@@ -61,12 +62,24 @@ struct commitq {
 	bool writer_done;            /* guarded by smu */
 };
 
-static void complete_all(struct commit_item **items, size_t n, int result)
+/* n items were answered: their slots count against the capacity no longer.
+ * Until then they do, wherever they wait (queued, in the writer's
+ * transaction or in the syncer's fsync), so the capacity bounds the parked
+ * requests, and with it the connections they hold. */
+static void release(struct commitq *q, size_t n)
+{
+	pthread_mutex_lock(&q->mu);
+	q->inflight -= n;
+	pthread_mutex_unlock(&q->mu);
+}
+
+static void complete_all(struct commitq *q, struct commit_item **items, size_t n, int result)
 {
 	for (size_t i = 0; i < n; i++) {
 		items[i]->result = result;
 		items[i]->complete(items[i]);
 	}
+	release(q, n);
 }
 
 /* Writer: waits until the syncer has taken the batch handed to it last. */
@@ -133,6 +146,7 @@ static void *syncer_main(void *arg)
 			it->result = rc;
 			it->complete(it);
 		}
+		release(q, b.n);
 	}
 	return NULL;
 }
@@ -195,7 +209,7 @@ static void *writer_main(void *arg)
 
 		if (n && atomic_load(&q->sync_failed)) {
 			metrics_commit(n, 0, false);
-			complete_all(q->batch, n, DLRD_EIO);
+			complete_all(q, q->batch, n, DLRD_EIO);
 		} else if (n) {
 			uint64_t t0 = util_mono_ns();
 			int rc = store_apply(q->st, q->batch, n, err, sizeof(err));
@@ -206,7 +220,7 @@ static void *writer_main(void *arg)
 					LOG_E("commit_failed", "batch=%zu error=%s", n,
 					      log_quote(qe, sizeof(qe), err, strlen(err)));
 				}
-				complete_all(q->batch, n, rc);
+				complete_all(q, q->batch, n, rc);
 			} else {
 				if (!atomic_load(&q->sync_failed) &&
 				    !atomic_exchange(&q->healthy, true))
@@ -261,10 +275,12 @@ int commitq_reserve(struct commitq *q)
 {
 	int rc = 0;
 	pthread_mutex_lock(&q->mu);
-	if (q->stopping || q->reserved >= q->capacity)
+	if (q->stopping || q->inflight >= q->capacity) {
 		rc = DLRD_EFULL;
-	else
+	} else {
 		q->reserved++;
+		q->inflight++;
+	}
 	pthread_mutex_unlock(&q->mu);
 	return rc;
 }
@@ -273,6 +289,7 @@ void commitq_unreserve(struct commitq *q)
 {
 	pthread_mutex_lock(&q->mu);
 	q->reserved--;
+	q->inflight--;
 	atomic_store(&q->depth, q->reserved);
 	if (q->stopping)
 		pthread_cond_signal(&q->cv);

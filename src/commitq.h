@@ -59,7 +59,9 @@ struct commit_item {
 /* Starts the writer thread over st (borrowed; must outlive the queue). */
 int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct commitq **out);
 /* Takes a slot for one item; DLRD_EFULL when capacity is reached or the
- * queue is stopping.  Any thread. */
+ * queue is stopping.  A slot is held until the item's complete() call has
+ * returned, wherever the item waits meanwhile, so capacity bounds the
+ * requests parked at once.  Any thread. */
 int commitq_reserve(struct commitq *q);
 /* Gives a reserved slot back without pushing. */
 void commitq_unreserve(struct commitq *q);

@@ -93,7 +93,7 @@ static const struct core_key core_keys[K__COUNT] = {
     [K_LOG_LEVEL] = {"server", "log_level", T_STR, "info", 0, 0, 0},
     [K_STORAGE_URL] = {"storage", "url", T_STR, "sqlite:var/dlrd.db", 0, 0, 0},
     [K_SYNCHRONOUS] = {"storage", "synchronous", T_STR, "full", 0, 0, 0},
-    [K_QUEUE_CAPACITY] = {"storage", "queue_capacity", T_UINT, NULL, LIM_QUEUE_DEFAULT, 1, 1000000},
+    [K_QUEUE_CAPACITY] = {"storage", "queue_capacity", T_UINT, NULL, 0, 1, 1000000},
     [K_MAX_BATCH] = {"storage", "max_batch", T_UINT, NULL, LIM_BATCH_DEFAULT, 1, 100000},
     [K_HASH_KEY] = {"privacy", "hash_key", T_STR, NULL, 0, 0, 0},
     /* The JSON API (api.c reads these with config_get) */
@@ -561,6 +561,7 @@ static int resolve_core(struct loader *ld, struct config *cfg, char *err, size_t
 	unsigned long num[K__COUNT] = {0};
 	char numbuf[24];
 	struct slot *s = ld->slots;
+	bool queue_set = s[K_QUEUE_CAPACITY].value != NULL;
 
 	/* Defaults first, so every core slot below has a value unless the key
 	 * is optional. */
@@ -578,7 +579,7 @@ static int resolve_core(struct loader *ld, struct config *cfg, char *err, size_t
 
 	for (size_t i = 0; i < K__COUNT; i++) {
 		const struct core_key *k = &core_keys[i];
-		if (k->type != T_UINT)
+		if (k->type != T_UINT || (i == K_QUEUE_CAPACITY && !queue_set))
 			continue;
 		if (config_parse_uint(k->section, k->key, s[i].value, k->min, k->max, &num[i], err,
 		                      errlen) < 0) {
@@ -592,6 +593,12 @@ static int resolve_core(struct loader *ld, struct config *cfg, char *err, size_t
 	cfg->idle_timeout_s = (unsigned)num[K_IDLE_TIMEOUT_S];
 	cfg->threads = (unsigned)num[K_THREADS];
 	cfg->queue_capacity = (unsigned)num[K_QUEUE_CAPACITY];
+	if (!queue_set) { /* follows max_connections (dlrd_limits.h) */
+		cfg->queue_capacity = LIM_QUEUE_DEFAULT(cfg->max_connections);
+		util_fmt(numbuf, sizeof(numbuf), "%u", cfg->queue_capacity);
+		free(s[K_QUEUE_CAPACITY].value);
+		s[K_QUEUE_CAPACITY].value = xstrdup(numbuf);
+	}
 	cfg->max_batch = (unsigned)num[K_MAX_BATCH];
 
 	if (parse_listen(s[K_LISTEN].value, cfg) < 0) {

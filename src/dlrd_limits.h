@@ -23,7 +23,11 @@
 #define LIM_CONNECTIONS_DEFAULT 1024u  /* [server] max_connections */
 #define LIM_REQUEST_MS_DEFAULT  10000u /* [server] request_timeout_ms: whole request */
 #define LIM_IDLE_S_DEFAULT      30u    /* [server] idle_timeout_s: keep-alive idle */
-#define LIM_QUEUE_DEFAULT       8192u  /* [storage] queue_capacity: parked requests */
+/* [storage] queue_capacity: parked requests.  By default 3/4 of the
+ * connections, so that with storage stalled the queue fills (503 with
+ * Retry-After) while connections are left for /healthz, /metrics and the
+ * answers themselves. */
+#define LIM_QUEUE_DEFAULT(conns) ((conns) - (conns) / 4u)
 #define LIM_BATCH_DEFAULT       1024u  /* [storage] max_batch: requests per transaction */
 
 #endif

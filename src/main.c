@@ -139,6 +139,12 @@ static int serve(const char *config_path)
 		fprintf(stderr, "dlrd: %s\n", err);
 		goto out;
 	}
+	if (cfg.queue_capacity >= cfg.max_connections)
+		LOG_W("queue_above_connections",
+		      "queue_capacity=%u max_connections=%u note=\"with storage stalled the"
+		      " connections run out before the queue is full: new connections are"
+		      " closed unanswered instead of getting 503\"",
+		      cfg.queue_capacity, cfg.max_connections);
 	if (commitq_new(st, cfg.queue_capacity, cfg.max_batch, &q) != 0) {
 		LOG_E("startup_failed", "error=\"cannot start the writer thread\"");
 		goto out;

@@ -248,47 +248,49 @@ static void test_sync_error_reported_to_the_probe(void **state)
 	h_teardown(&d);
 }
 
-/* With a queue of one, a third request while the writer is stuck (here: on a
- * database lock held by the test) finds the queue full. */
+/* Waits (10 s at most) until metric has the value; returns the last one. */
+static long long wait_metric(struct dlrd *d, const char *metric, long long want)
+{
+	int64_t t0 = h_now_ms();
+	long long v;
+
+	while ((v = h_metric(d, metric)) != want && h_now_ms() - t0 < 10000)
+		h_sleep_ms(5);
+	return v;
+}
+
+/* With a queue of one, a second request while the writer is stuck (here: on
+ * a database lock held by the test) finds the queue full: the first one's
+ * slot counts until it is answered, also once the writer has taken it. */
 static void test_queue_full(void **state)
 {
 	struct dlrd *d = *state;
-	char a_body[1024], b_body[1024], c_body[1024], buf[64], sid[35];
+	char a_body[1024], b_body[1024], buf[64], sid[35];
 	struct h_resp r;
-	struct h_async *a, *b;
-	int64_t t0;
+	struct h_async *a;
 	void *lock;
 
 	body_for(a_body, sizeof(a_body), 43, 1, "sent");
 	body_for(b_body, sizeof(b_body), 43, 2, "sent");
-	body_for(c_body, sizeof(c_body), 43, 3, "sent");
 
 	lock = h_db_lock(d);
 	assert_non_null(lock);
 	a = h_async_post_status(d, a_body); /* taken by the writer, which waits */
 	assert_non_null(a);
-	t0 = h_now_ms(); /* parked, and no longer in the queue: in the writer */
-	while ((h_metric(d, "dlrd_requests_parked") != 1 || h_metric(d, "dlrd_queue_depth") != 0) &&
-	       h_now_ms() - t0 < 10000)
-		h_sleep_ms(5);
-	assert_int_equal(h_metric(d, "dlrd_requests_parked"), 1);
-	b = h_async_post_status(d, b_body); /* fills the one queue slot */
-	assert_non_null(b);
-	t0 = h_now_ms();
-	while (h_metric(d, "dlrd_queue_depth") != 1 && h_now_ms() - t0 < 10000)
-		h_sleep_ms(5);
-	assert_int_equal(h_metric(d, "dlrd_queue_depth"), 1);
-	assert_int_equal(h_post_status(d, c_body, &r), 503);
+	/* parked, and no longer in the queue: in the writer */
+	assert_int_equal(wait_metric(d, "dlrd_requests_parked", 1), 1);
+	assert_int_equal(wait_metric(d, "dlrd_queue_depth", 0), 0);
+	assert_int_equal(h_post_status(d, b_body, &r), 503);
 	assert_string_equal(r.retry_after, "1");
+	assert_non_null(strstr(r.body, "queue is full"));
 	/* refused at once, not parked (parked, it would wait for the lock: the
 	 * writer gives up on it after 2 s) */
 	assert_true(r.elapsed_ms < 1900);
 	h_db_unlock(lock);
 	assert_int_equal(h_async_wait(a, NULL), 200);
-	assert_int_equal(h_async_wait(b, NULL), 200);
 
-	assert_string_equal(counts(d, buf, sizeof(buf)), "2/2/2/0");
-	h_sid(sid, 43, 3);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "1/1/1/0");
+	h_sid(sid, 43, 2);
 	assert_int_equal(h_sql_int(d,
 	                           "SELECT count(*) FROM sms_messages WHERE"
 	                           " provider_message_id = %Q",
@@ -296,10 +298,51 @@ static void test_queue_full(void **state)
 	                 0);
 	assert_int_equal(h_get(d, "/healthz", &r), 200);
 	assert_int_equal(h_metric(d, "dlrd_queue_depth"), 0);
+	assert_int_equal(h_metric(d, "dlrd_requests_parked"), 0);
 	/* the refused one is welcome now */
-	assert_int_equal(h_post_status(d, c_body, &r), 200);
-	assert_string_equal(counts(d, buf, sizeof(buf)), "3/3/3/0");
+	assert_int_equal(h_post_status(d, b_body, &r), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "2/2/2/0");
 }
+
+/* With defaults, the queue fills before the connections run out: with 16
+ * connections, 12 requests may wait for a stuck database; the 13th gets
+ * 503 with Retry-After at once, and /healthz and /metrics are still
+ * answered (with the queue above the connection limit, new connections
+ * were closed unanswered instead). */
+#define FEW_CONNS  16
+#define FEW_QUEUED 12 /* 3/4 of FEW_CONNS */
+static void test_queue_fills_before_connections(void **state)
+{
+	struct dlrd *d = *state;
+	char body[1024], buf[64];
+	struct h_async *a[FEW_QUEUED];
+	struct h_resp r;
+	void *lock;
+
+	lock = h_db_lock(d);
+	assert_non_null(lock);
+	for (unsigned i = 0; i < FEW_QUEUED; i++) {
+		body_for(body, sizeof(body), 46, i, "sent");
+		a[i] = h_async_post_status(d, body);
+		assert_non_null(a[i]);
+	}
+	assert_int_equal(wait_metric(d, "dlrd_requests_parked", FEW_QUEUED), FEW_QUEUED);
+	body_for(body, sizeof(body), 46, FEW_QUEUED, "sent");
+	assert_int_equal(h_post_status(d, body, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_non_null(strstr(r.body, "queue is full"));
+	assert_true(r.elapsed_ms < 1900);
+	assert_int_equal(h_get(d, "/healthz", &r), 200);
+	assert_int_equal(h_metric(d, "dlrd_requests_parked"), FEW_QUEUED);
+	h_db_unlock(lock);
+	for (unsigned i = 0; i < FEW_QUEUED; i++)
+		assert_int_equal(h_async_wait(a[i], NULL), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "12/12/12/0");
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	assert_int_equal(h_metric(d, "dlrd_requests_parked"), 0);
+}
+
+static const char *const few_connections[] = {"DLRD_SERVER_MAX_CONNECTIONS=16", NULL};
 
 int main(void)
 {
@@ -311,6 +354,8 @@ int main(void)
 	    cmocka_unit_test(test_sync_error_reported_to_the_probe),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
 	                                             (void *)small_queue),
+	    cmocka_unit_test_prestate_setup_teardown(test_queue_fills_before_connections, setup_env,
+	                                             teardown, (void *)few_connections),
 	};
 	return cmocka_run_group_tests_name("integration/faults", tests, NULL, NULL);
 }

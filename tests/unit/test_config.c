@@ -123,7 +123,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.log_level, LOG_INFO);
 	assert_string_equal(cfg.storage_url, "sqlite:var/dlrd.db");
 	assert_int_equal(cfg.synchronous, SYNC_FULL);
-	assert_int_equal(cfg.queue_capacity, LIM_QUEUE_DEFAULT);
+	assert_int_equal(cfg.queue_capacity, LIM_QUEUE_DEFAULT(LIM_CONNECTIONS_DEFAULT));
 	assert_int_equal(cfg.max_batch, LIM_BATCH_DEFAULT);
 	assert_null(cfg.hash_key);
 
@@ -133,6 +133,7 @@ static void test_defaults(void **state)
 	assert_string_equal(config_get(&cfg, "server", "max_body_bytes"), "65536");
 	assert_string_equal(config_get(&cfg, "server", "data_dir"), "var");
 	assert_string_equal(config_get(&cfg, "storage", "synchronous"), "full");
+	assert_string_equal(config_get(&cfg, "storage", "queue_capacity"), "768");
 	assert_null(config_get(&cfg, "server", "public_url"));
 	assert_null(config_get(&cfg, "privacy", "hash_key"));
 	assert_null(config_get(&cfg, "twilio", "auth_tokens"));
@@ -141,6 +142,25 @@ static void test_defaults(void **state)
 		assert_false(cfg.entries[i].from_env);
 	config_fini(&cfg);
 	config_fini(&cfg); /* fini twice is harmless */
+}
+
+/* The queue's default follows max_connections (3/4 of it), so that the
+ * queue fills before the connections run out; a set value stands. */
+static void test_queue_follows_connections(void **state)
+{
+	struct config cfg;
+
+	(void)state;
+	load_ok("[server]\nmax_connections = 100\n", &cfg);
+	assert_int_equal(cfg.queue_capacity, 75);
+	assert_string_equal(config_get(&cfg, "storage", "queue_capacity"), "75");
+	config_fini(&cfg);
+	load_ok("[server]\nmax_connections = 16\n", &cfg);
+	assert_int_equal(cfg.queue_capacity, 12);
+	config_fini(&cfg);
+	load_ok("[server]\nmax_connections = 100\n[storage]\nqueue_capacity = 5000\n", &cfg);
+	assert_int_equal(cfg.queue_capacity, 5000);
+	config_fini(&cfg);
 }
 
 static void test_file(void **state)
@@ -316,7 +336,7 @@ static void test_example_file(void **state)
 	assert_int_equal(cfg.max_body_bytes, LIM_BODY_BYTES_DEFAULT);
 	assert_string_equal(cfg.storage_url, "sqlite:var/dlrd.db");
 	assert_int_equal(cfg.synchronous, SYNC_FULL);
-	assert_int_equal(cfg.queue_capacity, LIM_QUEUE_DEFAULT);
+	assert_int_equal(cfg.queue_capacity, LIM_QUEUE_DEFAULT(LIM_CONNECTIONS_DEFAULT));
 	assert_int_equal(cfg.max_batch, LIM_BATCH_DEFAULT);
 	assert_null(config_get(&cfg, "twilio", "auth_tokens"));
 	config_fini(&cfg);
@@ -611,6 +631,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_queue_follows_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inline_comments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_means_unset, setup, teardown),
