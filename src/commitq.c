@@ -31,6 +31,12 @@
 
 #define PROBE_INTERVAL_MS 1000 /* after a failure */
 #define IDLE_PROBE_MS     5000 /* while healthy and idle */
+/* A transaction or a sync that has not returned after this long makes
+ * /healthz 503 (and is logged once) until it returns: a hung disk or a
+ * database that stopped answering would otherwise look healthy while every
+ * request waits.  Above SQLite's busy timeout (2 s), below PostgreSQL's
+ * statement_timeout (10 s). */
+#define STALL_MS 5000
 struct synced_batch {
 	struct commit_item *head; /* the batch's items, linked by next */
 	size_t n;
@@ -50,6 +56,10 @@ struct commitq {
 	bool started;
 	atomic_bool healthy;
 	atomic_bool sync_failed; /* sticky, see the top of the file */
+	/* when the running store_apply()/store_sync() began (monotonic ns), 0
+	 * while none runs; and whether its stall was logged */
+	_Atomic uint64_t apply_t0, sync_t0;
+	atomic_bool stall_logged;
 	atomic_size_t depth;
 	pthread_t thread;
 	struct commit_item **batch; /* writer-owned scratch */
@@ -80,6 +90,40 @@ static void complete_all(struct commitq *q, struct commit_item **items, size_t n
 		items[i]->complete(items[i]);
 	}
 	release(q, n);
+}
+
+/* Writer and syncer: around store_apply() and store_sync(). */
+static void stage_begin(_Atomic uint64_t *t0)
+{
+	atomic_store(t0, util_mono_ns());
+}
+
+static void stage_end(struct commitq *q, _Atomic uint64_t *t0, const char *stage)
+{
+	uint64_t began = atomic_exchange(t0, 0);
+	if (atomic_load(&q->stall_logged) && atomic_load(&q->apply_t0) == 0 &&
+	    atomic_load(&q->sync_t0) == 0 && atomic_exchange(&q->stall_logged, false))
+		LOG_I("storage_unstalled", "stage=%s took_ms=%llu", stage,
+		      (unsigned long long)((util_mono_ns() - began) / 1000000));
+}
+
+/* How long the oldest running store_apply()/store_sync() has run, in ms (0
+ * when none runs); logs a stall once. */
+static uint64_t stalled_ms(const struct commitq *cq)
+{
+	struct commitq *q = (struct commitq *)cq;
+	uint64_t a = atomic_load(&q->apply_t0), s = atomic_load(&q->sync_t0), now = util_mono_ns();
+	uint64_t t0 = a && s ? (a < s ? a : s) : a ? a : s;
+	uint64_t ms = t0 && now > t0 ? (now - t0) / 1000000 : 0;
+
+	if (ms < STALL_MS)
+		return 0;
+	if (!atomic_exchange(&q->stall_logged, true))
+		LOG_E("storage_stalled",
+		      "stage=%s for_ms=%llu note=\"/healthz says 503 until it returns;"
+		      " requests waiting for it are answered then\"",
+		      t0 == a ? "commit" : "sync", (unsigned long long)ms);
+	return ms;
 }
 
 /* Writer: waits until the syncer has taken the batch handed to it last. */
@@ -127,8 +171,12 @@ static void *syncer_main(void *arg)
 		pthread_cond_broadcast(&q->scv); /* the writer may start the next */
 		pthread_mutex_unlock(&q->smu);
 
-		int rc =
-		    atomic_load(&q->sync_failed) ? DLRD_EIO : store_sync(q->st, err, sizeof(err));
+		int rc = DLRD_EIO;
+		if (!atomic_load(&q->sync_failed)) {
+			stage_begin(&q->sync_t0);
+			rc = store_sync(q->st, err, sizeof(err));
+			stage_end(q, &q->sync_t0, "sync");
+		}
 		uint64_t now = util_mono_ns();
 		if (rc != 0) {
 			if (!atomic_exchange(&q->sync_failed, true)) {
@@ -212,7 +260,9 @@ static void *writer_main(void *arg)
 			complete_all(q, q->batch, n, DLRD_EIO);
 		} else if (n) {
 			uint64_t t0 = util_mono_ns();
+			stage_begin(&q->apply_t0);
 			int rc = store_apply(q->st, q->batch, n, err, sizeof(err));
+			stage_end(q, &q->apply_t0, "commit");
 			if (rc != 0) {
 				metrics_commit(n, util_mono_ns() - t0, false);
 				if (atomic_exchange(&q->healthy, false)) {
@@ -247,6 +297,9 @@ int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct 
 	atomic_init(&q->healthy, true);
 	atomic_init(&q->sync_failed, false);
 	atomic_init(&q->depth, 0);
+	atomic_init(&q->apply_t0, 0);
+	atomic_init(&q->sync_t0, 0);
+	atomic_init(&q->stall_logged, false);
 	pthread_mutex_init(&q->mu, NULL);
 	util_cond_init(&q->cv);
 	pthread_mutex_init(&q->smu, NULL);
@@ -357,7 +410,7 @@ bool commitq_healthy(const struct commitq *q)
 	struct commitq *w = (struct commitq *)q;
 	/* sync_failed too: the writer may set healthy after a commit just as
 	 * the syncer's failure clears it, and a failed sync is final. */
-	return atomic_load(&w->healthy) && !atomic_load(&w->sync_failed);
+	return atomic_load(&w->healthy) && !atomic_load(&w->sync_failed) && stalled_ms(w) == 0;
 }
 
 struct store *commitq_store(const struct commitq *q)

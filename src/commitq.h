@@ -73,7 +73,9 @@ void commitq_stop(struct commitq *q);
 void commitq_free(struct commitq *q);
 /* Items queued or reserved right now. */
 size_t commitq_depth(const struct commitq *q);
-/* False after a failed commit until a later transaction succeeds. */
+/* False after a failed commit until a later transaction succeeds, after a
+ * failed sync for good, and while a commit or a sync has run for over 5 s
+ * (logged once: event=storage_stalled). */
 bool commitq_healthy(const struct commitq *q);
 /* The store the writer applies batches to (borrowed), for readers that run
  * beside the writer (the JSON API's read methods). */

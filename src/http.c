@@ -927,6 +927,9 @@ static void *watchdog_main(void *arg)
 			}
 		}
 		pthread_mutex_unlock(&h->reg_mu);
+		/* a stalled commit or sync is logged even when nobody asks
+		 * /healthz */
+		(void)commitq_healthy(h->q);
 	}
 	return NULL;
 }

@@ -248,6 +248,60 @@ static void test_sync_error_reported_to_the_probe(void **state)
 	h_teardown(&d);
 }
 
+/* Storage that stops answering without failing (a disk whose fdatasync
+ * hangs, a database table locked by someone else) makes /healthz 503 once
+ * a commit or a sync has run for 5 s, and logs it; the request waiting for
+ * it is answered when storage returns, and /healthz recovers.  The stall:
+ * under SQLite the shim's 8 s fdatasync without an error, under PostgreSQL
+ * the tables locked by the test (dlrd's statement_timeout is 10 s). */
+static void test_stalled_storage_unhealthy(void **state)
+{
+	struct dlrd d;
+	char arm[300], asan[512], body[1024];
+	const char *prev = getenv("ASAN_OPTIONS");
+	struct h_resp r;
+	struct h_async *a;
+	void *lock = NULL;
+	int64_t t0;
+	long status = 0;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, NULL), 0);
+	util_fmt(arm, sizeof(arm), "DLRD_SHIM_ARM=%s/shim.arm", d.dir);
+	if (!h_pg()) {
+		h_set_env(&d, "LD_PRELOAD=" DLRD_SHIM_WB_ERROR);
+		h_set_env(&d, arm);
+		h_set_env(&d, "DLRD_SHIM_SLEEP_MS=8000");
+		h_set_env(&d, "DLRD_SHIM_EIO=0");
+		util_fmt(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+		         prev ? prev : "", prev ? ":" : "");
+		h_set_env(&d, asan);
+	}
+	assert_int_equal(h_start(&d), 0);
+	if (h_pg()) {
+		lock = h_db_lock(&d);
+		assert_non_null(lock);
+	} else {
+		assert_int_equal(h_write_file(arm + strlen("DLRD_SHIM_ARM="), "1"), 0);
+	}
+
+	body_for(body, sizeof(body), 47, 0, "delivered");
+	a = h_async_post_status(&d, body);
+	assert_non_null(a);
+	t0 = h_now_ms();
+	while ((status = h_get(&d, "/healthz", &r)) == 200 && h_now_ms() - t0 < 12000)
+		h_sleep_ms(100);
+	assert_int_equal(status, 503);
+	assert_true(h_now_ms() - t0 >= 4500); /* not before the 5 s */
+	assert_int_equal(h_metric(&d, "dlrd_storage_healthy"), 0);
+	assert_true(h_log_contains(&d, "event=storage_stalled"));
+	h_db_unlock(lock);
+	assert_int_equal(h_async_wait(a, &r), 200);
+	assert_int_equal(h_wait_healthy(&d, 5000), 0);
+	assert_true(h_log_contains(&d, "event=storage_unstalled"));
+	h_teardown(&d);
+}
+
 /* Waits (10 s at most) until metric has the value; returns the last one. */
 static long long wait_metric(struct dlrd *d, const char *metric, long long want)
 {
@@ -352,6 +406,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fault_during_commit_wait, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sync_failure_is_final, setup, teardown),
 	    cmocka_unit_test(test_sync_error_reported_to_the_probe),
+	    cmocka_unit_test(test_stalled_storage_unhealthy),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
 	                                             (void *)small_queue),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_fills_before_connections, setup_env,

@@ -9,7 +9,9 @@
  * Armed when the file named by $DLRD_SHIM_ARM exists: the next fdatasync of
  * a "-wal" file by the thread "dlrd-syncer" takes $DLRD_SHIM_SLEEP_MS, and
  * the writeback error happens as it starts.  Whichever fdatasync of that
- * descriptor returns first from then on gets EIO, once.  Not part of dlrd:
+ * descriptor returns first from then on gets EIO, once.  With
+ * $DLRD_SHIM_EIO=0 the fdatasync is only slow (a stalled disk that
+ * recovers), without the error.  Not part of dlrd:
  * built only for the tests, without sanitizers.
  */
 #ifndef _GNU_SOURCE
@@ -59,8 +61,11 @@ int fdatasync(int fd)
 	    !atomic_exchange(&fired, 1)) {
 		long sleep_ms = ms ? strtol(ms, NULL, 10) : 7000;
 		struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
-		atomic_store(&err_fd, fd);
-		atomic_store(&err_pending, 1);
+		const char *eio = getenv("DLRD_SHIM_EIO");
+		if (!eio || strcmp(eio, "0") != 0) {
+			atomic_store(&err_fd, fd);
+			atomic_store(&err_pending, 1);
+		}
 		nanosleep(&ts, NULL);
 	}
 	if (fd == atomic_load(&err_fd) && atomic_exchange(&err_pending, 0)) {
