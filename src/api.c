@@ -66,7 +66,7 @@
 /* Times a parameter may name, in UTC: years 0001-9999.  PostgreSQL has no
  * year 0, and the stored text (and util_rfc3339) has four digits. */
 #define API_TIME_MIN_MS (-62135596800000LL) /* 0001-01-01T00:00:00.000Z */
-#define API_TIME_MAX_MS (253402300799999LL) /* 9999-12-31T23:59:59.999Z */
+#define API_TIME_MAX_MS UTIL_TIME_MAX_MS
 
 enum route_id {
 	R_OPENAPI,

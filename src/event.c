@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "util.h"
 
 const char *review_reason_name(enum review_reason r)
 {
@@ -51,6 +52,10 @@ void event_finish(struct dlr_event *ev)
 	size_t at = 0;
 	uint8_t md[CRYPTO_SHA256_LEN];
 
+	/* SQLite's text has four-digit years and PostgreSQL's timestamptz ends
+	 * there too; before 1970 is no provider's clock, and -1 means none. */
+	if (ev->occurred_ms < 0 || ev->occurred_ms > UTIL_TIME_MAX_MS)
+		ev->occurred_ms = -1;
 	if (ev->kind == EV_INBOUND) {
 		buf[at++] = 'I';
 		at = put_field(buf, at, sizeof(buf), ev->provider);

@@ -64,7 +64,8 @@ struct dlr_event {
 /* Computes ev->dedup_key: the provider event id when there is one, otherwise
  * (provider, message id, raw status, error code, provider time); for inbound
  * messages (provider, inbound message id).  Per-attempt fields never take
- * part.  Call once the adapter has filled the event. */
+ * part.  Call once the adapter has filled the event.  A provider time
+ * outside 1970..9999 (UTC) becomes no time (-1) first, on every backend. */
 void event_finish(struct dlr_event *ev);
 
 #endif

@@ -73,6 +73,10 @@ int64_t util_mono_ms(void);
 void util_cond_init(pthread_cond_t *cv);
 void util_deadline(struct timespec *ts, unsigned ms);
 
+/* The last instant util_rfc3339() can write (four-digit years) and
+ * PostgreSQL's timestamptz takes from it: 9999-12-31T23:59:59.999Z. */
+#define UTIL_TIME_MAX_MS 253402300799999LL
+
 /* Formats ms-since-epoch as RFC 3339 UTC with milliseconds
  * ("2026-11-27T15:10:00.123Z"); buf needs 25 bytes. */
 void util_rfc3339(int64_t ms, char buf[25]);

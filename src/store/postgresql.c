@@ -2053,9 +2053,6 @@ static bool payload_is_json(struct iov p)
 	return true;
 }
 
-/* Latest time timestamptz takes from util_rfc3339 (year 9999). */
-#define MAX_RFC3339_MS 253402300799999LL
-
 /* Queues one event's statement into the pipeline. */
 static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 {
@@ -2066,7 +2063,7 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 	int len[23] = {0}, fmt[23] = {0};
 	const char *payload = it->raw_payload.p ? it->raw_payload.p : "";
 	bool json = use_json && r->json;
-	bool has_occ = ev->occurred_ms >= 0 && ev->occurred_ms <= MAX_RFC3339_MS;
+	bool has_occ = ev->occurred_ms >= 0 && ev->occurred_ms <= UTIL_TIME_MAX_MS;
 
 	util_rfc3339(it->received_ms, now);
 	if (has_occ)

@@ -339,6 +339,39 @@ static void test_inbound(void **state)
 	assert_int_equal(ev->occurred_ms, 1707943030500LL);
 }
 
+/* A provider time that SQLite's four-digit text and PostgreSQL's timestamptz
+ * cannot both hold is no time, the same on both backends (SQLite kept a
+ * wrapped year for it, PostgreSQL NULL). */
+static void test_time_range(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *at;
+		long long ms;
+	} cases[] = {
+	    {"9999-12-31T23:59:59.999Z", 253402300799999LL},
+	    {"9999-12-31T23:30:00-01:00", -1}, /* year 10000 in UTC */
+	    {"1969-12-31T23:59:59Z", -1},
+	    {"1970-01-01T00:00:00.001Z", 1},
+	};
+	char body[1024];
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		snprintf(body, sizeof(body),
+		         "{\"data\":{\"event_type\":\"message.received\","
+		         "\"id\":\"b301ed3f-1490-491f-995f-6e64e69674d4\","
+		         "\"occurred_at\":\"%s\",\"payload\":{"
+		         "\"id\":\"84CCA175-9755-4859-B67F-4730D7F58AA3\","
+		         "\"direction\":\"inbound\","
+		         "\"from\":{\"phone_number\":\"+14155550100\"},"
+		         "\"to\":[{\"phone_number\":\"+18445550001\"}],\"text\":\"hi\"}}}",
+		         cases[i].at);
+		assert_int_equal(run(f, body), 0);
+		assert_int_equal(f->res.n_events, 1);
+		assert_int_equal(f->res.events[0].occurred_ms, cases[i].ms);
+	}
+}
+
 static void test_unusable(void **state)
 {
 	struct fx *f = *state;
@@ -525,6 +558,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sent_event, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_time_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_recipient_entry_reviewed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deep_json, setup, teardown),
