@@ -652,8 +652,9 @@ static enum MHD_Result dispatch(struct req *r)
 	if (r->res.n_events == 0) { /* nothing to store (e.g. a handshake) */
 		/* a provider's "try later" (an SNS signing certificate that cannot
 		 * be fetched now) is a 503 like a full queue */
-		if (r->res.http_status == MHD_HTTP_SERVICE_UNAVAILABLE)
-			metrics_callback(r->prov_idx, CB_UNAVAILABLE);
+		metrics_callback(r->prov_idx, r->res.http_status == MHD_HTTP_SERVICE_UNAVAILABLE
+		                                  ? CB_UNAVAILABLE
+		                                  : CB_HANDSHAKE);
 		return reply_body(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "",
 		                  r->res.content_type);
 	}

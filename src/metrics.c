@@ -32,6 +32,7 @@ static const char *const outcome_names[CB__COUNT] = {
     [CB_REVIEW] = "review",           [CB_UNAUTHORIZED] = "unauthorized",
     [CB_BAD_REQUEST] = "bad_request", [CB_TOO_LARGE] = "too_large",
     [CB_UNSUPPORTED] = "unsupported", [CB_UNAVAILABLE] = "unavailable",
+    [CB_HANDSHAKE] = "handshake",
 };
 
 /* Commit batch sizes: upper bounds of the finite buckets. */

@@ -19,6 +19,7 @@ enum cb_outcome {
 	CB_TOO_LARGE,    /* 413 */
 	CB_UNSUPPORTED,  /* 405 / 415 */
 	CB_UNAVAILABLE,  /* 503: queue full, storage failed, or a provider's "try later" */
+	CB_HANDSHAKE,    /* verified, answered, nothing to store (SNS subscription) */
 	CB__COUNT
 };
 

@@ -573,6 +573,8 @@ static void test_subscription_confirmed(void **state)
 	    200);
 	expect_nothing_written(d);
 	assert_true(h_log_contains(d, "sns_subscription_confirmed"));
+	assert_int_equal(
+	    h_metric(d, "dlrd_callbacks_total{provider=\"sns\",outcome=\"handshake\"}"), 1);
 	server_stop();
 	log = h_read_file(tls.log, NULL);
 	assert_non_null(log);
