@@ -1401,6 +1401,13 @@ static void h_timeline(struct api *a, struct api_state *s, const struct api_requ
 
 	json_t *root = json_object();
 	set(root, "message", message_json(&m));
+	/* the summary's times (UTC text in "message", as search gives them)
+	 * also in the timeline's zone, like the events' */
+	set(root, "message_times",
+	    json_pack("{s:o, s:o, s:o, s:o, s:o}", "created_at", time_json(z, m.created_at),
+	              "updated_at", time_json(z, m.updated_at), "sent_recorded_at",
+	              time_json(z, m.sent_recorded_at), "first_callback_at",
+	              time_json(z, m.first_callback_at), "final_at", time_json(z, m.final_at)));
 	set(root, "time_zone", z ? json_string(tz_zone_name(z)) : json_null());
 	set(root, "time_zone_source", json_string(zsrc));
 	if (m.sent_recorded_at) {

@@ -150,6 +150,17 @@ static void test_timeline_dst(void **state)
 	assert_string_equal(jpath_s(j, "time_zone_source"), "send");
 	assert_string_equal(jpath_s(j, "send.recorded_at.utc"), "2026-03-08T06:58:00.000Z");
 	assert_string_equal(jpath_s(j, "send.recorded_at.local"), "2026-03-08T01:58:00.000-05:00");
+	/* the summary's own times, in the zone too */
+	assert_string_equal(jpath_s(j, "message.created_at"), "2026-03-08T06:58:00.000Z");
+	assert_string_equal(jpath_s(j, "message_times.created_at.utc"), "2026-03-08T06:58:00.000Z");
+	assert_string_equal(jpath_s(j, "message_times.created_at.local"),
+	                    "2026-03-08T01:58:00.000-05:00");
+	assert_string_equal(jpath_s(j, "message_times.created_at.zone_abbreviation"), "EST");
+	assert_string_equal(jpath_s(j, "message_times.sent_recorded_at.local"),
+	                    "2026-03-08T01:58:00.000-05:00");
+	assert_string_equal(jpath_s(j, "message_times.final_at.utc"),
+	                    jpath_s(j, "message.final_at"));
+	assert_non_null(jpath_s(j, "message_times.updated_at.local"));
 	json_t *e0 = json_array_get(jpath(j, "events"), 0),
 	       *e1 = json_array_get(jpath(j, "events"), 1);
 	assert_string_equal(jpath_s(e0, "provider_time.local"), "2026-03-08T01:59:00.000-05:00");
