@@ -31,9 +31,13 @@
 
 /* Raw input longer than this is not a phone number: 15 digits, a separator
  * after each and a '+' fit with room to spare. */
-#define PHONE_INPUT_MAX  40
-#define PHONE_DIGITS_MIN 8
-#define PHONE_DIGITS_MAX (PHONE_E164_MAX - 1)
+#define PHONE_INPUT_MAX 40
+/* The shortest E.164 numbers have 7 digits (Niue +683 4xxx, Tokelau +690
+ * xxxx).  Without a '+' (Vonage's form), 7 digits are more likely a
+ * national number or a long short code than one of those: 8 then. */
+#define PHONE_DIGITS_MIN      7
+#define PHONE_DIGITS_MIN_BARE 8
+#define PHONE_DIGITS_MAX      (PHONE_E164_MAX - 1)
 
 /* phone_mask() shows the last MASK_SHOW digits only when the national number
  * has at least MASK_MIN_NATIONAL digits, so that more stay hidden than show. */
@@ -70,7 +74,7 @@ int phone_normalize(const char *p, size_t n, char out[PHONE_E164_MAX + 1])
 			return DLRD_EINVAL;
 		}
 	}
-	if (d < PHONE_DIGITS_MIN)
+	if (d < (plus ? PHONE_DIGITS_MIN : PHONE_DIGITS_MIN_BARE))
 		return DLRD_EINVAL;
 	buf[0] = '+';
 	buf[1 + d] = '\0';

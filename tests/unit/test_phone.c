@@ -48,7 +48,9 @@ static void test_normalize_accepts(void **state)
 	norm_ok("  +33 6 12 34 56 78 ", "+33612345678");
 	norm_ok("(+44) 7700 900123", "+447700900123");
 	norm_ok(" 447700900123", "+447700900123");       /* form-decoded '+' */
-	norm_ok("12345678", "+12345678");                /* 8 digits: the least */
+	norm_ok("12345678", "+12345678");                /* 8 digits: the least without '+' */
+	norm_ok("+683 4001", "+6834001");                /* Niue: 7 digits with '+' */
+	norm_ok("+690 1234", "+6901234");                /* Tokelau */
 	norm_ok("+123456789012345", "+123456789012345"); /* 15: the most */
 	norm_ok("+1 2 3 4 5 6 7 8 9 0 1 2 3 4 5", "+123456789012345");
 }
@@ -69,7 +71,7 @@ static void test_normalize_rejects(void **state)
 	norm_bad("+");
 	norm_bad("+ - ( )");
 	norm_bad("1234567");
-	norm_bad("+1234567");
+	norm_bad("+123456");
 	norm_bad("+1234567890123456");
 	norm_bad("12345678901234567890");
 	/* leading 0: a trunk or international prefix, not E.164 */
@@ -101,7 +103,7 @@ static void test_normalize_bounds(void **state)
 	/* only p[0..n) is read: no NUL needed, and nothing after n counts */
 	assert_int_equal(phone_normalize("+447700900123999", 13, out), 0);
 	assert_string_equal(out, "+447700900123");
-	assert_int_equal(phone_normalize("+4477009", 8, out), DLRD_EINVAL);
+	assert_int_equal(phone_normalize("+4477009", 7, out), DLRD_EINVAL);
 	/* an embedded NUL is not a separator */
 	assert_int_equal(phone_normalize(nul, sizeof(nul) - 1, out), DLRD_EINVAL);
 	assert_int_equal(phone_normalize(NULL, 0, out), DLRD_EINVAL);
@@ -130,6 +132,8 @@ static void test_country_sample(void **state)
 	(void)state;
 	country_is("+4930123456", "DE");
 	country_is("+33612345678", "FR");
+	country_is("+6834001", "NU");
+	country_is("+6901234", "TK");
 	country_is("+919876543210", "IN");
 	country_is("+5511987654321", "BR");
 	country_is("+2348031234567", "NG");
