@@ -274,13 +274,17 @@ static void env_free(char **env)
 
 int h_spawn(struct dlrd *d)
 {
-	static char *const argv[] = {"dlrd", "serve", NULL};
+	char *argv[] = {"dlrd", "serve", NULL, NULL, NULL};
 	pid_t parent = getpid();
 	char **env = child_env_new(d);
 	struct stat sb;
 	int log_fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	pid_t pid = -1;
 
+	if (d->config_path[0]) {
+		argv[2] = "--config";
+		argv[3] = d->config_path;
+	}
 	d->log_off = log_fd >= 0 && fstat(log_fd, &sb) == 0 ? (size_t)sb.st_size : 0;
 	if (env && log_fd >= 0)
 		pid = fork();

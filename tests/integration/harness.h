@@ -73,6 +73,9 @@ struct dlrd {
 	 * an empty value, which dlrd reads as unset); copied */
 	char env[H_MAX_ENV][H_PATH_MAX];
 	size_t n_env;
+	/* "" (h_setup): `dlrd serve`; a path: `dlrd serve --config <path>`,
+	 * with the environment above still applied (and winning) */
+	char config_path[H_PATH_MAX];
 };
 
 /* true when the tests run dlrd on PostgreSQL (DLRD_TEST_BACKEND=postgresql). */

@@ -6,7 +6,8 @@
  * ~200 callbacks are in flight exits 0 within 5 s, and every 200 answered is
  * stored; a second dlrd on the same database, a database another process
  * holds locked, or a database path that cannot be created, stops start-up
- * with a non-zero exit and a message.
+ * with a non-zero exit and a message.  The command line: --help, version,
+ * and `serve --config FILE` with the environment winning over the file.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -327,6 +329,96 @@ static void test_uncreatable_database(void **state)
 	h_teardown(&d);
 }
 
+/* Runs `dlrd <args>` and returns its exit status;
+ * out gets what it printed on stdout. */
+static int run_cli(const char *args, char *out, size_t cap)
+{
+	char cmd[H_PATH_MAX + 64];
+	size_t n = 0, got;
+	FILE *p;
+
+	util_fmt(cmd, sizeof(cmd), "'%s' %s 2>/dev/null", DLRD_BINARY, args);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (n + 1 < cap && (got = fread(out + n, 1, cap - 1 - n, p)) > 0)
+		n += got;
+	out[n] = '\0';
+	int st = pclose(p);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* The command line of issue 2: `dlrd --help` and `dlrd version` answer and
+ * exit 0; `dlrd serve --config FILE` reads the file, and every
+ * DLRD_<SECTION>_<KEY> in the environment wins over it. */
+static void test_command_line_and_config_file(void **state)
+{
+	struct dlrd d;
+	struct h_resp r;
+	char out[4096], path[H_PATH_MAX], unused_db[H_PATH_MAX], conf[2 * H_PATH_MAX + 512];
+	char body[1024], big[1024];
+	int st = 0;
+
+	(void)state;
+	assert_int_equal(run_cli("--help", out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "dlrd serve [--config FILE]"));
+	assert_non_null(strstr(out, "dlrd version"));
+	assert_non_null(strstr(out, "DLRD_<SECTION>_<KEY>"));
+	assert_int_equal(run_cli("version", out, sizeof(out)), 0);
+	assert_int_equal(strncmp(out, "dlrd ", 5), 0);
+	assert_true(strlen(out) > 6 && out[strlen(out) - 1] == '\n');
+	assert_int_equal(run_cli("frobnicate", out, sizeof(out)), 2);
+	assert_int_equal(run_cli("serve --config", out, sizeof(out)), 2);
+
+	assert_int_equal(h_setup(&d, NULL), 0);
+	/* The file sets what the environment leaves alone (max_body_bytes,
+	 * Twilio's token, which the environment no longer sets) and what the
+	 * environment overrides (listen, log level, storage): had the file
+	 * won, dlrd would listen on [::1], log only errors (h_start waits for
+	 * event=listening) and create unused.db. */
+	util_fmt(unused_db, sizeof(unused_db), "%s/unused.db", d.dir);
+	util_fmt(conf, sizeof(conf),
+	         "[server]\n"
+	         "listen = [::1]:%u          ; DLRD_SERVER_LISTEN wins\n"
+	         "max_body_bytes = 400\n"
+	         "log_level = error           ; DLRD_SERVER_LOG_LEVEL wins\n"
+	         "[storage]\n"
+	         "url = sqlite:%s\n"
+	         "[twilio]\n"
+	         "auth_tokens = %s\n",
+	         (unsigned)d.port, unused_db, H_TOKEN2);
+	util_fmt(path, sizeof(path), "%s/dlrd.conf", d.dir);
+	assert_int_equal(h_write_file(path, conf), 0);
+	util_strlcpy(d.config_path, path, sizeof(d.config_path));
+	h_set_env(&d, "DLRD_TWILIO_AUTH_TOKENS"); /* unset: the file's token */
+	h_set_env(&d, "DLRD_SERVER_LOG_LEVEL=info");
+	if (h_start(&d) != 0) {
+		h_teardown(&d);
+		fail_msg("dlrd serve --config did not start with the environment's settings");
+	}
+	assert_true(h_log_contains(&d, "config="));
+	assert_true(h_log_contains(&d, path));
+	assert_int_equal(access(unused_db, F_OK), -1);
+
+	/* the file's token verifies, the environment's old one is gone */
+	assert_true(h_twilio_body(body, sizeof(body), "SM00000000000000000000000000000c11", "sent",
+	                          NULL) > 0);
+	assert_int_equal(h_post_twilio(&d, H_STATUS_PATH, H_TOKEN1, body, NULL, &r), 401);
+	assert_int_equal(h_post_twilio(&d, H_STATUS_PATH, H_TOKEN2, body, NULL, &r), 200);
+	/* the file's max_body_bytes */
+	size_t n =
+	    h_twilio_body(big, sizeof(big), "SM00000000000000000000000000000c12", "sent", NULL);
+	assert_true(n > 0 && n < 400);
+	util_strlcpy(big + n, "&Pad=", sizeof(big) - n);
+	while (strlen(big) < 401)
+		util_strlcpy(big + strlen(big), "x", sizeof(big) - strlen(big));
+	assert_int_equal(h_post_twilio(&d, H_STATUS_PATH, H_TOKEN2, big, NULL, &r), 413);
+	assert_int_equal(h_count(&d, "sms_message_events"), 1);
+	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	h_teardown(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -336,6 +428,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_second_instance_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_locked_database_refused, setup, teardown),
 	    cmocka_unit_test(test_uncreatable_database),
+	    cmocka_unit_test(test_command_line_and_config_file),
 	};
 	return cmocka_run_group_tests_name("integration/lifecycle", tests, NULL, NULL);
 }
