@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for the inbound-message side of src/providers/twilio.c through
- * its provider table entry: form POST and GET webhooks (GET is signed over
- * the URL alone), the empty TwiML answer, the fields of an inbound event,
- * routing by payload when a webhook is pointed at the other URL, and
- * signatures that must fail.
+ * Unit tests for src/providers/twilio.c through its provider table entry.
+ * Status callbacks: every MessageStatus of the map, with its final state and
+ * read flag, the raw status and ErrorCode kept, an unknown status and a
+ * payload without a message id.  Inbound messages: form POST and GET
+ * webhooks (GET is signed over the URL alone), the empty TwiML answer, the
+ * fields of an inbound event, routing by payload when a webhook is pointed
+ * at the other URL, and signatures that must fail.  (Signature vectors are
+ * in test_sig.c; storing and precedence in the integration tests.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -129,6 +132,86 @@ static void expect_inbound(struct fx *f)
 	assert_int_equal(ev->occurred_ms, -1);
 	assert_string_equal(f->res.content_type, "text/xml");
 	assert_string_equal(f->res.body, TWIML);
+}
+
+/* A status callback as Twilio sends it, for status st (and error code
+ * ec when not NULL). */
+static void status_body(char *buf, size_t cap, const char *st, const char *ec)
+{
+	snprintf(buf, cap,
+	         "SmsSid=" SID "&SmsStatus=%s&MessageStatus=%s&To=%%2B447700900123"
+	         "&MessageSid=" SID "&AccountSid=AC0123456789abcdef0123456789abcdef"
+	         "&From=%%2B15005550006&ApiVersion=2010-04-01%s%s",
+	         st, st, ec ? "&ErrorCode=" : "", ec ? ec : "");
+}
+
+static void test_status_map(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *raw;
+		enum dlr_status st;
+		bool final, read;
+	} cases[] = {
+	    {"accepted", ST_ACCEPTED, false, false},
+	    {"scheduled", ST_ACCEPTED, false, false},
+	    {"queued", ST_ACCEPTED, false, false},
+	    {"sending", ST_ACCEPTED, false, false},
+	    {"sent", ST_SENT, false, false},
+	    {"delivered", ST_DELIVERED, true, false},
+	    {"undelivered", ST_UNDELIVERED, true, false},
+	    {"failed", ST_FAILED, true, false},
+	    {"read", ST_DELIVERED, true, true},
+	    {"canceled", ST_FAILED, true, false},
+	    {"partially_delivered", ST_UNKNOWN, true, false}, /* final, not definitive */
+	};
+	char body[1024];
+	int prc;
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		status_body(body, sizeof(body), cases[i].raw, NULL);
+		sign(f, "/webhooks/twilio/status", body);
+		assert_int_equal(run(f, "POST", HOOK_STATUS, "/webhooks/twilio/status", body, &prc),
+		                 0);
+		assert_int_equal(prc, 0);
+		assert_int_equal(f->res.n_events, 1);
+		const struct dlr_event *ev = &f->res.events[0];
+		assert_int_equal(ev->kind, EV_STATUS);
+		assert_int_equal(ev->status, cases[i].st);
+		assert_int_equal(status_is_final(ev->status), cases[i].final);
+		assert_int_equal(ev->read, cases[i].read);
+		assert_string_equal(ev->raw_status, cases[i].raw);
+		assert_string_equal(ev->provider_message_id, SID);
+		assert_null(ev->error_code);
+		assert_int_equal(ev->review, REVIEW_NONE);
+		assert_string_equal(ev->destination_country, "GB");
+		assert_string_equal(ev->sender_identity, "+15005550006");
+		assert_non_null(ev->recipient_hash);
+	}
+
+	/* ErrorCode is kept as the provider's own text */
+	status_body(body, sizeof(body), "undelivered", "30003");
+	sign(f, "/webhooks/twilio/status", body);
+	assert_int_equal(run(f, "POST", HOOK_STATUS, "/webhooks/twilio/status", body, &prc), 0);
+	assert_string_equal(f->res.events[0].error_code, "30003");
+
+	/* a status dlrd does not know: unknown, raw kept, to review */
+	status_body(body, sizeof(body), "teleported", NULL);
+	sign(f, "/webhooks/twilio/status", body);
+	assert_int_equal(run(f, "POST", HOOK_STATUS, "/webhooks/twilio/status", body, &prc), 0);
+	assert_int_equal(f->res.events[0].status, ST_UNKNOWN);
+	assert_string_equal(f->res.events[0].raw_status, "teleported");
+	assert_int_equal(f->res.events[0].review, REVIEW_UNKNOWN_STATUS);
+
+	/* signed, but no message id: one unusable event for the review queue */
+	static const char no_id[] =
+	    "MessageStatus=delivered&AccountSid=AC0123456789abcdef0123456789"
+	    "abcdef&ApiVersion=2010-04-01";
+	sign(f, "/webhooks/twilio/status", no_id);
+	assert_int_equal(run(f, "POST", HOOK_STATUS, "/webhooks/twilio/status", no_id, &prc), 0);
+	assert_int_equal(f->res.n_events, 1);
+	assert_int_equal(f->res.events[0].kind, EV_UNUSABLE);
+	assert_int_equal(f->res.events[0].review, REVIEW_UNUSABLE);
 }
 
 static void test_post(void **state)
@@ -271,6 +354,7 @@ static void test_unusable_and_edge_fields(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_status_map, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_post, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_forged_post, setup, teardown),
