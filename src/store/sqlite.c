@@ -938,20 +938,39 @@ static int open_wal(struct sqlite_be *be, char *err, size_t errlen)
 	return 0;
 }
 
-/* Start-up: the write lock can be taken, so the database is writable and no
- * other process holds it.  A database already migrated takes no write lock
- * at open, and without this check dlrd would listen, say healthy, and answer
- * 503 to every callback (issue 6: a clear error and a non-zero exit). */
+/* Start-up: the write lock can be taken and a write succeeds, so the
+ * database is writable and no other process holds it.  A database already
+ * migrated takes no write lock at open, and without this check dlrd would
+ * listen, say healthy, and answer 503 to every callback (issue 6: a clear
+ * error and a non-zero exit).  SQLite opens a file it may not write
+ * read-only without a word, and in WAL mode BEGIN IMMEDIATE succeeds on such
+ * a connection: only a real write (here rolled back) fails. */
 static int check_writable(struct sqlite_be *be, char *err, size_t errlen)
 {
-	if (sqlite3_exec(be->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	char msg[200] = "";
+	int rc = SQLITE_OK;
+
+	if (sqlite3_db_readonly(be->db, "main") == 1) {
+		rc = SQLITE_READONLY;
+		util_fmt(msg, sizeof(msg), "the file is read-only for this process");
+	} else if ((rc = sqlite3_exec(be->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) == SQLITE_OK) {
+		rc = sqlite3_exec(be->db,
+		                  "CREATE TABLE IF NOT EXISTS dlrd_probe (x INTEGER);"
+		                  " INSERT INTO dlrd_probe VALUES (1)",
+		                  NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			util_fmt(msg, sizeof(msg), "%s", sqlite3_errmsg(be->db));
+		sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
+	} else {
+		util_fmt(msg, sizeof(msg), "%s", sqlite3_errmsg(be->db));
+	}
+	if (rc != SQLITE_OK) {
 		util_fmt(err, errlen,
 		         "sqlite: cannot write %s: %s (is another process holding it, or is the"
 		         " file read-only?)",
-		         be->path, sqlite3_errmsg(be->db));
+		         be->path, msg);
 		return DLRD_EIO;
 	}
-	sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
 	return 0;
 }
 

@@ -5,9 +5,10 @@
  * port and database keeps everything that was acknowledged; SIGTERM while
  * ~200 callbacks are in flight exits 0 within 5 s, and every 200 answered is
  * stored; a second dlrd on the same database, a database another process
- * holds locked, or a database path that cannot be created, stops start-up
- * with a non-zero exit and a message.  The command line: --help, version,
- * and `serve --config FILE` with the environment winning over the file.
+ * holds locked, a database file dlrd may not write, or a database path that
+ * cannot be created, stops start-up with a non-zero exit and a message.  The
+ * command line: --help, version, and `serve --config FILE` with the
+ * environment winning over the file.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -17,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -302,6 +307,65 @@ static void test_locked_database_refused(void **state)
 	expect_clean_exit(d, SIGTERM);
 }
 
+/* Makes path unwritable for this process and its children (mode 0444 and,
+ * for root, whom modes do not stop, the immutable flag), or writable again.
+ * Returns whether the file then cannot be opened for writing. */
+static bool set_unwritable(const char *path, bool on)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int flags = 0;
+
+	if (fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+		flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+		(void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+	}
+	if (fd >= 0)
+		close(fd);
+	(void)chmod(path, on ? 0444 : 0644);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	return fd < 0;
+}
+
+/* issue 6: a database file dlrd may not write at start-up is a clear error
+ * and a non-zero exit.  SQLite opens such a file read-only without a word,
+ * and in WAL mode even BEGIN IMMEDIATE succeeds on it: only the first real
+ * write fails, so dlrd used to listen and answer 503 to every callback. */
+static void test_readonly_database_refused(void **state)
+{
+	struct dlrd *d = *state;
+	char sid[35];
+	int st = 0;
+
+	H_SQLITE_ONLY("a SQLite database file's permissions");
+	h_sid(sid, 65, 1);
+	post(d, sid, "sent", NULL);
+	expect_clean_exit(d, SIGTERM);
+
+	if (!set_unwritable(d->db_path, true)) {
+		set_unwritable(d->db_path, false);
+		print_message("skipped: %s stays writable (no immutable flag here)\n", d->db_path);
+		skip();
+	}
+	assert_int_equal(h_spawn(d), 0);
+	int exited = h_wait_exit(d, 8000, &st);
+	if (exited != 0)
+		h_stop(d, SIGKILL, 5000, &st);
+	set_unwritable(d->db_path, false);
+	if (exited != 0)
+		fail_msg("dlrd started on a database file it cannot write");
+	assert_true(WIFEXITED(st));
+	assert_int_not_equal(WEXITSTATUS(st), 0);
+	assert_true(h_log_contains(d, d->db_path));
+	assert_true(h_log_contains(d, "read-only"));
+
+	/* writable again: it starts and keeps what it had */
+	assert_int_equal(h_start(d), 0);
+	assert_int_equal(h_count(d, "sms_message_events"), 1);
+	expect_clean_exit(d, SIGTERM);
+}
+
 static void test_uncreatable_database(void **state)
 {
 	struct dlrd d;
@@ -427,6 +491,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_second_instance_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_locked_database_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_readonly_database_refused, setup, teardown),
 	    cmocka_unit_test(test_uncreatable_database),
 	    cmocka_unit_test(test_command_line_and_config_file),
 	};
