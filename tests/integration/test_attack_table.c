@@ -19,6 +19,10 @@
  *                bodySHA256); {SIG:URL} the same for another base URL,
  *                {SIGTOK} under a wrong token, {SIG27} the first 27
  *                characters, {SIGLC} lower-cased
+ *   {TS:+n}      (or {TS:-n}) Unix seconds n from now (the row's "now" is
+ *                taken once), for a timestamped provider (generic: Standard
+ *                Webhooks); {GSIG} its webhook-signature over {SID} (the
+ *                webhook-id), the last {TS} and the body
  *   {HDRS:n}     n extra header lines, {PAD:n} n bytes 'a', {NUL} a 0 byte
  *   {DRIP}       the rest is sent one byte every drip_ms
  *
@@ -40,6 +44,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -58,12 +63,15 @@
 #define DEADLINE_MS (REQ_TIMEOUT_MS + 2500)
 #define WRONG_TOKEN "not-the-token-0123456789abcdef"
 #define REQ_CAP     (2u << 20)
-#define ANY         (-1)
+/* whsec_ + base64 of the 32 bytes 0x01..0x20 */
+#define GEN_SECRET "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+#define ANY        (-1)
 
 static const char *const env[] = {
     "DLRD_SERVER_MAX_BODY_BYTES=8192",
     "DLRD_SERVER_REQUEST_TIMEOUT_MS=1500",
     "DLRD_SERVER_IDLE_TIMEOUT_S=2",
+    "DLRD_GENERIC_SECRETS=" GEN_SECRET,
     NULL,
 };
 
@@ -209,6 +217,16 @@ static size_t b_json_nul(char *buf, size_t cap, const char *sid)
 	return util_fmt(buf, cap, "{\"MessageSid\":\"%s\\u0000\",\"MessageStatus\":\"sent\"}", sid);
 }
 
+/* A generic (Standard Webhooks) status event for message sid. */
+static size_t b_generic(char *buf, size_t cap, const char *sid)
+{
+	return util_fmt(buf, cap,
+	                "{\"type\":\"message.status\",\"timestamp\":\"2026-11-27T15:10:01Z\","
+	                "\"data\":{\"message_id\":\"%s\",\"status\":\"delivered\","
+	                "\"to\":\"+447700900123\",\"from\":\"ACME\"}}",
+	                sid);
+}
+
 /* ---- the table ---- */
 
 /* Rows a case may add: messages, events, retry-log rows, review rows. */
@@ -245,6 +263,13 @@ struct attack {
 	"POST /webhooks/twilio/status?bodySHA256={BSHA} HTTP/1.1\r\nHost: sms.example.com\r\n"     \
 	"Content-Type: application/json\r\n" SIGNED CLEN "\r\n{BODY}"
 #define FORGED "X-Twilio-Signature: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n"
+/* a generic event signed with timestamp TS ("+0", "-3600", ...) */
+#define GEN_HEAD                                                                                   \
+	"POST /webhooks/generic/status HTTP/1.1\r\nHost: sms.example.com\r\n"                      \
+	"Content-Type: application/json\r\nwebhook-id: {SID}\r\n"
+#define GEN_AT(TS)                                                                                 \
+	GEN_HEAD "webhook-timestamp: {TS:" TS "}\r\nwebhook-signature: {GSIG}\r\n" CLEN "\r\n{"    \
+	                                                                                "BODY}"
 
 /* clang-format off */
 #define NONE {0, 0, 0, 0}
@@ -487,6 +512,25 @@ static const struct attack attacks[] = {
 	 POST_HEAD "X-Forwarded-Host: evil.example.net\r\nX-Forwarded-Proto: http\r\n" FORM
 	 "X-Twilio-Signature: {SIG:http://evil.example.net}\r\n" CLEN "\r\n{BODY}",
 	 NULL, 401, 0, 0, 0, NONE, NULL},
+
+	/* replayed timestamps (generic: webhook-timestamp, tolerance 300 s,
+	 * checked only once the signature holds) */
+	{"timestamped callback, fresh", GEN_AT("+0"), b_generic, 200, 0, 0, 0, STORED1, NULL},
+	{"timestamped callback replayed at once (a duplicate)", GEN_AT("+0") GEN_AT("+0"),
+	 b_generic, 200, 2, 0, 0, {1, 1, 2, 0}, NULL},
+	{"timestamped callback 290 s old (inside the tolerance)", GEN_AT("-290"), b_generic,
+	 200, 0, 0, 0, STORED1, NULL},
+	{"replayed timestamp, 310 s old", GEN_AT("-310"), b_generic, 401, 0, 0, 0, NONE, NULL},
+	{"replayed timestamp, a day old", GEN_AT("-86400"), b_generic, 401, 0, 0, 0, NONE, NULL},
+	{"timestamp 310 s ahead", GEN_AT("+310"), b_generic, 401, 0, 0, 0, NONE, NULL},
+	{"timestamp 0 (1970)", GEN_HEAD "webhook-timestamp: 0\r\nwebhook-signature: {GSIG}\r\n"
+	 CLEN "\r\n{BODY}", b_generic, 401, 0, 0, 0, NONE, NULL},
+	{"timestamp of 20 digits",
+	 GEN_HEAD "webhook-timestamp: 99999999999999999999\r\nwebhook-signature: {GSIG}\r\n"
+	 CLEN "\r\n{BODY}", b_generic, 401, 0, 0, 0, NONE, NULL},
+	{"timestamp not a number",
+	 GEN_HEAD "webhook-timestamp: -1\r\nwebhook-signature: {GSIG}\r\n" CLEN "\r\n{BODY}",
+	 b_generic, 401, 0, 0, 0, NONE, NULL},
 };
 /* clang-format on */
 
@@ -494,7 +538,9 @@ static const struct attack attacks[] = {
 
 struct ctx {
 	char sid[35];
-	char *body; /* the row's body */
+	int64_t now_s; /* the row's "now" for {TS} */
+	char ts[32];   /* the last {TS} expanded ("" before: {GSIG} signs "0") */
+	char *body;    /* the row's body */
 	size_t body_len;
 	char target[10000];
 };
@@ -530,6 +576,25 @@ static void sign(const struct ctx *cx, const char *token, const char *base, char
 	arena_fini(&a);
 }
 
+/* The generic provider's webhook-signature for cx (see {GSIG}). */
+static void gen_sign(const struct ctx *cx, char *out, size_t cap)
+{
+	static const char secret[] = GEN_SECRET;
+	uint8_t key[64], mac[CRYPTO_SHA256_LEN];
+	char b64[64];
+	size_t kl = 0;
+	const char *ts = cx->ts[0] ? cx->ts : "0";
+	const struct crypto_piece pieces[] = {
+	    {cx->sid, strlen(cx->sid)}, {".", 1}, {ts, strlen(ts)}, {".", 1},
+	    {cx->body, cx->body_len},
+	};
+
+	assert_int_equal(crypto_b64_decode(secret + 6, sizeof(secret) - 7, key, &kl), 0);
+	crypto_hmac(CRYPTO_SHA256, key, kl, pieces, ARRAY_LEN(pieces), mac);
+	crypto_b64_encode(mac, sizeof(mac), b64);
+	util_fmt(out, cap, "v1,%s", b64);
+}
+
 static unsigned long token_num(const char *tok, const char *name)
 {
 	uint64_t v = 0;
@@ -540,12 +605,13 @@ static unsigned long token_num(const char *tok, const char *name)
 	return (unsigned long)v;
 }
 
-static void expand(const char *tpl, const struct ctx *cx, struct out *o)
+static void expand(const char *tpl, struct ctx *cx, struct out *o)
 {
 	o->n = 0;
 	o->drip_at = (size_t)-1;
+	cx->ts[0] = '\0';
 	for (const char *p = tpl; *p;) {
-		char sig[29], num[32];
+		char sig[29], num[32], gsig[80];
 		const char *end;
 
 		if (*p != '{') {
@@ -593,6 +659,14 @@ static void expand(const char *tpl, const struct ctx *cx, struct out *o)
 				sig[i] =
 				    (char)(sig[i] >= 'A' && sig[i] <= 'Z' ? sig[i] + 32 : sig[i]);
 			put(o, sig, 28);
+		} else if (strncmp(p, "{TS:", 4) == 0 && (p[4] == '+' || p[4] == '-')) {
+			long long delta = (long long)token_num(p + 1, "TS:+");
+			util_fmt(cx->ts, sizeof(cx->ts), "%lld",
+			         (long long)cx->now_s + (p[4] == '-' ? -delta : delta));
+			put(o, cx->ts, strlen(cx->ts));
+		} else if (strncmp(p, "{GSIG}", 6) == 0) {
+			gen_sign(cx, gsig, sizeof(gsig));
+			put(o, gsig, strlen(gsig));
 		} else if (strncmp(p, "{HDRS:", 6) == 0) {
 			unsigned long n = token_num(p, "{HDRS:");
 			for (unsigned long i = 0; i < n; i++)
@@ -621,6 +695,7 @@ static void build(const struct attack *a, unsigned idx, struct ctx *cx, struct o
 	const char *sp1, *sp2;
 
 	h_sid(cx->sid, 0xa77ac000u, idx);
+	cx->now_s = (int64_t)time(NULL);
 	if (a->lit) {
 		cx->body_len = 0;
 		for (const char *p = a->lit; *p && cx->body_len < sizeof(body);) {
