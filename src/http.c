@@ -996,6 +996,12 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		threads = n > 0 ? (unsigned)n : 1;
 	}
+	/* At least two: a provider may hold its thread for a bounded time
+	 * (SNS: one signing-certificate fetch at a time, up to its timeout,
+	 * for any sender), and with a single thread that would stop every
+	 * other request meanwhile. */
+	if (threads < 2)
+		threads = 2;
 	h->cfg = cfg;
 	h->q = q;
 	h->states = provider_states;

@@ -14,7 +14,9 @@
  * duplicate; a late TEXT_SUCCESSFUL does not move a delivered summary back;
  * forged, stale and unknown-topic messages are 401 and write nothing; a
  * certificate that cannot be fetched is 503 and writes nothing, one whose
- * TLS peer does not verify is 401; an UnsubscribeConfirmation goes to
+ * TLS peer does not verify is 401; a certificate fetch that hangs holds at
+ * most one HTTP thread, also with server.threads = 1 (dlrd then runs two);
+ * an UnsubscribeConfirmation goes to
  * review; a SubscriptionConfirmation is confirmed by fetching SubscribeURL
  * and stores nothing.  Skipped when no openssl command is on PATH.
  */
@@ -188,11 +190,16 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-static int setup(void **state)
+/* threads: DLRD_SERVER_THREADS ("" leaves the harness's 2). */
+static int setup_threads(void **state, const char *threads)
 {
-	char e1[300], e2[300];
+	char e1[300], e2[300], e3[64];
 	const char *env[] = {"DLRD_SNS_TOPIC_ARNS=" TOPIC,
-	                     "DLRD_SNS_CERT_HOSTS=127.0.0.1,localhost", e1, e2, NULL};
+	                     "DLRD_SNS_CERT_HOSTS=127.0.0.1,localhost",
+	                     e1,
+	                     e2,
+	                     e3,
+	                     NULL};
 
 	if (!tls.ready) {
 		*state = NULL;
@@ -200,7 +207,23 @@ static int setup(void **state)
 	}
 	snprintf(e1, sizeof(e1), "DLRD_SNS_CA_FILE=%s/srv.pem", tls.dir);
 	snprintf(e2, sizeof(e2), "DLRD_SERVER_LOG_LEVEL=info");
+	if (*threads)
+		snprintf(e3, sizeof(e3), "DLRD_SERVER_THREADS=%s", threads);
+	else
+		env[4] = NULL;
 	return h_fixture_start(state, env);
+}
+
+static int setup(void **state)
+{
+	return setup_threads(state, "");
+}
+
+/* server.threads = 1 (the default on a one-CPU machine): a hanging
+ * certificate fetch must still leave a thread for everyone else. */
+static int setup_one_thread(void **state)
+{
+	return setup_threads(state, "1");
 }
 
 static int teardown(void **state)
@@ -589,6 +612,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_forged_stale_unknown_topic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_certificate_problems, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_one_certificate_fetch_at_a_time, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_one_certificate_fetch_at_a_time, setup_one_thread,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_unsubscribe_reviewed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subscription_confirmed, setup, teardown),
 	};
