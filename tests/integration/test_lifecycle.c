@@ -10,6 +10,8 @@
  * command line: --help, version, and `serve --config FILE` with the
  * environment winning over the file.
  */
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,8 +23,6 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <fcntl.h>
-#include <linux/fs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
