@@ -28,6 +28,6 @@
  * Retry-After) while connections are left for /healthz, /metrics and the
  * answers themselves. */
 #define LIM_QUEUE_DEFAULT(conns) ((conns) - (conns) / 4u)
-#define LIM_BATCH_DEFAULT       1024u  /* [storage] max_batch: requests per transaction */
+#define LIM_BATCH_DEFAULT        1024u /* [storage] max_batch: requests per transaction */
 
 #endif

@@ -16,8 +16,8 @@
 /* Normalizes p[0..n) to "+<digits>" in out (PHONE_E164_MAX+1 bytes).
  * Accepts a leading '+' or none (Vonage sends digits only), and ignores
  * spaces, '-', '.', '(' and ')'.  Requires 7..15 digits in all with a '+'
- * (8..15 without) and a first digit that is not 0.  Returns 0 or DLRD_EINVAL (not a phone number, e.g. an
- * alphanumeric sender id). */
+ * (8..15 without) and a first digit that is not 0.  Returns 0 or DLRD_EINVAL (not a phone number,
+ * e.g. an alphanumeric sender id). */
 int phone_normalize(const char *p, size_t n, char out[PHONE_E164_MAX + 1]);
 
 /* ISO 3166-1 alpha-2 country for an E.164 number ("+14155550100" -> "US",

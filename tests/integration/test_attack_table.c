@@ -269,7 +269,7 @@ struct attack {
 	"Content-Type: application/json\r\nwebhook-id: {SID}\r\n"
 #define GEN_AT(TS)                                                                                 \
 	GEN_HEAD "webhook-timestamp: {TS:" TS "}\r\nwebhook-signature: {GSIG}\r\n" CLEN "\r\n{"    \
-	                                                                                "BODY}"
+	         "BODY}"
 
 /* clang-format off */
 #define NONE {0, 0, 0, 0}
