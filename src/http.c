@@ -95,6 +95,7 @@ struct req {
 	char *target;
 	size_t target_len;
 	bool target_too_long;
+	bool api_target; /* the target names the JSON API (also when too long) */
 	char *body;
 	size_t body_len, body_cap;
 	bool body_heap;
@@ -205,6 +206,29 @@ static enum MHD_Result reply_text(struct req *r, unsigned status, const char *te
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
 	if (close_conn)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	enum MHD_Result ret = reply(r, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* An answer given before routing (framing, limits): to a JSON API client
+ * as the API's error object, to anyone else as text.  Closes the
+ * connection: what follows on it cannot be trusted. */
+static enum MHD_Result reply_early(struct req *r, unsigned status, const char *code,
+                                   const char *text)
+{
+	char buf[320];
+	size_t n;
+	struct MHD_Response *resp;
+
+	if (!r->api_target)
+		return reply_text(r, status, text, true);
+	n = util_fmt(buf, sizeof(buf), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
+	             text);
+	resp = MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result ret = reply(r, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -348,16 +372,20 @@ static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 	struct iov path, query, name, kind;
 
 	if (r->target_too_long)
-		return reply(r, MHD_HTTP_URI_TOO_LONG, h->r_414);
+		return r->api_target ? reply_early(r, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
+		                                   "request target too long")
+		                     : reply(r, MHD_HTTP_URI_TOO_LONG, h->r_414);
 	if (hs->n > LIM_HEADERS)
-		return reply(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, h->r_431);
+		return r->api_target ? reply_early(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+		                                   "too_many_headers", "too many request headers")
+		                     : reply(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, h->r_431);
 	if (hs->n_cl > 1 || hs->n_te > 1 || (hs->n_cl && hs->n_te) || hs->cl_bad ||
 	    (hs->n_te && !hs->te_ok))
-		return reply_text(r, MHD_HTTP_BAD_REQUEST,
-		                  "conflicting or invalid Content-Length / Transfer-Encoding",
-		                  true);
+		return reply_early(r, MHD_HTTP_BAD_REQUEST, "bad_framing",
+		                   "conflicting or invalid Content-Length / Transfer-Encoding");
 	if (hs->name_bad)
-		return reply_text(r, MHD_HTTP_BAD_REQUEST, "invalid header field name", true);
+		return reply_early(r, MHD_HTTP_BAD_REQUEST, "bad_header_name",
+		                   "invalid header field name");
 
 	split_target(r, &path, &query);
 	if (path_is(path, "/healthz")) {
@@ -792,6 +820,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 	r->mc = mc;
 	r->cc = ci ? ci->socket_context : NULL;
 	conn_set(r->cc, CS_REQUEST);
+	r->api_target = api_owns((struct iov){uri, strcspn(uri, "?")});
 	if (n > LIM_TARGET_BYTES) {
 		r->target_too_long = true;
 		n = 0;

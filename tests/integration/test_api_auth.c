@@ -213,6 +213,62 @@ static void test_www_authenticate_and_errors(void **state)
 	assert_string_equal(api_error_code(&r, code, sizeof(code)), "message_not_found");
 }
 
+/* The answers given before routing (a target too long, too many headers,
+ * broken framing, a bad header name) reach an API client as the API's JSON
+ * error object, and a webhook client as text; both close the connection. */
+static void test_early_errors_as_json(void **state)
+{
+	struct dlrd *d = *state;
+	static char req[16384], buf[4096];
+	static const struct {
+		const char *code, *status;
+	} want[] = {
+	    {"\"code\":\"uri_too_long\"", "HTTP/1.1 414"},
+	    {"\"code\":\"too_many_headers\"", "HTTP/1.1 431"},
+	    {"\"code\":\"bad_framing\"", "HTTP/1.1 400"},
+	    {"\"code\":\"bad_header_name\"", "HTTP/1.1 400"},
+	};
+	bool closed;
+	size_t n, at;
+
+	for (int api = 1; api >= 0; api--) {
+		const char *path = api ? "/v1/messages" : "/webhooks/twilio/status";
+		for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+			at = (size_t)snprintf(req, sizeof(req), "GET %s", path);
+			if (i == 0) { /* past the 8 KiB target limit */
+				at += (size_t)snprintf(req + at, sizeof(req) - at, "?q=");
+				memset(req + at, 'a', 9000);
+				at += 9000;
+			}
+			at += (size_t)snprintf(req + at, sizeof(req) - at,
+			                       " HTTP/1.1\r\nHost: x\r\n");
+			if (i == 1)
+				for (int k = 0; k < 120; k++)
+					at += (size_t)snprintf(req + at, sizeof(req) - at,
+					                       "X-H%d: v\r\n", k);
+			if (i == 2)
+				at +=
+				    (size_t)snprintf(req + at, sizeof(req) - at,
+				                     "Content-Length: 1\r\nContent-Length: 2\r\n");
+			if (i == 3)
+				at += (size_t)snprintf(req + at, sizeof(req) - at,
+				                       "Content-Length : 0\r\n");
+			at += (size_t)snprintf(req + at, sizeof(req) - at, "\r\n");
+			n = h_raw(d, req, at, buf, sizeof(buf), 3000, &closed);
+			assert_true(n != (size_t)-1);
+			assert_true(closed);
+			assert_non_null(strstr(buf, want[i].status));
+			if (api) {
+				assert_non_null(strstr(buf, "Content-Type: application/json"));
+				assert_non_null(strstr(buf, want[i].code));
+			} else {
+				assert_null(strstr(buf, "application/json"));
+			}
+		}
+	}
+	assert_int_equal(h_get(d, "/healthz", &(struct h_resp){0}), 200);
+}
+
 static void test_openapi_served(void **state)
 {
 	struct dlrd *d = *state;
@@ -299,6 +355,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_role_matrix, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_www_authenticate_and_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_early_errors_as_json, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_openapi_served, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_webhooks_ignore_bearer, setup, teardown),
 	    cmocka_unit_test(test_no_tokens_configured),
