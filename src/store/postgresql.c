@@ -1208,6 +1208,24 @@ static const struct {
      "$fn$;",
      NULL},
     {5, "keyed recipient tags in event ids, keyed request hashes", NULL, migrate_privacy_ids},
+    {6, "audit rows follow their review item into a joined send",
+     /* As SQLite's migration 8: the merge of a callback-created message
+      * into its send (dlrd_api_send, dlrd_api_set_provider_id) moves its
+      * review items, and the audit rows of their resolutions follow. */
+     "CREATE FUNCTION dlrd_review_moved() RETURNS trigger LANGUAGE plpgsql AS $fn$\n"
+     "BEGIN\n"
+     "  UPDATE audit_log SET message_id = NEW.message_id\n"
+     "   WHERE review_id = NEW.id AND message_id IS NOT DISTINCT FROM OLD.message_id;\n"
+     "  RETURN NULL;\n"
+     "END\n"
+     "$fn$;"
+     "CREATE TRIGGER review_queue_moved AFTER UPDATE OF message_id ON review_queue"
+     " FOR EACH ROW WHEN (NEW.message_id IS DISTINCT FROM OLD.message_id)"
+     " EXECUTE FUNCTION dlrd_review_moved();"
+     "UPDATE audit_log a SET message_id = r.message_id FROM review_queue r"
+     " WHERE r.id = a.review_id AND r.message_id IS NOT NULL"
+     " AND r.message_id IS DISTINCT FROM a.message_id;",
+     NULL},
 };
 
 /* The prepared statements of every writer connection (the API's are in

@@ -267,6 +267,23 @@ static const struct {
      " WHERE sender_identity <> dlrd_sender_key(sender_identity);",
      NULL},
     {7, "keyed recipient tags in event ids, keyed request hashes", NULL, migrate_privacy_ids},
+    {8, "audit rows follow their review item into a joined send",
+     /* A review item moves when its callback-created message is joined to
+      * the send (sqlite_api.c's merge); the audit row of its resolution
+      * named the old, deleted message and dropped out of
+      * GET /v1/audit?message_id=.  The same trigger in the PostgreSQL
+      * backend's migration 6.  Rows moved before are mended. */
+     "CREATE TRIGGER review_queue_moved AFTER UPDATE OF message_id ON review_queue"
+     " WHEN NEW.message_id IS NOT OLD.message_id BEGIN"
+     " UPDATE audit_log SET message_id = NEW.message_id"
+     " WHERE review_id = NEW.id AND message_id IS OLD.message_id;"
+     " END;"
+     "UPDATE audit_log SET message_id = (SELECT r.message_id FROM review_queue r"
+     " WHERE r.id = audit_log.review_id)"
+     " WHERE review_id IS NOT NULL AND EXISTS (SELECT 1 FROM review_queue r"
+     " WHERE r.id = audit_log.review_id AND r.message_id IS NOT audit_log.message_id"
+     " AND r.message_id IS NOT NULL);",
+     NULL},
 };
 
 enum {

@@ -158,6 +158,12 @@ static void test_send_callbacks_patch(void **state)
 	h_sql_str(d, cb_id, sizeof(cb_id), "SELECT id FROM sms_messages WHERE origin = 'callback'");
 	assert_int_equal(
 	    h_sql_int(d, "SELECT count(*) FROM review_queue WHERE message_id = %Q", cb_id), 1);
+	/* resolved before the join: its audit row must follow the message too */
+	char target[96];
+	util_fmt(target, sizeof(target), "/v1/review/%lld/resolve",
+	         (long long)h_sql_int(d, "SELECT id FROM review_queue"));
+	assert_int_equal(
+	    api_call(d, "POST", target, T_ADMIN, "{\"note\":\"carrier test\"}", NULL, &r), 200);
 	patch(d, id, sid, &r);
 	json_t *j = api_json(&r);
 	assert_true(json_is_true(jpath(j, "joined_callbacks")));
@@ -168,6 +174,15 @@ static void test_send_callbacks_patch(void **state)
 	    h_sql_int(d, "SELECT count(*) FROM review_queue WHERE message_id = %Q", id), 1);
 	assert_int_equal(
 	    h_sql_int(d, "SELECT count(*) FROM review_queue WHERE message_id = %Q", cb_id), 0);
+	util_fmt(target, sizeof(target), "/v1/audit?message_id=%s", id);
+	assert_int_equal(api_call(d, "GET", target, T_ADMIN, NULL, NULL, &r), 200);
+	j = api_json(&r);
+	assert_int_equal(json_array_size(jpath(j, "entries")), 1);
+	assert_string_equal(jpath_s(json_array_get(jpath(j, "entries"), 0), "action"),
+	                    "review_resolve");
+	json_decref(j);
+	assert_int_equal(
+	    h_sql_int(d, "SELECT count(*) FROM audit_log WHERE message_id = %Q", cb_id), 0);
 	assert_int_equal(h_count(d, "sms_messages"), 1);
 	assert_int_equal(h_count(d, "sms_message_events"), 3);
 	assert_int_equal(h_sql_int(d, "SELECT event_count FROM sms_messages"), 3);

@@ -167,7 +167,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(Q(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(Q(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 5);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 6);
 	/* times are the item's receipt time, exactly */
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE received_at ="
 	                      " '2023-11-14T22:13:20.000Z'"),
@@ -535,8 +535,8 @@ static void test_concurrent_start(void **state)
 	}
 	PGconn *c = pgt_connect(g.url);
 	assert_non_null(c);
-	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 5);
-	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 5);
+	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 6);
+	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 6);
 	PQfinish(c);
 	for (int i = 0; i < 6; i++)
 		store_close(o[i].st);
@@ -2357,6 +2357,43 @@ static void test_opt_out_same_time_later_arrival_wins(void **state)
 
 /* Migration 4 re-keys the opt-outs a version-3 database holds, as SQLite's
  * migration 6 does (test_store_sqlite.c, the same rows and answer). */
+/* Migration 6: an audit row whose review item moved to a joined send
+ * before the trigger existed is mended; later moves carry it along. */
+static void test_migration_6_audit_follows_review(void **state)
+{
+	struct fixture *f = *state;
+	static const char s1[] = "01a21dbe-10c7-77c1-8add-78a55b904a01",
+	                  s2[] = "01a21dbe-10c7-77c1-8add-78a55b904a02",
+	                  gone[] = "01a21dbe-10c7-77c1-8add-78a55b904a03",
+	                  other[] = "01a21dbe-10c7-77c1-8add-78a55b904a04";
+
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(
+	    pgt_exec(f->c,
+	             "DROP TRIGGER review_queue_moved ON review_queue;"
+	             "DROP FUNCTION dlrd_review_moved();"
+	             "DELETE FROM schema_migrations WHERE version = 6;"
+	             "INSERT INTO review_queue (id, created_at, provider, reason, message_id)"
+	             " VALUES (1, now(), 'twilio', 'unknown_status', '%s'),"
+	             " (2, now(), 'twilio', 'unknown_status', '%s');"
+	             "INSERT INTO audit_log (at, actor, actor_role, action, message_id,"
+	             " review_id, reason) VALUES"
+	             " (now(), 'a', 'admin', 'review_resolve', '%s', 1, 'x'),"
+	             " (now(), 'a', 'admin', 'review_resolve', '%s', 2, 'x'),"
+	             " (now(), 'a', 'admin', 'reveal', '%s', NULL, 'x')",
+	             s1, other, gone, other, gone),
+	    0);
+	assert_int_equal(open_store(f, &f->st), 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log WHERE message_id = '%s'", s1), 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log WHERE message_id = '%s'", other), 1);
+	/* a reveal is not a review item's: left as it was */
+	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log WHERE message_id = '%s'", gone), 1);
+	assert_int_equal(
+	    pgt_exec(f->c, "UPDATE review_queue SET message_id = '%s' WHERE id = 2", s2), 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log WHERE message_id = '%s'", s2), 1);
+}
+
 static void test_migration_rekeys_opt_outs(void **state)
 {
 	struct fixture *f = *state;
@@ -2394,7 +2431,7 @@ static void test_migration_rekeys_opt_outs(void **state)
 	             "  '2026-01-01T00:00:10.000Z')"),
 	    0);
 	assert_int_equal(open_store(f, &f->st), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 5);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 6);
 	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
 	                            "SELECT string_agg(r, ' ' ORDER BY r COLLATE \"C\") FROM"
 	                            " (SELECT recipient_hash || ':' || sender_identity || ':' ||"
@@ -2503,6 +2540,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sender_key_matches_c, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_6_audit_follows_review, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_same_time_later_arrival_wins, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
