@@ -969,14 +969,20 @@ static void park(struct api *a, struct api_state *s, const struct api_request *r
                  struct api_answer *ans)
 {
 	struct commit_item *it = rq->item;
+	int rc;
 
 	if (!store_api_writes(a->st)) {
 		ans_error(ans, 501, "not_implemented",
 		          "the configured storage backend does not support API writes yet", NULL);
 		return;
 	}
-	if (commitq_reserve(a->q) != 0) {
-		ans_error(ans, 503, "queue_full", "too many requests are waiting; retry", NULL);
+	if ((rc = commitq_reserve(a->q)) != 0) {
+		if (rc == DLRD_EBUSY)
+			ans_error(ans, 503, "storage_stalled",
+			          "storage has not answered for seconds; retry", NULL);
+		else
+			ans_error(ans, 503, "queue_full", "too many requests are waiting; retry",
+			          NULL);
 		return;
 	}
 	s->op.actor = s->actor;

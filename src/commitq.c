@@ -327,6 +327,11 @@ int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct 
 int commitq_reserve(struct commitq *q)
 {
 	int rc = 0;
+
+	/* Storage that has not answered for STALL_MS: a new request would only
+	 * wait behind it, holding a connection, with no answer to expect. */
+	if (stalled_ms(q) != 0)
+		return DLRD_EBUSY;
 	pthread_mutex_lock(&q->mu);
 	if (q->stopping || q->inflight >= q->capacity) {
 		rc = DLRD_EFULL;

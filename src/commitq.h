@@ -59,9 +59,10 @@ struct commit_item {
 /* Starts the writer thread over st (borrowed; must outlive the queue). */
 int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct commitq **out);
 /* Takes a slot for one item; DLRD_EFULL when capacity is reached or the
- * queue is stopping.  A slot is held until the item's complete() call has
- * returned, wherever the item waits meanwhile, so capacity bounds the
- * requests parked at once.  Any thread. */
+ * queue is stopping, DLRD_EBUSY while a commit or a sync has not returned
+ * for 5 s (a stall, see commitq_healthy()).  A slot is held until the
+ * item's complete() call has returned, wherever the item waits meanwhile,
+ * so capacity bounds the requests parked at once.  Any thread. */
 int commitq_reserve(struct commitq *q);
 /* Gives a reserved slot back without pushing. */
 void commitq_unreserve(struct commitq *q);

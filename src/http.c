@@ -125,7 +125,8 @@ struct http {
 	atomic_llong limit_log_ms;    /* last "connection limit reached" log */
 	/* static responses, shared read-only by every thread */
 	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post, *r_405_get,
-	    *r_413, *r_414, *r_415, *r_431, *r_503, *r_503_full, *r_health_ok, *r_health_bad;
+	    *r_413, *r_414, *r_415, *r_431, *r_503, *r_503_full, *r_503_stalled, *r_health_ok,
+	    *r_health_bad;
 	/* free list of request structs */
 	pthread_mutex_t pool_mu;
 	struct req *pool;
@@ -686,9 +687,10 @@ static enum MHD_Result dispatch(struct req *r)
 		return reply_body(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "",
 		                  r->res.content_type);
 	}
-	if (commitq_reserve(h->q) != 0) {
+	if ((rc = commitq_reserve(h->q)) != 0) {
 		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
-		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503_full);
+		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		             rc == DLRD_EBUSY ? h->r_503_stalled : h->r_503_full);
 	}
 	r->item.provider = r->prov->name;
 	r->item.events = r->res.events;
@@ -1076,6 +1078,8 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	MHD_add_response_header(h->r_503, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
 	h->r_503_full = static_response("the queue is full, retry\n", "text/plain");
 	MHD_add_response_header(h->r_503_full, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
+	h->r_503_stalled = static_response("storage is not answering, retry\n", "text/plain");
+	MHD_add_response_header(h->r_503_stalled, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
 	h->r_health_ok = static_response("ok\n", "text/plain");
 	h->r_health_bad = static_response("storage unavailable\n", "text/plain");
 
@@ -1142,10 +1146,11 @@ void http_stop(struct http *h, unsigned timeout_ms)
 	atomic_store(&h->stopping, true);
 	if (h->watchdog_started)
 		pthread_join(h->watchdog, NULL);
-	struct MHD_Response *all[] = {h->r_ok,       h->r_400,          h->r_401,       h->r_404,
-	                              h->r_405_post, h->r_405_get_post, h->r_405_get,   h->r_413,
-	                              h->r_414,      h->r_415,          h->r_431,       h->r_503,
-	                              h->r_503_full, h->r_health_ok,    h->r_health_bad};
+	struct MHD_Response *all[] = {
+	    h->r_ok,       h->r_400,          h->r_401,       h->r_404,
+	    h->r_405_post, h->r_405_get_post, h->r_405_get,   h->r_413,
+	    h->r_414,      h->r_415,          h->r_431,       h->r_503,
+	    h->r_503_full, h->r_503_stalled,  h->r_health_ok, h->r_health_bad};
 	for (size_t i = 0; i < ARRAY_LEN(all); i++)
 		if (all[i])
 			MHD_destroy_response(all[i]);

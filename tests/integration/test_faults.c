@@ -250,14 +250,15 @@ static void test_sync_error_reported_to_the_probe(void **state)
 
 /* Storage that stops answering without failing (a disk whose fdatasync
  * hangs, a database table locked by someone else) makes /healthz 503 once
- * a commit or a sync has run for 5 s, and logs it; the request waiting for
- * it is answered when storage returns, and /healthz recovers.  The stall:
+ * a commit or a sync has run for 5 s, and logs it; a new request then gets
+ * 503 at once; the request waiting for it is answered when storage returns,
+ * and /healthz recovers.  The stall:
  * under SQLite the shim's 8 s fdatasync without an error, under PostgreSQL
  * the tables locked by the test (dlrd's statement_timeout is 10 s). */
 static void test_stalled_storage_unhealthy(void **state)
 {
 	struct dlrd d;
-	char arm[300], asan[512], body[1024];
+	char arm[300], asan[512], body[1024], later[1024];
 	const char *prev = getenv("ASAN_OPTIONS");
 	struct h_resp r;
 	struct h_async *a;
@@ -295,10 +296,19 @@ static void test_stalled_storage_unhealthy(void **state)
 	assert_true(h_now_ms() - t0 >= 4500); /* not before the 5 s */
 	assert_int_equal(h_metric(&d, "dlrd_storage_healthy"), 0);
 	assert_true(h_log_contains(&d, "event=storage_stalled"));
+	/* meanwhile a new callback is refused at once instead of waiting */
+	body_for(later, sizeof(later), 47, 1, "delivered");
+	assert_int_equal(h_post_status(&d, later, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_non_null(strstr(r.body, "storage is not answering"));
+	assert_true(r.elapsed_ms < 1000);
 	h_db_unlock(lock);
 	assert_int_equal(h_async_wait(a, &r), 200);
 	assert_int_equal(h_wait_healthy(&d, 5000), 0);
 	assert_true(h_log_contains(&d, "event=storage_unstalled"));
+	assert_int_equal(h_count(&d, "sms_message_events"), 1);
+	assert_int_equal(h_post_status(&d, later, &r), 200); /* the retry is welcome */
+	assert_int_equal(h_count(&d, "sms_message_events"), 2);
 	h_teardown(&d);
 }
 
