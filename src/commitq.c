@@ -120,8 +120,8 @@ static uint64_t stalled_ms(const struct commitq *cq)
 		return 0;
 	if (!atomic_exchange(&q->stall_logged, true))
 		LOG_E("storage_stalled",
-		      "stage=%s for_ms=%llu note=\"/healthz says 503 until it returns;"
-		      " requests waiting for it are answered then\"",
+		      "stage=%s for_ms=%llu note=\"until it returns, /healthz and new"
+		      " requests get 503; those waiting for it are answered then\"",
 		      t0 == a ? "commit" : "sync", (unsigned long long)ms);
 	return ms;
 }
