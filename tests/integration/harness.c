@@ -1503,6 +1503,175 @@ int64_t h_count_data(const struct dlrd *d)
 	                    " + (SELECT count(*) FROM review_queue)");
 }
 
+struct h_snap {
+	sqlite3 *db; /* SQLite, else NULL */
+	PGconn *pg;  /* PostgreSQL, else NULL */
+};
+
+struct h_snap *h_snap_open(const struct dlrd *d)
+{
+	struct h_snap *s = calloc(1, sizeof(*s));
+	PGresult *r = NULL;
+
+	if (!s)
+		return NULL;
+	if (h_pg()) {
+		if (!(s->pg = pgt_connect(d->pg_url)))
+			goto fail;
+		r = PQexec(s->pg, pg_compat_sql);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			fprintf(stderr, "harness: the PostgreSQL compatibility layer: %s",
+			        PQerrorMessage(s->pg));
+			goto fail;
+		}
+		if (pgt_exec(s->pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0)
+			goto fail;
+	} else {
+		if (sqlite3_open_v2(d->db_path, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+			fprintf(stderr, "harness: %s: %s\n", d->db_path,
+			        s->db ? sqlite3_errmsg(s->db) : "out of memory");
+			goto fail;
+		}
+		sqlite3_busy_timeout(s->db, 5000);
+		if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+			fprintf(stderr, "harness: BEGIN: %s\n", sqlite3_errmsg(s->db));
+			goto fail;
+		}
+	}
+	PQclear(r);
+	return s;
+fail:
+	PQclear(r);
+	h_snap_close(s);
+	return NULL;
+}
+
+static long snap_rows_pg(struct h_snap *s, h_row_fn *row, void *arg, const char *sql)
+{
+	PGresult *r = PQexec(s->pg, sql);
+	int nc = PQnfields(r), nr = PQntuples(r);
+	const char **col = NULL;
+	long n = -1;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "harness: %s: %s", sql, PQerrorMessage(s->pg));
+		goto out;
+	}
+	col = xmalloc((size_t)(nc ? nc : 1) * sizeof(*col));
+	for (n = 0; n < nr;) {
+		int k = (int)n++;
+		for (int i = 0; i < nc; i++) {
+			const char *v = PQgetisnull(r, k, i) ? NULL : PQgetvalue(r, k, i);
+			if (v && PQftype(r, i) == BOOL_OID)
+				v = v[0] == 't' ? "1" : "0";
+			col[i] = v;
+		}
+		if (row(arg, col, nc) != 0)
+			break;
+	}
+out:
+	free(col);
+	PQclear(r);
+	return n;
+}
+
+static long snap_rows_sqlite(struct h_snap *s, h_row_fn *row, void *arg, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	const char **col = NULL;
+	long n = 0;
+	int nc, rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		fprintf(stderr, "harness: %s: %s\n", sql, sqlite3_errmsg(s->db));
+		return -1;
+	}
+	nc = sqlite3_column_count(st);
+	col = xmalloc((size_t)(nc ? nc : 1) * sizeof(*col));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		for (int i = 0; i < nc; i++)
+			col[i] = (const char *)sqlite3_column_text(st, i);
+		n++;
+		if (row(arg, col, nc) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		fprintf(stderr, "harness: %s: %s\n", sql, sqlite3_errmsg(s->db));
+		n = -1;
+	}
+	free(col);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static long snap_vrows(struct h_snap *s, h_row_fn *row, void *arg, const char *fmt, va_list ap)
+{
+	char *sql = sqlite3_vmprintf(fmt, ap);
+	long n = -1;
+
+	if (sql)
+		n = s->pg ? snap_rows_pg(s, row, arg, sql) : snap_rows_sqlite(s, row, arg, sql);
+	sqlite3_free(sql);
+	return n;
+}
+
+long h_snap_rows(struct h_snap *s, h_row_fn *row, void *arg, const char *fmt, ...)
+{
+	va_list ap;
+	long n;
+
+	va_start(ap, fmt);
+	n = snap_vrows(s, row, arg, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+/* h_snap_int's row: the first column of the first row as an integer. */
+static int snap_int_row(void *arg, const char *const *col, int n_col)
+{
+	int64_t *v = arg;
+	char *end;
+	long long x;
+
+	if (n_col < 1 || !col[0])
+		return 1;
+	errno = 0;
+	x = strtoll(col[0], &end, 10);
+	if (end != col[0] && *end == '\0' && errno == 0)
+		*v = x;
+	else
+		fprintf(stderr, "harness: h_snap_int: \"%s\" is not an integer\n", col[0]);
+	return 1;
+}
+
+int64_t h_snap_int(struct h_snap *s, const char *fmt, ...)
+{
+	int64_t v = H_SQL_ERR;
+	va_list ap;
+
+	va_start(ap, fmt);
+	snap_vrows(s, snap_int_row, &v, fmt, ap);
+	va_end(ap);
+	return v;
+}
+
+void h_snap_close(struct h_snap *s)
+{
+	if (!s)
+		return;
+	if (s->pg) {
+		PQclear(PQexec(s->pg, "ROLLBACK"));
+		PQfinish(s->pg);
+	}
+	if (s->db) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close(s->db);
+	}
+	free(s);
+}
+
 /* ---- files ---- */
 
 char *h_read_file(const char *path, size_t *len)

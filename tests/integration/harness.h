@@ -271,6 +271,29 @@ int64_t h_count(const struct dlrd *d, const char *table);
 /* Rows in the four data tables together. */
 int64_t h_count_data(const struct dlrd *d);
 
+/* A read-only connection to d's database that holds one snapshot, so that
+ * several queries see the same state even while a write is still landing:
+ * under PostgreSQL the server finishes, and may commit, the batch of a dlrd
+ * killed in the middle of its round trip, after that dlrd is gone.  SQLite:
+ * a read transaction (BEGIN; the snapshot is taken by the first query).
+ * PostgreSQL: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY on the
+ * compatibility layer, so the SQL is the same as for h_sql_int.  Returns
+ * NULL on failure (the reason on stderr). */
+struct h_snap;
+struct h_snap *h_snap_open(const struct dlrd *d);
+/* Called once per row: col[0..n_col) as text (NULL for SQL NULL; integers
+ * in decimal, a PostgreSQL boolean as "1" or "0"), valid until it returns.
+ * A non-zero return stops the query. */
+typedef int h_row_fn(void *arg, const char *const *col, int n_col);
+/* Runs a query built like h_sql_int's on s and calls row for each row.
+ * Returns the rows passed to row (counting one that stopped it), or -1
+ * when the query fails (the error on stderr). */
+long h_snap_rows(struct h_snap *s, h_row_fn *row, void *arg, const char *fmt, ...);
+/* h_sql_int on s. */
+int64_t h_snap_int(struct h_snap *s, const char *fmt, ...);
+/* Ends the snapshot and closes the connection; NULL is allowed. */
+void h_snap_close(struct h_snap *s);
+
 /* Takes the database's write lock from a separate connection (so dlrd's
  * writer waits: in its busy handler under SQLite, for the table locks under
  * PostgreSQL) and returns a handle for h_db_unlock, or NULL. */
