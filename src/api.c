@@ -228,6 +228,13 @@ static void ans_error(struct api_answer *ans, unsigned status, const char *code,
 		ans_header(ans, "Connection", "close");
 }
 
+void api_early_error(struct api_answer *ans, unsigned status, const char *code, const char *message)
+{
+	ans_init(ans);
+	ans_error(ans, status, code, message, NULL);
+	ans_header(ans, "Connection", "close");
+}
+
 /* The answer to a failed read. */
 static void ans_store_error(struct api_answer *ans, int rc, const char *what, const char *err)
 {

@@ -75,6 +75,11 @@ struct api_request {
 
 /* Whether path belongs to the API: "/v1", "/v1/..." or "/openapi.json". */
 bool api_owns(struct iov path);
+/* The API's error object for what the front refuses on an API path before
+ * any route runs (a target too long, too many headers, broken framing);
+ * the answer closes the connection.  message: static text. */
+void api_early_error(struct api_answer *ans, unsigned status, const char *code,
+                     const char *message);
 
 /* Sets up the API over q and its store: bearer tokens ([api] tokens), the
  * opt-out exemptions, the time zone database and, when tokens are

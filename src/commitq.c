@@ -112,9 +112,9 @@ static void stage_end(struct commitq *q, _Atomic uint64_t *t0, const char *stage
 static uint64_t stalled_ms(const struct commitq *cq)
 {
 	struct commitq *q = (struct commitq *)cq;
-	uint64_t a = atomic_load(&q->apply_t0), s = atomic_load(&q->sync_t0), now = util_mono_ns();
-	uint64_t t0 = a && s ? (a < s ? a : s) : a ? a : s;
-	uint64_t ms = t0 && now > t0 ? (now - t0) / 1000000 : 0;
+	uint64_t a = atomic_load(&q->apply_t0), s = atomic_load(&q->sync_t0);
+	uint64_t t0 = a && s ? (a < s ? a : s) : a ? a : s, now;
+	uint64_t ms = t0 && (now = util_mono_ns()) > t0 ? (now - t0) / 1000000 : 0;
 
 	if (ms < STALL_MS)
 		return 0;

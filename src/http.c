@@ -212,29 +212,6 @@ static enum MHD_Result reply_text(struct req *r, unsigned status, const char *te
 	return ret;
 }
 
-/* An answer given before routing (framing, limits): to a JSON API client
- * as the API's error object, to anyone else as text.  Closes the
- * connection: what follows on it cannot be trusted. */
-static enum MHD_Result reply_early(struct req *r, unsigned status, const char *code,
-                                   const char *text)
-{
-	char buf[320];
-	size_t n;
-	struct MHD_Response *resp;
-
-	if (!r->api_target)
-		return reply_text(r, status, text, true);
-	n = util_fmt(buf, sizeof(buf), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
-	             text);
-	resp = MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_COPY);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-	enum MHD_Result ret = reply(r, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
-}
-
 /* An adapter's answer body (static text) with its content type. */
 static enum MHD_Result reply_body(struct req *r, unsigned status, const char *body,
                                   const char *ctype)
@@ -365,6 +342,8 @@ static struct MHD_Response *webhook_405(const struct req *r)
 }
 
 static enum MHD_Result api_begin_req(struct req *r, const struct hdr_scan *hs);
+static enum MHD_Result reply_early(struct req *r, unsigned status, struct MHD_Response *plain,
+                                   const char *code, const char *text);
 
 /* Headers are complete (hs: their scan), no body read yet. */
 static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
@@ -373,19 +352,17 @@ static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 	struct iov path, query, name, kind;
 
 	if (r->target_too_long)
-		return r->api_target ? reply_early(r, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
-		                                   "request target too long")
-		                     : reply(r, MHD_HTTP_URI_TOO_LONG, h->r_414);
+		return reply_early(r, MHD_HTTP_URI_TOO_LONG, h->r_414, "uri_too_long",
+		                   "request target too long");
 	if (hs->n > LIM_HEADERS)
-		return r->api_target ? reply_early(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
-		                                   "too_many_headers", "too many request headers")
-		                     : reply(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, h->r_431);
+		return reply_early(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, h->r_431,
+		                   "too_many_headers", "too many request headers");
 	if (hs->n_cl > 1 || hs->n_te > 1 || (hs->n_cl && hs->n_te) || hs->cl_bad ||
 	    (hs->n_te && !hs->te_ok))
-		return reply_early(r, MHD_HTTP_BAD_REQUEST, "bad_framing",
+		return reply_early(r, MHD_HTTP_BAD_REQUEST, NULL, "bad_framing",
 		                   "conflicting or invalid Content-Length / Transfer-Encoding");
 	if (hs->name_bad)
-		return reply_early(r, MHD_HTTP_BAD_REQUEST, "bad_header_name",
+		return reply_early(r, MHD_HTTP_BAD_REQUEST, NULL, "bad_header_name",
 		                   "invalid header field name");
 
 	split_target(r, &path, &query);
@@ -509,6 +486,21 @@ static enum MHD_Result reply_api(struct req *r, struct api_answer *ans)
 	enum MHD_Result ret = reply(r, ans->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+/* An answer given before routing (framing, limits): to a JSON API client
+ * as the API's error object, to anyone else as plain (a static answer) or,
+ * when NULL, as text.  Closes the connection: what follows on it cannot be
+ * trusted. */
+static enum MHD_Result reply_early(struct req *r, unsigned status, struct MHD_Response *plain,
+                                   const char *code, const char *text)
+{
+	if (r->api_target) {
+		struct api_answer ans;
+		api_early_error(&ans, status, code, text);
+		return reply_api(r, &ans);
+	}
+	return plain ? reply(r, status, plain) : reply_text(r, status, text, true);
 }
 
 static void api_request_of(struct req *r, struct api_request *rq, int64_t content_length)
