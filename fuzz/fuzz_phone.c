@@ -4,9 +4,10 @@
  * recipient exactly as the provider sent it.
  *
  * Input: the raw number.  Properties, from the contract in phone.h:
- * - phone_normalize() accepts only what becomes "+" and 8..15 digits, the
- *   first not 0, NUL-terminated within PHONE_E164_MAX+1 bytes, and is
- *   idempotent (normalizing its output gives the output);
+ * - phone_normalize() accepts only what becomes "+" and 7..15 digits (8..15
+ *   when the input has no "+"), the first not 0, NUL-terminated within
+ *   PHONE_E164_MAX+1 bytes, and is idempotent (normalizing its output gives
+ *   the output);
  * - phone_country() is NULL or two upper-case letters, and the same for the
  *   same number;
  * - phone_calling_code() is 0..3 digits that prefix the number;
