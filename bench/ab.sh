@@ -5,7 +5,8 @@
 # both alike.  Each run starts dlrd on a fresh SQLite database
 # (synchronous=FULL), replays pre-signed Twilio callbacks with wrk like
 # bench/run.sh, and prints the durable rate, latency, dlrd's CPU time per
-# callback (/proc/PID/stat) and bytes written per callback (/proc/PID/io).
+# callback (/proc/PID/stat), bytes written per callback (/proc/PID/io) and the
+# share of CPU time the hypervisor stole during the run (/proc/stat).
 # No nginx run and no verification: bench/run.sh does those.
 #
 # Usage: bench/ab.sh BUILD_A BUILD_B [ROUNDS] [SECONDS]
@@ -58,18 +59,23 @@ one_run() {
 	local cpu0 cpu1 w0 w1
 	cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
 	w0=$(awk '$1 == "write_bytes:" { print $2 }' "/proc/$pid/io")
+	st0=$(head -1 /proc/stat)
 	BENCH_REQS=$tmp/reqs BENCH_STATS=$db/stats wrk -t"$threads" -c"$conns" -d"$secs"s \
 		--timeout 5s --latency -s "$here/callbacks.lua" "http://127.0.0.1:$port" >"$db/wrk.out"
 	cpu1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+	st1=$(head -1 /proc/stat)
 	w1=$(awk '$1 == "write_bytes:" { print $2 }' "/proc/$pid/io")
 	kill -TERM "$pid" && wait "$pid" || true
 	pid=
 	awk -v n="$1" -v ok="$(field ok "$db/stats")" -v rate="$(field ok_per_s "$db/stats")" \
 		-v p50="$(field lat_p50_us "$db/stats")" -v p99="$(field lat_p99_us "$db/stats")" \
 		-v bad="$(field non2xx "$db/stats")" -v cpu=$((cpu1 - cpu0)) -v hz="$hz" \
-		-v wb=$((w1 - w0)) -v d="$secs" 'BEGIN {
-		printf "%-2s %8.0f req/s  p50 %5.2f ms  p99 %5.2f ms  non-2xx %d  cpu %4.0f%%  %5.1f us/req  %5.0f B/req written\n",
-		       n, rate, p50 / 1000, p99 / 1000, bad, 100 * cpu / hz / d, 1e6 * cpu / hz / ok, wb / ok }'
+		-v wb=$((w1 - w0)) -v d="$secs" -v s0="$st0" -v s1="$st1" 'BEGIN {
+		k = split(s0, x); split(s1, y); t = 0
+		for (i = 2; i <= 9 && i <= k; i++) t += y[i] - x[i]
+		steal = (t > 0 && k >= 9) ? 100 * (y[9] - x[9]) / t : 0
+		printf "%-2s %8.0f req/s  p50 %5.2f ms  p99 %5.2f ms  non-2xx %d  cpu %4.0f%%  %5.1f us/req  %5.0f B/req written  steal %2.0f%%\n",
+		       n, rate, p50 / 1000, p99 / 1000, bad, 100 * cpu / hz / d, 1e6 * cpu / hz / ok, wb / ok, steal }'
 }
 
 echo "ab: A=$a B=$b, $rounds rounds of ${secs}s, wrk -t$threads -c$conns, $messages messages"

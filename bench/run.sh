@@ -128,6 +128,14 @@ cpu_busy() {
 		for (i = 2; i <= n; i++) t += y[i] - x[i]
 		idle = (y[5] - x[5]) + (y[6] - x[6]); printf "%.0f", (t > 0) ? 100 * (t - idle) / t : 0 }'
 }
+# Steal share of all CPU time between two /proc/stat "cpu" lines: time the
+# hypervisor gave to other guests while this VM wanted to run.  Steal makes
+# both rates, and above all their ratio, unreliable.
+steal_pct() {
+	awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x); split(b, y); t = 0
+		for (i = 2; i <= 9 && i <= n; i++) t += y[i] - x[i]
+		printf "%.0f", (t > 0 && n >= 9) ? 100 * (y[9] - x[9]) / t : 0 }'
+}
 # CPU seconds (user + system) a process has used so far.
 cpu_secs() {
 	awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
@@ -183,7 +191,9 @@ fi
 echo "bench: dlrd: ${duration}s ..."
 dlrd_cpu0=$(cpu_secs "$dlrd_pid")
 child_secs wrk_cpu0
+st0=$(head -1 /proc/stat)
 run_wrk dlrd "$url" "$tmp/main" "$duration"
+d_steal=$(steal_pct "$st0" "$(head -1 /proc/stat)")
 child_secs wrk_cpu1
 dlrd_cpu=$(awk -v a="$dlrd_cpu0" -v b="$(cpu_secs "$dlrd_pid")" -v d="$duration" 'BEGIN { printf "%.0f", 100 * (b - a) / d }')
 wrk_cpu=$(awk -v a="$wrk_cpu0" -v b="$wrk_cpu1" -v d="$duration" 'BEGIN { printf "%.0f", 100 * (b - a) / d }')
@@ -238,7 +248,9 @@ echo "bench: nginx return 200 on $nurl: ${duration}s ..."
 nginx_cpu0=0
 for p in $(pgrep -P "$nginx_pid") "$nginx_pid"; do nginx_cpu0=$(awk -v a="$nginx_cpu0" -v b="$(cpu_secs "$p")" 'BEGIN { print a + b }'); done
 child_secs nwrk_cpu0
+st0=$(head -1 /proc/stat)
 run_wrk nginx "$nurl" "$tmp/main" "$duration"
+n_steal=$(steal_pct "$st0" "$(head -1 /proc/stat)")
 child_secs nwrk_cpu1
 nginx_cpu1=0
 for p in $(pgrep -P "$nginx_pid") "$nginx_pid"; do nginx_cpu1=$(awk -v a="$nginx_cpu1" -v b="$(cpu_secs "$p")" 'BEGIN { print a + b }'); done
@@ -268,7 +280,11 @@ commit_ms=$(awk -v s1="$(metric dlrd_commit_duration_seconds_sum "$a")" -v s0="$
 
 echo
 echo "== dlrd benchmark: $(nproc) CPUs shared by server and wrk; wrk -t$threads -c$conns -d${duration}s; SQLite synchronous=FULL"
-echo "   (CPU: % of one core during the run; machine ${background}% busy before the run)"
+echo "   (CPU: % of one core during the run; machine ${background}% busy before the run;"
+echo "    CPU time stolen by the hypervisor: ${d_steal}% during dlrd's run, ${n_steal}% during nginx's)"
+if [ "$d_steal" -gt 5 ] || [ "$n_steal" -gt 5 ]; then
+	echo "   warning: the host took CPU time from this VM during the runs; the rates and their ratio are not comparable with a quiet machine's"
+fi
 printf '  %-22s %9s %10s %10s %10s %8s %7s %11s %9s\n' "" "req/s" "p50" "p90" "p99" "non-2xx" "errors" \
 	"server CPU" "wrk CPU"
 printf '  %-22s %9.0f %10s %10s %10s %8s %7s %10s%% %8s%%\n' "dlrd (durable 2xx)" "$d_rate" \
