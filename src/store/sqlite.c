@@ -325,8 +325,13 @@ static const char *const queries[Q__COUNT] = {
                      " status_mask = ?10, final_conflict = ?11, read_receipt = ?12,"
                      " event_count = event_count + ?13, callback_count = callback_count + ?14,"
                      " duplicate_count = duplicate_count + ?15,"
-                     " first_callback_at = coalesce(first_callback_at, ?16),"
-                     " final_at = coalesce(final_at, ?17),"
+                     /* receipt times as PostgreSQL keeps them: the
+                      * earliest first callback and final, the latest
+                      * update (canonical text compares as time) */
+                     " first_callback_at = CASE WHEN first_callback_at IS NULL"
+                     " OR ?16 < first_callback_at THEN ?16 ELSE first_callback_at END,"
+                     " final_at = CASE WHEN final_at IS NULL OR ?17 < final_at THEN ?17"
+                     " ELSE final_at END,"
                      " recipient_hash = coalesce(recipient_hash, ?18),"
                      " recipient_masked = coalesce(recipient_masked, ?19),"
                      /* every right-hand side reads the row as it was: a
@@ -339,10 +344,11 @@ static const char *const queries[Q__COUNT] = {
                      " OR (?20 = 'provider' AND country_source = 'number') THEN ?21"
                      " ELSE destination_country END,"
                      " sender_identity = coalesce(sender_identity, ?22),"
-                     " updated_at = ?23 WHERE rowid = ?1",
+                     " updated_at = max(updated_at, ?23) WHERE rowid = ?1",
     /* ... when the batch brought only duplicates */
     [Q_COUNT_DUP] = "UPDATE sms_messages SET callback_count = callback_count + ?3,"
-                    " duplicate_count = duplicate_count + ?3, updated_at = ?2 WHERE rowid = ?1",
+                    " duplicate_count = duplicate_count + ?3, updated_at = max(updated_at, ?2)"
+                    " WHERE rowid = ?1",
     [Q_INSERT_LOG] = "INSERT INTO sms_callback_log (received_at, provider, event_id, duplicate)"
                      " VALUES (?1, ?2, ?3, ?4)",
     [Q_INSERT_INBOUND] = "INSERT INTO sms_inbound_messages (provider, provider_message_id,"
@@ -1472,7 +1478,11 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 	/* The summary row's changes, as one UPDATE per event would make them
 	 * (see Q_UPDATE_MSG); flush_slot() writes them before COMMIT. */
 	m->dirty = true;
-	util_strlcpy(m->updated_at, now, sizeof(m->updated_at));
+	/* Receipt times do not depend on the order of a batch's requests
+	 * (which only roughly follows their received_ms), as on PostgreSQL:
+	 * the latest update, the earliest first callback and final event. */
+	if (strcmp(now, m->updated_at) > 0)
+		util_strlcpy(m->updated_at, now, sizeof(m->updated_at));
 	if (is_new) {
 		status_fold(sum, &key, ev->read);
 		bool conflict = status_mask_conflict(sum->mask);
@@ -1481,9 +1491,10 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 			m->changed = true;
 			m->error_reason = errcat_name(ev->error_reason);
 		}
-		if (!m->first_callback_at[0])
+		if (!m->first_callback_at[0] || strcmp(now, m->first_callback_at) < 0)
 			util_strlcpy(m->first_callback_at, now, sizeof(m->first_callback_at));
-		if (!m->final_at[0] && status_is_final(sum->top.status))
+		if (status_is_final(ev->status) &&
+		    (!m->final_at[0] || strcmp(now, m->final_at) < 0))
 			util_strlcpy(m->final_at, now, sizeof(m->final_at));
 		if (!m->recipient_hash)
 			m->recipient_hash = ev->recipient_hash;

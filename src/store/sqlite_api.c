@@ -99,19 +99,19 @@ static const char *const wsql[W__COUNT] = {
                 " sender_identity = coalesce(?8, sender_identity), template_key = ?9,"
                 " use_case = ?10, action_type = ?11, action_id = ?12, metadata = ?13,"
                 " recipient_timezone = ?14, recorded_by = ?15, sent_recorded_at = ?16,"
-                " updated_at = ?16 WHERE id = ?1",
+                " updated_at = max(updated_at, ?16) WHERE id = ?1",
     [W_ROW_OUT] = "SELECT id, origin, provider, provider_message_id, current_status, is_final,"
                   " recipient_masked, destination_country, created_at, sent_recorded_at"
                   " FROM sms_messages WHERE id = ?1",
     [W_GET_FOR_SET] = "SELECT provider, provider_message_id FROM sms_messages WHERE id = ?1",
-    [W_SET_PMID] = "UPDATE sms_messages SET provider_message_id = ?2, updated_at = ?3"
-                   " WHERE id = ?1",
+    [W_SET_PMID] = "UPDATE sms_messages SET provider_message_id = ?2,"
+                   " updated_at = max(updated_at, ?3) WHERE id = ?1",
     [W_SUMMARY] = "SELECT current_status, current_raw_status, current_error_code,"
                   " current_error_reason, current_occurred_at, current_occurred_ms,"
                   " status_mask, read_receipt, event_count, callback_count, duplicate_count,"
                   " first_callback_at, final_at, final_conflict, recipient_hash,"
-                  " recipient_masked, destination_country, country_source, sender_identity"
-                  " FROM sms_messages WHERE id = ?1",
+                  " recipient_masked, destination_country, country_source, sender_identity,"
+                  " updated_at FROM sms_messages WHERE id = ?1",
     [W_MOVE_EVENTS] = "UPDATE sms_message_events SET message_id = ?2 WHERE message_id = ?1",
     [W_MOVE_REVIEW] = "UPDATE review_queue SET message_id = ?2 WHERE message_id = ?1",
     [W_DELETE_MSG] = "DELETE FROM sms_messages WHERE id = ?1",
@@ -124,8 +124,8 @@ static const char *const wsql[W__COUNT] = {
                  " final_at = ?17, destination_country = ?18, country_source = ?19,"
                  " sender_identity = coalesce(sender_identity, ?20),"
                  " recipient_hash = coalesce(recipient_hash, ?21),"
-                 " recipient_masked = coalesce(recipient_masked, ?22), updated_at = ?23"
-                 " WHERE id = ?1",
+                 " recipient_masked = coalesce(recipient_masked, ?22),"
+                 " updated_at = max(updated_at, ?23, ?24) WHERE id = ?1",
     [W_INSERT_REVIEW] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
                         " message_id, raw_payload) VALUES (?1, ?2, ?3, ?4, ?5, x'')",
     [W_GET_ENC] = "SELECT recipient_enc, recipient_key_id FROM sms_messages WHERE id = ?1",
@@ -1016,7 +1016,7 @@ static int op_send(struct store__sqlite_api *a, struct store_op *op, const char 
 /* The summary columns of one row, for the fold of a merge. */
 struct sumrow {
 	char status[16], raw_status[LIM_STATUS_BYTES + 1], error_code[LIM_STATUS_BYTES + 1];
-	char error_reason[32], occurred_at[25], first_cb[25], final_at[25];
+	char error_reason[32], occurred_at[25], first_cb[25], final_at[25], updated_at[25];
 	char hash[65], masked[PHONE_E164_MAX + 1], country[3], source[12];
 	char sender[LIM_ID_BYTES + 1];
 	bool has_raw, has_code, has_reason, has_occ, has_first, has_final;
@@ -1055,6 +1055,7 @@ static int load_sum(struct store__sqlite_api *a, const char *id, struct sumrow *
 	r->has_country = col_copy(st, 16, r->country, sizeof(r->country));
 	r->has_source = col_copy(st, 17, r->source, sizeof(r->source));
 	r->has_sender = col_copy(st, 18, r->sender, sizeof(r->sender));
+	col_copy(st, 19, r->updated_at, sizeof(r->updated_at));
 	reset(st);
 	return 0;
 }
@@ -1142,6 +1143,7 @@ static int merge(struct store__sqlite_api *a, struct store_op *op, const char *s
 	bind_text(st, 21, c.has_hash ? c.hash : NULL);
 	bind_text(st, 22, c.has_masked ? c.masked : NULL);
 	bind_text(st, 23, now);
+	bind_text(st, 24, c.updated_at);
 	if ((rc = wdone(a, W_MERGED, err, errlen)) != 0)
 		return rc;
 	if (conflict && !s.conflict && !c.conflict) {
