@@ -1,0 +1,637 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The two storage backends against each other: the same random workload,
+ * cut into the same batches, is applied to a fresh SQLite store and a fresh
+ * PostgreSQL store, and everything dlrd can read back must be equal.
+ *
+ * A workload (one per seed) has a few dozen lifecycles under two providers
+ * (pairs share a provider message id: across the providers, two messages;
+ * under one provider, one message of both lifecycles), each realistic: accepted/sent/delivered,
+ * undelivered or failed with error codes, a late "sent", two conflicting finals, a raw status dlrd
+ * cannot map; events with and without provider event ids and provider
+ * times; about 20% provider retries (the same event again); events shuffled
+ * with some locality and grouped 1-3 to a request; API sends for some of
+ * the messages, before or after their callbacks (joins), with replays and
+ * reused keys; inbound STOP/START from some recipients, which refuse later
+ * sends.  Batches are 1-12 requests.
+ *
+ * Compared: each request's outcome (new, duplicate and review counts; an
+ * API write's outcome, status, origin, final flag and merge); then every
+ * message's summary (all fields but the generated id), its timeline as a
+ * set of events, the review queue and the stats by country.  Normalized,
+ * because they legitimately differ: message ids (UUIDv7 made at insert:
+ * messages are matched by provider, provider message id and action id),
+ * event and review ids (numbers from each database's own sequence), and
+ * the order of a timeline's events within one batch (PostgreSQL applies a
+ * batch's events sorted by message for its lock order, so event ids, the
+ * timeline's order, follow that).
+ *
+ * DLRD_DIFF_SEED=N runs that seed only (DLRD_DIFF_SHOW=1 also prints what
+ * was compared); DLRD_DIFF_SEEDS=N sets how many (default 20, about 9 s on
+ * a 2-CPU machine).  Needs $DLRD_TEST_PG_URL (scripts/pg-test.sh), else 77.
+ *
+ * It found one difference when written: SQLite kept the first and the last
+ * written receipt time (first_callback_at, final_at, updated_at) where
+ * PostgreSQL keeps the earliest and the latest, so requests of a batch
+ * whose received_ms were not in queue order gave different rows.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../pgtest.h"
+#include "arena.h"
+#include "commitq.h"
+#include "config.h"
+#include "optout.h"
+#include "status.h"
+#include "store.h"
+#include "util.h"
+
+#define N_MSG       24
+#define MAX_EV      ((N_MSG * 4 + 8) * 3) /* the originals, then up to 2 copies each */
+#define MAX_ITEMS   (MAX_EV + N_MSG * 3 + 16)
+#define SEND_CAP    512
+#define KEY_LEN     96
+#define LINE_LEN    1024
+#define BASE_MS     1700000000000LL
+#define T_SENDER    "+15005550006"
+#define T_ENC_LEN   4
+#define MAX_REPORTS 12
+
+static const uint8_t t_enc[T_ENC_LEN] = {0x01, 0x02, 0x03, 0x04};
+
+struct backend {
+	char dir[64], url[512], pgdb[96];
+	struct config cfg;
+	struct store *st;
+};
+
+/* One request of the workload: a callback (1-3 events) or an API send. */
+struct req {
+	struct commit_item it;
+	struct store_op op;
+	char resp[SEND_CAP];
+	char idem[32], reqh[32], pmid[32], action_id[40], rh[16];
+	/* outputs of the first backend, for the comparison */
+	int result;
+	uint32_t n_new, n_dup, n_review;
+	enum store_outcome outcome;
+	int resp_status;
+	char origin[12], status[16];
+	bool is_final, merged;
+};
+
+struct workload {
+	uint64_t x;
+	struct dlr_event ev[MAX_EV];
+	size_t n_ev;
+	char strs[MAX_EV][32]; /* provider event ids */
+	char pmids[N_MSG][32], rhs[N_MSG][16];
+	struct req rq[MAX_ITEMS];
+	size_t n_rq;
+	size_t cut[MAX_ITEMS + 1]; /* batch boundaries */
+	size_t n_cut;
+};
+
+static uint64_t rnd(struct workload *w)
+{
+	uint64_t z = (w->x += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static unsigned below(struct workload *w, unsigned n)
+{
+	return (unsigned)(rnd(w) % n);
+}
+
+static void done(struct commit_item *it)
+{
+	(void)it;
+}
+
+static size_t t_render(struct store_op *op)
+{
+	return util_fmt(op->resp, op->resp_cap, "%s|%s", op->row.origin, op->row.status);
+}
+
+static int t_open(struct store_op *op, const uint8_t *blob, size_t n, const char *key_id)
+{
+	(void)op;
+	(void)blob;
+	(void)n;
+	(void)key_id;
+	return DLRD_EINVAL;
+}
+
+/* ---- the workload ---- */
+
+/* Messages 0 and 1 (4 and 5, ...) share a provider message id under two
+ * providers: two messages.  Messages 2 and 3 (6 and 7, ...) share one under
+ * the same provider: their lifecycles make one message of up to 8 events. */
+static const char *provider_of(int k)
+{
+	return k % 4 == 1 ? "vonage" : "twilio";
+}
+
+struct step {
+	enum dlr_status st;
+	const char *raw, *code;
+};
+
+/* Lifecycles, in the order a provider would send them. */
+static const struct step life[][4] = {
+    {{ST_ACCEPTED, "accepted", NULL}, {ST_SENT, "sent", NULL}, {ST_DELIVERED, "delivered", NULL}},
+    {{ST_ACCEPTED, "queued", NULL},
+     {ST_SENT, "sent", NULL},
+     {ST_UNDELIVERED, "undelivered", "30003"}},
+    {{ST_ACCEPTED, "accepted", NULL}, {ST_FAILED, "failed", "30008"}},
+    {{ST_SENT, "sent", NULL}, {ST_DELIVERED, "delivered", NULL}, {ST_FAILED, "failed", "30007"}},
+    {{ST_SENT, "sent", NULL}, {ST_UNKNOWN, "warped", NULL}, {ST_DELIVERED, "delivered", NULL}},
+    {{ST_ACCEPTED, "accepted", NULL}, {ST_SENT, "sent", NULL}, {ST_EXPIRED, "expired", "30001"}},
+    {{ST_DELIVERED, "delivered", NULL}, {ST_SENT, "sent", NULL}, {ST_ACCEPTED, "queued", NULL}},
+    {{ST_UNKNOWN, "mystery", NULL}, {ST_REJECTED, "rejected", "21610"}},
+};
+
+static void add_event(struct workload *w, int k, int i, const struct step *s)
+{
+	struct dlr_event *e = &w->ev[w->n_ev];
+
+	memset(e, 0, sizeof(*e));
+	e->kind = EV_STATUS;
+	e->provider = provider_of(k);
+	e->provider_message_id = w->pmids[k];
+	e->status = s->st;
+	e->raw_status = s->raw;
+	e->error_code = s->code;
+	e->occurred_ms = below(w, 2) ? BASE_MS + k * 60000 + i * 1000 : -1;
+	if (below(w, 3) == 0) {
+		util_fmt(w->strs[w->n_ev], sizeof(w->strs[0]), "ev-%s-%d", w->pmids[k], i);
+		e->provider_event_id = w->strs[w->n_ev];
+	}
+	if (s->st == ST_UNKNOWN) {
+		e->review = REVIEW_UNKNOWN_STATUS;
+		e->review_detail = "unmapped status";
+	}
+	e->recipient_hash = w->rhs[k];
+	e->destination_country = k % 4 == 0 ? "GB" : "US";
+	e->country_from_number = below(w, 2);
+	e->sender_identity = T_SENDER;
+	event_finish(e);
+	w->n_ev++;
+}
+
+static void add_inbound(struct workload *w, int k, const char *text, int i)
+{
+	struct dlr_event *e = &w->ev[w->n_ev];
+
+	memset(e, 0, sizeof(*e));
+	e->kind = EV_INBOUND;
+	e->provider = provider_of(k);
+	util_fmt(w->strs[w->n_ev], sizeof(w->strs[0]), "in-%s-%d", w->pmids[k], i);
+	e->provider_message_id = w->strs[w->n_ev];
+	e->recipient_hash = w->rhs[k];
+	e->sender_identity = T_SENDER;
+	e->text = text;
+	e->text_len = strlen(text);
+	e->keyword = optout_classify(text, e->text_len);
+	e->occurred_ms = below(w, 2) ? BASE_MS + i * 500 : -1;
+	event_finish(e);
+	w->n_ev++;
+}
+
+static struct req *new_req(struct workload *w)
+{
+	assert_true(w->n_rq < MAX_ITEMS);
+	struct req *r = &w->rq[w->n_rq++];
+	memset(r, 0, sizeof(*r));
+	r->it.complete = done;
+	/* arrival times a little out of order, as requests of one batch
+	 * arrive through several HTTP threads */
+	r->it.received_ms = BASE_MS + 3600000 + (int64_t)w->n_rq * 10 + below(w, 50) - 25;
+	return r;
+}
+
+static void add_send(struct workload *w, int k, const char *req_hash)
+{
+	struct req *r = new_req(w);
+	struct store_send *s = &r->op.send;
+
+	r->it.kind = CI_API;
+	r->it.op = &r->op;
+	r->it.provider = "api";
+	r->op.kind = STORE_OP_SEND;
+	r->op.actor = "tok1abcd";
+	r->op.actor_role = "app";
+	r->op.render = t_render;
+	r->op.open = t_open;
+	r->op.ctx = r;
+	r->op.resp = r->resp;
+	r->op.resp_cap = sizeof(r->resp);
+	util_fmt(r->idem, sizeof(r->idem), "key-%d", k);
+	util_strlcpy(r->reqh, req_hash, sizeof(r->reqh));
+	util_fmt(r->action_id, sizeof(r->action_id), "act-%d", k);
+	s->token_hash = "tokenhash1";
+	s->idem_key = r->idem;
+	s->request_hash = r->reqh;
+	s->provider = provider_of(k);
+	if (k % 5 != 4) { /* the rest are sends whose provider id is not known */
+		util_strlcpy(r->pmid, w->pmids[k], sizeof(r->pmid));
+		s->provider_message_id = r->pmid;
+	}
+	s->recipient_hash = w->rhs[k];
+	s->recipient_masked = "+1********23";
+	s->recipient_enc = t_enc;
+	s->recipient_enc_len = T_ENC_LEN;
+	s->recipient_key_id = "k1";
+	s->number_country = "US";
+	s->country = k % 7 == 0 ? "CA" : NULL;
+	s->recipient_timezone = "America/New_York";
+	s->use_case = k % 2 ? "otp" : "alert";
+	s->template_key = "tpl";
+	s->sender_identity = T_SENDER;
+	s->action_type = "login";
+	s->action_id = r->action_id;
+	s->metadata = "{\"n\":1}";
+	s->optout_exempt = k % 6 == 0;
+}
+
+static void build(struct workload *w, uint64_t seed)
+{
+	size_t order[MAX_EV], n_order = 0;
+
+	memset(w, 0, sizeof(*w));
+	w->x = seed;
+	for (int k = 0; k < N_MSG; k++) {
+		/* pairs share a provider message id (see provider_of()) */
+		util_fmt(w->pmids[k], sizeof(w->pmids[0]), "SM%llx%02d", (unsigned long long)seed,
+		         k / 2);
+		util_fmt(w->rhs[k], sizeof(w->rhs[0]), "rh%02d", k % 20);
+		const struct step *l = life[below(w, sizeof(life) / sizeof(life[0]))];
+		for (int i = 0; i < 4 && l[i].raw; i++)
+			add_event(w, k, i, &l[i]);
+	}
+	for (int j = 0; j < 8; j++) {
+		int k = (int)below(w, N_MSG);
+		add_inbound(w, k, below(w, 2) ? "STOP" : "START", j);
+	}
+	/* provider retries: ~20% of events again */
+	size_t n0 = w->n_ev;
+	for (size_t i = 0; i < n0; i++) {
+		order[n_order++] = i;
+		if (below(w, 5) == 0)
+			order[n_order++] = i;
+	}
+	/* shuffle with locality: swap each with one up to 8 ahead */
+	for (size_t i = 0; i + 1 < n_order; i++) {
+		size_t j = i + below(w, (unsigned)(n_order - i < 9 ? n_order - i : 9));
+		size_t t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	/* requests: 1-3 events each (the same event twice in one request is a
+	 * retry inside a request: fine), sends in between */
+	int sent[N_MSG] = {0};
+	for (size_t i = 0; i < n_order;) {
+		if (below(w, 4) == 0) {
+			int k = (int)below(w, N_MSG);
+			if (sent[k] == 0 || below(w, 2) == 0) {
+				/* a first send, a replay, or the key reused */
+				add_send(w, k,
+				         sent[k] && below(w, 4) == 0 ? "other-request" : "request");
+				sent[k] = 1;
+				continue;
+			}
+		}
+		size_t n = below(w, 7) == 0 ? 1 + below(w, 3) : 1;
+		if (n > n_order - i)
+			n = n_order - i;
+		struct req *r = new_req(w);
+		/* copies, so each request owns its events (a retry's too) */
+		struct dlr_event *evs = &w->ev[w->n_ev];
+		for (size_t j = 0; j < n; j++) {
+			assert_true(w->n_ev < MAX_EV);
+			w->ev[w->n_ev++] = w->ev[order[i + j]];
+		}
+		r->it.provider = evs[0].provider;
+		r->it.events = evs;
+		r->it.n_events = (size_t)(&w->ev[w->n_ev] - evs);
+		r->it.raw_payload = (struct iov){"raw=1", 5};
+		i += n;
+	}
+	/* batches of 1-12 requests */
+	w->cut[w->n_cut++] = 0;
+	for (size_t i = 0; i < w->n_rq;) {
+		i += 1 + below(w, 12);
+		w->cut[w->n_cut++] = i < w->n_rq ? i : w->n_rq;
+	}
+}
+
+/* ---- applying and comparing ---- */
+
+static void reset_outputs(struct req *r)
+{
+	r->it.result = 0;
+	r->it.n_new = r->it.n_dup = r->it.n_review = 0;
+	memset(&r->op.row, 0, sizeof(r->op.row));
+	r->op.outcome = STORE_DONE;
+	r->op.resp_status = 0;
+	r->op.resp_len = 0;
+}
+
+static void apply_all(struct backend *b, struct workload *w)
+{
+	struct commit_item *items[MAX_ITEMS];
+	char err[512] = "";
+
+	for (size_t c = 0; c + 1 < w->n_cut; c++) {
+		size_t n = 0;
+		for (size_t i = w->cut[c]; i < w->cut[c + 1]; i++) {
+			reset_outputs(&w->rq[i]);
+			items[n++] = &w->rq[i].it;
+		}
+		if (store_apply(b->st, items, n, err, sizeof(err)) != 0 ||
+		    store_sync(b->st, err, sizeof(err)) != 0)
+			fail_msg("%s: %s", store_backend(b->st), err);
+	}
+}
+
+static void save_outputs(struct workload *w)
+{
+	for (size_t i = 0; i < w->n_rq; i++) {
+		struct req *r = &w->rq[i];
+		r->n_new = r->it.n_new;
+		r->n_dup = r->it.n_dup;
+		r->n_review = r->it.n_review;
+		r->outcome = r->op.outcome;
+		r->resp_status = r->op.resp_status;
+		util_strlcpy(r->origin, r->op.row.origin, sizeof(r->origin));
+		util_strlcpy(r->status, r->op.row.status, sizeof(r->status));
+		r->is_final = r->op.row.is_final;
+		r->merged = r->op.row.merged;
+	}
+}
+
+static size_t compare_outputs(struct workload *w, uint64_t seed)
+{
+	size_t bad = 0;
+	for (size_t i = 0; i < w->n_rq; i++) {
+		struct req *r = &w->rq[i];
+		if (r->n_new == r->it.n_new && r->n_dup == r->it.n_dup &&
+		    r->n_review == r->it.n_review && r->outcome == r->op.outcome &&
+		    r->resp_status == r->op.resp_status &&
+		    strcmp(r->origin, r->op.row.origin) == 0 &&
+		    strcmp(r->status, r->op.row.status) == 0 && r->is_final == r->op.row.is_final &&
+		    r->merged == r->op.row.merged)
+			continue;
+		if (bad++ < MAX_REPORTS)
+			print_message(
+			    "seed %llu request %zu (%s): sqlite new %u dup %u review %u outcome"
+			    " %d status %d %s/%s final %d merged %d; postgresql new %u dup %u"
+			    " review %u outcome %d status %d %s/%s final %d merged %d\n",
+			    (unsigned long long)seed, i,
+			    r->it.kind == CI_API ? "send" : r->it.provider, r->n_new, r->n_dup,
+			    r->n_review, r->outcome, r->resp_status, r->origin, r->status,
+			    r->is_final, r->merged, r->it.n_new, r->it.n_dup, r->it.n_review,
+			    r->op.outcome, r->op.resp_status, r->op.row.origin, r->op.row.status,
+			    r->op.row.is_final, r->op.row.merged);
+	}
+	return bad;
+}
+
+struct lines {
+	char (*l)[LINE_LEN];
+	size_t n, cap;
+};
+
+static void add_line(struct lines *ls, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void add_line(struct lines *ls, const char *fmt, ...)
+{
+	va_list ap;
+	if (ls->n == ls->cap) {
+		ls->cap = ls->cap ? 2 * ls->cap : 256;
+		ls->l = realloc(ls->l, ls->cap * sizeof(*ls->l));
+		assert_non_null(ls->l);
+	}
+	va_start(ap, fmt);
+	vsnprintf(ls->l[ls->n++], LINE_LEN, fmt, ap);
+	va_end(ap);
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+#define S(x) ((x) ? (x) : "-")
+
+/* The message's key across backends. */
+static void msg_key(const struct store_message *m, char out[KEY_LEN])
+{
+	util_fmt(out, KEY_LEN, "%s|%s|%s", S(m->provider), S(m->provider_message_id),
+	         S(m->action_id));
+}
+
+/* Everything readable, as sorted lines without generated ids. */
+static void snapshot(struct backend *b, struct lines *ls)
+{
+	struct arena ar;
+	struct store_message *rows;
+	struct store_review_item *rv;
+	struct store_stats_row *stats;
+	size_t n, nr, ns;
+	char err[256], key[KEY_LEN];
+	struct store_query q = {.final = -1, .limit = 10000};
+
+	arena_init(&ar, NULL, 0);
+	assert_int_equal(store_search(b->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	for (size_t i = 0; i < n; i++) {
+		const struct store_message *m = &rows[i];
+		struct store_message tm;
+		struct store_event *ev;
+		size_t ne;
+		msg_key(m, key);
+		add_line(ls,
+		         "msg %s origin=%s status=%s raw=%s code=%s reason=%s occurred=%s final=%d"
+		         " conflict=%d read=%d rcpt=%d masked=%s country=%s/%s sender=%s tpl=%s"
+		         " use=%s action=%s meta=%s tz=%s events=%lld callbacks=%lld dups=%lld"
+		         " first=%s final_at=%s created=%s updated=%s sent=%s",
+		         key, S(m->origin), S(m->status), S(m->raw_status), S(m->error_code),
+		         S(m->error_reason), S(m->occurred_at), m->is_final, m->final_conflict,
+		         m->read_receipt, m->has_recipient, S(m->recipient_masked),
+		         S(m->destination_country), S(m->country_source), S(m->sender_identity),
+		         S(m->template_key), S(m->use_case), S(m->action_type), S(m->metadata),
+		         S(m->recipient_timezone), (long long)m->event_count,
+		         (long long)m->callback_count, (long long)m->duplicate_count,
+		         S(m->first_callback_at), S(m->final_at), S(m->created_at),
+		         S(m->updated_at), S(m->sent_recorded_at));
+		assert_int_equal(
+		    store_get_timeline(b->st, &ar, m->id, true, &tm, &ev, &ne, err, sizeof(err)),
+		    0);
+		for (size_t j = 0; j < ne; j++)
+			add_line(
+			    ls,
+			    "event %s status=%s raw=%s code=%s reason=%s peid=%s final=%d read=%d"
+			    " occurred=%s received=%s deliveries=%lld payload=%.*s",
+			    key, S(ev[j].status), S(ev[j].raw_status), S(ev[j].error_code),
+			    S(ev[j].error_reason), S(ev[j].provider_event_id), ev[j].is_final,
+			    ev[j].read_receipt, S(ev[j].provider_occurred_at), S(ev[j].received_at),
+			    (long long)ev[j].deliveries, (int)ev[j].raw_payload_len,
+			    ev[j].raw_payload ? ev[j].raw_payload : "");
+	}
+	struct store_review_query rq = {.state = -1, .limit = 10000};
+	assert_int_equal(store_list_review(b->st, &ar, &rq, &rv, &nr, err, sizeof(err)), 0);
+	for (size_t i = 0; i < nr; i++) {
+		/* the message's key instead of its id */
+		const char *mk = "-";
+		for (size_t j = 0; rv[i].message_id && j < n; j++)
+			if (strcmp(rows[j].id, rv[i].message_id) == 0) {
+				msg_key(&rows[j], key);
+				mk = key;
+			}
+		add_line(ls, "review %s provider=%s reason=%s detail=%s raw=%s event=%d created=%s",
+		         mk, S(rv[i].provider), S(rv[i].reason), S(rv[i].detail),
+		         S(rv[i].raw_status), rv[i].event_id != 0, S(rv[i].created_at));
+	}
+	struct store_stats_query sq = {.group_by = STORE_STATS_COUNTRY,
+	                               .since = "2000-01-01T00:00:00.000Z",
+	                               .until = "2100-01-01T00:00:00.000Z",
+	                               .limit = 100};
+	assert_int_equal(store_stats(b->st, &ar, &sq, &stats, &ns, err, sizeof(err)), 0);
+	for (size_t i = 0; i < ns; i++) {
+		char by[128] = "";
+		size_t o = 0;
+		for (int s = 0; s < ST__COUNT; s++)
+			o += util_fmt(by + o, sizeof(by) - o, " %lld",
+			              (long long)stats[i].by_status[s]);
+		add_line(ls, "stats %s count=%lld final=%lld by%s", S(stats[i].key),
+		         (long long)stats[i].count, (long long)stats[i].final_count, by);
+	}
+	arena_fini(&ar);
+	qsort(ls->l, ls->n, sizeof(*ls->l), cmp_line);
+}
+
+static size_t compare_snapshots(const struct lines *a, const struct lines *b, uint64_t seed)
+{
+	size_t i = 0, j = 0, bad = 0;
+	while (i < a->n || j < b->n) {
+		int c = i == a->n ? 1 : j == b->n ? -1 : strcmp(a->l[i], b->l[j]);
+		if (c == 0) {
+			i++, j++;
+			continue;
+		}
+		if (bad++ < MAX_REPORTS)
+			print_message("seed %llu: only in %s: %s\n", (unsigned long long)seed,
+			              c < 0 ? "sqlite" : "postgresql", c < 0 ? a->l[i] : b->l[j]);
+		if (c < 0)
+			i++;
+		else
+			j++;
+	}
+	return bad;
+}
+
+/* ---- the test ---- */
+
+static void open_sqlite(struct backend *b)
+{
+	char err[512] = "";
+	util_strlcpy(b->dir, "/tmp/dlrd-diff-XXXXXX", sizeof(b->dir));
+	assert_non_null(mkdtemp(b->dir));
+	util_fmt(b->url, sizeof(b->url), "sqlite:%s/t.db", b->dir);
+	b->cfg.storage_url = b->url;
+	b->cfg.synchronous = SYNC_FULL;
+	if (store_open(&b->cfg, &b->st, err, sizeof(err)) != 0)
+		fail_msg("sqlite: %s", err);
+}
+
+static void open_pg(struct backend *b)
+{
+	char err[512] = "";
+	assert_int_equal(pgt_create_db(b->pgdb, sizeof(b->pgdb), b->url, sizeof(b->url)), 0);
+	b->cfg.storage_url = b->url;
+	b->cfg.synchronous = SYNC_FULL;
+	if (store_open(&b->cfg, &b->st, err, sizeof(err)) != 0)
+		fail_msg("postgresql: %s", err);
+}
+
+static void close_both(struct backend *s, struct backend *p)
+{
+	char cmd[128];
+	store_close(s->st);
+	util_fmt(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
+	assert_int_equal(system(cmd), 0);
+	store_close(p->st);
+	pgt_drop_db(p->pgdb);
+}
+
+static size_t run_seed(uint64_t seed)
+{
+	static struct workload w;
+	struct backend s = {0}, p = {0};
+	struct lines ls = {0}, lp = {0};
+	size_t bad;
+
+	build(&w, seed);
+	open_sqlite(&s);
+	open_pg(&p);
+	apply_all(&s, &w);
+	save_outputs(&w);
+	apply_all(&p, &w);
+	bad = compare_outputs(&w, seed);
+	snapshot(&s, &ls);
+	snapshot(&p, &lp);
+	bad += compare_snapshots(&ls, &lp, seed);
+	if (getenv("DLRD_DIFF_SHOW")) {
+		for (size_t i = 0; i < lp.n; i++)
+			print_message("%s\n", lp.l[i]);
+		for (size_t i = 0; i < w.n_rq; i++)
+			print_message(
+			    "request %zu %s: new %u dup %u review %u outcome %d status %d\n", i,
+			    w.rq[i].it.kind == CI_API ? "send" : w.rq[i].it.provider, w.rq[i].n_new,
+			    w.rq[i].n_dup, w.rq[i].n_review, w.rq[i].outcome, w.rq[i].resp_status);
+	}
+	free(ls.l);
+	free(lp.l);
+	close_both(&s, &p);
+	return bad;
+}
+
+static void test_backends_agree(void **state)
+{
+	const char *one = getenv("DLRD_DIFF_SEED"), *many = getenv("DLRD_DIFF_SEEDS");
+	uint64_t first = one && *one ? strtoull(one, NULL, 10) : 1;
+	uint64_t n = one && *one ? 1 : many && *many ? strtoull(many, NULL, 10) : 20;
+	size_t failed = 0;
+	(void)state;
+
+	for (uint64_t seed = first; seed < first + n; seed++) {
+		size_t bad = run_seed(seed);
+		if (bad) {
+			print_message(
+			    "seed %llu: %zu differences (DLRD_DIFF_SEED=%llu reruns it)\n",
+			    (unsigned long long)seed, bad, (unsigned long long)seed);
+			failed++;
+		}
+	}
+	assert_int_equal(failed, 0);
+}
+
+int main(void)
+{
+	if (!pgt_server())
+		return pgt_not_configured("test_store_diff");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_backends_agree),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
