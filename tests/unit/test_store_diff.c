@@ -16,7 +16,9 @@
  * sends.  Batches are 1-12 requests.
  *
  * Compared: each request's outcome (new, duplicate and review counts; an
- * API write's outcome, status, origin, final flag and merge); then every
+ * API write's outcome, status, origin, final flag and merge: sends, and
+ * provider ids set later for sends recorded without one, which merges a
+ * callback-created message into the send); then every
  * message's summary (all fields but the generated id), its timeline as a
  * set of events, the review queue and the stats by country.  Normalized,
  * because they legitimately differ: message ids (UUIDv7 made at insert:
@@ -33,7 +35,8 @@
  * It found one difference when written: SQLite kept the first and the last
  * written receipt time (first_callback_at, final_at, updated_at) where
  * PostgreSQL keeps the earliest and the latest, so requests of a batch
- * whose received_ms were not in queue order gave different rows.
+ * whose received_ms were not in queue order gave different rows (seeds 2-8,
+ * and 24 and 57 for the API's writes, which stay in the default run).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,6 +82,11 @@ struct req {
 	struct store_op op;
 	char resp[SEND_CAP];
 	char idem[32], reqh[32], pmid[32], action_id[40], rh[16];
+	/* a send: the message id each backend gave it; a set provider id:
+	 * its send's index, and the id of that send on the backend at hand */
+	char row_id[2][37];
+	long send_of;
+	char msg_id[37];
 	/* outputs of the first backend, for the comparison */
 	int result;
 	uint32_t n_new, n_dup, n_review;
@@ -213,6 +221,7 @@ static struct req *new_req(struct workload *w)
 	assert_true(w->n_rq < MAX_ITEMS);
 	struct req *r = &w->rq[w->n_rq++];
 	memset(r, 0, sizeof(*r));
+	r->send_of = -1;
 	r->it.complete = done;
 	/* arrival times a little out of order, as requests of one batch
 	 * arrive through several HTTP threads */
@@ -220,15 +229,14 @@ static struct req *new_req(struct workload *w)
 	return r;
 }
 
-static void add_send(struct workload *w, int k, const char *req_hash)
+static struct req *new_api(struct workload *w, enum store_op_kind kind)
 {
 	struct req *r = new_req(w);
-	struct store_send *s = &r->op.send;
 
 	r->it.kind = CI_API;
 	r->it.op = &r->op;
 	r->it.provider = "api";
-	r->op.kind = STORE_OP_SEND;
+	r->op.kind = kind;
 	r->op.actor = "tok1abcd";
 	r->op.actor_role = "app";
 	r->op.render = t_render;
@@ -236,6 +244,27 @@ static void add_send(struct workload *w, int k, const char *req_hash)
 	r->op.ctx = r;
 	r->op.resp = r->resp;
 	r->op.resp_cap = sizeof(r->resp);
+	return r;
+}
+
+/* The provider message id of a send recorded without one (the request at
+ * index send), which merges the message with its callbacks when they came
+ * first. */
+static void add_set(struct workload *w, int k, long send)
+{
+	struct req *r = new_api(w, STORE_OP_SET_PROVIDER_ID);
+
+	r->send_of = send;
+	r->op.message_id = r->msg_id;
+	util_strlcpy(r->pmid, w->pmids[k], sizeof(r->pmid));
+	r->op.text = r->pmid;
+}
+
+static long add_send(struct workload *w, int k, const char *req_hash)
+{
+	struct req *r = new_api(w, STORE_OP_SEND);
+	struct store_send *s = &r->op.send;
+
 	util_fmt(r->idem, sizeof(r->idem), "key-%d", k);
 	util_strlcpy(r->reqh, req_hash, sizeof(r->reqh));
 	util_fmt(r->action_id, sizeof(r->action_id), "act-%d", k);
@@ -262,6 +291,7 @@ static void add_send(struct workload *w, int k, const char *req_hash)
 	s->action_id = r->action_id;
 	s->metadata = "{\"n\":1}";
 	s->optout_exempt = k % 6 == 0;
+	return (long)(r - w->rq);
 }
 
 static void build(struct workload *w, uint64_t seed)
@@ -300,13 +330,25 @@ static void build(struct workload *w, uint64_t seed)
 	/* requests: 1-3 events each (the same event twice in one request is a
 	 * retry inside a request: fine), sends in between */
 	int sent[N_MSG] = {0};
+	long unset[N_MSG]; /* sends without a provider message id yet */
+	int unset_k[N_MSG], n_unset = 0;
 	for (size_t i = 0; i < n_order;) {
+		if (n_unset > 0 && below(w, 6) == 0) {
+			n_unset--;
+			add_set(w, unset_k[n_unset], unset[n_unset]);
+			continue;
+		}
 		if (below(w, 4) == 0) {
 			int k = (int)below(w, N_MSG);
 			if (sent[k] == 0 || below(w, 2) == 0) {
 				/* a first send, a replay, or the key reused */
-				add_send(w, k,
-				         sent[k] && below(w, 4) == 0 ? "other-request" : "request");
+				long at = add_send(w, k,
+				                   sent[k] && below(w, 4) == 0 ? "other-request"
+				                                               : "request");
+				if (!sent[k] && !w->rq[at].op.send.provider_message_id) {
+					unset[n_unset] = at;
+					unset_k[n_unset++] = k;
+				}
 				sent[k] = 1;
 				continue;
 			}
@@ -327,12 +369,19 @@ static void build(struct workload *w, uint64_t seed)
 		r->it.raw_payload = (struct iov){"raw=1", 5};
 		i += n;
 	}
-	/* batches of 1-12 requests */
+	/* batches of 1-12 requests; a set provider id starts a batch when its
+	 * send is in the current one (it needs the id the send got) */
 	w->cut[w->n_cut++] = 0;
-	for (size_t i = 0; i < w->n_rq;) {
-		i += 1 + below(w, 12);
-		w->cut[w->n_cut++] = i < w->n_rq ? i : w->n_rq;
+	size_t size = 1 + below(w, 12);
+	for (size_t i = 1; i < w->n_rq; i++) {
+		size_t start = w->cut[w->n_cut - 1];
+		if (i - start >= size ||
+		    (w->rq[i].send_of >= 0 && (size_t)w->rq[i].send_of >= start)) {
+			w->cut[w->n_cut++] = i;
+			size = 1 + below(w, 12);
+		}
 	}
+	w->cut[w->n_cut++] = w->n_rq;
 }
 
 /* ---- applying and comparing ---- */
@@ -347,7 +396,7 @@ static void reset_outputs(struct req *r)
 	r->op.resp_len = 0;
 }
 
-static void apply_all(struct backend *b, struct workload *w)
+static void apply_all(struct backend *b, struct workload *w, int which)
 {
 	struct commit_item *items[MAX_ITEMS];
 	char err[512] = "";
@@ -355,13 +404,27 @@ static void apply_all(struct backend *b, struct workload *w)
 	for (size_t c = 0; c + 1 < w->n_cut; c++) {
 		size_t n = 0;
 		for (size_t i = w->cut[c]; i < w->cut[c + 1]; i++) {
-			reset_outputs(&w->rq[i]);
-			items[n++] = &w->rq[i].it;
+			struct req *r = &w->rq[i];
+			reset_outputs(r);
+			if (r->send_of >= 0)
+				util_strlcpy(r->msg_id, w->rq[r->send_of].row_id[which],
+				             sizeof(r->msg_id));
+			items[n++] = &r->it;
 		}
 		if (store_apply(b->st, items, n, err, sizeof(err)) != 0 ||
 		    store_sync(b->st, err, sizeof(err)) != 0)
 			fail_msg("%s: %s", store_backend(b->st), err);
+		for (size_t i = w->cut[c]; i < w->cut[c + 1]; i++)
+			if (w->rq[i].it.kind == CI_API && w->rq[i].op.kind == STORE_OP_SEND)
+				util_strlcpy(w->rq[i].row_id[which], w->rq[i].op.row.id,
+				             sizeof(w->rq[i].row_id[0]));
 	}
+}
+
+/* What a request is, for messages. */
+static const char *req_kind(const struct req *r)
+{
+	return r->it.kind != CI_API ? r->it.provider : r->send_of >= 0 ? "set" : "send";
 }
 
 static void save_outputs(struct workload *w)
@@ -397,8 +460,7 @@ static size_t compare_outputs(struct workload *w, uint64_t seed)
 			    "seed %llu request %zu (%s): sqlite new %u dup %u review %u outcome"
 			    " %d status %d %s/%s final %d merged %d; postgresql new %u dup %u"
 			    " review %u outcome %d status %d %s/%s final %d merged %d\n",
-			    (unsigned long long)seed, i,
-			    r->it.kind == CI_API ? "send" : r->it.provider, r->n_new, r->n_dup,
+			    (unsigned long long)seed, i, req_kind(r), r->n_new, r->n_dup,
 			    r->n_review, r->outcome, r->resp_status, r->origin, r->status,
 			    r->is_final, r->merged, r->it.n_new, r->it.n_dup, r->it.n_review,
 			    r->op.outcome, r->op.resp_status, r->op.row.origin, r->op.row.status,
@@ -584,9 +646,9 @@ static size_t run_seed(uint64_t seed)
 	build(&w, seed);
 	open_sqlite(&s);
 	open_pg(&p);
-	apply_all(&s, &w);
+	apply_all(&s, &w, 0);
 	save_outputs(&w);
-	apply_all(&p, &w);
+	apply_all(&p, &w, 1);
 	bad = compare_outputs(&w, seed);
 	snapshot(&s, &ls);
 	snapshot(&p, &lp);
@@ -595,10 +657,11 @@ static size_t run_seed(uint64_t seed)
 		for (size_t i = 0; i < lp.n; i++)
 			print_message("%s\n", lp.l[i]);
 		for (size_t i = 0; i < w.n_rq; i++)
-			print_message(
-			    "request %zu %s: new %u dup %u review %u outcome %d status %d\n", i,
-			    w.rq[i].it.kind == CI_API ? "send" : w.rq[i].it.provider, w.rq[i].n_new,
-			    w.rq[i].n_dup, w.rq[i].n_review, w.rq[i].outcome, w.rq[i].resp_status);
+			print_message("request %zu %s: new %u dup %u review %u outcome %d status "
+			              "%d merged %d\n",
+			              i, req_kind(&w.rq[i]), w.rq[i].n_new, w.rq[i].n_dup,
+			              w.rq[i].n_review, w.rq[i].outcome, w.rq[i].resp_status,
+			              w.rq[i].merged);
 	}
 	free(ls.l);
 	free(lp.l);
@@ -606,15 +669,24 @@ static size_t run_seed(uint64_t seed)
 	return bad;
 }
 
+/* Seeds that once differed, run besides the first 20 (they depend on the
+ * generator above: re-find such seeds when it changes).  24 adopts a
+ * callback-created row into a send recorded later than the row's last
+ * update; 57 merges one into a send by setting its provider id: both moved
+ * updated_at back on SQLite before e58ea42. */
+static const uint64_t regressions[] = {24, 57};
+
 static void test_backends_agree(void **state)
 {
 	const char *one = getenv("DLRD_DIFF_SEED"), *many = getenv("DLRD_DIFF_SEEDS");
 	uint64_t first = one && *one ? strtoull(one, NULL, 10) : 1;
 	uint64_t n = one && *one ? 1 : many && *many ? strtoull(many, NULL, 10) : 20;
+	size_t n_reg = one && *one ? 0 : sizeof(regressions) / sizeof(regressions[0]);
 	size_t failed = 0;
 	(void)state;
 
-	for (uint64_t seed = first; seed < first + n; seed++) {
+	for (uint64_t i = 0; i < n + n_reg; i++) {
+		uint64_t seed = i < n ? first + i : regressions[i - n];
 		size_t bad = run_seed(seed);
 		if (bad) {
 			print_message(
