@@ -20,7 +20,11 @@
  * provider ids set later for sends recorded without one, which merges a
  * callback-created message into the send); then every
  * message's summary (all fields but the generated id), its timeline as a
- * set of events, the review queue and the stats by country.  Normalized,
+ * set of events, the review queue and the stats by country.  Then support's
+ * writes, which name rows by id: every second open review item resolved and
+ * every third recorded send's number revealed, in one batch, the rows taken
+ * in an order both backends share; their outcomes, the review items'
+ * resolutions and the audit log are compared too.  Normalized,
  * because they legitimately differ: message ids (UUIDv7 made at insert:
  * messages are matched by provider, provider message id and action id),
  * event and review ids (numbers from each database's own sequence), and
@@ -133,11 +137,10 @@ static size_t t_render(struct store_op *op)
 
 static int t_open(struct store_op *op, const uint8_t *blob, size_t n, const char *key_id)
 {
-	(void)op;
-	(void)blob;
-	(void)n;
-	(void)key_id;
-	return DLRD_EINVAL;
+	if (n != T_ENC_LEN || memcmp(blob, t_enc, n) != 0 || !key_id || strcmp(key_id, "k1") != 0)
+		return DLRD_EINVAL;
+	util_strlcpy(op->number, "+14155550123", sizeof(op->number));
+	return 0;
 }
 
 /* ---- the workload ---- */
@@ -560,9 +563,27 @@ static void snapshot(struct backend *b, struct lines *ls)
 				msg_key(&rows[j], key);
 				mk = key;
 			}
-		add_line(ls, "review %s provider=%s reason=%s detail=%s raw=%s event=%d created=%s",
+		add_line(ls,
+		         "review %s provider=%s reason=%s detail=%s raw=%s event=%d created=%s"
+		         " resolved=%s by=%s resolution=%s",
 		         mk, S(rv[i].provider), S(rv[i].reason), S(rv[i].detail),
-		         S(rv[i].raw_status), rv[i].event_id != 0, S(rv[i].created_at));
+		         S(rv[i].raw_status), rv[i].event_id != 0, S(rv[i].created_at),
+		         S(rv[i].resolved_at), S(rv[i].resolved_by), S(rv[i].resolution));
+	}
+	struct store_audit_query aq = {.limit = 10000};
+	struct store_audit_row *au;
+	size_t na;
+	assert_int_equal(store_list_audit(b->st, &ar, &aq, &au, &na, err, sizeof(err)), 0);
+	for (size_t i = 0; i < na; i++) {
+		const char *mk = "-";
+		for (size_t j = 0; au[i].message_id && j < n; j++)
+			if (strcmp(rows[j].id, au[i].message_id) == 0) {
+				msg_key(&rows[j], key);
+				mk = key;
+			}
+		add_line(ls, "audit %s at=%s actor=%s role=%s action=%s reason=%s review=%d", mk,
+		         S(au[i].at), S(au[i].actor), S(au[i].actor_role), S(au[i].action),
+		         S(au[i].reason), au[i].review_id != 0);
 	}
 	struct store_stats_query sq = {.group_by = STORE_STATS_COUNTRY,
 	                               .since = "2000-01-01T00:00:00.000Z",
@@ -636,6 +657,91 @@ static void close_both(struct backend *s, struct backend *p)
 	pgt_drop_db(p->pgdb);
 }
 
+/* ---- support's writes, which name rows by id ---- */
+
+struct named {
+	char line[LINE_LEN]; /* what the row is, the same on both backends */
+	char id[40];         /* its id on this backend */
+	int64_t review_id;
+};
+
+static int cmp_named(const void *a, const void *b)
+{
+	return strcmp(((const struct named *)a)->line, ((const struct named *)b)->line);
+}
+
+/* Resolves every second open review item and reveals the number of every
+ * third recorded send, in one batch, taking the rows in an order both
+ * backends share (by what they are, not by id); outcomes go to out[]. */
+static size_t support_ops(struct backend *b, int out[], size_t cap)
+{
+	static struct named nm[2 * MAX_ITEMS];
+	static struct req ops[2 * MAX_ITEMS];
+	struct commit_item *items[2 * MAX_ITEMS];
+	struct arena ar;
+	struct store_message *rows;
+	struct store_review_item *rv;
+	size_t n, nr, k = 0, nn = 0;
+	char err[256], key[KEY_LEN];
+	struct store_query q = {.final = -1, .limit = 10000};
+	struct store_review_query rq = {.state = 0, .limit = 10000};
+
+	arena_init(&ar, NULL, 0);
+	assert_int_equal(store_search(b->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(store_list_review(b->st, &ar, &rq, &rv, &nr, err, sizeof(err)), 0);
+	for (size_t i = 0; i < nr && nn < 2 * MAX_ITEMS; i++, nn++) {
+		const char *mk = "-";
+		for (size_t j = 0; rv[i].message_id && j < n; j++)
+			if (strcmp(rows[j].id, rv[i].message_id) == 0) {
+				msg_key(&rows[j], key);
+				mk = key;
+			}
+		util_fmt(nm[nn].line, LINE_LEN, "1 %s %s %s %s %s", mk, S(rv[i].reason),
+		         S(rv[i].raw_status), S(rv[i].detail), S(rv[i].created_at));
+		nm[nn].review_id = rv[i].id;
+	}
+	for (size_t i = 0; i < n && nn < 2 * MAX_ITEMS; i++) {
+		if (!rows[i].origin || strcmp(rows[i].origin, "callback") == 0)
+			continue;
+		msg_key(&rows[i], key);
+		util_fmt(nm[nn].line, LINE_LEN, "2 %s", key);
+		util_strlcpy(nm[nn].id, rows[i].id, sizeof(nm[nn].id));
+		nm[nn++].review_id = 0;
+	}
+	qsort(nm, nn, sizeof(nm[0]), cmp_named);
+	for (size_t i = 0; i < nn; i++) {
+		bool review = nm[i].review_id != 0;
+		if (i % (review ? 2 : 3) != 0)
+			continue;
+		struct req *r = &ops[k];
+		memset(r, 0, sizeof(*r));
+		r->it.kind = CI_API;
+		r->it.op = &r->op;
+		r->it.provider = "api";
+		r->it.complete = done;
+		r->it.received_ms = BASE_MS + 7200000 + (int64_t)k;
+		r->op.kind = review ? STORE_OP_RESOLVE_REVIEW : STORE_OP_REVEAL;
+		r->op.actor = "tok2efgh";
+		r->op.actor_role = "support";
+		r->op.render = t_render;
+		r->op.open = t_open;
+		r->op.ctx = r;
+		r->op.resp = r->resp;
+		r->op.resp_cap = sizeof(r->resp);
+		r->op.review_id = nm[i].review_id;
+		r->op.message_id = review ? NULL : nm[i].id;
+		r->op.text = review ? (k % 2 ? "checked" : NULL) : "ticket 42";
+		items[k++] = &r->it;
+	}
+	if (k && (store_apply(b->st, items, k, err, sizeof(err)) != 0 ||
+	          store_sync(b->st, err, sizeof(err)) != 0))
+		fail_msg("%s: %s", store_backend(b->st), err);
+	for (size_t i = 0; i < k && i < cap; i++)
+		out[i] = (int)ops[i].op.outcome * 1000 + (ops[i].op.number[0] != 0);
+	arena_fini(&ar);
+	return k;
+}
+
 static size_t run_seed(uint64_t seed)
 {
 	static struct workload w;
@@ -650,6 +756,14 @@ static size_t run_seed(uint64_t seed)
 	save_outputs(&w);
 	apply_all(&p, &w, 1);
 	bad = compare_outputs(&w, seed);
+	int out_s[2 * MAX_ITEMS], out_p[2 * MAX_ITEMS];
+	size_t ks = support_ops(&s, out_s, 2 * MAX_ITEMS);
+	size_t kp = support_ops(&p, out_p, 2 * MAX_ITEMS);
+	if (ks != kp || memcmp(out_s, out_p, ks * sizeof(int)) != 0) {
+		print_message("seed %llu: support's writes differ (%zu and %zu)\n",
+		              (unsigned long long)seed, ks, kp);
+		bad++;
+	}
 	snapshot(&s, &ls);
 	snapshot(&p, &lp);
 	bad += compare_snapshots(&ls, &lp, seed);
