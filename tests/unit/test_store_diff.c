@@ -26,7 +26,8 @@
  * in an order both backends share; their outcomes, the review items'
  * resolutions and the audit log are compared too.  What has no read method
  * (inbound messages, opt-out state and history) is compared straight from
- * each database.  Normalized,
+ * each database.  So are 17 message searches with filters, read page by
+ * page, as sets of keys.  Normalized,
  * because they legitimately differ: message ids (UUIDv7 made at insert:
  * messages are matched by provider, provider message id and action id),
  * event and review ids (numbers from each database's own sequence), and
@@ -513,6 +514,7 @@ static void msg_key(const struct store_message *m, char out[KEY_LEN])
 
 /* Everything readable, as sorted lines without generated ids. */
 static void table_lines(struct backend *b, struct lines *ls);
+static void query_lines(struct backend *b, struct lines *ls);
 
 static void snapshot(struct backend *b, struct lines *ls)
 {
@@ -608,6 +610,7 @@ static void snapshot(struct backend *b, struct lines *ls)
 	}
 	arena_fini(&ar);
 	table_lines(b, ls);
+	query_lines(b, ls);
 	qsort(ls->l, ls->n, sizeof(*ls->l), cmp_line);
 }
 
@@ -723,6 +726,60 @@ static void table_lines(struct backend *b, struct lines *ls)
 		PQclear(r);
 	}
 	PQfinish(c);
+}
+
+/* Message search with filters, read page by page (5 rows a page, the next
+ * page below the last id), as the set of keys each query finds: the
+ * filters and the keyset pagination of both backends must agree.  (Not the
+ * order: messages created in the same millisecond may order differently.) */
+static const struct store_query queries[] = {
+    {.final = -1},
+    {.final = 1},
+    {.final = 0},
+    {.final = -1, .statuses = {"delivered", "failed", "undelivered"}, .n_statuses = 3},
+    {.final = -1, .statuses = {"accepted", "sent", "unknown"}, .n_statuses = 3},
+    {.final = -1, .provider = "vonage"},
+    {.final = -1, .country = "GB"},
+    {.final = 1, .country = "US", .provider = "twilio"},
+    {.final = -1, .origin = "joined"},
+    {.final = -1, .origin = "callback"},
+    {.final = -1, .use_case = "otp", .template_key = "tpl"},
+    {.final = -1, .sender_identity = T_SENDER, .action_type = "login"},
+    {.final = -1, .action_id = "act-3"},
+    {.final = -1, .created_from = "2023-11-14T23:13:20.300Z"},
+    {.final = -1, .created_to = "2023-11-14T23:13:20.300Z"},
+    {.final = -1,
+     .updated_from = "2023-11-14T23:13:20.500Z",
+     .updated_to = "2023-11-14T23:13:21.000Z"},
+    {.final = -1, .stuck_before = "2023-11-14T23:13:20.600Z"},
+};
+
+static void query_lines(struct backend *b, struct lines *ls)
+{
+	for (size_t qi = 0; qi < sizeof(queries) / sizeof(queries[0]); qi++) {
+		struct store_query q = queries[qi];
+		struct arena ar;
+		struct store_message *rows;
+		char err[256], key[KEY_LEN], last[40] = "";
+		size_t n, pages = 0;
+
+		arena_init(&ar, NULL, 0);
+		q.limit = 5;
+		do {
+			assert_int_equal(store_search(b->st, &ar, &q, &rows, &n, err, sizeof(err)),
+			                 0);
+			for (size_t i = 0; i < n; i++) {
+				msg_key(&rows[i], key);
+				add_line(ls, "query %zu %s", qi, key);
+			}
+			if (n > 0) {
+				util_strlcpy(last, rows[n - 1].id, sizeof(last));
+				q.before_id = last;
+			}
+			assert_true(++pages < 1000);
+		} while (n == q.limit);
+		arena_fini(&ar);
+	}
 }
 
 /* ---- support's writes, which name rows by id ---- */
