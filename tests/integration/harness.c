@@ -307,6 +307,21 @@ int h_spawn(struct dlrd *d)
 	return 0;
 }
 
+/* dlrd died of a signal no test sends (SIGABRT from a library's panic,
+ * SIGSEGV): what it said last is the only clue, so it goes to stderr. */
+static void dump_log_tail(const struct dlrd *d, int sig)
+{
+	size_t n = 0;
+	char *log = h_read_file(d->log_path, &n);
+	size_t from = n > d->log_off ? d->log_off : n;
+
+	if (n - from > 4096)
+		from = n - 4096;
+	fprintf(stderr, "harness: dlrd died of signal %d (%s); the end of its output:\n%.*s\n", sig,
+	        strsignal(sig), (int)(n - from), log ? log + from : "");
+	free(log);
+}
+
 int h_wait_exit(struct dlrd *d, int timeout_ms, int *status)
 {
 	int64_t deadline = h_now_ms() + timeout_ms;
@@ -320,6 +335,8 @@ int h_wait_exit(struct dlrd *d, int timeout_ms, int *status)
 			d->pid = 0;
 			if (status)
 				*status = r == -1 ? -1 : st;
+			if (r > 0 && WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL)
+				dump_log_tail(d, WTERMSIG(st));
 			return 0;
 		}
 		if (h_now_ms() >= deadline)
