@@ -123,6 +123,7 @@ struct http {
 	atomic_int answering;         /* resumed, answer not yet sent (finish to completed) */
 	atomic_uint n_conns;          /* open connections (for the limit) */
 	atomic_llong limit_log_ms;    /* last "connection limit reached" log */
+	atomic_bool quiesced;         /* shutting down: new connections are closed */
 	/* static responses, shared read-only by every thread */
 	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post, *r_405_get,
 	    *r_413, *r_414, *r_415, *r_431, *r_503, *r_503_full, *r_503_stalled, *r_health_ok,
@@ -891,6 +892,8 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	struct http *h = cls;
 	(void)addr;
 	(void)addrlen;
+	if (atomic_load(&h->quiesced))
+		return MHD_NO;
 	if (atomic_load(&h->n_conns) < h->cfg->max_connections)
 		return MHD_YES;
 	long long now = util_mono_ms(), last = atomic_load(&h->limit_log_ms);
@@ -1045,6 +1048,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	atomic_init(&h->answering, 0);
 	atomic_init(&h->n_conns, 0);
 	atomic_init(&h->limit_log_ms, util_mono_ms() - LIMIT_LOG_MS);
+	atomic_init(&h->quiesced, false);
 	atomic_init(&h->stopping, false);
 	pthread_mutex_init(&h->pool_mu, NULL);
 	pthread_mutex_init(&h->reg_mu, NULL);
@@ -1111,13 +1115,16 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	return 0;
 }
 
+/* Not MHD_quiesce_daemon(): with epoll and a thread pool it races with the
+ * workers' own removal of the listening socket from their epoll sets, and
+ * the loser's epoll_ctl() fails with ENOENT, which libmicrohttpd 0.9.75
+ * answers with MHD_PANIC(), that is abort() (seen in CI: dlrd killed by
+ * SIGABRT during the SIGTERM drain).  The accept policy closes new
+ * connections instead; the listening socket closes with the daemon. */
 void http_quiesce(struct http *h)
 {
-	if (!h || !h->d)
-		return;
-	MHD_socket fd = MHD_quiesce_daemon(h->d);
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	if (h)
+		atomic_store(&h->quiesced, true);
 }
 
 void http_stop(struct http *h, unsigned timeout_ms)

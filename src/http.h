@@ -23,7 +23,8 @@ struct pii_keyring;
  * with err set (for example the port is taken). */
 int http_start(const struct config *cfg, struct commitq *q, void *const *provider_states,
                const struct pii_keyring *kr, struct http **out, char *err, size_t errlen);
-/* Stops accepting new connections; requests in flight continue. */
+/* Stops accepting: new connections are closed at once (the listening socket
+ * stays open until http_stop); requests in flight continue. */
 void http_quiesce(struct http *h);
 /* Waits (up to timeout_ms) until no request is parked, then stops every
  * thread and closes every connection. */
