@@ -89,14 +89,13 @@ struct req {
 	struct commit_item it;
 	struct store_op op;
 	char resp[SEND_CAP];
-	char idem[32], reqh[32], pmid[32], action_id[40], rh[16];
+	char idem[32], reqh[32], pmid[32], action_id[40];
 	/* a send: the message id each backend gave it; a set provider id:
 	 * its send's index, and the id of that send on the backend at hand */
 	char row_id[2][37];
 	long send_of;
 	char msg_id[37];
 	/* outputs of the first backend, for the comparison */
-	int result;
 	uint32_t n_new, n_dup, n_review;
 	enum store_outcome outcome;
 	int resp_status;
@@ -512,6 +511,19 @@ static void msg_key(const struct store_message *m, char out[KEY_LEN])
 	         S(m->action_id));
 }
 
+/* The key of the message with this id among rows (read in the same
+ * snapshot), or "-": review items and audit rows name messages by id. */
+static const char *key_of_id(const struct store_message *rows, size_t n, const char *id,
+                             char out[KEY_LEN])
+{
+	for (size_t j = 0; id && j < n; j++)
+		if (strcmp(rows[j].id, id) == 0) {
+			msg_key(&rows[j], out);
+			return out;
+		}
+	return "-";
+}
+
 /* Everything readable, as sorted lines without generated ids. */
 static void table_lines(struct backend *b, struct lines *ls);
 static void query_lines(struct backend *b, struct lines *ls);
@@ -565,13 +577,7 @@ static void snapshot(struct backend *b, struct lines *ls)
 	struct store_review_query rq = {.state = -1, .limit = 10000};
 	assert_int_equal(store_list_review(b->st, &ar, &rq, &rv, &nr, err, sizeof(err)), 0);
 	for (size_t i = 0; i < nr; i++) {
-		/* the message's key instead of its id */
-		const char *mk = "-";
-		for (size_t j = 0; rv[i].message_id && j < n; j++)
-			if (strcmp(rows[j].id, rv[i].message_id) == 0) {
-				msg_key(&rows[j], key);
-				mk = key;
-			}
+		const char *mk = key_of_id(rows, n, rv[i].message_id, key);
 		add_line(ls,
 		         "review %s provider=%s reason=%s detail=%s raw=%s event=%d created=%s"
 		         " resolved=%s by=%s resolution=%s",
@@ -584,12 +590,7 @@ static void snapshot(struct backend *b, struct lines *ls)
 	size_t na;
 	assert_int_equal(store_list_audit(b->st, &ar, &aq, &au, &na, err, sizeof(err)), 0);
 	for (size_t i = 0; i < na; i++) {
-		const char *mk = "-";
-		for (size_t j = 0; au[i].message_id && j < n; j++)
-			if (strcmp(rows[j].id, au[i].message_id) == 0) {
-				msg_key(&rows[j], key);
-				mk = key;
-			}
+		const char *mk = key_of_id(rows, n, au[i].message_id, key);
 		add_line(ls, "audit %s at=%s actor=%s role=%s action=%s reason=%s review=%d", mk,
 		         S(au[i].at), S(au[i].actor), S(au[i].actor_role), S(au[i].action),
 		         S(au[i].reason), au[i].review_id != 0);
@@ -815,12 +816,7 @@ static size_t support_ops(struct backend *b, int out[], size_t cap)
 	assert_int_equal(store_search(b->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
 	assert_int_equal(store_list_review(b->st, &ar, &rq, &rv, &nr, err, sizeof(err)), 0);
 	for (size_t i = 0; i < nr && nn < 2 * MAX_ITEMS; i++, nn++) {
-		const char *mk = "-";
-		for (size_t j = 0; rv[i].message_id && j < n; j++)
-			if (strcmp(rows[j].id, rv[i].message_id) == 0) {
-				msg_key(&rows[j], key);
-				mk = key;
-			}
+		const char *mk = key_of_id(rows, n, rv[i].message_id, key);
 		util_fmt(nm[nn].line, LINE_LEN, "1 %s %s %s %s %s", mk, S(rv[i].reason),
 		         S(rv[i].raw_status), S(rv[i].detail), S(rv[i].created_at));
 		nm[nn].review_id = rv[i].id;

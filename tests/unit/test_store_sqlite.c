@@ -937,6 +937,17 @@ static void telnyx_now(const char *event_id, const char *raw, char *id, size_t c
  * does not know is refused. */
 /* Migration 8: an audit row whose review item moved to a joined send
  * before the trigger existed is mended; later moves carry it along. */
+/* first_callback_at|final_at|updated_at of message SMrt is want. */
+static void expect_receipt_times(struct fixture *f, const char *want)
+{
+	char got[128];
+	sid_text(f,
+	         "SELECT first_callback_at || '|' || final_at || '|' || updated_at"
+	         " FROM sms_messages WHERE provider_message_id = ?1",
+	         "SMrt", got, sizeof(got));
+	assert_string_equal(got, want);
+}
+
 /* Receipt times do not follow the order in which a batch's requests are
  * applied (which only roughly follows their received_ms), as on PostgreSQL:
  * first_callback_at and final_at are the earliest, updated_at the latest.
@@ -950,9 +961,7 @@ static void test_receipt_times_any_order(void **state)
 	struct dlr_event queued = mk("SMrt", ST_ACCEPTED, "queued", NULL);
 	struct commit_item a, b;
 	struct commit_item *items[2] = {&a, &b};
-	const char *q = "SELECT first_callback_at || '|' || final_at || '|' || updated_at"
-	                " FROM sms_messages WHERE provider_message_id = ?1";
-	char err[256], got[128];
+	char err[256];
 
 	/* one batch: "sent" received at .500 applied before "delivered"
 	 * received at .300 */
@@ -961,24 +970,21 @@ static void test_receipt_times_any_order(void **state)
 	item_of(&b, &dlvd, 1);
 	b.received_ms = 1700000000300;
 	assert_int_equal(store_apply(f->st, items, 2, err, sizeof(err)), 0);
-	sid_text(f, q, "SMrt", got, sizeof(got));
-	assert_string_equal(got, "2023-11-14T22:13:20.300Z|2023-11-14T22:13:20.300Z|"
-	                         "2023-11-14T22:13:20.500Z");
+	expect_receipt_times(f, "2023-11-14T22:13:20.300Z|2023-11-14T22:13:20.300Z|"
+	                        "2023-11-14T22:13:20.500Z");
 	/* a retry whose clock reads earlier moves nothing back */
 	item_of(&a, &sent2, 1);
 	a.received_ms = 1700000000100;
 	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
 	assert_int_equal(a.n_dup, 1);
-	sid_text(f, q, "SMrt", got, sizeof(got));
-	assert_string_equal(got, "2023-11-14T22:13:20.300Z|2023-11-14T22:13:20.300Z|"
-	                         "2023-11-14T22:13:20.500Z");
+	expect_receipt_times(f, "2023-11-14T22:13:20.300Z|2023-11-14T22:13:20.300Z|"
+	                        "2023-11-14T22:13:20.500Z");
 	/* a new event received earlier still is the first callback */
 	item_of(&a, &queued, 1);
 	a.received_ms = 1700000000200;
 	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
-	sid_text(f, q, "SMrt", got, sizeof(got));
-	assert_string_equal(got, "2023-11-14T22:13:20.200Z|2023-11-14T22:13:20.300Z|"
-	                         "2023-11-14T22:13:20.500Z");
+	expect_receipt_times(f, "2023-11-14T22:13:20.200Z|2023-11-14T22:13:20.300Z|"
+	                        "2023-11-14T22:13:20.500Z");
 }
 
 static void test_migration_8_audit_follows_review(void **state)
