@@ -6,14 +6,15 @@
  *
  * A workload (one per seed) has a few dozen lifecycles under two providers
  * (pairs share a provider message id: across the providers, two messages;
- * under one provider, one message of both lifecycles), each realistic: accepted/sent/delivered,
- * undelivered or failed with error codes, a late "sent", two conflicting finals, a raw status dlrd
- * cannot map; events with and without provider event ids and provider
- * times; about 20% provider retries (the same event again); events shuffled
- * with some locality and grouped 1-3 to a request; API sends for some of
- * the messages, before or after their callbacks (joins), with replays and
- * reused keys; inbound STOP/START from some recipients, which refuse later
- * sends.  Batches are 1-12 requests.
+ * under one provider, one message of both lifecycles), each realistic:
+ * accepted/sent/delivered, undelivered or failed with error codes, a late
+ * "sent", two conflicting finals, a raw status dlrd cannot map; events with
+ * and without provider event ids (one id reused across messages, as a
+ * provider bug would) and provider times; about 20% provider retries (the
+ * same event again); events shuffled with some locality and grouped 1-3 to
+ * a request; API sends for some of the messages, before or after their
+ * callbacks (joins), with replays and reused keys; inbound STOP/START from
+ * some recipients, which refuse later sends.  Batches are 1-12 requests.
  *
  * Compared: each request's outcome (new, duplicate and review counts; an
  * API write's outcome, status, origin, final flag and merge: sends, and
@@ -188,7 +189,12 @@ static void add_event(struct workload *w, int k, int i, const struct step *s)
 	e->error_code = s->code;
 	e->occurred_ms = below(w, 2) ? BASE_MS + k * 60000 + i * 1000 : -1;
 	if (below(w, 3) == 0) {
-		util_fmt(w->strs[w->n_ev], sizeof(w->strs[0]), "ev-%s-%d", w->pmids[k], i);
+		/* a provider that reuses one event id across its messages
+		 * (chosen without a draw, so the seeds keep their workloads) */
+		if (k % 5 == 3 && i == 1)
+			util_fmt(w->strs[w->n_ev], sizeof(w->strs[0]), "ev-reused-%d", i);
+		else
+			util_fmt(w->strs[w->n_ev], sizeof(w->strs[0]), "ev-%s-%d", w->pmids[k], i);
 		e->provider_event_id = w->strs[w->n_ev];
 	}
 	if (s->st == ST_UNKNOWN) {

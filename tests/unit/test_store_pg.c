@@ -167,7 +167,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(Q(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(Q(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 6);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 7);
 	/* times are the item's receipt time, exactly */
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE received_at ="
 	                      " '2023-11-14T22:13:20.000Z'"),
@@ -535,8 +535,8 @@ static void test_concurrent_start(void **state)
 	}
 	PGconn *c = pgt_connect(g.url);
 	assert_non_null(c);
-	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 6);
-	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 6);
+	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 7);
+	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 7);
 	PQfinish(c);
 	for (int i = 0; i < 6; i++)
 		store_close(o[i].st);
@@ -2394,6 +2394,59 @@ static void test_migration_6_audit_follows_review(void **state)
 	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log WHERE message_id = '%s'", s2), 1);
 }
 
+/* Migration 7: events unique per message, as on SQLite.  A provider that
+ * sends one event id for two of its messages gets the event stored on
+ * both; a retry of either is still a duplicate of its own. */
+static void test_migration_7_event_id_per_message(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	char buf[256];
+
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(pgt_exec(f->c, "ALTER TABLE sms_message_events DROP CONSTRAINT"
+	                                " sms_message_events_dedup;"
+	                                "ALTER TABLE sms_message_events ADD CONSTRAINT"
+	                                " sms_message_events_dedup UNIQUE (provider, dedup_key);"
+	                                "DELETE FROM schema_migrations WHERE version = 7"),
+	                 0);
+	assert_int_equal(open_store(f, &f->st), 0);
+	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
+	                            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+	                            " WHERE conname = 'sms_message_events_dedup'"),
+	                    "UNIQUE (message_id, dedup_key)");
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 7);
+
+	const char *sids[] = {"SMaaaa", "SMbbbb", "SMaaaa", "SMbbbb"};
+	for (int i = 0; i < 4; i++) {
+		struct dlr_event e = mk(sids[i], ST_DELIVERED, "delivered", NULL);
+		e.provider_event_id = "EV-reused";
+		event_finish(&e);
+		assert_int_equal(apply1(f, &e, &it), 0);
+		assert_int_equal(it.n_new, i < 2 ? 1 : 0);
+		assert_int_equal(it.n_dup, i < 2 ? 0 : 1);
+	}
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events"), 2);
+	assert_int_equal(Q(f, "SELECT count(DISTINCT message_id) FROM sms_message_events"), 2);
+	for (int i = 0; i < 2; i++) {
+		char exp[64];
+		util_fmt(exp, sizeof(exp), "delivered|delivered|-|1|%u|0|1", 1u << ST_DELIVERED);
+		summary(f, sids[i], buf, sizeof(buf));
+		assert_string_equal(buf, exp);
+		assert_int_equal(Q(f,
+		                   "SELECT duplicate_count * 10 + callback_count FROM sms_messages"
+		                   " WHERE provider_message_id = '%s'",
+		                   sids[i]),
+		                 12);
+	}
+	/* each retry-log row names its own message's event */
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_callback_log l JOIN sms_message_events e"
+	                      " ON e.id = l.event_id JOIN sms_messages m ON m.id = e.message_id"
+	                      " GROUP BY m.id ORDER BY 1 LIMIT 1"),
+	                 2);
+}
+
 static void test_migration_rekeys_opt_outs(void **state)
 {
 	struct fixture *f = *state;
@@ -2431,7 +2484,7 @@ static void test_migration_rekeys_opt_outs(void **state)
 	             "  '2026-01-01T00:00:10.000Z')"),
 	    0);
 	assert_int_equal(open_store(f, &f->st), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 6);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 7);
 	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
 	                            "SELECT string_agg(r, ' ' ORDER BY r COLLATE \"C\") FROM"
 	                            " (SELECT recipient_hash || ':' || sender_identity || ':' ||"
@@ -2541,6 +2594,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_6_audit_follows_review, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_7_event_id_per_message, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_same_time_later_arrival_wins, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),

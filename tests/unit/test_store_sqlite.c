@@ -194,6 +194,38 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 8);
 }
 
+/* A provider that sends one event id for two of its messages: each message
+ * keeps its event (the unique key is per message, as on PostgreSQL), and a
+ * retry of either is a duplicate of its own. */
+static void test_event_id_reused_across_messages(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	char buf[256], exp[64];
+	const char *sids[] = {"SMaaaa", "SMbbbb", "SMaaaa", "SMbbbb"};
+
+	for (int i = 0; i < 4; i++) {
+		struct dlr_event e = mk(sids[i], ST_DELIVERED, "delivered", NULL);
+		e.provider_event_id = "EV-reused";
+		event_finish(&e);
+		assert_int_equal(apply1(f, &e, &it), 0);
+		assert_int_equal(it.n_new, i < 2 ? 1 : 0);
+		assert_int_equal(it.n_dup, i < 2 ? 0 : 1);
+	}
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_message_events"), 2);
+	assert_int_equal(q_int(f, "SELECT count(DISTINCT message_id) FROM sms_message_events"), 2);
+	util_fmt(exp, sizeof(exp), "delivered|delivered|-|1|%u|0|1", 1u << ST_DELIVERED);
+	for (int i = 0; i < 2; i++) {
+		summary(f, sids[i], buf, sizeof(buf));
+		assert_string_equal(buf, exp);
+		sid_text(f,
+		         "SELECT duplicate_count || '/' || callback_count FROM sms_messages"
+		         " WHERE provider_message_id = ?1",
+		         sids[i], buf, sizeof(buf));
+		assert_string_equal(buf, "1/2");
+	}
+}
+
 static void test_every_order_same_summary(void **state)
 {
 	struct fixture *f = *state;
@@ -1130,6 +1162,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_new_and_duplicate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_order_same_summary, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_event_id_reused_across_messages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_and_unusable_go_to_review, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_is_atomic, setup, teardown),
