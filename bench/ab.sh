@@ -28,6 +28,10 @@ token=bench-auth-token-0123456789abcdef
 url=https://bench.example.com
 hz=$(getconf CLK_TCK)
 
+die() { echo "ab: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+
 for x in "$a/dlrd" "$b/dlrd" "$a/bench/gen_callbacks"; do
 	[ -x "$x" ] || { echo "ab: $x not built" >&2; exit 2; }
 done
@@ -43,7 +47,8 @@ field() { awk -F= -v k="$1" '$1 == k { print $2 }' "$2"; }
 
 # one_run NAME BUILD EXTRA_ENV
 one_run() {
-	local port=$((20000 + RANDOM % 20000)) db="$tmp/run" i
+	local port db="$tmp/run"
+	port=$(free_port)
 	rm -rf "$db" && mkdir "$db"
 	# shellcheck disable=SC2086 # word splitting of the extra environment is wanted
 	env DLRD_SERVER_LISTEN="127.0.0.1:$port" DLRD_SERVER_PUBLIC_URL="$url" \
@@ -52,10 +57,10 @@ one_run() {
 		DLRD_PRIVACY_HASH_KEY=bench0hash0key0not0a0secret0000000000000000 \
 		$3 "$2/dlrd" serve >"$db/dlrd.log" 2>&1 &
 	pid=$!
-	for i in $(seq 50); do
-		curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && break
-		sleep 0.1
-	done
+	if ! wait_http "http://127.0.0.1:$port/healthz" 10 || ! owns_port "$pid" "$port"; then
+		tail -c 2000 "$db/dlrd.log" >&2
+		die "$1: dlrd did not start on port $port"
+	fi
 	local cpu0 cpu1 w0 w1
 	cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
 	w0=$(awk '$1 == "write_bytes:" { print $2 }' "/proc/$pid/io")
@@ -70,10 +75,7 @@ one_run() {
 	awk -v n="$1" -v ok="$(field ok "$db/stats")" -v rate="$(field ok_per_s "$db/stats")" \
 		-v p50="$(field lat_p50_us "$db/stats")" -v p99="$(field lat_p99_us "$db/stats")" \
 		-v bad="$(field non2xx "$db/stats")" -v cpu=$((cpu1 - cpu0)) -v hz="$hz" \
-		-v wb=$((w1 - w0)) -v d="$secs" -v s0="$st0" -v s1="$st1" 'BEGIN {
-		k = split(s0, x); split(s1, y); t = 0
-		for (i = 2; i <= 9 && i <= k; i++) t += y[i] - x[i]
-		steal = (t > 0 && k >= 9) ? 100 * (y[9] - x[9]) / t : 0
+		-v wb=$((w1 - w0)) -v d="$secs" -v steal="$(steal_pct "$st0" "$st1")" 'BEGIN {
 		printf "%-2s %8.0f req/s  p50 %5.2f ms  p99 %5.2f ms  non-2xx %d  cpu %4.0f%%  %5.1f us/req  %5.0f B/req written  steal %2.0f%%\n",
 		       n, rate, p50 / 1000, p99 / 1000, bad, 100 * cpu / hz / d, 1e6 * cpu / hz / ok, wb / ok, steal }'
 }

@@ -16,6 +16,10 @@ rounds=${2:-3}
 secs=${3:-8}
 hz=$(getconf CLK_TCK)
 
+die() { echo "front: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+
 for x in "$build/bench/front" "$build/bench/gen_callbacks"; do
 	[ -x "$x" ] || { echo "front: $x not built" >&2; exit 2; }
 done
@@ -30,13 +34,15 @@ trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 field() { awk -F= -v k="$1" '$1 == k { print $2 }' "$2"; }
 
 one_run() { # MODE
-	local port=$((20000 + RANDOM % 20000)) i cpu0 cpu1
+	local port i cpu0 cpu1
+	port=$(free_port)
 	"$build/bench/front" "$1" "$port" 2 &
 	pid=$!
 	for i in $(seq 50); do
 		curl -fs -o /dev/null -X POST -d x "http://127.0.0.1:$port/" && break
 		sleep 0.1
 	done
+	owns_port "$pid" "$port" || die "$1: bench/front did not start on port $port"
 	cpu0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
 	BENCH_REQS=$tmp/reqs BENCH_STATS=$tmp/stats wrk -t2 -c128 -d"$secs"s --timeout 5s \
 		--latency -s "$here/callbacks.lua" "http://127.0.0.1:$port" >"$tmp/wrk.out"

@@ -33,6 +33,8 @@ public_url=https://bench.example.com
 wrk_timeout=5s
 
 die() { echo "bench: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 for x in "$dlrd" "$gen"; do [ -x "$x" ] || die "$x not built (cmake --build $build)"; done
 for x in wrk nginx curl ss awk; do
 	command -v "$x" >/dev/null || die "$x not installed (scripts/deps.sh bench)"
@@ -71,37 +73,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A loopback port nobody uses, below the ephemeral range (so no outgoing
-# connection, ours or anyone's, can be holding it by the time we bind).
-free_port() {
-	local p i lo
-	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-	[ "$lo" -gt 12000 ] || lo=61000
-	for ((i = 0; i < 100; i++)); do
-		p=$((10000 + RANDOM % (lo - 10000)))
-		if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port"
-}
-
-# True when process $1 holds the listening socket on port $2 (and not some
-# other server that happened to take the port first).
-owns_port() {
-	ss -Htlnp "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
-}
-
-wait_http() { # url, seconds
-	local i
-	for ((i = 0; i < $2 * 10; i++)); do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 # run_wrk NAME URL PREFIX SECONDS: writes $tmp/NAME.stats and $tmp/NAME.wrk
 run_wrk() {
 	BENCH_REQS=$3 BENCH_STATS=$tmp/$1.stats timeout $(($4 + 30)) \
@@ -127,14 +98,6 @@ cpu_busy() {
 	awk -v a="$a" -v b="$b" 'BEGIN { n = split(a, x); split(b, y); t = 0
 		for (i = 2; i <= n; i++) t += y[i] - x[i]
 		idle = (y[5] - x[5]) + (y[6] - x[6]); printf "%.0f", (t > 0) ? 100 * (t - idle) / t : 0 }'
-}
-# Steal share of all CPU time between two /proc/stat "cpu" lines: time the
-# hypervisor gave to other guests while this VM wanted to run.  Steal makes
-# both rates, and above all their ratio, unreliable.
-steal_pct() {
-	awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x); split(b, y); t = 0
-		for (i = 2; i <= 9 && i <= n; i++) t += y[i] - x[i]
-		printf "%.0f", (t > 0 && n >= 9) ? 100 * (y[9] - x[9]) / t : 0 }'
 }
 # CPU seconds (user + system) a process has used so far.
 cpu_secs() {

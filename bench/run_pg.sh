@@ -40,6 +40,8 @@ hash_key=bench-hash-key-not-a-secret-0123456789
 wrk_timeout=5s
 
 die() { echo "bench-pg: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 for x in "$dlrd" "$gen"; do [ -x "$x" ] || die "$x not built (cmake --build $build)"; done
 for x in wrk nginx curl ss awk psql sqlite3; do
 	command -v "$x" >/dev/null || die "$x not installed (scripts/deps.sh bench pg)"
@@ -76,26 +78,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-	local p i
-	for ((i = 0; i < 100; i++)); do
-		p=$((20000 + RANDOM % 30000))
-		if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port"
-}
-
-wait_http() { # url, seconds
-	local i
-	for ((i = 0; i < $2 * 10; i++)); do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 # run_wrk NAME URL PREFIX SECONDS: writes $tmp/NAME.stats and $tmp/NAME.wrk
 run_wrk() {

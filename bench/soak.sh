@@ -22,6 +22,7 @@
 set -euo pipefail
 
 build=${1:?usage: bench/soak.sh BUILD_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$build" && pwd)
 dlrd=$build/dlrd
 gen=$build/bench/gen_callbacks
@@ -36,6 +37,8 @@ token=bench-auth-token-0123456789abcdef
 public_url=https://bench.example.com
 
 die() { echo "soak: $*" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 for x in "$dlrd" "$gen" "$loadgen"; do [ -x "$x" ] || die "$x not built (cmake --build $build)"; done
 for x in curl ss awk; do command -v "$x" >/dev/null || die "$x not installed"; done
 
@@ -53,28 +56,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# A loopback port nobody uses, below the ephemeral range (so no outgoing
-# connection, ours or anyone's, can be holding it by the time we bind).
-free_port() {
-	local p i lo
-	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-	[ "$lo" -gt 12000 ] || lo=61000
-	for ((i = 0; i < 100; i++)); do
-		p=$((10000 + RANDOM % (lo - 10000)))
-		if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port"
-}
-
-# True when process $1 holds the listening socket on port $2 (and not some
-# other server that happened to take the port first).
-owns_port() {
-	ss -Htlnp "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
-}
 
 stat() { awk -F= -v k="$2" '$1 == k { print substr($0, length(k) + 2) }' "$1"; }
 
