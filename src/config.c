@@ -84,7 +84,7 @@ static const struct core_key core_keys[K__COUNT] = {
     [K_MAX_BODY_BYTES] = {"server", "max_body_bytes", T_UINT, NULL, LIM_BODY_BYTES_DEFAULT, 1,
                           LIM_BODY_BYTES_MAX},
     [K_MAX_CONNECTIONS] = {"server", "max_connections", T_UINT, NULL, LIM_CONNECTIONS_DEFAULT, 16,
-                           1000000},
+                           LIM_CONNECTIONS_MAX},
     [K_REQUEST_TIMEOUT_MS] = {"server", "request_timeout_ms", T_UINT, NULL, LIM_REQUEST_MS_DEFAULT,
                               100, 600000},
     [K_IDLE_TIMEOUT_S] = {"server", "idle_timeout_s", T_UINT, NULL, LIM_IDLE_S_DEFAULT, 1, 3600},

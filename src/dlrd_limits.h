@@ -20,9 +20,12 @@
 #define LIM_STATUS_BYTES       128u   /* raw provider status text */
 #define LIM_SECRETS            16u    /* secrets per provider (rotation) */
 
-#define LIM_CONNECTIONS_DEFAULT 1024u  /* [server] max_connections */
-#define LIM_REQUEST_MS_DEFAULT  10000u /* [server] request_timeout_ms: whole request */
-#define LIM_IDLE_S_DEFAULT      30u    /* [server] idle_timeout_s: keep-alive idle */
+#define LIM_CONNECTIONS_DEFAULT 1024u /* [server] max_connections */
+/* Its maximum: at most 125 connections per HTTP thread (http.c,
+ * threads_for_connections()), and at most 256 threads. */
+#define LIM_CONNECTIONS_MAX    30000u
+#define LIM_REQUEST_MS_DEFAULT 10000u /* [server] request_timeout_ms: whole request */
+#define LIM_IDLE_S_DEFAULT     30u    /* [server] idle_timeout_s: keep-alive idle */
 /* [storage] queue_capacity: parked requests.  By default 3/4 of the
  * connections, so that with storage stalled the queue fills (503 with
  * Retry-After) while connections are left for /healthz, /metrics and the

@@ -1003,6 +1003,43 @@ static int parse_listen(const struct config *cfg, struct sockaddr_storage *ss, b
 	return DLRD_ECONFIG;
 }
 
+/* MHD's hard connection cap, a little above our accept policy's
+ * max_connections (on_accept), which may overshoot by one per thread. */
+static unsigned mhd_connection_limit(unsigned threads, unsigned max_connections)
+{
+	return max_connections + threads + 16;
+}
+
+/*
+ * libmicrohttpd 0.9.75 can stop serving a worker thread's connections until
+ * one of them times out.  Its epoll loop (MHD_epoll() in daemon.c) drains
+ * events with "while (MAX_EVENTS == num_events) epoll_wait(..., timeout)",
+ * MAX_EVENTS being 128, and the timeout the one it computed before the
+ * first call (up to the idle timeout).  When exactly 128 events come back,
+ * it calls epoll_wait() again before it has handled any of them; the
+ * connections are edge-triggered, so their events are not reported again,
+ * and if nothing else happens the thread sleeps while every client waits.
+ * Seen here with 128 keep-alive clients all on one worker: every request
+ * unread for up to 30 s (test_connections.c reproduces it).
+ *
+ * A worker's epoll set holds its connections, its listening socket and its
+ * wake-up eventfd, so 125 connections per worker keep it below 128 and a
+ * single epoll_wait() always returns everything that is ready.  MHD splits
+ * its connection limit evenly between the threads of its pool, and a
+ * worker at its share stops accepting (the others take new connections),
+ * so the pool gets as many threads as that needs: 9 for the default 1024
+ * connections.  Idle workers cost a thread stack each.
+ */
+#define MHD_CONNS_PER_WORKER 125u
+
+static unsigned threads_for_connections(unsigned threads, unsigned max_connections)
+{
+	while ((mhd_connection_limit(threads, max_connections) + threads - 1) / threads >
+	       MHD_CONNS_PER_WORKER)
+		threads++;
+	return threads;
+}
+
 int http_start(const struct config *cfg, struct commitq *q, void *const *provider_states,
                const struct pii_keyring *kr, struct http **out, char *err, size_t errlen)
 {
@@ -1028,6 +1065,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	 * other request meanwhile. */
 	if (threads < 2)
 		threads = 2;
+	threads = threads_for_connections(threads, cfg->max_connections);
 	h->cfg = cfg;
 	h->q = q;
 	h->states = provider_states;
@@ -1097,7 +1135,7 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	h->d = MHD_start_daemon(
 	    flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
-	    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + threads + 16,
+	    MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(threads, cfg->max_connections),
 	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)(LIM_HEADER_BYTES + 4096), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,

@@ -411,7 +411,7 @@ static void test_bad_values(void **state)
 	    {"[server]\nmax_body_bytes = 12k\n",
 	     "config: server.max_body_bytes: must be an integer in 1..16777216 (line 2)"},
 	    {"[server]\nmax_connections = 15\n",
-	     "config: server.max_connections: must be an integer in 16..1000000 (line 2)"},
+	     "config: server.max_connections: must be an integer in 16..30000 (line 2)"},
 	    {"[server]\nrequest_timeout_ms = 99\n",
 	     "config: server.request_timeout_ms: must be an integer in 100..600000 (line 2)"},
 	    {"[server]\nidle_timeout_s = 3601\n",
