@@ -100,12 +100,17 @@ static void read_server_inodes(uint16_t server_port, unsigned long *by_client_po
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
-		unsigned lport, rport;
-		unsigned long inode;
 		/* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
-		if (sscanf(line, " %*d: %*x:%x %*x:%x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport,
-		           &rport, &inode) == 3 &&
-		    lport == server_port && rport < 65536 && inode)
+		char *field[10], *save = NULL, *tok = strtok_r(line, " \t\n", &save);
+		int n = 0;
+		for (; tok && n < 10; tok = strtok_r(NULL, " \t\n", &save))
+			field[n++] = tok;
+		if (n < 10 || !strchr(field[1], ':') || !strchr(field[2], ':'))
+			continue;
+		unsigned long lport = strtoul(strchr(field[1], ':') + 1, NULL, 16);
+		unsigned long rport = strtoul(strchr(field[2], ':') + 1, NULL, 16);
+		unsigned long inode = strtoul(field[9], NULL, 10);
+		if (lport == server_port && rport < 65536 && inode)
 			by_client_port[rport] = inode;
 	}
 	fclose(f);
