@@ -1021,7 +1021,7 @@ static unsigned mhd_connection_limit(unsigned threads, unsigned max_connections)
  * and if nothing else happens the thread sleeps while every client waits.
  * Seen here with 128 keep-alive clients at full speed, all on one worker:
  * every request unread until the client gave up (over 10 s), in 7 of 20
- * runs of ten seconds.  test_connections.c checks the bound below.
+ * runs of ten seconds; test_connections.c makes it happen every time.
  *
  * A worker's epoll set holds its connections, its listening socket and its
  * wake-up eventfd, so 125 connections per worker keep it below 128 and a
