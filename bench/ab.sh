@@ -33,9 +33,9 @@ die() { echo "ab: $*" >&2; exit 2; }
 . "$here/lib.sh"
 
 for x in "$a/dlrd" "$b/dlrd" "$a/bench/gen_callbacks"; do
-	[ -x "$x" ] || { echo "ab: $x not built" >&2; exit 2; }
+	[ -x "$x" ] || die "$x not built"
 done
-command -v wrk >/dev/null || { echo "ab: wrk not installed (scripts/deps.sh bench)" >&2; exit 2; }
+command -v wrk >/dev/null || die "wrk not installed (scripts/deps.sh bench)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dlrd-ab.XXXXXX")
 pid=

@@ -21,9 +21,9 @@ die() { echo "front: $*" >&2; exit 2; }
 . "$here/lib.sh"
 
 for x in "$build/bench/front" "$build/bench/gen_callbacks"; do
-	[ -x "$x" ] || { echo "front: $x not built" >&2; exit 2; }
+	[ -x "$x" ] || die "$x not built"
 done
-command -v wrk >/dev/null || { echo "front: wrk not installed (scripts/deps.sh bench)" >&2; exit 2; }
+command -v wrk >/dev/null || die "wrk not installed (scripts/deps.sh bench)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dlrd-front.XXXXXX")
 pid=

@@ -78,7 +78,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 # run_wrk NAME URL PREFIX SECONDS: writes $tmp/NAME.stats and $tmp/NAME.wrk
 run_wrk() {
 	BENCH_REQS=$3 BENCH_STATS=$tmp/$1.stats timeout $(($4 + 30)) \

@@ -66,10 +66,7 @@ env DLRD_SERVER_LISTEN="127.0.0.1:$port" DLRD_SERVER_PUBLIC_URL="$public_url" \
 	DLRD_PRIVACY_HASH_KEY=bench0hash0key0not0a0secret0000000000000000 \
 	"$dlrd" serve >"$tmp/dlrd.log" 2>&1 &
 dlrd_pid=$!
-for ((i = 0; i < 100; i++)); do
-	curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null && break
-	sleep 0.1
-done
+wait_http "http://127.0.0.1:$port/healthz" 10 || true
 owns_port "$dlrd_pid" "$port" || { cat "$tmp/dlrd.log" >&2; die "dlrd did not start on port $port"; }
 
 common=(--port "$port" --token "$token" --url "$public_url" --pid "$dlrd_pid")

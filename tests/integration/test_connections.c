@@ -178,13 +178,14 @@ static void test_many_connections_ready_at_once(void **state)
 {
 	struct dlrd *d = *state;
 	static int fds[N_CONNS], owner[N_CONNS];
-	static unsigned long inode[N_CONNS];
+	static uint16_t port[N_CONNS];
 	static struct epoll_set sets[MAX_EPOLLS];
 	size_t n_sets = 0, counts[MAX_EPOLLS] = {0};
 
 	for (int i = 0; i < N_CONNS; i++) {
 		fds[i] = h_connect(d->port);
 		assert_true(fds[i] >= 0);
+		port[i] = local_port(fds[i]);
 	}
 	/* MHD accepts in rounds of ten, and a socket not yet accepted has no
 	 * inode: wait until every connection is in some worker's epoll set */
@@ -194,11 +195,9 @@ static void test_many_connections_ready_at_once(void **state)
 		int missing = 0;
 		read_server_inodes(d->port, by_port);
 		n_sets = read_epoll_sets(d->pid, sets, MAX_EPOLLS);
-		for (int i = 0; i < N_CONNS; i++) {
-			inode[i] = by_port[local_port(fds[i])];
-			if ((owner[i] = set_of(sets, n_sets, inode[i])) < 0)
+		for (int i = 0; i < N_CONNS; i++)
+			if ((owner[i] = set_of(sets, n_sets, by_port[port[i]])) < 0)
 				missing++;
-		}
 		if (!missing)
 			break;
 		if (h_now_ms() >= until)

@@ -189,13 +189,12 @@ static void add_event(struct workload *w, int k, int i, const struct step *s)
 	e->error_code = s->code;
 	e->occurred_ms = below(w, 2) ? BASE_MS + k * 60000 + i * 1000 : -1;
 	if (below(w, 3) == 0) {
+		util_fmt(w->strs[w->n_ev], sizeof(w->strs[0]), "ev-%s-%d", w->pmids[k], i);
+		e->provider_event_id = w->strs[w->n_ev];
 		/* a provider that reuses one event id across its messages
 		 * (chosen without a draw, so the seeds keep their workloads) */
 		if (k % 5 == 3 && i == 1)
-			util_fmt(w->strs[w->n_ev], sizeof(w->strs[0]), "ev-reused-%d", i);
-		else
-			util_fmt(w->strs[w->n_ev], sizeof(w->strs[0]), "ev-%s-%d", w->pmids[k], i);
-		e->provider_event_id = w->strs[w->n_ev];
+			e->provider_event_id = "ev-reused-1";
 	}
 	if (s->st == ST_UNKNOWN) {
 		e->review = REVIEW_UNKNOWN_STATUS;

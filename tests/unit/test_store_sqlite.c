@@ -962,13 +962,6 @@ static void telnyx_now(const char *event_id, const char *raw, char *id, size_t c
 	memcpy(key, e.dedup_key, 65);
 }
 
-/* Migration 7: a database an older dlrd wrote (numbers in Telnyx and Sinch
- * event ids, unkeyed idempotency fingerprints) is rewritten at open, more
- * rows than one read of the migration takes; it needs the hash key and
- * rolls back whole without it; it runs once; a recorded version this dlrd
- * does not know is refused. */
-/* Migration 8: an audit row whose review item moved to a joined send
- * before the trigger existed is mended; later moves carry it along. */
 /* first_callback_at|final_at|updated_at of message SMrt is want. */
 static void expect_receipt_times(struct fixture *f, const char *want)
 {
@@ -1019,6 +1012,8 @@ static void test_receipt_times_any_order(void **state)
 	                        "2023-11-14T22:13:20.500Z");
 }
 
+/* Migration 8: an audit row whose review item moved to a joined send
+ * before the trigger existed is mended; later moves carry it along. */
 static void test_migration_8_audit_follows_review(void **state)
 {
 	struct fixture *f = *state;
@@ -1044,6 +1039,11 @@ static void test_migration_8_audit_follows_review(void **state)
 	assert_int_equal(q_int(f, "SELECT count(*) FROM audit_log WHERE message_id = 'send-2'"), 1);
 }
 
+/* Migration 7: a database an older dlrd wrote (numbers in Telnyx and Sinch
+ * event ids, unkeyed idempotency fingerprints) is rewritten at open, more
+ * rows than one read of the migration takes; it needs the hash key and
+ * rolls back whole without it; it runs once; a recorded version this dlrd
+ * does not know is refused. */
 static void test_migration_7_privacy_ids(void **state)
 {
 	struct fixture *f = *state;
