@@ -75,9 +75,21 @@ one_run() {
 	awk -v n="$1" -v ok="$(field ok "$db/stats")" -v rate="$(field ok_per_s "$db/stats")" \
 		-v p50="$(field lat_p50_us "$db/stats")" -v p99="$(field lat_p99_us "$db/stats")" \
 		-v bad="$(field non2xx "$db/stats")" -v cpu=$((cpu1 - cpu0)) -v hz="$hz" \
-		-v wb=$((w1 - w0)) -v d="$secs" -v steal="$(steal_pct "$st0" "$st1")" 'BEGIN {
+		-v wb=$((w1 - w0)) -v d="$(wrk_secs "$db/wrk.out")" -v steal="$(steal_pct "$st0" "$st1")" 'BEGIN {
 		printf "%-2s %8.0f req/s  p50 %5.2f ms  p99 %5.2f ms  non-2xx %d  cpu %4.0f%%  %5.1f us/req  %5.0f B/req written  steal %2.0f%%\n",
 		       n, rate, p50 / 1000, p99 / 1000, bad, 100 * cpu / hz / d, 1e6 * cpu / hz / ok, wb / ok, steal }'
+}
+
+# How long wrk really sent requests ("N requests in 8.01s"), which can differ
+# from the -d it was given; dlrd's CPU share is taken over that time.
+wrk_secs() {
+	awk -v d="$secs" '/ requests in / {
+		for (i = 1; i < NF; i++)
+			if ($i == "in") {
+				t = $(i + 1); sub(/,$/, "", t)
+				d = t ~ /ms$/ ? t / 1000 : t ~ /m$/ ? t * 60 : t + 0
+			}
+	} END { print d }' "$1"
 }
 
 echo "ab: A=$a B=$b, $rounds rounds of ${secs}s, wrk -t$threads -c$conns, $messages messages"
