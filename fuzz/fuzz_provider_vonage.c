@@ -12,7 +12,8 @@
  * fields; otherwise "&sig=<sig part>" is appended as is.  2 uses the
  * inbound hook, 4 POSTs the params as a form body, 8 POSTs them as the
  * body under the content-type part (default application/json), 16 moves
- * our clock 400 s away from the signed timestamp.
+ * our clock 400 s past the default tolerance (a day) away from the signed
+ * timestamp.
  *
  * Properties: authenticate() returns 0 or a documented code; a correctly
  * signed GET whose params decode, have no repeated name and no sig or
@@ -202,7 +203,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pr.content_type = "";
 	}
 	pr.public_url = "https://sms.example.com";
-	pr.now_ms = FVG_NOW + (flags & 16 ? 400000 : 0);
+	pr.now_ms = FVG_NOW + (flags & 16 ? ((int64_t)PROVIDER_TOLERANCE_MAX + 400) * 1000 : 0);
 	pr.arena = &a;
 	pr.header = NULL;
 	err[0] = '\0';

@@ -19,7 +19,15 @@
  * string)), per [vonage] signature_method (as @vonage/sms
  * SMS.verifySignature computes it).  Hex is compared case-insensitively in
  * constant time.  The signed `timestamp` (Unix seconds) must lie within
- * tolerance_seconds of our clock, either way.  JSON bodies: the top-level
+ * tolerance_seconds of our clock, either way.  That timestamp is
+ * message-timestamp, when Vonage *started* to push the callback (@vonage/sms
+ * DeliveryReceipt type, Vonage's inbound SMS guide), so every retry repeats
+ * the first attempt's; Vonage retries an inbound SMS for 24 h and a receipt
+ * for 72 h, so the default is the largest window the setting allows (a day)
+ * rather than minutes, which would turn every retry after a short outage
+ * into a 401 until Vonage gives up.  A replay inside the window is a
+ * duplicate of the event it copies (same messageId, status, err-code,
+ * scts), so it stores nothing.  JSON bodies: the top-level
  * members are the parameters (strings as they are, integers in decimal,
  * true/false as words; a judgment call, since Vonage documents string
  * values only).
@@ -111,7 +119,8 @@ static const struct config_key vonage_keys[] = {
                           "request passes if any verifies"},
     {"signature_method", "md5hash (Vonage's default), md5, sha1, sha256 or sha512: as set "
                          "in the Vonage dashboard"},
-    {"tolerance_seconds", "how far the signed timestamp may be from our clock (default 300)"},
+    {"tolerance_seconds", "how far the signed timestamp (the first attempt's, repeated by "
+                          "every retry) may be from our clock (default 86400)"},
     {NULL, NULL},
 };
 
@@ -153,7 +162,9 @@ static int vonage_init(const struct config *cfg, void **state, char *err, size_t
 		}
 		v->method = methods[i].m;
 	}
-	if (provider_config_tolerance(cfg, "vonage", 300, &v->tolerance_s, err, errlen) != 0) {
+	/* retries repeat the first attempt's timestamp (see the top) */
+	if (provider_config_tolerance(cfg, "vonage", PROVIDER_TOLERANCE_MAX, &v->tolerance_s, err,
+	                              errlen) != 0) {
 		vonage_fini(v);
 		return DLRD_ECONFIG;
 	}

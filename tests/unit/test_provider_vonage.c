@@ -370,6 +370,46 @@ static void test_rejections(void **state)
 	fx_free(f);
 }
 
+/*
+ * The signed `timestamp` is "a Unix timestamp representation of
+ * messageTimestamp", the time Vonage *started* to push the callback
+ * (@vonage/sms types/Responses/DeliveryReceipt.ts; the inbound SMS guide says
+ * the same), so every retry carries the first attempt's timestamp.  Vonage
+ * retries a receipt every minute for 72 h and an inbound SMS for 24 h: with
+ * no tolerance_seconds set, a retry after a short outage must still pass,
+ * and it is the same event as the first attempt (a duplicate, so the wide
+ * window lets nothing new in).
+ */
+static void test_default_tolerance_covers_retries(void **state)
+{
+	const char *env[] = {"DLRD_VONAGE_SIGNATURE_SECRETS=" SECRET,
+	                     "DLRD_VONAGE_SIGNATURE_METHOD=sha256", NULL};
+	struct fx *f = calloc(1, sizeof(*f));
+	char q[2048], first[65];
+
+	(void)state;
+	assert_non_null(f);
+	assert_int_equal(pt_load(P, env, &f->state, f->err, sizeof(f->err)), 0);
+	assert_non_null(f->state);
+	arena_init(&f->a, f->block, sizeof(f->block));
+	util_fmt(q, sizeof(q), "%s&sig=%s", VECTOR_Q, vectors[3].sig);
+
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS), 0);
+	util_strlcpy(first, f->res.events[0].dedup_key, sizeof(first));
+	/* retries 10 minutes, 6 hours and a day after the first attempt */
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 600000), 0);
+	assert_string_equal(f->res.events[0].dedup_key, first);
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 6 * 3600000LL), 0);
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 86400000LL), 0);
+	/* there is still a window, both ways */
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 86401000LL),
+	                 DLRD_ESTALE);
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS - 86401000LL),
+	                 DLRD_ESTALE);
+	fx_free(f);
+	pt_clearenv();
+}
+
 static void test_rotation(void **state)
 {
 	struct fx *f = fx_new("md5hash", "old-secret, " SECRET ",third", NULL);
@@ -605,6 +645,7 @@ int main(void)
 	    cmocka_unit_test(test_signature_hash_trap),
 	    cmocka_unit_test(test_hex_case_insensitive),
 	    cmocka_unit_test(test_rejections),
+	    cmocka_unit_test(test_default_tolerance_covers_retries),
 	    cmocka_unit_test(test_rotation),
 	    cmocka_unit_test(test_status_vocabulary),
 	    cmocka_unit_test(test_error_catalogue),
