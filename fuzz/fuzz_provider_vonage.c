@@ -12,8 +12,8 @@
  * fields; otherwise "&sig=<sig part>" is appended as is.  2 uses the
  * inbound hook, 4 POSTs the params as a form body, 8 POSTs them as the
  * body under the content-type part (default application/json), 16 moves
- * our clock 400 s past the default tolerance (a day) away from the signed
- * timestamp.
+ * our clock 400 s past the largest tolerance (PROVIDER_TOLERANCE_MAX) away
+ * from the signed timestamp.
  *
  * Properties: authenticate() returns 0 or a documented code; a correctly
  * signed GET whose params decode, have no repeated name and no sig or

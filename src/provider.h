@@ -156,9 +156,10 @@ int provider_config_list(const struct config *cfg, const char *section, const ch
                          const char *what, size_t min_len, char ***list, size_t *n, char *err,
                          size_t errlen);
 
-/* The largest tolerance_seconds (a day): how far a signed timestamp may be
- * from our clock, either way. */
-#define PROVIDER_TOLERANCE_MAX 86400u
+/* The largest tolerance_seconds (a week): how far a signed timestamp may be
+ * from our clock, either way.  Above a few minutes only for schemes whose
+ * retries repeat the first attempt's timestamp (Vonage SMS, SNS). */
+#define PROVIDER_TOLERANCE_MAX 604800u
 
 /* For init(): [section] tolerance_seconds, an integer in
  * 1..PROVIDER_TOLERANCE_MAX, or dflt when absent, into *seconds.  Returns

@@ -23,9 +23,9 @@
  * message-timestamp, when Vonage *started* to push the callback (@vonage/sms
  * DeliveryReceipt type, Vonage's inbound SMS guide), so every retry repeats
  * the first attempt's; Vonage retries an inbound SMS for 24 h and a receipt
- * for 72 h, so the default is the largest window the setting allows (a day)
- * rather than minutes, which would turn every retry after a short outage
- * into a 401 until Vonage gives up.  A replay inside the window is a
+ * for 72 h (providers.md 2.5), so the default covers 73 h rather than
+ * minutes, which would turn every retry after a short outage into a 401
+ * until Vonage gives up.  A replay inside the window is a
  * duplicate of the event it copies (same messageId, status, err-code,
  * scts), so it stores nothing.  JSON bodies: the top-level
  * members are the parameters (strings as they are, integers in decimal,
@@ -51,6 +51,10 @@
 #include "form.h"
 #include "json.h"
 #include "provider.h"
+
+/* Receipts are retried for 72 h with the first attempt's timestamp (see the
+ * top), plus an hour. */
+#define VONAGE_TOLERANCE_DEFAULT (73u * 3600u)
 
 enum vonage_method { VM_MD5HASH = 0, VM_MD5, VM_SHA1, VM_SHA256, VM_SHA512 };
 
@@ -120,7 +124,7 @@ static const struct config_key vonage_keys[] = {
     {"signature_method", "md5hash (Vonage's default), md5, sha1, sha256 or sha512: as set "
                          "in the Vonage dashboard"},
     {"tolerance_seconds", "how far the signed timestamp (the first attempt's, repeated by "
-                          "every retry) may be from our clock (default 86400)"},
+                          "every retry) may be from our clock (default 262800: 73 h)"},
     {NULL, NULL},
 };
 
@@ -163,7 +167,7 @@ static int vonage_init(const struct config *cfg, void **state, char *err, size_t
 		v->method = methods[i].m;
 	}
 	/* retries repeat the first attempt's timestamp (see the top) */
-	if (provider_config_tolerance(cfg, "vonage", PROVIDER_TOLERANCE_MAX, &v->tolerance_s, err,
+	if (provider_config_tolerance(cfg, "vonage", VONAGE_TOLERANCE_DEFAULT, &v->tolerance_s, err,
 	                              errlen) != 0) {
 		vonage_fini(v);
 		return DLRD_ECONFIG;

@@ -229,11 +229,11 @@ static void test_rejected_write_nothing(void **state)
 	util_strlcpy(bad, q, sizeof(bad));
 	memcpy(strstr(bad, "status=delivered"), "status=deliverex", 16);
 	assert_int_equal(get(d, "/webhooks/vonage/status", bad, &r), 401);
-	/* signed more than a day ago / in the future (a retry repeats the
-	 * first attempt's timestamp, so the default window is a day) */
-	receipt(bad, sizeof(bad), "delivered", "0", -86460, "n");
+	/* signed more than 73 hours ago / in the future (a retry repeats the
+	 * first attempt's timestamp, and receipts are retried for 72 hours) */
+	receipt(bad, sizeof(bad), "delivered", "0", -262860, "n");
 	assert_int_equal(get(d, "/webhooks/vonage/status", bad, &r), 401);
-	receipt(bad, sizeof(bad), "delivered", "0", 86460, "n");
+	receipt(bad, sizeof(bad), "delivered", "0", 262860, "n");
 	assert_int_equal(get(d, "/webhooks/vonage/status", bad, &r), 401);
 	/* unsupported method and media type */
 	h_request(d, "POST", "/webhooks/vonage/status",

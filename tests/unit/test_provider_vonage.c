@@ -396,15 +396,15 @@ static void test_default_tolerance_covers_retries(void **state)
 
 	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS), 0);
 	util_strlcpy(first, f->res.events[0].dedup_key, sizeof(first));
-	/* retries 10 minutes, 6 hours and a day after the first attempt */
+	/* retries 10 minutes, 6 hours and 72 hours after the first attempt */
 	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 600000), 0);
 	assert_string_equal(f->res.events[0].dedup_key, first);
 	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 6 * 3600000LL), 0);
-	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 86400000LL), 0);
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 72 * 3600000LL), 0);
 	/* there is still a window, both ways */
-	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 86401000LL),
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS + 73 * 3600000LL + 1000),
 	                 DLRD_ESTALE);
-	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS - 86401000LL),
+	assert_int_equal(run(f, "GET", HOOK_STATUS, NULL, q, NULL, NOW_MS - 73 * 3600000LL - 1000),
 	                 DLRD_ESTALE);
 	fx_free(f);
 	pt_clearenv();
