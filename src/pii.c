@@ -286,10 +286,10 @@ out:
 int pii_keyring_load_file(const char *dir, struct pii_keyring **out, int *created, char *err,
                           size_t errlen)
 {
-	char path[4096], line[PII_KEY_ID_MAX + 64];
+	char path[4096], tmp[4200], line[PII_KEY_ID_MAX + 64];
 	uint8_t key[PII_KEY_LEN];
 	size_t n;
-	int fd, dfd;
+	int fd, dfd, rc;
 
 	*created = 0;
 	util_fmt(path, sizeof(path), "%s/%s", dir, PII_KEY_FILE);
@@ -299,11 +299,15 @@ int pii_keyring_load_file(const char *dir, struct pii_keyring **out, int *create
 		util_fmt(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
 		return DLRD_EIO;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* Written whole under a name of this process's own, then linked into
+	 * place (as keyfile.c does): link() fails if the name exists, so of
+	 * processes starting at once exactly one key wins, and neither they nor
+	 * a start after a crash ever read a file that is not yet written. */
+	util_fmt(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	unlink(tmp); /* a leftover of a crashed process that had our pid */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		if (errno == EEXIST) /* another process made it first */
-			return read_key_file(path, out, err, errlen);
-		util_fmt(err, errlen, "cannot create key file %s: %s", path, strerror(errno));
+		util_fmt(err, errlen, "cannot create key file %s: %s", tmp, strerror(errno));
 		return DLRD_EIO;
 	}
 	crypto_random(key, sizeof(key));
@@ -312,14 +316,22 @@ int pii_keyring_load_file(const char *dir, struct pii_keyring **out, int *create
 	line[n++] = '\n';
 	explicit_bzero(key, sizeof(key));
 	if (write(fd, line, n) != (ssize_t)n || fsync(fd) != 0) {
-		util_fmt(err, errlen, "cannot write key file %s: %s", path, strerror(errno));
+		util_fmt(err, errlen, "cannot write key file %s: %s", tmp, strerror(errno));
 		explicit_bzero(line, sizeof(line));
 		close(fd);
-		unlink(path);
+		unlink(tmp);
 		return DLRD_EIO;
 	}
 	explicit_bzero(line, sizeof(line));
 	close(fd);
+	rc = link(tmp, path) == 0 ? 0 : errno;
+	unlink(tmp);
+	if (rc == EEXIST) /* another process made it first: theirs is the key */
+		return read_key_file(path, out, err, errlen);
+	if (rc != 0) {
+		util_fmt(err, errlen, "cannot create key file %s: %s", path, strerror(rc));
+		return DLRD_EIO;
+	}
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		fsync(dfd);

@@ -46,7 +46,8 @@ int pii_gcm_open(const uint8_t key[PII_KEY_LEN], const uint8_t nonce[PII_NONCE_L
 int pii_keyring_parse(const char *value, struct pii_keyring **out, char *err, size_t errlen);
 
 /* Loads dir/PII_KEY_FILE, creating it with one fresh random key (id "k1")
- * when absent (O_EXCL, 0600, fsynced with its folder).  *created tells
+ * when absent (written and fsynced under a temporary name, 0600, then linked
+ * into place and the folder fsynced: never seen half-written).  *created tells
  * whether it was made now.  Returns 0, DLRD_EIO or DLRD_ECONFIG with err
  * set.  Main thread, at start-up. */
 int pii_keyring_load_file(const char *dir, struct pii_keyring **out, int *created, char *err,

@@ -4,7 +4,8 @@
  * (McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 14
  * and 16), tamper and wrong-key detection, the key ring (parse errors that
  * never show a key, rotation: the first key encrypts, every key decrypts
- * its own blobs), and the key file dlrd creates once with mode 0600.
+ * its own blobs), and the key file dlrd creates once with mode 0600, which
+ * processes starting at the same moment never read half-written.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -183,6 +185,82 @@ static void test_key_file(void **state)
 	rmdir(dir);
 }
 
+/* Processes starting at the same moment on one data directory (two nodes
+ * sharing a volume, a restart overlapping the old process) all get the same
+ * key ring, and none of them reads the key file before it is whole: before
+ * the fix the file was created under its own name and then written, so a
+ * process starting just after the creator read it empty ("holds no key")
+ * and refused to start, and a crash between the two steps left that empty
+ * file behind for every later start. */
+static void test_key_file_concurrent_starts_agree(void **state)
+{
+	enum { ROUNDS = 200, PROCS = 4 };
+	(void)state;
+
+	for (int r = 0; r < ROUNDS; r++) {
+		char dir[] = "/tmp/dlrd-pii-XXXXXX", path[128];
+		int fds[PROCS][2];
+		pid_t pids[PROCS];
+		/* per process: success, then the sealed test payload's key id
+		 * and a blob sealed under the loaded ring */
+		uint8_t res[PROCS][1 + 64];
+
+		assert_non_null(mkdtemp(dir));
+		for (int i = 0; i < PROCS; i++) {
+			assert_int_equal(pipe(fds[i]), 0);
+			pids[i] = fork();
+			assert_true(pids[i] >= 0);
+			if (pids[i] == 0) {
+				uint8_t out[1 + 64] = {0};
+				struct pii_keyring *kr = NULL;
+				const char *kid;
+				char err[256];
+				size_t n;
+				int created;
+				if (pii_keyring_load_file(dir, &kr, &created, err, sizeof(err)) ==
+				        0 &&
+				    pii_encrypt(kr, "+447700900123", 13, out + 1, sizeof(out) - 1,
+				                &n, &kid) == 0)
+					out[0] = 1;
+				else
+					fprintf(stderr, "child: %s\n", err);
+				pii_keyring_free(kr);
+				_exit(write(fds[i][1], out, sizeof(out)) == (ssize_t)sizeof(out)
+				          ? 0
+				          : 1);
+			}
+			close(fds[i][1]);
+		}
+		for (int i = 0; i < PROCS; i++) {
+			int st;
+			assert_int_equal(read(fds[i][0], res[i], sizeof(res[i])),
+			                 (ssize_t)sizeof(res[i]));
+			close(fds[i][0]);
+			assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		}
+		/* every process started, and each one's blob opens under the ring
+		 * in the file: they all hold the one key */
+		struct pii_keyring *kr = NULL;
+		char err[256], out[32];
+		int created = -1;
+		for (int i = 0; i < PROCS; i++)
+			assert_int_equal(res[i][0], 1);
+		assert_int_equal(pii_keyring_load_file(dir, &kr, &created, err, sizeof(err)), 0);
+		assert_int_equal(created, 0);
+		for (int i = 0; i < PROCS; i++) {
+			size_t m;
+			assert_int_equal(pii_decrypt(kr, "k1", res[i] + 1, 13 + PII_OVERHEAD, out,
+			                             sizeof(out), &m),
+			                 0);
+			assert_memory_equal(out, "+447700900123", 13);
+		}
+		pii_keyring_free(kr);
+		util_fmt(path, sizeof(path), "rm -rf '%s'", dir);
+		assert_int_equal(system(path), 0);
+	}
+}
+
 /* Sealed payloads: "DLRDE1" | id length | id | nonce | ciphertext | tag,
  * the header as AAD.  The vector was made independently (Python's
  * cryptography AESGCM, key 00..1f, id "k1", nonce a0..ab). */
@@ -266,8 +344,11 @@ static void test_sealed_payloads(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_known_answers),   cmocka_unit_test(test_ring_rotation),
-	    cmocka_unit_test(test_ring_errors),     cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_known_answers),
+	    cmocka_unit_test(test_ring_rotation),
+	    cmocka_unit_test(test_ring_errors),
+	    cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_key_file_concurrent_starts_agree),
 	    cmocka_unit_test(test_sealed_payloads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
