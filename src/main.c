@@ -55,19 +55,22 @@ static int load_keyring(const struct config *cfg, struct pii_keyring **kr, char 
 	if (keys)
 		return pii_keyring_parse(keys, kr, err, errlen);
 	rc = pii_keyring_load_file(cfg->data_dir, kr, &created, err, errlen);
-	if (rc == 0 && created)
+	if (rc == 0 && created) {
+		char path[4096], q[1024];
+		size_t n = util_fmt(path, sizeof(path), "%s/%s", cfg->data_dir, PII_KEY_FILE);
 		LOG_I("encryption_keys_created",
-		      "path=%s/%s note=\"privacy.encryption_keys unset; created once, mode"
+		      "path=%s note=\"privacy.encryption_keys unset; created once, mode"
 		      " 0600; back it up: stored payloads and phone numbers cannot be read"
 		      " without it\"",
-		      cfg->data_dir, PII_KEY_FILE);
+		      log_quote(q, sizeof(q), path, n));
+	}
 	return rc;
 }
 
 static int serve(const char *config_path)
 {
 	struct config cfg;
-	char err[512];
+	char err[512], lq[1024]; /* lq: a quoted log value (a path, an error) */
 	uint8_t hash_key[HASH_KEY_BYTES];
 	const uint8_t *hk;
 	size_t hk_len;
@@ -86,7 +89,7 @@ static int serve(const char *config_path)
 	}
 	log_set_level(cfg.log_level);
 	LOG_I("starting", "version=%s config=%s", DLRD_VERSION,
-	      config_path ? config_path : "(none)");
+	      config_path ? log_quote(lq, sizeof(lq), config_path, strlen(config_path)) : "(none)");
 
 	if (cfg.hash_key) {
 		hk = (const uint8_t *)cfg.hash_key;
@@ -95,20 +98,24 @@ static int serve(const char *config_path)
 		int created = 0;
 		if (keyfile_load(cfg.data_dir, "hash.key", hash_key, sizeof(hash_key), &created,
 		                 err, sizeof(err)) != 0) {
-			LOG_E("startup_failed", "error=\"%s\"", err);
+			LOG_E("startup_failed", "error=%s",
+			      log_quote(lq, sizeof(lq), err, strlen(err)));
 			goto out;
 		}
-		if (created)
+		if (created) {
+			char path[4096];
+			size_t n = util_fmt(path, sizeof(path), "%s/hash.key", cfg.data_dir);
 			LOG_I("hash_key_created",
-			      "path=%s/hash.key note=\"privacy.hash_key unset; "
+			      "path=%s note=\"privacy.hash_key unset; "
 			      "created once, mode 0600\"",
-			      cfg.data_dir);
+			      log_quote(lq, sizeof(lq), path, n));
+		}
 		hk = hash_key;
 		hk_len = sizeof(hash_key);
 	}
 	privacy_set_hash_key(hk, hk_len);
 	if (load_keyring(&cfg, &kr, err, sizeof(err)) != 0) {
-		LOG_E("startup_failed", "error=\"%s\"", err);
+		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
 		fprintf(stderr, "dlrd: %s\n", err);
 		rc = 2;
 		goto out;
@@ -135,7 +142,7 @@ static int serve(const char *config_path)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (store_open(&cfg, &st, err, sizeof(err)) != 0) {
-		LOG_E("startup_failed", "error=\"%s\"", err);
+		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
 		fprintf(stderr, "dlrd: %s\n", err);
 		goto out;
 	}
@@ -150,7 +157,7 @@ static int serve(const char *config_path)
 		goto out;
 	}
 	if (http_start(&cfg, q, states, kr, &h, err, sizeof(err)) != 0) {
-		LOG_E("startup_failed", "error=\"%s\"", err);
+		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
 		fprintf(stderr, "dlrd: %s\n", err);
 		goto out;
 	}

@@ -1099,8 +1099,12 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 	}
 	if ((rc = ckpt_start(be, vfs, err, errlen)) != 0)
 		goto out;
-	LOG_I("storage_open", "backend=sqlite path=%s synchronous=%s", be->path,
-	      cfg->synchronous == SYNC_FULL ? "full" : "normal");
+	{
+		char q[1024]; /* the path is the operator's: quoted */
+		LOG_I("storage_open", "backend=sqlite path=%s synchronous=%s",
+		      log_quote(q, sizeof(q), be->path, strlen(be->path)),
+		      cfg->synchronous == SYNC_FULL ? "full" : "normal");
+	}
 	*out = be;
 	return 0;
 out:

@@ -8,6 +8,7 @@
  * its value.
  */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -168,12 +169,98 @@ static void test_config_error_hides_value(void **state)
 	h_teardown(&d);
 }
 
+/* True when line (without its newline) is strict logfmt: key=value pairs
+ * separated by one blank, a key without blanks, '=' or '"', a value either
+ * bare (no blank, no '"') or double-quoted with backslash escapes. */
+static bool logfmt_ok(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *k = p;
+		while (p < end && *p != '=' && *p != ' ' && *p != '"')
+			p++;
+		if (p == k || p == end || *p != '=')
+			return false;
+		p++;
+		if (p < end && *p == '"') {
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\' && ++p == end)
+					return false;
+			if (p == end)
+				return false;
+			p++;
+		} else {
+			while (p < end && *p != ' ' && *p != '"')
+				p++;
+			if (p < end && *p == '"')
+				return false;
+		}
+		if (p < end && (*p != ' ' || ++p == end))
+			return false;
+	}
+	return true;
+}
+
+/* Paths an operator chose (the config file, the data directory, the SQLite
+ * file) may hold blanks and quotes; every line stays one set of key=value
+ * pairs.  Before the fix they were written bare ("config=/srv/my conf.ini"),
+ * or inside quotes without escaping (error="... \"x\" ..."), so a logfmt
+ * parser read a stray key or cut the value. */
+static void test_operator_paths_quoted(void **state)
+{
+	static const char *const env[] = {
+	    "DLRD_PRIVACY_HASH_KEY=", "DLRD_PRIVACY_ENCRYPTION_KEYS=", NULL};
+	struct dlrd d;
+	char kv[H_PATH_MAX + 64], want[H_PATH_MAX + 64];
+	size_t n;
+	int st = 0;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, env), 0);
+	util_fmt(kv, sizeof(kv), "DLRD_SERVER_DATA_DIR=%s/my \"keys\"", d.dir);
+	h_set_env(&d, kv);
+	if (!h_pg()) {
+		util_fmt(kv, sizeof(kv), "DLRD_STORAGE_URL=sqlite:%s/my db/dlrd.db", d.dir);
+		h_set_env(&d, kv);
+	}
+	util_fmt(d.config_path, sizeof(d.config_path), "%s/my conf.ini", d.dir);
+	assert_int_equal(h_write_file(d.config_path, "[server]\n"), 0);
+	assert_int_equal(h_start(&d), 0);
+	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+	/* a start that fails on a path: the error names it, still quoted */
+	util_fmt(kv, sizeof(kv), "DLRD_SERVER_DATA_DIR=%s/my conf.ini/\"sub\"", d.dir);
+	h_set_env(&d, kv);
+	assert_int_equal(h_spawn(&d), 0);
+	assert_int_equal(h_wait_exit(&d, 5000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+
+	char *log = h_read_file(d.log_path, &n);
+	assert_non_null(log);
+	for (const char *p = log, *nl; p < log + n; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(log + n - p));
+		if (!nl)
+			nl = log + n;
+		if (strncmp(p, "ts=", 3) != 0)
+			continue; /* "dlrd: ..." on stderr, not a log line */
+		if (!logfmt_ok(p, nl))
+			fail_msg("not logfmt: %.*s", (int)(nl - p), p);
+	}
+	util_fmt(want, sizeof(want), "config=\"%s/my conf.ini\"", d.dir);
+	assert_non_null(memmem(log, n, want, strlen(want)));
+	util_fmt(want, sizeof(want), "path=\"%s/my \\\"keys\\\"/hash.key\"", d.dir);
+	assert_non_null(memmem(log, n, want, strlen(want)));
+	free(log);
+	h_teardown(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_no_secrets_or_numbers, setup, teardown),
 	    cmocka_unit_test(test_config_error_hides_value),
 	    cmocka_unit_test(test_public_url_password_hidden),
+	    cmocka_unit_test(test_operator_paths_quoted),
 	};
 	return cmocka_run_group_tests_name("integration/logs", tests, NULL, NULL);
 }
