@@ -229,9 +229,20 @@ static void *writer_main(void *arg)
 			if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) != 0 && !q->head &&
 			    !q->stopping) {
 				pthread_mutex_unlock(&q->mu);
-				if (atomic_load(&q->sync_failed)) {
+				bool probe = !atomic_load(&q->sync_failed);
+				int prc = 0;
+				if (probe) {
+					/* A write transaction and a sync: a hung disk
+					 * on an idle server is met here first, and it
+					 * must show as a stall like a commit's (it is
+					 * logged as one: stage=commit). */
+					stage_begin(&q->apply_t0);
+					prc = store_probe(q->st, err, sizeof(err));
+					stage_end(q, &q->apply_t0, "probe");
+				}
+				if (!probe) {
 					/* final; the syncer said why */
-				} else if (store_probe(q->st, err, sizeof(err)) == 0) {
+				} else if (prc == 0) {
 					if (!atomic_exchange(&q->healthy, true))
 						LOG_I("storage_recovered", "backend=%s",
 						      store_backend(q->st));

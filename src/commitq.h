@@ -75,8 +75,8 @@ void commitq_free(struct commitq *q);
 /* Items queued or reserved right now. */
 size_t commitq_depth(const struct commitq *q);
 /* False after a failed commit until a later transaction succeeds, after a
- * failed sync for good, and while a commit or a sync has run for over 5 s
- * (logged once: event=storage_stalled). */
+ * failed sync for good, and while a commit, a sync or the writer's idle
+ * probe has run for over 5 s (logged once: event=storage_stalled). */
 bool commitq_healthy(const struct commitq *q);
 /* The store the writer applies batches to (borrowed), for readers that run
  * beside the writer (the JSON API's read methods). */

@@ -312,6 +312,57 @@ static void test_stalled_storage_unhealthy(void **state)
 	h_teardown(&d);
 }
 
+/* The same stall met first by the writer's idle probe (a write transaction
+ * and an fdatasync of the WAL, every 5 s without traffic), which is where a
+ * disk that hangs on an idle server is met: /healthz must turn 503 once it
+ * has run for 5 s, and a new callback must get 503 at once instead of
+ * waiting behind it.  Before the fix only a batch's commit and the syncer's
+ * fdatasync were watched: /healthz said 200 for as long as the probe hung,
+ * and every new callback was parked behind it. */
+static void test_stalled_probe_unhealthy(void **state)
+{
+	struct dlrd d;
+	char arm[300], asan[512], body[1024];
+	const char *prev = getenv("ASAN_OPTIONS");
+	struct h_resp r;
+	int64_t t0;
+	long status = 0;
+
+	(void)state;
+	H_SQLITE_ONLY("the shim hangs the SQLite WAL's fdatasync");
+	assert_int_equal(h_setup(&d, NULL), 0);
+	util_fmt(arm, sizeof(arm), "DLRD_SHIM_ARM=%s/shim.arm", d.dir);
+	h_set_env(&d, "LD_PRELOAD=" DLRD_SHIM_WB_ERROR);
+	h_set_env(&d, arm);
+	h_set_env(&d, "DLRD_SHIM_THREAD=dlrd-writer"); /* the probe's fdatasync */
+	h_set_env(&d, "DLRD_SHIM_SLEEP_MS=10000");
+	h_set_env(&d, "DLRD_SHIM_EIO=0");
+	util_fmt(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0", prev ? prev : "",
+	         prev ? ":" : "");
+	h_set_env(&d, asan);
+	assert_int_equal(h_start(&d), 0);
+	assert_int_equal(h_write_file(arm + strlen("DLRD_SHIM_ARM="), "1"), 0);
+
+	/* no traffic: the probe starts within 5 s and hangs for 10 s; 5 s
+	 * into it is a stall */
+	t0 = h_now_ms();
+	while ((status = h_get(&d, "/healthz", &r)) == 200 && h_now_ms() - t0 < 12500)
+		h_sleep_ms(100);
+	assert_int_equal(status, 503);
+	assert_true(h_log_contains(&d, "event=storage_stalled"));
+	body_for(body, sizeof(body), 48, 0, "delivered");
+	assert_int_equal(h_post_status(&d, body, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_non_null(strstr(r.body, "storage is not answering"));
+	assert_true(r.elapsed_ms < 1000);
+	/* the probe returns: healthy again, and the callback is stored */
+	assert_int_equal(h_wait_healthy(&d, 10000), 0);
+	assert_true(h_log_contains(&d, "event=storage_unstalled"));
+	assert_int_equal(h_post_status(&d, body, &r), 200);
+	assert_int_equal(h_count(&d, "sms_message_events"), 1);
+	h_teardown(&d);
+}
+
 /* Waits (10 s at most) until metric has the value; returns the last one. */
 static long long wait_metric(struct dlrd *d, const char *metric, long long want)
 {
@@ -417,6 +468,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sync_failure_is_final, setup, teardown),
 	    cmocka_unit_test(test_sync_error_reported_to_the_probe),
 	    cmocka_unit_test(test_stalled_storage_unhealthy),
+	    cmocka_unit_test(test_stalled_probe_unhealthy),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
 	                                             (void *)small_queue),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_fills_before_connections, setup_env,

@@ -7,8 +7,9 @@
  * slow while it retries.
  *
  * Armed when the file named by $DLRD_SHIM_ARM exists: the next fdatasync of
- * a "-wal" file by the thread "dlrd-syncer" takes $DLRD_SHIM_SLEEP_MS, and
- * the writeback error happens as it starts.  Whichever fdatasync of that
+ * a "-wal" file by the thread "dlrd-syncer" (or the one named by
+ * $DLRD_SHIM_THREAD, e.g. "dlrd-writer" for the idle probe's) takes
+ * $DLRD_SHIM_SLEEP_MS, and the writeback error happens as it starts.  Whichever fdatasync of that
  * descriptor returns first from then on gets EIO, once.  With
  * $DLRD_SHIM_EIO=0 the fdatasync is only slow (a stalled disk that
  * recovers), without the error.  Not part of dlrd:
@@ -50,6 +51,7 @@ int fdatasync(int fd)
 	static int (*real)(int);
 	const char *arm = getenv("DLRD_SHIM_ARM");
 	const char *ms = getenv("DLRD_SHIM_SLEEP_MS");
+	const char *thread = getenv("DLRD_SHIM_THREAD");
 	char name[16] = "";
 	int rc;
 
@@ -57,8 +59,8 @@ int fdatasync(int fd)
 		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
 	rc = real(fd);
 	pthread_getname_np(pthread_self(), name, sizeof(name));
-	if (arm && access(arm, F_OK) == 0 && strcmp(name, "dlrd-syncer") == 0 && is_wal(fd) &&
-	    !atomic_exchange(&fired, 1)) {
+	if (arm && access(arm, F_OK) == 0 && strcmp(name, thread ? thread : "dlrd-syncer") == 0 &&
+	    is_wal(fd) && !atomic_exchange(&fired, 1)) {
 		long sleep_ms = ms ? strtol(ms, NULL, 10) : 7000;
 		struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
 		const char *eio = getenv("DLRD_SHIM_EIO");
