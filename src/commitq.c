@@ -288,7 +288,12 @@ static void *writer_main(void *arg)
 					LOG_I("storage_recovered", "backend=%s",
 					      store_backend(q->st));
 				hand_to_syncer(q, q->batch, n, t0);
+				/* A checkpoint, which may wait for the
+				 * checkpointer's: on a slow disk a stall like a
+				 * commit's. */
+				stage_begin(&q->apply_t0);
 				store_maintain(q->st);
+				stage_end(q, &q->apply_t0, "maintain");
 			}
 		}
 		if (stopping)

@@ -75,8 +75,9 @@ void commitq_free(struct commitq *q);
 /* Items queued or reserved right now. */
 size_t commitq_depth(const struct commitq *q);
 /* False after a failed commit until a later transaction succeeds, after a
- * failed sync for good, and while a commit, a sync or the writer's idle
- * probe has run for over 5 s (logged once: event=storage_stalled). */
+ * failed sync for good, and while a commit, a sync, the writer's idle probe
+ * or its store_maintain() has run for over 5 s (logged once:
+ * event=storage_stalled). */
 bool commitq_healthy(const struct commitq *q);
 /* The store the writer applies batches to (borrowed), for readers that run
  * beside the writer (the JSON API's read methods). */

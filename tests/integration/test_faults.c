@@ -24,6 +24,7 @@
 #include "util.h"
 
 #define UNAVAILABLE "dlrd_callbacks_total{provider=\"twilio\",outcome=\"unavailable\"}"
+#define STORED      "dlrd_callbacks_total{provider=\"twilio\",outcome=\"stored\"}"
 #define N_FAILED    3
 
 static int setup(void **state)
@@ -363,6 +364,62 @@ static void test_stalled_probe_unhealthy(void **state)
 	h_teardown(&d);
 }
 
+/* The writer's end-of-cycle checkpoint (store_maintain()) on a slow disk:
+ * once the WAL holds CKPT_LIMIT cycles, the writer waits for the
+ * checkpointer's checkpoint to end before it copies the rest.  A wait of
+ * over 5 s is a stall like a commit's: /healthz 503 and new callbacks 503
+ * at once, until it ends.  Before the fix the wait was not watched:
+ * /healthz said 200 and new callbacks were parked behind it.  The slow disk:
+ * a checkpoint cycle of 16 pages and a checkpointer that takes 9 s
+ * (DLRD_TEST_CKPT_PAGES, DLRD_TEST_CKPT_DELAY_MS, store/sqlite.c). */
+static void test_stalled_checkpoint_unhealthy(void **state)
+{
+	struct dlrd d;
+	char body[1024];
+	struct h_resp r;
+	struct h_async *a;
+	int64_t t0;
+	long status = 200;
+	unsigned i;
+
+	(void)state;
+	H_SQLITE_ONLY("the SQLite checkpointer");
+	assert_int_equal(h_setup(&d, NULL), 0);
+	h_set_env(&d, "DLRD_TEST_CKPT_PAGES=16");
+	h_set_env(&d, "DLRD_TEST_CKPT_DELAY_MS=9000");
+	assert_int_equal(h_start(&d), 0);
+
+	/* callbacks one after the other until one waits for the checkpoint */
+	t0 = h_now_ms();
+	for (i = 0;; i++) {
+		int64_t t1, stored = h_metric(&d, STORED);
+		assert_true(h_now_ms() - t0 < 20000);
+		body_for(body, sizeof(body), 49, i, "delivered");
+		a = h_async_post_status(&d, body);
+		assert_non_null(a);
+		t1 = h_now_ms();
+		while (h_metric(&d, STORED) == stored && h_now_ms() - t1 < 1000)
+			h_sleep_ms(20);
+		if (h_metric(&d, STORED) == stored)
+			break; /* parked behind the writer's wait */
+		assert_int_equal(h_async_wait(a, NULL), 200);
+	}
+	/* once the wait has lasted 5 s it is a stall */
+	t0 = h_now_ms();
+	while ((status = h_get(&d, "/healthz", &r)) == 200 && h_now_ms() - t0 < 7000)
+		h_sleep_ms(100);
+	assert_int_equal(status, 503);
+	assert_true(h_log_contains(&d, "event=storage_stalled"));
+	body_for(body, sizeof(body), 49, 1000, "delivered");
+	assert_int_equal(h_post_status(&d, body, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_true(r.elapsed_ms < 1000);
+	assert_int_equal(h_async_wait(a, NULL), 200); /* answered when it ends */
+	assert_int_equal(h_wait_healthy(&d, 10000), 0);
+	assert_int_equal(h_post_status(&d, body, &r), 200);
+	h_teardown(&d);
+}
+
 /* Waits (10 s at most) until metric has the value; returns the last one. */
 static long long wait_metric(struct dlrd *d, const char *metric, long long want)
 {
@@ -469,6 +526,7 @@ int main(void)
 	    cmocka_unit_test(test_sync_error_reported_to_the_probe),
 	    cmocka_unit_test(test_stalled_storage_unhealthy),
 	    cmocka_unit_test(test_stalled_probe_unhealthy),
+	    cmocka_unit_test(test_stalled_checkpoint_unhealthy),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
 	                                             (void *)small_queue),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_fills_before_connections, setup_env,
