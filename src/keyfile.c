@@ -54,22 +54,17 @@ static int read_key(const char *path, uint8_t *out, size_t len, char *err, size_
 	return 0;
 }
 
-int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, int *created,
-                 char *err, size_t errlen)
+int keyfile_create(const char *dir, const char *name, const void *content, size_t n, char *err,
+                   size_t errlen)
 {
-	char path[4096], tmp[4200], hex[260];
+	char path[4096], tmp[4200];
 	int fd, dfd, rc;
 
-	*created = 0;
-	if (len == 0 || 2 * len + 1 > sizeof(hex))
-		return DLRD_EINVAL;
-	util_fmt(path, sizeof(path), "%s/%s", dir, name);
-	if (access(path, F_OK) == 0)
-		return read_key(path, out, len, err, errlen);
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		util_fmt(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
 		return DLRD_EIO;
 	}
+	util_fmt(path, sizeof(path), "%s/%s", dir, name);
 	/* Written whole under a name of this process's own, then linked into
 	 * place: link() fails if the name exists, so of processes starting at
 	 * once exactly one key wins, and no one ever reads a partial file. */
@@ -80,10 +75,7 @@ int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, in
 		util_fmt(err, errlen, "cannot create key file %s: %s", tmp, strerror(errno));
 		return DLRD_EIO;
 	}
-	crypto_random(out, len);
-	crypto_hex(out, len, hex);
-	hex[2 * len] = '\n';
-	if (write(fd, hex, 2 * len + 1) != (ssize_t)(2 * len + 1) || fsync(fd) != 0) {
+	if (write(fd, content, n) != (ssize_t)n || fsync(fd) != 0) {
 		util_fmt(err, errlen, "cannot write key file %s: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
@@ -93,7 +85,7 @@ int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, in
 	rc = link(tmp, path) == 0 ? 0 : errno;
 	unlink(tmp);
 	if (rc == EEXIST) /* another process made it first: theirs is the key */
-		return read_key(path, out, len, err, errlen);
+		return 1;
 	if (rc != 0) {
 		util_fmt(err, errlen, "cannot create key file %s: %s", path, strerror(rc));
 		return DLRD_EIO;
@@ -103,6 +95,30 @@ int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, in
 		fsync(dfd);
 		close(dfd);
 	}
+	return 0;
+}
+
+int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, int *created,
+                 char *err, size_t errlen)
+{
+	char path[4096], hex[260];
+	int rc;
+
+	*created = 0;
+	if (len == 0 || 2 * len + 1 > sizeof(hex))
+		return DLRD_EINVAL;
+	util_fmt(path, sizeof(path), "%s/%s", dir, name);
+	if (access(path, F_OK) == 0)
+		return read_key(path, out, len, err, errlen);
+	crypto_random(out, len);
+	crypto_hex(out, len, hex);
+	hex[2 * len] = '\n';
+	rc = keyfile_create(dir, name, hex, 2 * len + 1, err, errlen);
+	explicit_bzero(hex, sizeof(hex));
+	if (rc == 1)
+		return read_key(path, out, len, err, errlen);
+	if (rc != 0)
+		return rc;
 	*created = 1;
 	return 0;
 }

@@ -16,4 +16,12 @@
 int keyfile_load(const char *dir, const char *name, uint8_t *out, size_t len, int *created,
                  char *err, size_t errlen);
 
+/* Creates dir/name (and dir, one level, when missing) holding the n bytes
+ * of content, whole or not at all (see keyfile.c).  Returns 0 when it made
+ * the file, 1 when the name already existed (another process made it first:
+ * its file is the one to read), or DLRD_EIO with err set.  For key files
+ * in other formats (pii.c's encryption keys). */
+int keyfile_create(const char *dir, const char *name, const void *content, size_t n, char *err,
+                   size_t errlen);
+
 #endif

@@ -14,12 +14,12 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "arena.h"
 #include "config.h"
 #include "crypto.h"
+#include "keyfile.h"
 #include "util.h"
 
 #define KEY_FILE_MAX 8192
@@ -286,58 +286,27 @@ out:
 int pii_keyring_load_file(const char *dir, struct pii_keyring **out, int *created, char *err,
                           size_t errlen)
 {
-	char path[4096], tmp[4200], line[PII_KEY_ID_MAX + 64];
+	char path[4096], line[PII_KEY_ID_MAX + 64];
 	uint8_t key[PII_KEY_LEN];
 	size_t n;
-	int fd, dfd, rc;
+	int rc;
 
 	*created = 0;
 	util_fmt(path, sizeof(path), "%s/%s", dir, PII_KEY_FILE);
 	if (access(path, F_OK) == 0)
 		return read_key_file(path, out, err, errlen);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		util_fmt(err, errlen, "cannot create data directory %s: %s", dir, strerror(errno));
-		return DLRD_EIO;
-	}
-	/* Written whole under a name of this process's own, then linked into
-	 * place (as keyfile.c does): link() fails if the name exists, so of
-	 * processes starting at once exactly one key wins, and neither they nor
-	 * a start after a crash ever read a file that is not yet written. */
-	util_fmt(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-	unlink(tmp); /* a leftover of a crashed process that had our pid */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		util_fmt(err, errlen, "cannot create key file %s: %s", tmp, strerror(errno));
-		return DLRD_EIO;
-	}
 	crypto_random(key, sizeof(key));
 	n = util_fmt(line, sizeof(line), "k1:");
 	n += crypto_b64_encode(key, sizeof(key), line + n);
 	line[n++] = '\n';
 	explicit_bzero(key, sizeof(key));
-	if (write(fd, line, n) != (ssize_t)n || fsync(fd) != 0) {
-		util_fmt(err, errlen, "cannot write key file %s: %s", tmp, strerror(errno));
-		explicit_bzero(line, sizeof(line));
-		close(fd);
-		unlink(tmp);
-		return DLRD_EIO;
-	}
+	/* whole or not at all, and of processes starting at once exactly one
+	 * key wins (keyfile.c) */
+	rc = keyfile_create(dir, PII_KEY_FILE, line, n, err, errlen);
 	explicit_bzero(line, sizeof(line));
-	close(fd);
-	rc = link(tmp, path) == 0 ? 0 : errno;
-	unlink(tmp);
-	if (rc == EEXIST) /* another process made it first: theirs is the key */
-		return read_key_file(path, out, err, errlen);
-	if (rc != 0) {
-		util_fmt(err, errlen, "cannot create key file %s: %s", path, strerror(rc));
-		return DLRD_EIO;
-	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	*created = 1;
+	if (rc < 0)
+		return rc;
+	*created = rc == 0;
 	return read_key_file(path, out, err, errlen);
 }
 
