@@ -1731,6 +1731,18 @@ bool h_log_contains(const struct dlrd *d, const char *s)
 	return hit;
 }
 
+bool h_wait_log(const struct dlrd *d, const char *s, int ms)
+{
+	int64_t t0 = h_now_ms();
+
+	while (!h_log_contains(d, s)) {
+		if (h_now_ms() - t0 >= ms)
+			return false;
+		h_sleep_ms(50);
+	}
+	return true;
+}
+
 int h_write_file(const char *path, const char *content)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -307,6 +307,9 @@ void h_db_unlock(void *lock);
 char *h_read_file(const char *path, size_t *len);
 /* true when d's captured stderr contains s. */
 bool h_log_contains(const struct dlrd *d, const char *s);
+/* The same, waiting up to ms for a line that dlrd may write a moment after
+ * what the test saw (another thread's). */
+bool h_wait_log(const struct dlrd *d, const char *s, int ms);
 /* Creates (or overwrites) path with content. Returns 0 or -1. */
 int h_write_file(const char *path, const char *content);
 

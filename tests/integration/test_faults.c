@@ -215,6 +215,62 @@ static void test_sync_failure_is_final(void **state)
 	}
 }
 
+/* Runs d under the slow-disk shim (tests/integration/shim/wb_error.c): once
+ * the test creates the file whose path is left in arm (shim_arm()), the next
+ * fdatasync of the WAL by thread (NULL: the syncer) takes sleep_ms, and
+ * fails with EIO at the end unless eio is false. */
+static void use_shim(struct dlrd *d, char *arm, size_t cap, const char *thread,
+                     const char *sleep_ms, bool eio)
+{
+	const char *prev = getenv("ASAN_OPTIONS");
+	char kv[512];
+
+	util_fmt(arm, cap, "%s/shim.arm", d->dir);
+	util_fmt(kv, sizeof(kv), "DLRD_SHIM_ARM=%s", arm);
+	h_set_env(d, kv);
+	h_set_env(d, "LD_PRELOAD=" DLRD_SHIM_WB_ERROR);
+	util_fmt(kv, sizeof(kv), "DLRD_SHIM_SLEEP_MS=%s", sleep_ms);
+	h_set_env(d, kv);
+	if (thread) {
+		util_fmt(kv, sizeof(kv), "DLRD_SHIM_THREAD=%s", thread);
+		h_set_env(d, kv);
+	}
+	if (!eio)
+		h_set_env(d, "DLRD_SHIM_EIO=0");
+	/* under ASan: the shim is preloaded ahead of the sanitizer's runtime */
+	util_fmt(kv, sizeof(kv), "ASAN_OPTIONS=%s%sverify_asan_link_order=0", prev ? prev : "",
+	         prev ? ":" : "");
+	h_set_env(d, kv);
+}
+
+static void shim_arm(const char *arm)
+{
+	assert_int_equal(h_write_file(arm, "1"), 0);
+}
+
+/* A stall as dlrd must show it: /healthz turns 503 within wait_ms, the
+ * stall is logged, and a new callback (body) is refused at once with
+ * Retry-After instead of waiting behind it.  Returns how long /healthz took
+ * to turn. */
+static int64_t expect_stall(struct dlrd *d, int64_t wait_ms, const char *body)
+{
+	struct h_resp r;
+	int64_t t0 = h_now_ms(), took;
+	long status;
+
+	while ((status = h_get(d, "/healthz", &r)) == 200 && h_now_ms() - t0 < wait_ms)
+		h_sleep_ms(100);
+	took = h_now_ms() - t0;
+	assert_int_equal(status, 503);
+	assert_int_equal(h_metric(d, "dlrd_storage_healthy"), 0);
+	assert_true(h_log_contains(d, "event=storage_stalled"));
+	assert_int_equal(h_post_status(d, body, &r), 503);
+	assert_string_equal(r.retry_after, "1");
+	assert_non_null(strstr(r.body, "storage is not answering"));
+	assert_true(r.elapsed_ms < 1000);
+	return took;
+}
+
 /* A failing disk: the syncer's fdatasync of the WAL hangs for 7 s, and the
  * writeback error that covers the batch is reported (once, as Linux does
  * per open file) to whichever fdatasync of that descriptor returns first.
@@ -224,24 +280,16 @@ static void test_sync_failure_is_final(void **state)
 static void test_sync_error_reported_to_the_probe(void **state)
 {
 	struct dlrd d;
-	char arm[300], asan[512], body[1024];
-	const char *prev = getenv("ASAN_OPTIONS");
+	char arm[300], body[1024];
 	struct h_resp r;
 
 	(void)state;
 	H_SQLITE_ONLY("the shim fails the SQLite WAL's fdatasync");
 	assert_int_equal(h_setup(&d, NULL), 0);
-	util_fmt(arm, sizeof(arm), "DLRD_SHIM_ARM=%s/shim.arm", d.dir);
-	h_set_env(&d, "LD_PRELOAD=" DLRD_SHIM_WB_ERROR);
-	h_set_env(&d, arm);
-	h_set_env(&d, "DLRD_SHIM_SLEEP_MS=7000");
-	/* under ASan: the shim is preloaded ahead of the sanitizer's runtime */
-	util_fmt(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0", prev ? prev : "",
-	         prev ? ":" : "");
-	h_set_env(&d, asan);
+	use_shim(&d, arm, sizeof(arm), NULL, "7000", true);
 	assert_int_equal(h_start(&d), 0);
 
-	assert_int_equal(h_write_file(arm + strlen("DLRD_SHIM_ARM="), "1"), 0);
+	shim_arm(arm);
 	body_for(body, sizeof(body), 45, 0, "delivered");
 	assert_int_equal(h_post_status(&d, body, &r), 503);
 	assert_true(r.elapsed_ms >= 6000); /* the probe ran during the slow sync */
@@ -259,54 +307,35 @@ static void test_sync_error_reported_to_the_probe(void **state)
 static void test_stalled_storage_unhealthy(void **state)
 {
 	struct dlrd d;
-	char arm[300], asan[512], body[1024], later[1024];
-	const char *prev = getenv("ASAN_OPTIONS");
+	char arm[300], body[1024], later[1024];
 	struct h_resp r;
 	struct h_async *a;
 	void *lock = NULL;
-	int64_t t0;
-	long status = 0;
 
 	(void)state;
 	assert_int_equal(h_setup(&d, NULL), 0);
-	util_fmt(arm, sizeof(arm), "DLRD_SHIM_ARM=%s/shim.arm", d.dir);
-	if (!h_pg()) {
-		h_set_env(&d, "LD_PRELOAD=" DLRD_SHIM_WB_ERROR);
-		h_set_env(&d, arm);
-		h_set_env(&d, "DLRD_SHIM_SLEEP_MS=8000");
-		h_set_env(&d, "DLRD_SHIM_EIO=0");
-		util_fmt(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
-		         prev ? prev : "", prev ? ":" : "");
-		h_set_env(&d, asan);
-	}
+	if (!h_pg())
+		use_shim(&d, arm, sizeof(arm), NULL, "8000", false);
 	assert_int_equal(h_start(&d), 0);
 	if (h_pg()) {
 		lock = h_db_lock(&d);
 		assert_non_null(lock);
 	} else {
-		assert_int_equal(h_write_file(arm + strlen("DLRD_SHIM_ARM="), "1"), 0);
+		shim_arm(arm);
 	}
 
 	body_for(body, sizeof(body), 47, 0, "delivered");
 	a = h_async_post_status(&d, body);
 	assert_non_null(a);
-	t0 = h_now_ms();
-	while ((status = h_get(&d, "/healthz", &r)) == 200 && h_now_ms() - t0 < 12000)
-		h_sleep_ms(100);
-	assert_int_equal(status, 503);
-	assert_true(h_now_ms() - t0 >= 4500); /* not before the 5 s */
-	assert_int_equal(h_metric(&d, "dlrd_storage_healthy"), 0);
-	assert_true(h_log_contains(&d, "event=storage_stalled"));
-	/* meanwhile a new callback is refused at once instead of waiting */
+	/* not before the 5 s; meanwhile a new callback is refused at once */
 	body_for(later, sizeof(later), 47, 1, "delivered");
-	assert_int_equal(h_post_status(&d, later, &r), 503);
-	assert_string_equal(r.retry_after, "1");
-	assert_non_null(strstr(r.body, "storage is not answering"));
-	assert_true(r.elapsed_ms < 1000);
+	assert_true(expect_stall(&d, 12000, later) >= 4500);
 	h_db_unlock(lock);
 	assert_int_equal(h_async_wait(a, &r), 200);
 	assert_int_equal(h_wait_healthy(&d, 5000), 0);
-	assert_true(h_log_contains(&d, "event=storage_unstalled"));
+	/* written when the last running stage ends, which may be a moment
+	 * after /healthz recovers (the probe, say, waiting behind the sync) */
+	assert_true(h_wait_log(&d, "event=storage_unstalled", 5000));
 	assert_int_equal(h_count(&d, "sms_message_events"), 1);
 	assert_int_equal(h_post_status(&d, later, &r), 200); /* the retry is welcome */
 	assert_int_equal(h_count(&d, "sms_message_events"), 2);
@@ -323,42 +352,26 @@ static void test_stalled_storage_unhealthy(void **state)
 static void test_stalled_probe_unhealthy(void **state)
 {
 	struct dlrd d;
-	char arm[300], asan[512], body[1024];
-	const char *prev = getenv("ASAN_OPTIONS");
+	char arm[300], body[1024];
 	struct h_resp r;
-	int64_t t0;
-	long status = 0;
 
 	(void)state;
 	H_SQLITE_ONLY("the shim hangs the SQLite WAL's fdatasync");
 	assert_int_equal(h_setup(&d, NULL), 0);
-	util_fmt(arm, sizeof(arm), "DLRD_SHIM_ARM=%s/shim.arm", d.dir);
-	h_set_env(&d, "LD_PRELOAD=" DLRD_SHIM_WB_ERROR);
-	h_set_env(&d, arm);
-	h_set_env(&d, "DLRD_SHIM_THREAD=dlrd-writer"); /* the probe's fdatasync */
-	h_set_env(&d, "DLRD_SHIM_SLEEP_MS=10000");
-	h_set_env(&d, "DLRD_SHIM_EIO=0");
-	util_fmt(asan, sizeof(asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0", prev ? prev : "",
-	         prev ? ":" : "");
-	h_set_env(&d, asan);
+	/* the probe's fdatasync */
+	use_shim(&d, arm, sizeof(arm), "dlrd-writer", "10000", false);
 	assert_int_equal(h_start(&d), 0);
-	assert_int_equal(h_write_file(arm + strlen("DLRD_SHIM_ARM="), "1"), 0);
+	shim_arm(arm);
 
 	/* no traffic: the probe starts within 5 s and hangs for 10 s; 5 s
 	 * into it is a stall */
-	t0 = h_now_ms();
-	while ((status = h_get(&d, "/healthz", &r)) == 200 && h_now_ms() - t0 < 12500)
-		h_sleep_ms(100);
-	assert_int_equal(status, 503);
-	assert_true(h_log_contains(&d, "event=storage_stalled"));
 	body_for(body, sizeof(body), 48, 0, "delivered");
-	assert_int_equal(h_post_status(&d, body, &r), 503);
-	assert_string_equal(r.retry_after, "1");
-	assert_non_null(strstr(r.body, "storage is not answering"));
-	assert_true(r.elapsed_ms < 1000);
+	expect_stall(&d, 12500, body);
 	/* the probe returns: healthy again, and the callback is stored */
 	assert_int_equal(h_wait_healthy(&d, 10000), 0);
-	assert_true(h_log_contains(&d, "event=storage_unstalled"));
+	/* written when the last running stage ends, which may be a moment
+	 * after /healthz recovers (the probe, say, waiting behind the sync) */
+	assert_true(h_wait_log(&d, "event=storage_unstalled", 5000));
 	assert_int_equal(h_post_status(&d, body, &r), 200);
 	assert_int_equal(h_count(&d, "sms_message_events"), 1);
 	h_teardown(&d);
@@ -379,7 +392,6 @@ static void test_stalled_checkpoint_unhealthy(void **state)
 	struct h_resp r;
 	struct h_async *a;
 	int64_t t0;
-	long status = 200;
 	unsigned i;
 
 	(void)state;
@@ -405,15 +417,8 @@ static void test_stalled_checkpoint_unhealthy(void **state)
 		assert_int_equal(h_async_wait(a, NULL), 200);
 	}
 	/* once the wait has lasted 5 s it is a stall */
-	t0 = h_now_ms();
-	while ((status = h_get(&d, "/healthz", &r)) == 200 && h_now_ms() - t0 < 7000)
-		h_sleep_ms(100);
-	assert_int_equal(status, 503);
-	assert_true(h_log_contains(&d, "event=storage_stalled"));
 	body_for(body, sizeof(body), 49, 1000, "delivered");
-	assert_int_equal(h_post_status(&d, body, &r), 503);
-	assert_string_equal(r.retry_after, "1");
-	assert_true(r.elapsed_ms < 1000);
+	expect_stall(&d, 7000, body);
 	assert_int_equal(h_async_wait(a, NULL), 200); /* answered when it ends */
 	assert_int_equal(h_wait_healthy(&d, 10000), 0);
 	assert_int_equal(h_post_status(&d, body, &r), 200);
