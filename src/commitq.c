@@ -47,6 +47,7 @@ struct commitq {
 	struct store *st;
 	unsigned capacity;
 	unsigned max_batch;
+	unsigned max_events; /* events per batch; its first item always goes */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct commit_item *head, *tail; /* queued, guarded by mu */
@@ -255,7 +256,12 @@ static void *writer_main(void *arg)
 				pthread_mutex_lock(&q->mu);
 			}
 		}
-		while (q->head && n < q->max_batch) {
+		/* up to max_batch items and max_events events: one request may
+		 * carry a thousand (dlrd_limits.h) */
+		size_t events = 0;
+		while (q->head && n < q->max_batch &&
+		       (n == 0 || events + q->head->n_events <= q->max_events)) {
+			events += q->head->n_events;
 			q->batch[n++] = q->head;
 			q->head = q->head->next;
 		}
@@ -302,13 +308,15 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct commitq **out)
+int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, unsigned max_events,
+                struct commitq **out)
 {
 	struct commitq *q = xcalloc(1, sizeof(*q));
 
 	q->st = st;
 	q->capacity = capacity;
 	q->max_batch = max_batch;
+	q->max_events = max_events;
 	q->batch = xcalloc(max_batch, sizeof(*q->batch));
 	atomic_init(&q->healthy, true);
 	atomic_init(&q->sync_failed, false);

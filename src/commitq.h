@@ -5,7 +5,8 @@
  *
  * HTTP thread:  commitq_reserve()  -> 503 at once when full
  *               suspend the connection, commitq_push(item)
- * Writer:       takes everything queued (up to max_batch), store_apply() in
+ * Writer:       takes everything queued (up to max_batch requests and
+ *               max_events events), store_apply() in
  *               one transaction, commits, hands the batch to the syncer.
  * Syncer:       store_sync() once for every batch handed to it so far, then
  *               calls item->complete() for each item, which resumes its
@@ -57,7 +58,8 @@ struct commit_item {
 };
 
 /* Starts the writer thread over st (borrowed; must outlive the queue). */
-int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, struct commitq **out);
+int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, unsigned max_events,
+                struct commitq **out);
 /* Takes a slot for one item; DLRD_EFULL when capacity is reached or the
  * queue is stopping, DLRD_EBUSY while a commit or a sync has not returned
  * for 5 s (a stall, see commitq_healthy()).  A slot is held until the

@@ -70,6 +70,7 @@ enum core_id {
 	K_SYNCHRONOUS,
 	K_QUEUE_CAPACITY,
 	K_MAX_BATCH,
+	K_MAX_BATCH_EVENTS,
 	K_HASH_KEY,
 	K_READ_POOL_SIZE,
 	K_ENCRYPTION_KEYS,
@@ -95,6 +96,8 @@ static const struct core_key core_keys[K__COUNT] = {
     [K_SYNCHRONOUS] = {"storage", "synchronous", T_STR, "full", 0, 0, 0},
     [K_QUEUE_CAPACITY] = {"storage", "queue_capacity", T_UINT, NULL, 0, 1, 1000000},
     [K_MAX_BATCH] = {"storage", "max_batch", T_UINT, NULL, LIM_BATCH_DEFAULT, 1, 100000},
+    [K_MAX_BATCH_EVENTS] = {"storage", "max_batch_events", T_UINT, NULL, LIM_BATCH_EVENTS_DEFAULT,
+                            1, 10000000},
     [K_HASH_KEY] = {"privacy", "hash_key", T_STR, NULL, 0, 0, 0},
     /* The JSON API (api.c reads these with config_get) */
     [K_READ_POOL_SIZE] = {"storage", "read_pool_size", T_UINT, NULL, 4, 1, 64},
@@ -600,6 +603,7 @@ static int resolve_core(struct loader *ld, struct config *cfg, char *err, size_t
 		s[K_QUEUE_CAPACITY].value = xstrdup(numbuf);
 	}
 	cfg->max_batch = (unsigned)num[K_MAX_BATCH];
+	cfg->max_batch_events = (unsigned)num[K_MAX_BATCH_EVENTS];
 
 	if (parse_listen(s[K_LISTEN].value, cfg) < 0) {
 		slot_err(&s[K_LISTEN], err, errlen,

@@ -44,6 +44,7 @@ struct config {
 	enum sync_mode synchronous;
 	unsigned queue_capacity;
 	unsigned max_batch;
+	unsigned max_batch_events; /* a batch's first request always goes in */
 	/* [privacy] */
 	char *hash_key; /* as configured (NULL: use/create the key file) */
 

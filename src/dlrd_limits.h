@@ -32,5 +32,11 @@
  * answers themselves. */
 #define LIM_QUEUE_DEFAULT(conns) ((conns) - (conns) / 4u)
 #define LIM_BATCH_DEFAULT        1024u /* [storage] max_batch: requests per transaction */
+/* [storage] max_batch_events: events per transaction.  One request may
+ * carry LIM_EVENTS_PER_REQUEST events (Infobip, Sinch and Telnyx batch
+ * them), so max_batch such requests would make one transaction of a million
+ * events: on PostgreSQL (about 0.3 ms per event) far past its statement
+ * timeout, failing every callback in the batch, again on each retry. */
+#define LIM_BATCH_EVENTS_DEFAULT 8192u
 
 #endif

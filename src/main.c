@@ -152,7 +152,7 @@ static int serve(const char *config_path)
 		      " connections run out before the queue is full: new connections are"
 		      " closed unanswered instead of getting 503\"",
 		      cfg.queue_capacity, cfg.max_connections);
-	if (commitq_new(st, cfg.queue_capacity, cfg.max_batch, &q) != 0) {
+	if (commitq_new(st, cfg.queue_capacity, cfg.max_batch, cfg.max_batch_events, &q) != 0) {
 		LOG_E("startup_failed", "error=\"cannot start the writer thread\"");
 		goto out;
 	}

@@ -425,6 +425,45 @@ static void test_stalled_checkpoint_unhealthy(void **state)
 	h_teardown(&d);
 }
 
+/* A transaction takes at most storage.max_batch_events events (one request
+ * may carry a thousand), however many requests wait.  Here the cap is 3 and
+ * each callback one event: while the syncer's fdatasync hangs for 3 s (the
+ * shim; under the 5 s that makes a stall), the writer commits the first
+ * callbacks and then waits to hand the syncer the next batch, and ten more
+ * pile up in the queue.  Once the sync returns, they must go in
+ * transactions of 3 at most: no batch above the histogram's "4" bucket.
+ * Before the cap they went in one. */
+static void test_batch_events_bounded(void **state)
+{
+	struct dlrd d;
+	char arm[300], body[1024];
+	struct h_async *a[13];
+	unsigned i;
+
+	(void)state;
+	H_SQLITE_ONLY("the shim hangs the SQLite WAL's fdatasync");
+	assert_int_equal(h_setup(&d, NULL), 0);
+	h_set_env(&d, "DLRD_STORAGE_MAX_BATCH_EVENTS=3");
+	use_shim(&d, arm, sizeof(arm), NULL, "3000", false);
+	assert_int_equal(h_start(&d), 0);
+	shim_arm(arm);
+
+	for (i = 0; i < 13; i++) {
+		body_for(body, sizeof(body), 50, i, "delivered");
+		a[i] = h_async_post_status(&d, body);
+		assert_non_null(a[i]);
+		if (i < 3) /* the first ones alone: synced, handed over, waiting */
+			h_sleep_ms(300);
+	}
+	for (i = 0; i < 13; i++)
+		assert_int_equal(h_async_wait(a[i], NULL), 200);
+	assert_int_equal(h_count(&d, "sms_message_events"), 13);
+	assert_int_equal(h_metric(&d, "dlrd_commit_batch_size_bucket{le=\"4\"}"),
+	                 h_metric(&d, "dlrd_commit_batch_size_count"));
+	assert_true(h_metric(&d, "dlrd_commit_batch_size_count") >= 5); /* 13 / 3 */
+	h_teardown(&d);
+}
+
 /* Waits (10 s at most) until metric has the value; returns the last one. */
 static long long wait_metric(struct dlrd *d, const char *metric, long long want)
 {
@@ -532,6 +571,7 @@ int main(void)
 	    cmocka_unit_test(test_stalled_storage_unhealthy),
 	    cmocka_unit_test(test_stalled_probe_unhealthy),
 	    cmocka_unit_test(test_stalled_checkpoint_unhealthy),
+	    cmocka_unit_test(test_batch_events_bounded),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
 	                                             (void *)small_queue),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_fills_before_connections, setup_env,

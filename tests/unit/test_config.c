@@ -125,6 +125,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.synchronous, SYNC_FULL);
 	assert_int_equal(cfg.queue_capacity, LIM_QUEUE_DEFAULT(LIM_CONNECTIONS_DEFAULT));
 	assert_int_equal(cfg.max_batch, LIM_BATCH_DEFAULT);
+	assert_int_equal(cfg.max_batch_events, LIM_BATCH_EVENTS_DEFAULT);
 	assert_null(cfg.hash_key);
 
 	/* Resolved defaults are visible through config_get; optional keys and
@@ -185,6 +186,7 @@ static void test_file(void **state)
 	        "synchronous = normal\n"
 	        "queue_capacity = 1\n"
 	        "max_batch = 100000\n"
+	        "max_batch_events = 50\n"
 	        "[twilio]\n"
 	        "auth_tokens = tok1, tok2 ; rotation\n"
 	        "[privacy]\n"
@@ -206,6 +208,7 @@ static void test_file(void **state)
 	assert_int_equal(cfg.synchronous, SYNC_NORMAL);
 	assert_int_equal(cfg.queue_capacity, 1);
 	assert_int_equal(cfg.max_batch, 100000);
+	assert_int_equal(cfg.max_batch_events, 50);
 	assert_string_equal(cfg.hash_key, "0123456789abcdef0123456789abcdef");
 	assert_string_equal(config_get(&cfg, "twilio", "auth_tokens"), "tok1, tok2");
 	assert_string_equal(config_get(&cfg, "privacy", "hash_key"),
@@ -422,6 +425,8 @@ static void test_bad_values(void **state)
 	     "config: storage.queue_capacity: must be an integer in 1..1000000 (line 2)"},
 	    {"[storage]\nmax_batch = 100001\n",
 	     "config: storage.max_batch: must be an integer in 1..100000 (line 2)"},
+	    {"[storage]\nmax_batch_events = 0\n",
+	     "config: storage.max_batch_events: must be an integer in 1..10000000 (line 2)"},
 	    {"[storage]\nsynchronous = off\n",
 	     "config: storage.synchronous: must be full or normal (line 2)"},
 	    {"[server]\nlog_level = verbose\n",
