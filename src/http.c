@@ -822,6 +822,17 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 	}
 	r->target = arena_strndup(&r->arena, uri, n);
 	r->target_len = n;
+	/* Next, MHD 0.9.75 splits the query into arguments, a record each in
+	 * the connection's memory pool, which dlrd never reads (it parses the
+	 * raw target copied above).  When they do not fit (a few hundred
+	 * "a&"), MHD queues a 431 but then waits for header lines in the
+	 * buffer it has just discarded: no answer, and the connection held
+	 * until the request deadline cuts it off.  uri points into MHD's
+	 * writable read buffer, and MHD has already found the '?': ending the
+	 * string right after it leaves MHD no arguments to parse. */
+	char *qm = strchr((char *)uri, '?');
+	if (qm)
+		qm[1] = '\0';
 	return r;
 }
 

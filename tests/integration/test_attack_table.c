@@ -115,6 +115,20 @@ static size_t b_fields_257(char *buf, size_t cap, const char *sid)
 	return fields(buf, cap, sid, LIM_FORM_FIELDS + 1);
 }
 
+/* 4000 query arguments ("a&"), 8000 bytes: under the target limit, but
+ * more than MHD's memory pool holds as argument records. */
+static size_t b_query_args(char *buf, size_t cap, const char *sid)
+{
+	size_t at = 0;
+	(void)sid;
+	for (int i = 0; i < 4000 && at + 3 < cap; i++) {
+		buf[at++] = 'a';
+		buf[at++] = '&';
+	}
+	buf[at] = '\0';
+	return at;
+}
+
 static size_t b_dup_sid(char *buf, size_t cap, const char *sid)
 {
 	return util_fmt(buf, cap,
@@ -405,6 +419,18 @@ static const struct attack attacks[] = {
 	 "POST /webhooks/twilio/status?{PAD:9000} HTTP/1.1\r\nHost: sms.example.com\r\n" FORM SIGNED CLEN
 	 "\r\n{BODY}",
 	 NULL, 414, 0, 1000, 0, NONE, NULL},
+	/* MHD would split the query into argument records in its pool, and
+	 * when they overflow it answered nothing until the request deadline */
+	{"4000 query arguments on /healthz",
+	 "GET /healthz?{BODY} HTTP/1.1\r\nHost: sms.example.com\r\n\r\n",
+	 b_query_args, 200, 0, 0, 0, NONE, NULL},
+	{"4000 query arguments on the status hook",
+	 "POST /webhooks/twilio/status?{BODY} HTTP/1.1\r\nHost: sms.example.com\r\n" FORM FORGED
+	 "Content-Length: 3\r\n\r\na=b",
+	 b_query_args, 401, 0, 0, 0, NONE, NULL},
+	{"8000 query arguments: a target over the limit",
+	 "GET /healthz?{BODY}{BODY} HTTP/1.1\r\nHost: sms.example.com\r\n\r\n",
+	 b_query_args, 414, 0, 1000, 0, NONE, NULL},
 	{"256 form fields (the limit)", VALID, b_fields_256, 200, 0, 0, 0, STORED1, NULL},
 	{"257 form fields", VALID, b_fields_257, 400, 0, 0, 0, NONE, NULL},
 
