@@ -3,11 +3,13 @@
  * The deduplication key of a normalized event.
  *
  * With a provider event id the key is that id.  Without one it is the tuple
- * (provider, message id, raw status, error code, provider time): the fields a
- * provider repeats verbatim when it retries, and nothing per attempt (no
- * timestamps of the request, nonces, JWT ids or attempt counters).  Fields
- * are length-prefixed before hashing so no two tuples collide by
- * concatenation.
+ * (provider, message id, raw status, error code, provider time), plus the
+ * recipient's tag where one message id covers several recipients reported
+ * one by one (dedup_recipient): the fields a provider repeats verbatim when
+ * it retries, and nothing per attempt (no timestamps of the request, nonces,
+ * JWT ids or attempt counters).  Fields are length-prefixed before hashing
+ * so no two tuples collide by concatenation (nor a tuple with the tag with
+ * one without).
  */
 #include "event.h"
 
@@ -76,6 +78,8 @@ void event_finish(struct dlr_event *ev)
 		at = put_field(buf, at, sizeof(buf), ev->raw_status);
 		at = put_field(buf, at, sizeof(buf), ev->error_code);
 		at = put_field(buf, at, sizeof(buf), ev->occurred_ms >= 0 ? ts : NULL);
+		if (ev->dedup_recipient)
+			at = put_field(buf, at, sizeof(buf), ev->dedup_recipient);
 	}
 	crypto_sha256(buf, at, md);
 	crypto_hex(md, sizeof(md), ev->dedup_key);

@@ -36,6 +36,10 @@ struct dlr_event {
 	const char *provider_message_id; /* canonical form, NULL for EV_UNUSABLE;
 	                                  * the inbound message's own id for EV_INBOUND */
 	const char *provider_event_id;   /* NULL when the provider has none */
+	/* Without an event id: what tells apart the recipients of one message
+	 * (a privacy_tag() of the recipient as sent) when the provider reports
+	 * each on its own, or NULL. */
+	const char *dedup_recipient;
 	enum dlr_status status;
 	const char *raw_status; /* as the provider sent it */
 	const char *error_code; /* provider's own code as text, or NULL */
@@ -62,7 +66,8 @@ struct dlr_event {
 };
 
 /* Computes ev->dedup_key: the provider event id when there is one, otherwise
- * (provider, message id, raw status, error code, provider time); for inbound
+ * (provider, message id, raw status, error code, provider time[, recipient
+ * tag when dedup_recipient is set]); for inbound
  * messages (provider, inbound message id).  Per-attempt fields never take
  * part.  Call once the adapter has filled the event.  A provider time
  * outside 1970..9999 (UTC) becomes no time (-1) first, on every backend. */

@@ -22,8 +22,13 @@
  * expired, delivery_failed -> undelivered; refined by statusReason where
  * MessageBird's SMS status reasons say more (refine() below).
  *
- * What MessageBird does not tell: no event id (dedup on id, status,
- * statusErrorCode and statusDatetime); the retry policy is undocumented.
+ * What MessageBird does not tell: no event id, so dedup is on id, status,
+ * statusErrorCode, statusDatetime and the recipient's tag (privacy.h; one
+ * message may have several recipients, each reported on its own, and two in
+ * the same state in the same second are two events, not a retry).  dlrd
+ * before the tag left the recipient out, so a retry of a report stored
+ * before the upgrade is stored once more (MessageBird retries only a report
+ * that got no 2xx).  The retry policy is undocumented.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,7 @@
 #include "dlrd_limits.h"
 #include "form.h"
 #include "jwt.h"
+#include "privacy.h"
 #include "provider.h"
 
 /* Read-only after init; shared by every HTTP thread. */
@@ -338,8 +344,12 @@ static int mbird_parse(const void *state, struct provider_request *req, struct p
 	if (ec)
 		ev->error_code = provider_text(a, ec->value, ec->value_len, LIM_STATUS_BYTES);
 	ev->occurred_ms = parse_datetime(a, field(f, "statusDatetime"));
-	if (to)
+	if (to) {
+		char *tag = arena_alloc(a, PRIVACY_TAG_LEN + 1);
+		privacy_tag(to->value, to->value_len, tag);
+		ev->dedup_recipient = tag;
 		provider_set_recipient(ev, a, to->value, to->value_len);
+	}
 	if (from)
 		ev->sender_identity = provider_text(a, from->value, from->value_len, LIM_ID_BYTES);
 	event_finish(ev);

@@ -262,15 +262,21 @@ static void sign(struct fx *f, const char *key, const char *target, const char *
 	assert_true(jwt_sign(JWT_HS256, key, claims, f->jwt, sizeof(f->jwt)) > 0);
 }
 
+static void report_to(char *t, size_t cap, const char *id, const char *recipient,
+                      const char *status, const char *reason, const char *code, const char *dt)
+{
+	util_fmt(t, cap,
+	         "/webhooks/messagebird/status?id=%s&reference=ref-1&recipient=%s"
+	         "&status=%s&statusDatetime=%s%s%s%s%s&mccmnc=20408&ported=0"
+	         "&price%%5Bamount%%5D=0.07&price%%5Bcurrency%%5D=EUR",
+	         id, recipient, status, dt, reason ? "&statusReason=" : "", reason ? reason : "",
+	         code ? "&statusErrorCode=" : "", code ? code : "");
+}
+
 static void report(char *t, size_t cap, const char *id, const char *status, const char *reason,
                    const char *code, const char *dt)
 {
-	util_fmt(t, cap,
-	         "/webhooks/messagebird/status?id=%s&reference=ref-1&recipient=31612345678"
-	         "&status=%s&statusDatetime=%s%s%s%s%s&mccmnc=20408&ported=0"
-	         "&price%%5Bamount%%5D=0.07&price%%5Bcurrency%%5D=EUR",
-	         id, status, dt, reason ? "&statusReason=" : "", reason ? reason : "",
-	         code ? "&statusErrorCode=" : "", code ? code : "");
+	report_to(t, cap, id, "31612345678", status, reason, code, dt);
 }
 
 static void test_status_vocabulary(void **state)
@@ -446,6 +452,16 @@ static void test_unusable_and_dedup(void **state)
 	sign(f, KEY, t, "", NOW_S + 120, NULL);
 	assert_int_equal(run(f, "GET", BASE, t, "", (NOW_S + 120) * 1000), 0);
 	assert_string_equal(k1, f->res.events[0].dedup_key);
+
+	/* one message, two recipients in the same state in the same second:
+	 * two events, not a retry of one (before, the second was dropped as a
+	 * duplicate of the first) */
+	report_to(t, sizeof(t), "e8077d803532c0b5937c639b60216938", "31687654321", "delivered",
+	          NULL, NULL, "2016-05-03T08%3A58%3A10%2B00%3A00");
+	sign(f, KEY, t, "", NOW_S, NULL);
+	assert_int_equal(run(f, "GET", BASE, t, "", NOW_S * 1000), 0);
+	assert_string_not_equal(k1, f->res.events[0].dedup_key);
+	assert_string_equal(f->res.events[0].recipient_hash, pt_hash_of("+31687654321"));
 	fx_free(f);
 }
 
