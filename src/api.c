@@ -1470,6 +1470,10 @@ static void h_timeline(struct api *a, struct api_state *s, const struct api_requ
 		}
 		json_array_append_new(arr, o);
 	}
+	/* only the oldest STORE_TIMELINE_EVENTS are listed; the summary counts
+	 * them all (ahead of the list, so a reader sees it first) */
+	set(root, "events_truncated",
+	    json_boolean(n >= STORE_TIMELINE_EVENTS && m.event_count > (int64_t)n));
 	set(root, "events", arr);
 	set(root, "closing_line", json_string(closing_line(rq->arena, &m, rq->now_ms)));
 	ans_json(ans, 200, root);

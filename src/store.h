@@ -267,8 +267,10 @@ bool store_api_writes(const struct store *st);
  * no such method yet). */
 int store_get_message(struct store *st, struct arena *a, const char *id, struct store_message *out,
                       char *err, size_t errlen);
-/* The summary and the events of one message, oldest first, in one snapshot;
- * raw payloads only when payloads is true. */
+/* store_get_timeline() returns at most this many events, the oldest. */
+#define STORE_TIMELINE_EVENTS 1000
+/* The summary and the events of one message (up to STORE_TIMELINE_EVENTS),
+ * oldest first, in one snapshot; raw payloads only when payloads is true. */
 int store_get_timeline(struct store *st, struct arena *a, const char *id, bool payloads,
                        struct store_message *msg, struct store_event **events, size_t *n, char *err,
                        size_t errlen);

@@ -42,7 +42,6 @@
 
 #define PG_READ_POOL_DEFAULT  4
 #define PG_SESSION_TIMEOUT_MS 5000 /* a new read connection's settings */
-#define TIMELINE_MAX_EVENTS   "1000"
 #define SQL_MAX               3072
 #define BINDS_MAX             (ST__COUNT + 24)
 #define NIL_UUID              "00000000-0000-0000-0000-000000000000"
@@ -846,9 +845,11 @@ int store__pg_get_message(struct store__pg_pool *p, struct arena *ar, const char
 	    "e.provider_occurred_at") ", " PG_TS("e.received_at") ", (SELECT count(*) FROM "       \
 	                                                          "sms_callback_log l"             \
 	                                                          " WHERE l.event_id = e.id)"
+#define SQL_NUMBER_(x) #x
+#define SQL_NUMBER(x)  SQL_NUMBER_(x) /* a numeric macro as SQL text */
 #define EVENT_FROM                                                                                 \
 	" FROM sms_message_events e WHERE e.message_id = $1::uuid ORDER BY e.id"                   \
-	" LIMIT " TIMELINE_MAX_EVENTS
+	" LIMIT " SQL_NUMBER(STORE_TIMELINE_EVENTS)
 
 int store__pg_get_timeline(struct store__pg_pool *p, struct arena *ar, const char *id,
                            bool payloads, struct store_message *msg, struct store_event **events,

@@ -44,9 +44,8 @@
 #include "status.h"
 #include "store_int.h"
 
-#define TIMELINE_MAX_EVENTS 1000
-#define SQL_MAX             3072
-#define BINDS_MAX           (ST__COUNT + 24)
+#define SQL_MAX   3072
+#define BINDS_MAX (ST__COUNT + 24)
 
 /* ---- writer statements ---- */
 
@@ -481,7 +480,7 @@ int store__sqlite_get_timeline(struct store__sqlite_api *a, struct arena *ar, co
 	if (rc != 0)
 		goto out;
 	bind_text(st, 1, id);
-	sqlite3_bind_int(st, 2, TIMELINE_MAX_EVENTS);
+	sqlite3_bind_int(st, 2, STORE_TIMELINE_EVENTS);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (k == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
