@@ -108,8 +108,20 @@ static void stage_end(struct commitq *q, _Atomic uint64_t *t0, const char *stage
 		      (unsigned long long)((util_mono_ns() - began) / 1000000));
 }
 
-/* How long the oldest running store_apply()/store_sync() has run, in ms (0
- * when none runs); logs a stall once. */
+/* Writer, while idle: store_probe(), a write transaction and a sync.  A
+ * disk that hangs on an idle server is met here first, so the probe runs
+ * under the commit's stall clock (a stall is logged as stage=commit). */
+static int timed_probe(struct commitq *q, char *err, size_t errlen)
+{
+	stage_begin(&q->apply_t0);
+	int rc = store_probe(q->st, err, errlen);
+	stage_end(q, &q->apply_t0, "probe");
+	return rc;
+}
+
+/* How long the oldest running stage (store_apply(), store_sync(), the
+ * probe, store_maintain()) has run, in ms (0 when none runs); logs a stall
+ * once. */
 static uint64_t stalled_ms(const struct commitq *cq)
 {
 	struct commitq *q = (struct commitq *)cq;
@@ -230,20 +242,9 @@ static void *writer_main(void *arg)
 			if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) != 0 && !q->head &&
 			    !q->stopping) {
 				pthread_mutex_unlock(&q->mu);
-				bool probe = !atomic_load(&q->sync_failed);
-				int prc = 0;
-				if (probe) {
-					/* A write transaction and a sync: a hung disk
-					 * on an idle server is met here first, and it
-					 * must show as a stall like a commit's (it is
-					 * logged as one: stage=commit). */
-					stage_begin(&q->apply_t0);
-					prc = store_probe(q->st, err, sizeof(err));
-					stage_end(q, &q->apply_t0, "probe");
-				}
-				if (!probe) {
+				if (atomic_load(&q->sync_failed)) {
 					/* final; the syncer said why */
-				} else if (prc == 0) {
+				} else if (timed_probe(q, err, sizeof(err)) == 0) {
 					if (!atomic_exchange(&q->healthy, true))
 						LOG_I("storage_recovered", "backend=%s",
 						      store_backend(q->st));

@@ -810,12 +810,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 	struct req *r = req_new(h);
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	size_t n = strlen(uri);
+	size_t n = strlen(uri), path_len = strcspn(uri, "?");
 
 	r->mc = mc;
 	r->cc = ci ? ci->socket_context : NULL;
 	conn_set(r->cc, CS_REQUEST);
-	r->api_target = api_owns((struct iov){uri, strcspn(uri, "?")});
+	r->api_target = api_owns((struct iov){uri, path_len});
 	if (n > LIM_TARGET_BYTES) {
 		r->target_too_long = true;
 		n = 0;
@@ -830,9 +830,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
 	 * until the request deadline cuts it off.  uri points into MHD's
 	 * writable read buffer, and MHD has already found the '?': ending the
 	 * string right after it leaves MHD no arguments to parse. */
-	char *qm = strchr((char *)uri, '?');
-	if (qm)
-		qm[1] = '\0';
+	if (uri[path_len] == '?')
+		((char *)uri)[path_len + 1] = '\0';
 	return r;
 }
 

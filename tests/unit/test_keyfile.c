@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "keyfile.h"
+#include "racing.h"
 #include "util.h"
 
 #define KEYLEN 32
@@ -118,6 +119,18 @@ static void test_leftover_from_a_crash_ignored(void **state)
 	free(dir);
 }
 
+/* One racing start: out[0] whether keyfile_load() succeeded, then the key. */
+static void load_hash_key(void *dir, uint8_t *out, size_t len)
+{
+	char err[256];
+	int created;
+
+	out[0] = (uint8_t)(keyfile_load(dir, "hash.key", out + 1, len - 1, &created, err,
+	                                sizeof(err)) == 0);
+	if (!out[0])
+		fprintf(stderr, "child: %s\n", err);
+}
+
 /* Processes starting at the same moment on one data directory all get the
  * same key, and none of them reads the file before it is whole. */
 static void test_concurrent_starts_agree(void **state)
@@ -127,36 +140,9 @@ static void test_concurrent_starts_agree(void **state)
 
 	for (int r = 0; r < ROUNDS; r++) {
 		char *dir = make_dir();
-		int fds[PROCS][2];
-		pid_t pids[PROCS];
 		uint8_t keys[PROCS][KEYLEN + 1];
 
-		for (int i = 0; i < PROCS; i++) {
-			assert_int_equal(pipe(fds[i]), 0);
-			pids[i] = fork();
-			assert_true(pids[i] >= 0);
-			if (pids[i] == 0) {
-				uint8_t out[KEYLEN + 1];
-				char err[256];
-				int created;
-				out[0] = (uint8_t)(keyfile_load(dir, "hash.key", out + 1, KEYLEN,
-				                                &created, err, sizeof(err)) == 0);
-				if (!out[0])
-					fprintf(stderr, "child: %s\n", err);
-				_exit(write(fds[i][1], out, sizeof(out)) == (ssize_t)sizeof(out)
-				          ? 0
-				          : 1);
-			}
-			close(fds[i][1]);
-		}
-		for (int i = 0; i < PROCS; i++) {
-			int st;
-			assert_int_equal(read(fds[i][0], keys[i], sizeof(keys[i])),
-			                 (ssize_t)sizeof(keys[i]));
-			close(fds[i][0]);
-			assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
-			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-		}
+		race_procs(PROCS, load_hash_key, dir, &keys[0][0], sizeof(keys[0]));
 		for (int i = 0; i < PROCS; i++) {
 			assert_int_equal(keys[i][0], 1);
 			assert_memory_equal(keys[i], keys[0], sizeof(keys[i]));

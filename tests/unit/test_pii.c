@@ -22,6 +22,7 @@
 
 #include "arena.h"
 #include "pii.h"
+#include "racing.h"
 #include "util.h"
 
 static void unhex(const char *h, uint8_t *out)
@@ -185,6 +186,24 @@ static void test_key_file(void **state)
 	rmdir(dir);
 }
 
+/* One racing start: out[0] whether the ring loaded and sealed the test
+ * payload, then the sealed blob. */
+static void load_ring_and_seal(void *dir, uint8_t *out, size_t len)
+{
+	struct pii_keyring *kr = NULL;
+	const char *kid;
+	char err[256];
+	size_t n;
+	int created;
+
+	if (pii_keyring_load_file(dir, &kr, &created, err, sizeof(err)) == 0 &&
+	    pii_encrypt(kr, "+447700900123", 13, out + 1, len - 1, &n, &kid) == 0)
+		out[0] = 1;
+	else
+		fprintf(stderr, "child: %s\n", err);
+	pii_keyring_free(kr);
+}
+
 /* Processes starting at the same moment on one data directory (two nodes
  * sharing a volume, a restart overlapping the old process) all get the same
  * key ring, and none of them reads the key file before it is whole: before
@@ -199,46 +218,12 @@ static void test_key_file_concurrent_starts_agree(void **state)
 
 	for (int r = 0; r < ROUNDS; r++) {
 		char dir[] = "/tmp/dlrd-pii-XXXXXX", path[128];
-		int fds[PROCS][2];
-		pid_t pids[PROCS];
-		/* per process: success, then the sealed test payload's key id
-		 * and a blob sealed under the loaded ring */
+		/* per process: success, then a blob sealed under the loaded
+		 * ring */
 		uint8_t res[PROCS][1 + 64];
 
 		assert_non_null(mkdtemp(dir));
-		for (int i = 0; i < PROCS; i++) {
-			assert_int_equal(pipe(fds[i]), 0);
-			pids[i] = fork();
-			assert_true(pids[i] >= 0);
-			if (pids[i] == 0) {
-				uint8_t out[1 + 64] = {0};
-				struct pii_keyring *kr = NULL;
-				const char *kid;
-				char err[256];
-				size_t n;
-				int created;
-				if (pii_keyring_load_file(dir, &kr, &created, err, sizeof(err)) ==
-				        0 &&
-				    pii_encrypt(kr, "+447700900123", 13, out + 1, sizeof(out) - 1,
-				                &n, &kid) == 0)
-					out[0] = 1;
-				else
-					fprintf(stderr, "child: %s\n", err);
-				pii_keyring_free(kr);
-				_exit(write(fds[i][1], out, sizeof(out)) == (ssize_t)sizeof(out)
-				          ? 0
-				          : 1);
-			}
-			close(fds[i][1]);
-		}
-		for (int i = 0; i < PROCS; i++) {
-			int st;
-			assert_int_equal(read(fds[i][0], res[i], sizeof(res[i])),
-			                 (ssize_t)sizeof(res[i]));
-			close(fds[i][0]);
-			assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
-			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-		}
+		race_procs(PROCS, load_ring_and_seal, dir, &res[0][0], sizeof(res[0]));
 		/* every process started, and each one's blob opens under the ring
 		 * in the file: they all hold the one key */
 		struct pii_keyring *kr = NULL;
