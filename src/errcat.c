@@ -44,6 +44,10 @@ static const struct {
                            "Retry; contact the provider if it persists."},
     [ER_UNKNOWN] = {"unknown", "The message failed for a reason the provider did not explain.",
                     "Retry once; if it fails again, check with the provider."},
+    [ER_CANCELED] = {"canceled",
+                     "The message was canceled before it was sent (a scheduled message "
+                     "canceled through the provider's API or console).",
+                     "Nothing to do; send a new message if it is still needed."},
 };
 
 const char *errcat_name(enum err_reason r)

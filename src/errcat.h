@@ -26,6 +26,8 @@ enum err_reason {
 	ER_RATE_LIMITED,          /* throughput or queue limits */
 	ER_PROVIDER_ERROR,        /* the provider or carrier failed internally */
 	ER_UNKNOWN,               /* a failure the catalogue cannot place */
+	ER_CANCELED,              /* canceled on purpose before it was sent (a
+	                           * scheduled message canceled through the API) */
 	ER__COUNT
 };
 

@@ -54,7 +54,9 @@ struct dlr_event {
 	bool country_from_number;        /* destination_country was derived from the number,
 	                                  * not supplied by the provider */
 	const char *sender_identity;     /* our number / sender id, or NULL */
-	enum err_reason error_reason;    /* set centrally from the catalogue */
+	enum err_reason error_reason;    /* set centrally from the catalogue, unless the
+	                                  * adapter set it from the raw status (ER_CANCELED
+	                                  * for a canceled message, which has no code) */
 	const char *error_title;         /* the provider's title for error_code, or NULL */
 	/* EV_INBOUND only */
 	const char *text; /* message body, NUL-terminated, in the arena */

@@ -665,11 +665,15 @@ static enum MHD_Result dispatch(struct req *r)
 	/* Central enrichment, the same for every provider. */
 	for (size_t i = 0; i < r->res.n_events; i++) {
 		struct dlr_event *ev = &r->res.events[i];
-		if (ev->kind == EV_INBOUND)
+		if (ev->kind == EV_INBOUND) {
 			ev->keyword = optout_classify(ev->text, ev->text_len);
-		else if (ev->kind == EV_STATUS)
-			ev->error_reason = errcat_classify(r->prov->errors, ev->error_code,
-			                                   ev->status, &ev->error_title);
+		} else if (ev->kind == EV_STATUS) {
+			enum err_reason er = errcat_classify(r->prov->errors, ev->error_code,
+			                                     ev->status, &ev->error_title);
+			/* an adapter's own reason (a canceled message) stands */
+			if (ev->error_reason == ER_NONE)
+				ev->error_reason = er;
+		}
 	}
 	if (r->res.n_events == 0) { /* nothing to store (e.g. a handshake) */
 		/* a provider's "try later" (an SNS signing certificate that cannot

@@ -80,7 +80,7 @@ static const struct provider_error sinch_errors[] = {
     {"404", ER_UNREACHABLE, "Temporary delivery failure"},
     {"405", ER_UNKNOWN, "Unmatched parameter"},
     {"406", ER_EXPIRED, "Internal expiry"},
-    {"407", ER_NONE, "Cancelled"},
+    {"407", ER_CANCELED, "Cancelled"},
     {"408", ER_SPAM_BLOCKED, "Internal reject"},
     {"410", ER_SENDER_NOT_REGISTERED, "Unmatched default originator"},
     {"411", ER_UNKNOWN, "Exceeded parts limit"},
@@ -303,6 +303,9 @@ static void fill_status(struct provider_request *req, struct dlr_event *ev, cons
 		for (size_t i = 0; i < ARRAY_LEN(status_map); i++) {
 			if (strcmp(raw_status, status_map[i].raw) == 0) {
 				ev->status = status_map[i].st;
+				/* failed on purpose, whatever the code (providers.md 6.2) */
+				if (strcmp(raw_status, "Cancelled") == 0)
+					ev->error_reason = ER_CANCELED;
 				ev->review = REVIEW_NONE;
 				ev->review_detail = NULL;
 				break;

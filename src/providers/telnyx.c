@@ -359,6 +359,9 @@ static void fill_recipient(struct provider_request *req, struct dlr_event *ev, c
 	}
 	if (ev->review == REVIEW_NONE && !is_success_or_pending(ev->status))
 		ev->error_code = error_code;
+	/* failed on purpose, not for a reason to retry (providers.md 4.2) */
+	if (strcmp(st, "cancelled") == 0)
+		ev->error_reason = ER_CANCELED;
 	/* judgment call (providers.md 4.2): a delivery failure caused by spam
 	 * blocking or an opt-out is a policy rejection, not a network one */
 	if (ev->status == ST_UNDELIVERED && error_code &&

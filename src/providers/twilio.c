@@ -364,6 +364,9 @@ static int twilio_parse(const void *state, struct provider_request *req,
 	}
 	if (ev->review == REVIEW_UNKNOWN_STATUS)
 		ev->review_detail = "status not in Twilio's vocabulary";
+	/* failed on purpose, not for a reason to retry (providers.md 1.3) */
+	if (strcmp(ev->raw_status, "canceled") == 0)
+		ev->error_reason = ER_CANCELED;
 	ec = field(f, "ErrorCode", NULL);
 	if (ec)
 		ev->error_code =

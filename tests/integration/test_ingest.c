@@ -211,6 +211,28 @@ static void test_status_mapping(void **state)
 	assert_int_equal(h_count(d, "review_queue"), 0);
 }
 
+/* A scheduled message canceled through Twilio's API failed on purpose: its
+ * reason is "canceled" (providers.md 1.3: failed, reason=canceled), not an
+ * unexplained failure that support would be told to retry. */
+static void test_canceled_reason(void **state)
+{
+	struct dlrd *d = *state;
+	char sid[35], body[1024], buf[256];
+	struct h_resp r;
+
+	h_sid(sid, 2, 99);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "canceled", NULL) > 0);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf),
+	              "SELECT e.status||'|'||coalesce(e.error_reason,'-')||'|'||"
+	              "coalesce(m.current_error_reason,'-') FROM sms_message_events e"
+	              " JOIN sms_messages m ON m.id = e.message_id WHERE"
+	              " e.provider_message_id = %Q",
+	              sid),
+	    "failed|canceled|canceled");
+}
+
 static void test_unknown_status(void **state)
 {
 	struct dlrd *d = *state;
@@ -306,6 +328,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stored_exactly_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sid_case_is_canonical, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_mapping, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_canceled_reason, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unusable_payload, setup, teardown),
 	};

@@ -316,6 +316,16 @@ static void test_vocabulary(void **state)
 		assert_int_equal(f->res.events[0].occurred_ms, 1661847360000LL);
 		assert_string_equal(f->res.events[0].sender_identity, "12345");
 	}
+	/* Cancelled is a failure on purpose: reason canceled, by status and by
+	 * its code 407, never "none" or an unexplained failure */
+	const char *title;
+	assert_int_equal(run(f, "{\"type\":\"recipient_delivery_report_sms\",\"batch_id\":\"B1\","
+	                        "\"recipient\":\"15551231234\",\"status\":\"Cancelled\"}"),
+	                 0);
+	assert_int_equal(f->res.events[0].error_reason, ER_CANCELED);
+	assert_int_equal(errcat_classify(provider_sinch.errors, "407", ST_FAILED, &title),
+	                 ER_CANCELED);
+	assert_string_equal(title, "Cancelled");
 	assert_int_equal(run(f, "{\"type\":\"recipient_delivery_report_sms\",\"batch_id\":\"B1\","
 	                        "\"recipient\":\"15551231234\",\"code\":0,\"status\":\"Beamed\"}"),
 	                 0);

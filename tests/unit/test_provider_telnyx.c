@@ -301,6 +301,11 @@ static void test_vocabulary(void **state)
 		assert_int_equal(f->res.events[0].review, REVIEW_NONE);
 		assert_string_equal(f->res.events[0].raw_status, cases[i].raw);
 	}
+	/* cancelled failed on purpose: reason canceled, not an unexplained failure */
+	assert_int_equal(run(f, finalized("cancelled", NULL, NULL)), 0);
+	assert_int_equal(f->res.events[0].error_reason, ER_CANCELED);
+	assert_int_equal(run(f, finalized("sending_failed", NULL, NULL)), 0);
+	assert_int_equal(f->res.events[0].error_reason, ER_NONE); /* classified later */
 	assert_int_equal(run(f, finalized("teleported", NULL, NULL)), 0);
 	assert_int_equal(f->res.events[0].status, ST_UNKNOWN);
 	assert_int_equal(f->res.events[0].review, REVIEW_UNKNOWN_STATUS);

@@ -184,6 +184,10 @@ static void test_status_map(void **state)
 		assert_string_equal(ev->provider_message_id, SID);
 		assert_null(ev->error_code);
 		assert_int_equal(ev->review, REVIEW_NONE);
+		/* canceled is a failure on purpose; other reasons come later
+		 * from the catalogue (http.c) */
+		assert_int_equal(ev->error_reason,
+		                 strcmp(cases[i].raw, "canceled") == 0 ? ER_CANCELED : ER_NONE);
 		assert_string_equal(ev->destination_country, "GB");
 		assert_string_equal(ev->sender_identity, "+15005550006");
 		assert_non_null(ev->recipient_hash);
