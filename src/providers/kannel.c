@@ -28,12 +28,15 @@
  *
  * Status: Kannel's bits are 1 delivered to phone, 2 not delivered to phone,
  * 4 queued on the SMSC (buffered), 8 accepted by the SMSC, 16 rejected by
- * the SMSC.  One DLR carries one bit in practice; a combination is decided
- * by its most significant final bit (16 > 2 > 1), so a failure bit always
+ * the SMSC; Kannel 1.5 adds DLR_EXPIRED = 0x20|2 = 34 (what its SMPP module
+ * reports for message_state EXPIRED) and DLR_UNKNOWN = 0x40|2 = 66 (gw/dlr.h).
+ * One DLR carries one value in practice; a combination is decided by its
+ * most significant final bit (16 > 32 > 64 > 2 > 1), so a failure bit always
  * outweighs a success bit; with no final bit, 8 or 4 is sent.  Mapping:
  * 1 delivered, 2 undelivered (refined by the SMPP "stat:" in answer:
  * EXPIRED expired, REJECTD rejected, UNKNOWN unknown), 4 and 8 sent,
- * 16 rejected.  0 or a bit above 16 is unknown and goes to review.
+ * 16 rejected, 34 expired, 66 unknown.  0, 32 or 64 without the bit 2 they
+ * come with, both, or a bit above 64 is unknown and goes to review.
  *
  * error_code is the "err:" value of answer (the SMSC's code, typically 3
  * digits; all zeros means no error and is dropped), or the command_status
@@ -64,6 +67,9 @@
 #define KANNEL_TOKEN_MIN 16u
 #define KANNEL_TS_MAX    253402300799ull /* 9999-12-31T23:59:59Z */
 #define KANNEL_CODE_MAX  16u
+/* Kannel 1.5's DLR_EXPIRED and DLR_UNKNOWN carry these bits with bit 2 */
+#define KANNEL_DLR_EXPIRED 0x20u
+#define KANNEL_DLR_UNKNOWN 0x40u
 
 /* Read-only after init; any thread. */
 struct kannel {
@@ -264,11 +270,17 @@ static enum dlr_status map_type(uint64_t type, const struct form_field *ans, boo
 	const char *st;
 	size_t n;
 
-	*known = type != 0 && type <= 0x1f;
+	/* 0x20 and 0x40 exist only as DLR_EXPIRED and DLR_UNKNOWN, with bit 2 */
+	uint64_t ext = type & (KANNEL_DLR_EXPIRED | KANNEL_DLR_UNKNOWN);
+	*known = type != 0 && type <= 0x7f && (ext == 0 || ((type & 2) && ext != 0x60));
 	if (!*known)
 		return ST_UNKNOWN;
 	if (type & 16)
 		return ST_REJECTED;
+	if (type & KANNEL_DLR_EXPIRED)
+		return ST_EXPIRED;
+	if (type & KANNEL_DLR_UNKNOWN)
+		return ST_UNKNOWN; /* final but inconclusive */
 	if (type & 2) {
 		if (ans && answer_field(ans->value, ans->value_len, "stat:", &st, &n)) {
 			if (n == 7 && strncasecmp(st, "EXPIRED", 7) == 0)
@@ -325,7 +337,7 @@ static int kannel_parse(const void *state, struct provider_request *req,
 	ev->status = map_type(t, ans, &known);
 	if (!known) {
 		ev->review = REVIEW_UNKNOWN_STATUS;
-		ev->review_detail = "DLR type has no bit Kannel defines (1, 2, 4, 8, 16)";
+		ev->review_detail = "DLR type is not one Kannel defines (1, 2, 4, 8, 16, 34, 66)";
 	}
 	ev->error_code = answer_error(req->arena, ans);
 	if (ts && util_parse_u64(ts->value, ts->value_len, &secs) == 0 && secs > 0 &&

@@ -113,6 +113,29 @@ static void test_failure_with_code(void **state)
 	    "expired|1|US");
 }
 
+/* Kannel 1.5 reports an SMPP EXPIRED receipt as DLR_EXPIRED (34 = 0x20|2)
+ * and DLR_UNKNOWN as 66: an expiry and an inconclusive final, never a
+ * status dlrd cannot map (review queue). */
+static void test_kannel15_expired_and_unknown(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char buf[512];
+
+	assert_int_equal(dlr(d, TOKEN,
+	                     "type=34&id=msg-34&ts=1795792300"
+	                     "&answer=id%3A34+stat%3AEXPIRED+err%3A000",
+	                     &r),
+	                 200);
+	assert_int_equal(dlr(d, TOKEN, "type=66&id=msg-66&ts=1795792300", &r), 200);
+	assert_string_equal(h_sql_str(d, buf, sizeof(buf),
+	                              "SELECT group_concat(provider_message_id||'|'||"
+	                              "current_status||'|'||is_final, ';') FROM (SELECT * FROM"
+	                              " sms_messages ORDER BY provider_message_id) AS s"),
+	                    "msg-34|expired|1;msg-66|unknown|1");
+	assert_int_equal(h_count(d, "review_queue"), 0);
+}
+
 static void test_rejections_write_nothing(void **state)
 {
 	struct dlrd *d = *state;
@@ -160,6 +183,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_delivered_retry_and_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failure_with_code, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_kannel15_expired_and_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejections_write_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unusable_reviewed, setup, teardown),
 	};

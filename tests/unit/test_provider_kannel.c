@@ -139,13 +139,27 @@ static void test_types(void **state)
 		enum dlr_status st;
 		bool review;
 	} cases[] = {
-	    {"1", ST_DELIVERED, false}, {"2", ST_UNDELIVERED, false},
-	    {"4", ST_SENT, false},      {"8", ST_SENT, false},
-	    {"16", ST_REJECTED, false}, {"3", ST_UNDELIVERED, false}, /* 2 beats 1 */
-	    {"9", ST_DELIVERED, false}, {"12", ST_SENT, false},
-	    {"17", ST_REJECTED, false}, {"18", ST_REJECTED, false},
-	    {"31", ST_REJECTED, false}, {"0", ST_UNKNOWN, true},
-	    {"32", ST_UNKNOWN, true},   {"34", ST_UNKNOWN, true},
+	    {"1", ST_DELIVERED, false},
+	    {"2", ST_UNDELIVERED, false},
+	    {"4", ST_SENT, false},
+	    {"8", ST_SENT, false},
+	    {"16", ST_REJECTED, false},
+	    {"3", ST_UNDELIVERED, false}, /* 2 beats 1 */
+	    {"9", ST_DELIVERED, false},
+	    {"12", ST_SENT, false},
+	    {"17", ST_REJECTED, false},
+	    {"18", ST_REJECTED, false},
+	    {"31", ST_REJECTED, false},
+	    {"0", ST_UNKNOWN, true},
+	    /* Kannel's DLR_EXPIRED (0x20|DLR_FAIL) and DLR_UNKNOWN (0x40|DLR_FAIL),
+	     * gw/dlr.h: what smsc_smpp.c reports for message_state EXPIRED */
+	    {"34", ST_EXPIRED, false},
+	    {"66", ST_UNKNOWN, false},
+	    /* 0x20 or 0x40 without the failure bit, both, or higher: not Kannel's */
+	    {"32", ST_UNKNOWN, true},
+	    {"64", ST_UNKNOWN, true},
+	    {"98", ST_UNKNOWN, true},
+	    {"128", ST_UNKNOWN, true},
 	};
 	char q[128];
 
