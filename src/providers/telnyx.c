@@ -80,7 +80,8 @@ static const struct provider_error telnyx_errors[] = {
     {"40003", ER_SPAM_BLOCKED, "Blocked as spam - permanent"},
     {"40004", ER_CARRIER_FILTERED, "Rejected by destination"},
     {"40005", ER_EXPIRED, "Message expired during transmission"},
-    {"40006", ER_UNREACHABLE, "Recipient server unavailable"},
+    /* the recipient's carrier server is down (not the handset): retry */
+    {"40006", ER_PROVIDER_ERROR, "Recipient server unavailable"},
     {"40007", ER_PROVIDER_ERROR, "Loop detected"},
     {"40008", ER_UNKNOWN, "Undeliverable"},
     {"40009", ER_CARRIER_FILTERED, "Invalid message body"},

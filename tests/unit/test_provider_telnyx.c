@@ -312,6 +312,32 @@ static void test_vocabulary(void **state)
 	assert_non_null(f->res.events[0].review_detail);
 }
 
+/* Telnyx's delivery error codes, each with the reason whose note and next
+ * step fit what Telnyx says the code means (messaging error code
+ * reference). */
+static void test_error_reasons(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *code;
+		enum err_reason reason;
+	} cases[] = {
+	    {"40001", ER_LANDLINE},
+	    {"40003", ER_SPAM_BLOCKED},
+	    {"40005", ER_EXPIRED},
+	    /* "the recipient's carrier server is down; retry with backoff":
+	     * the carrier's fault, not the handset's */
+	    {"40006", ER_PROVIDER_ERROR},
+	    {"40012", ER_INVALID_NUMBER},
+	    {"40300", ER_OPTED_OUT},
+	};
+	const char *title;
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+		assert_int_equal(
+		    errcat_classify(provider_telnyx.errors, cases[i].code, ST_UNDELIVERED, &title),
+		    cases[i].reason);
+}
+
 static void test_sent_event(void **state)
 {
 	struct fx *f = *state;
@@ -555,6 +581,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_pinned_vector, setup, teardown),
+	    cmocka_unit_test(test_error_reasons),
 	    cmocka_unit_test_setup_teardown(test_forged_missing_stale, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_method_and_type, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
