@@ -163,17 +163,24 @@ static void env_name(const char *section, const char *key, char *buf, size_t siz
 	}
 }
 
-/* Appends " (line N)" or " (from DLRD_...)" naming where s's value came from. */
-static void err_where(const struct slot *s, char *err, size_t errlen)
+/* Appends " (line N)" or " (from DLRD_...)" naming where the value of
+ * section.key came from; nothing for a default. */
+static void where_append(const char *section, const char *key, bool from_env, unsigned line,
+                         char *err, size_t errlen)
 {
 	char name[ENV_NAME_MAX];
 
-	if (s->from_env) {
-		env_name(s->section, s->key, name, sizeof(name));
+	if (from_env) {
+		env_name(section, key, name, sizeof(name));
 		err_append(err, errlen, " (from %s)", name);
-	} else if (s->line) {
-		err_append(err, errlen, " (line %u)", s->line);
+	} else if (line) {
+		err_append(err, errlen, " (line %u)", line);
 	}
+}
+
+static void err_where(const struct slot *s, char *err, size_t errlen)
+{
+	where_append(s->section, s->key, s->from_env, s->line, err, errlen);
 }
 
 static void slot_err(const struct slot *s, char *err, size_t errlen, const char *what)
@@ -546,7 +553,7 @@ static char *default_data_dir(const char *url)
 }
 
 static void add_entry(struct config *cfg, const char *section, const char *key, const char *value,
-                      bool from_env)
+                      bool from_env, unsigned line)
 {
 	struct config_entry *e;
 
@@ -556,6 +563,7 @@ static void add_entry(struct config *cfg, const char *section, const char *key, 
 	e->key = xstrdup(key);
 	e->value = xstrdup(value);
 	e->from_env = from_env;
+	e->line = line;
 }
 
 /* Converts the core slots into cfg fields, applying defaults. */
@@ -680,7 +688,7 @@ int config_load(const char *path, struct config *out, char *err, size_t errlen)
 	for (size_t i = 0; i < ld.n_slots; i++)
 		if (ld.slots[i].value)
 			add_entry(out, ld.slots[i].section, ld.slots[i].key, ld.slots[i].value,
-			          ld.slots[i].from_env);
+			          ld.slots[i].from_env, ld.slots[i].line);
 out:
 	free_slots(&ld);
 	if (rc < 0)
@@ -716,6 +724,31 @@ const char *config_get(const struct config *cfg, const char *section, const char
 		    strcmp(cfg->entries[i].key, key) == 0)
 			return cfg->entries[i].value;
 	return NULL;
+}
+
+/* Any thread (config.h says what it appends to which message). */
+void config_err_where(const struct config *cfg, char *err, size_t errlen)
+{
+	static const char prefix[] = "config: ";
+	const char *name, *dot, *colon;
+
+	if (errlen == 0 || strncmp(err, prefix, sizeof(prefix) - 1) != 0)
+		return;
+	name = err + sizeof(prefix) - 1;
+	colon = name + strcspn(name, ": ");
+	dot = memchr(name, '.', (size_t)(colon - name));
+	if (*colon != ':' || !dot)
+		return;
+	for (size_t i = 0; i < cfg->n_entries; i++) {
+		const struct config_entry *e = &cfg->entries[i];
+		if (strlen(e->section) == (size_t)(dot - name) &&
+		    memcmp(e->section, name, (size_t)(dot - name)) == 0 &&
+		    strlen(e->key) == (size_t)(colon - dot - 1) &&
+		    memcmp(e->key, dot + 1, (size_t)(colon - dot - 1)) == 0) {
+			where_append(e->section, e->key, e->from_env, e->line, err, errlen);
+			return;
+		}
+	}
 }
 
 /* Any thread.  value may be NULL (an empty list).  The caller owns the result

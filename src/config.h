@@ -24,6 +24,7 @@ struct config_entry {
 	char *key;
 	char *value;
 	bool from_env;
+	unsigned line; /* its line in the file; 0 when from the environment or a default */
 };
 
 struct config {
@@ -66,6 +67,13 @@ void config_fini(struct config *cfg);
 
 /* The resolved value of section.key, or NULL when unset. */
 const char *config_get(const struct config *cfg, const char *section, const char *key);
+
+/* For a message in err about a value config_load() accepted but a module
+ * refused later ("config: SECTION.KEY: ...", the form every such message
+ * takes), appends where that value came from, as config_load()'s own
+ * messages say it: " (line N)" or " (from DLRD_...)".  Any other message,
+ * and one about a default, is left as it is.  Any thread. */
+void config_err_where(const struct config *cfg, char *err, size_t errlen);
 
 /* Splits a comma-separated list (items trimmed, empty items dropped) into a
  * NULL-terminated heap array of heap strings; *n gets the count.  Free with

@@ -115,6 +115,7 @@ static int serve(const char *config_path)
 	}
 	privacy_set_hash_key(hk, hk_len);
 	if (load_keyring(&cfg, &kr, err, sizeof(err)) != 0) {
+		config_err_where(&cfg, err, sizeof(err));
 		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
 		fprintf(stderr, "dlrd: %s\n", err);
 		rc = 2;
@@ -124,6 +125,7 @@ static int serve(const char *config_path)
 	states = xcalloc(provider_count() + 1, sizeof(*states));
 	for (size_t i = 0; provider_table[i]; i++) {
 		if (provider_table[i]->init(&cfg, &states[i], err, sizeof(err)) != 0) {
+			config_err_where(&cfg, err, sizeof(err));
 			fprintf(stderr, "dlrd: %s\n", err);
 			rc = 2;
 			goto out;
@@ -142,6 +144,7 @@ static int serve(const char *config_path)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (store_open(&cfg, &st, err, sizeof(err)) != 0) {
+		config_err_where(&cfg, err, sizeof(err));
 		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
 		fprintf(stderr, "dlrd: %s\n", err);
 		goto out;
@@ -157,6 +160,7 @@ static int serve(const char *config_path)
 		goto out;
 	}
 	if (http_start(&cfg, q, states, kr, &h, err, sizeof(err)) != 0) {
+		config_err_where(&cfg, err, sizeof(err));
 		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
 		fprintf(stderr, "dlrd: %s\n", err);
 		goto out;

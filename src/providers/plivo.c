@@ -127,8 +127,7 @@ static int plivo_init(const struct config *cfg, void **state, char *err, size_t 
 	if (v2 && strcmp(v2, "false") == 0) {
 		p->accept_v2 = false;
 	} else if (v2 && strcmp(v2, "true") != 0) {
-		util_fmt(err, errlen,
-		         "config: plivo.accept_v2 (DLRD_PLIVO_ACCEPT_V2): must be true or false");
+		util_fmt(err, errlen, "config: plivo.accept_v2: must be true or false");
 		plivo_fini(p);
 		return DLRD_ECONFIG;
 	}

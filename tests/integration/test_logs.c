@@ -169,6 +169,68 @@ static void test_config_error_hides_value(void **state)
 	h_teardown(&d);
 }
 
+/* Runs dlrd with conf as its config file (NULL: none) and kv as one more
+ * setting (NULL: none), which must stop start-up; true when its output holds
+ * every string of want and none of unwanted. */
+static bool config_error_says(const char *conf, const char *kv, const char *const *want,
+                              const char *const *unwanted)
+{
+	struct dlrd d;
+	bool ok = true;
+	int st = 0;
+
+	assert_int_equal(h_setup(&d, NULL), 0);
+	if (conf) {
+		util_fmt(d.config_path, sizeof(d.config_path), "%s/dlrd.conf", d.dir);
+		assert_int_equal(h_write_file(d.config_path, conf), 0);
+	}
+	if (kv)
+		h_set_env(&d, kv);
+	assert_int_equal(h_spawn(&d), 0);
+	assert_int_equal(h_wait_exit(&d, 5000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+	for (size_t i = 0; want[i]; i++)
+		if (!h_log_contains(&d, want[i])) {
+			print_message("no \"%s\" in the output\n", want[i]);
+			ok = false;
+		}
+	for (size_t i = 0; unwanted && unwanted[i]; i++)
+		if (h_log_contains(&d, unwanted[i])) {
+			print_message("\"%s\" in the output\n", unwanted[i]);
+			ok = false;
+		}
+	h_teardown(&d);
+	return ok;
+}
+
+/* dlrd.conf.example: a value that does not parse stops start-up "with a
+ * message naming the key and its line".  Before the fix only [server] and
+ * [storage] keys and privacy.hash_key said where their value came from; a
+ * provider's key, api.tokens and privacy.encryption_keys did not, and
+ * plivo.accept_v2 named its environment variable even when the value came
+ * from the file. */
+static void test_config_error_names_where(void **state)
+{
+	(void)state;
+	assert_true(config_error_says(
+	    "[server]\nlog_level = info\n\n[sinch]\nsecrets = s3cret\ntolerance_seconds = soon\n",
+	    NULL, (const char *const[]){"sinch.tolerance_seconds: ", " (line 6)", NULL}, NULL));
+	assert_true(config_error_says("[plivo]\nauth_tokens = t0ken\naccept_v2 = maybe\n", NULL,
+	                              (const char *const[]){"plivo.accept_v2: ", " (line 3)", NULL},
+	                              (const char *const[]){"DLRD_PLIVO_ACCEPT_V2", NULL}));
+	assert_true(config_error_says(
+	    NULL, "DLRD_KANNEL_TOKENS=short",
+	    (const char *const[]){"kannel.tokens: ", " (from DLRD_KANNEL_TOKENS)", NULL}, NULL));
+	assert_true(config_error_says("[api]\ntokens = app:sha256:00\n", NULL,
+	                              (const char *const[]){"api.tokens: ", " (line 2)", NULL},
+	                              NULL));
+	assert_true(config_error_says(
+	    NULL, "DLRD_PRIVACY_ENCRYPTION_KEYS=k1:bm90IGEga2V5",
+	    (const char *const[]){
+	        "privacy.encryption_keys: ", " (from DLRD_PRIVACY_ENCRYPTION_KEYS)", NULL},
+	    NULL));
+}
+
 /* True when line (without its newline) is strict logfmt: key=value pairs
  * separated by one blank, a key without blanks, '=' or '"', a value either
  * bare (no blank, no '"') or double-quoted with backslash escapes. */
@@ -259,6 +321,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_no_secrets_or_numbers, setup, teardown),
 	    cmocka_unit_test(test_config_error_hides_value),
+	    cmocka_unit_test(test_config_error_names_where),
 	    cmocka_unit_test(test_public_url_password_hidden),
 	    cmocka_unit_test(test_operator_paths_quoted),
 	};

@@ -1760,7 +1760,7 @@ static void test_api_read_pool_full(void **state)
 {
 	struct fixture *f = *state;
 	char key[] = "storage", name[] = "read_pool_size", one[] = "1", err[256];
-	struct config_entry ent = {key, name, one, false};
+	struct config_entry ent = {key, name, one, false, 0};
 	struct store *st;
 	struct api_item s;
 	struct bg_read b;
