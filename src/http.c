@@ -125,9 +125,9 @@ struct http {
 	atomic_llong limit_log_ms;    /* last "connection limit reached" log */
 	atomic_bool quiesced;         /* shutting down: new connections are closed */
 	/* static responses, shared read-only by every thread */
-	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post, *r_405_get,
-	    *r_413, *r_414, *r_415, *r_431, *r_503, *r_503_full, *r_503_stalled, *r_health_ok,
-	    *r_health_bad;
+	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post,
+	    *r_405_get_only, *r_405_get, *r_413, *r_414, *r_415, *r_431, *r_503, *r_503_full,
+	    *r_503_stalled, *r_health_ok, *r_health_bad;
 	/* free list of request structs */
 	pthread_mutex_t pool_mu;
 	struct req *pool;
@@ -339,7 +339,11 @@ static enum MHD_Result serve_metrics(struct req *r)
  * that path takes. */
 static struct MHD_Response *webhook_405(const struct req *r)
 {
-	return r->prov->get_hooks & (1u << r->kind) ? r->h->r_405_get_post : r->h->r_405_post;
+	unsigned bit = 1u << r->kind;
+
+	if (r->prov->get_only_hooks & bit)
+		return r->h->r_405_get_only;
+	return r->prov->get_hooks & bit ? r->h->r_405_get_post : r->h->r_405_post;
 }
 
 static enum MHD_Result api_begin_req(struct req *r, const struct hdr_scan *hs);
@@ -398,8 +402,11 @@ static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 	 * unauthenticated callback. */
 	if (!r->prov_state || !(r->prov->hooks & (1u << r->kind)))
 		return reply(r, MHD_HTTP_NOT_FOUND, h->r_404);
-	if (strcmp(r->method, "POST") != 0 &&
-	    (strcmp(r->method, "GET") != 0 || !(r->prov->get_hooks & (1u << r->kind)))) {
+	unsigned bit = 1u << r->kind;
+	bool method_ok = strcmp(r->method, "POST") == 0
+	                     ? !(r->prov->get_only_hooks & bit)
+	                     : strcmp(r->method, "GET") == 0 && (r->prov->get_hooks & bit);
+	if (!method_ok) {
 		metrics_callback(r->prov_idx, CB_UNSUPPORTED);
 		return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, webhook_405(r));
 	}
@@ -1114,6 +1121,8 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	MHD_add_response_header(h->r_405_post, MHD_HTTP_HEADER_ALLOW, "POST");
 	h->r_405_get_post = static_response("method not allowed\n", "text/plain");
 	MHD_add_response_header(h->r_405_get_post, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+	h->r_405_get_only = static_response("method not allowed\n", "text/plain");
+	MHD_add_response_header(h->r_405_get_only, MHD_HTTP_HEADER_ALLOW, "GET");
 	h->r_405_get = static_response("method not allowed\n", "text/plain");
 	MHD_add_response_header(h->r_405_get, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 	h->r_413 = static_response("request body too large\n", "text/plain");
@@ -1199,10 +1208,10 @@ void http_stop(struct http *h, unsigned timeout_ms)
 	if (h->watchdog_started)
 		pthread_join(h->watchdog, NULL);
 	struct MHD_Response *all[] = {
-	    h->r_ok,       h->r_400,          h->r_401,       h->r_404,
-	    h->r_405_post, h->r_405_get_post, h->r_405_get,   h->r_413,
-	    h->r_414,      h->r_415,          h->r_431,       h->r_503,
-	    h->r_503_full, h->r_503_stalled,  h->r_health_ok, h->r_health_bad};
+	    h->r_ok,           h->r_400,         h->r_401,      h->r_404,         h->r_405_post,
+	    h->r_405_get_post, h->r_405_get,     h->r_413,      h->r_414,         h->r_415,
+	    h->r_431,          h->r_503,         h->r_503_full, h->r_503_stalled, h->r_health_ok,
+	    h->r_health_bad,   h->r_405_get_only};
 	for (size_t i = 0; i < ARRAY_LEN(all); i++)
 		if (all[i])
 			MHD_destroy_response(all[i]);

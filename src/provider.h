@@ -66,6 +66,7 @@ struct provider {
 	const char *name;                    /* path segment and config section */
 	unsigned hooks;                      /* bit (1 << HOOK_STATUS), (1 << HOOK_INBOUND) */
 	unsigned get_hooks;                  /* hooks that take GET as well as POST */
+	unsigned get_only_hooks;             /* of get_hooks, those that refuse POST */
 	const struct config_key *keys;       /* keys of its config section, {NULL} ended */
 	const struct provider_error *errors; /* its error codes, {NULL} ended, or NULL */
 	/* The canonical form of a message id, as parse() stores it, so that a

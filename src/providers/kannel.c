@@ -366,6 +366,7 @@ const struct provider provider_kannel = {
     .name = "kannel",
     .hooks = 1u << HOOK_STATUS,
     .get_hooks = 1u << HOOK_STATUS,
+    .get_only_hooks = 1u << HOOK_STATUS, /* the dlr-url is fetched, never posted */
     .keys = kannel_keys,
     .errors = NULL,
     .canonical_id = provider_hex_id,

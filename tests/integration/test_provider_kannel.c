@@ -148,6 +148,8 @@ static void test_rejections_write_nothing(void **state)
 	assert_int_equal(dlr(d, TOKEN "&token=" TOKEN, DELIVERED, &r), 401);
 	h_request(d, "POST", PATH "?token=" TOKEN "&type=1&id=a", NULL, "", 0, &r);
 	assert_int_equal(r.status, 405);
+	/* Allow names what the path takes: GET only (it said "GET, POST") */
+	assert_string_equal(r.allow, "GET");
 	assert_int_equal(h_count_data(d), 0);
 	assert_false(h_log_contains(d, TOKEN));
 	assert_false(h_log_contains(d, "5f1d2c3b4b"));
