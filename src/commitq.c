@@ -161,6 +161,18 @@ static void hand_to_syncer(struct commitq *q, struct commit_item **items, size_t
 	pthread_mutex_unlock(&q->smu);
 }
 
+/* Whether a batch holds a reveal.  Its answer discloses a number, which
+ * cannot be taken back, and the audit row written with it is the only
+ * record that it was: it must be durable before the answer leaves, even
+ * under storage.synchronous=normal (store_sync()'s force). */
+static bool must_be_durable(const struct commit_item *head)
+{
+	for (const struct commit_item *it = head; it; it = it->next)
+		if (it->kind == CI_API && it->op && it->op->kind == STORE_OP_REVEAL)
+			return true;
+	return false;
+}
+
 /* The syncer: one store_sync() for each committed batch, then its answers,
  * with the commit latency measured to that moment. */
 static void *syncer_main(void *arg)
@@ -187,7 +199,7 @@ static void *syncer_main(void *arg)
 		int rc = DLRD_EIO;
 		if (!atomic_load(&q->sync_failed)) {
 			stage_begin(&q->sync_t0);
-			rc = store_sync(q->st, err, sizeof(err));
+			rc = store_sync(q->st, must_be_durable(b.head), err, sizeof(err));
 			stage_end(q, &q->sync_t0, "sync");
 		}
 		uint64_t now = util_mono_ns();

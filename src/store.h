@@ -40,10 +40,14 @@ int store_apply(struct store *st, struct commit_item **items, size_t n, char *er
 
 /* Makes every transaction committed so far durable (SQLite: one fdatasync
  * of the WAL, while the writer goes on with the next batch; PostgreSQL:
- * nothing, its commits are durable).  Returns 0 or DLRD_EIO.  After a
- * failure nothing committed since the last good sync may be acknowledged,
- * ever: the page cache may have dropped it (see commitq.c). */
-int store_sync(struct store *st, char *err, size_t errlen);
+ * nothing, its commits are durable).  Under storage.synchronous=normal it
+ * does nothing unless force is set: the commit queue sets it for a batch
+ * that holds a reveal, whose answer discloses a number and whose audit row
+ * must therefore survive power loss (PostgreSQL commits such a batch with
+ * synchronous_commit on instead).  Returns 0 or DLRD_EIO.  After a failure
+ * nothing committed since the last good sync may be acknowledged, ever: the
+ * page cache may have dropped it (see commitq.c). */
+int store_sync(struct store *st, bool force, char *err, size_t errlen);
 
 /* Backend housekeeping on the writer thread, between batches (after one was
  * handed to the syncer).  Failures are the backend's to log. */

@@ -2433,6 +2433,15 @@ static bool key_pending(const struct pg_be *be, size_t a)
 	return false;
 }
 
+/* Whether the batch's API items include a reveal. */
+static bool holds_reveal(const struct pg_be *be, size_t napi)
+{
+	for (size_t a = 0; a < napi; a++)
+		if (be->apis[a].it->op->kind == STORE_OP_REVEAL)
+			return true;
+	return false;
+}
+
 /*
  * One attempt at the batch.  Without API items: BEGIN, every event, COMMIT
  * and a Sync go out in one pipeline, then every result is read: one round
@@ -2464,6 +2473,15 @@ static int run_batch(struct pg_be *be, size_t nunits, size_t napi, bool use_json
 	}
 	if (!push(be,
 	          PQsendQueryParams(c, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL, NULL,
+	                            NULL, 0),
+	          SL_BEGIN, 0))
+		goto send_failed;
+	/* synchronous=normal commits asynchronously, but a reveal's answer
+	 * discloses a number: its audit row must survive a crash of the server
+	 * before the number leaves (store_sync()) */
+	if (be->sync != SYNC_FULL && holds_reveal(be, napi) &&
+	    !push(be,
+	          PQsendQueryParams(c, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL,
 	                            NULL, 0),
 	          SL_BEGIN, 0))
 		goto send_failed;
@@ -2587,7 +2605,8 @@ static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, si
 	be->refs = reserve(be->refs, &be->refs_cap, nev, sizeof(*be->refs));
 	be->apis = reserve(be->apis, &be->apis_cap, napi, sizeof(*be->apis));
 	be->units = reserve(be->units, &be->units_cap, 2 * napi + 1, sizeof(*be->units));
-	be->slots = reserve(be->slots, &be->slots_cap, nev + 2 * napi + 2, sizeof(*be->slots));
+	/* BEGIN, a reveal's SET LOCAL, COMMIT; each API item and its follow-up */
+	be->slots = reserve(be->slots, &be->slots_cap, nev + 2 * napi + 3, sizeof(*be->slots));
 
 	/* Queue order, with each stretch of callbacks between two API items
 	 * (the whole batch, without any) sorted into lock order. */

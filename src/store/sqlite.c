@@ -26,7 +26,9 @@
  * from the sticky flag after its own call, so an error the probe collected
  * can never let the syncer acknowledge the batch it covered.
  * synchronous=normal skips the fdatasync: fast, and may lose
- * the last acknowledged batches on power loss (never on a crash of dlrd).
+ * the last acknowledged batches on power loss (never on a crash of dlrd);
+ * except a batch holding a reveal, which is synced all the same: its
+ * answer discloses a number, and the audit row must outlive the disclosure.
  *
  * Schema and migrations: see src/store/README.md.  The JSON API's half of
  * the backend (its writes inside the batch transaction, its pool of
@@ -453,7 +455,8 @@ struct sqlite_be {
 	sqlite3_stmt *stmt[Q__COUNT];
 	sqlite3_stmt *begin, *commit, *rollback;
 	int lock_fd;
-	int wal_fd;              /* synchronous=full: the WAL, for sqlite_sync(); else -1 */
+	int wal_fd;              /* the WAL, for sqlite_sync() */
+	bool sync_full;          /* synchronous=full: every batch is synced */
 	pthread_mutex_t sync_mu; /* one fdatasync of wal_fd at a time */
 	atomic_bool sync_error;  /* sticky: a WAL fdatasync failed; set under sync_mu */
 	char *path;
@@ -930,9 +933,10 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
-/* synchronous=full: opens the WAL (the migrations have created it) for
- * sqlite_sync(), and makes its directory entry durable, which fdatasync on
- * the file alone would not. */
+/* Opens the WAL (the migrations have created it) for sqlite_sync(), and
+ * makes its directory entry durable, which fdatasync on the file alone would
+ * not.  Under synchronous=normal too: a batch holding a reveal is synced
+ * whatever the setting (store_sync()). */
 static int open_wal(struct sqlite_be *be, char *err, size_t errlen)
 {
 	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(be->db, "main"));
@@ -1073,7 +1077,8 @@ static int sqlite_open(const struct config *cfg, void **out, char *err, size_t e
 		goto out;
 	if ((rc = check_writable(be, err, errlen)) != 0)
 		goto out;
-	if (cfg->synchronous == SYNC_FULL && (rc = open_wal(be, err, errlen)) != 0)
+	be->sync_full = cfg->synchronous == SYNC_FULL;
+	if ((rc = open_wal(be, err, errlen)) != 0)
 		goto out;
 	for (int i = 0; i < Q__COUNT; i++) {
 		if (sqlite3_prepare_v3(be->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -1591,13 +1596,14 @@ rollback:
 	return rc;
 }
 
-/* Any thread (the syncer; the writer's probe).  See the top of the file. */
-static int sqlite_sync(void *p, char *err, size_t errlen)
+/* Any thread (the syncer; the writer's probe).  See the top of the file.
+ * Under synchronous=normal only when forced (a batch holding a reveal). */
+static int sqlite_sync(void *p, bool force, char *err, size_t errlen)
 {
 	struct sqlite_be *be = p;
 	int rc = 0;
 
-	if (be->wal_fd < 0)
+	if (be->wal_fd < 0 || (!be->sync_full && !force))
 		return 0;
 	/* Serialized, and the flag read after our own call: the kernel may
 	 * have reported the error that covers our data to the other caller
@@ -1630,7 +1636,7 @@ static int sqlite_probe(void *p, char *err, size_t errlen)
 	              err, errlen);
 	if (rc && !sqlite3_get_autocommit(be->db))
 		sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc ? rc : sqlite_sync(be, err, errlen);
+	return rc ? rc : sqlite_sync(be, false, err, errlen);
 }
 
 /* The JSON API's reads (sqlite_api.c), on the backend's read pool. */

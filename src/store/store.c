@@ -55,9 +55,9 @@ int store_apply(struct store *st, struct commit_item **items, size_t n, char *er
 	return st->ops->apply(st->be, items, n, err, errlen);
 }
 
-int store_sync(struct store *st, char *err, size_t errlen)
+int store_sync(struct store *st, bool force, char *err, size_t errlen)
 {
-	return st->ops->sync ? st->ops->sync(st->be, err, errlen) : 0;
+	return st->ops->sync ? st->ops->sync(st->be, force, err, errlen) : 0;
 }
 
 void store_maintain(struct store *st)

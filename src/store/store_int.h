@@ -20,8 +20,9 @@ struct store_ops {
 	 * backend whose commits do not wait for the disk themselves (SQLite
 	 * with synchronous=full syncs its WAL here, off the writer thread).
 	 * Optional: NULL when commits are durable on return.  Called only by
-	 * the commit queue's syncer thread, concurrently with apply(). */
-	int (*sync)(void *be, char *err, size_t errlen);
+	 * the commit queue's syncer thread, concurrently with apply().  force:
+	 * sync even under synchronous=normal (store_sync()). */
+	int (*sync)(void *be, bool force, char *err, size_t errlen);
 	/* Housekeeping that must run on the writer's connection but outside a
 	 * commit (SQLite: the end of a WAL cycle).  Optional.  Called by the
 	 * writer thread after it handed a committed batch to the syncer, so it

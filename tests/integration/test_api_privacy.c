@@ -227,6 +227,44 @@ static void test_reveal_audited(void **state)
 	assert_false(h_log_contains(d, "7700900123"));
 }
 
+/* storage.synchronous=normal may lose the last acknowledged callbacks on
+ * power loss; a reveal is different: its answer discloses a number, which
+ * cannot be taken back, and the audit row is the only record that it was.
+ * So a reveal's batch is made durable whatever the setting, before the
+ * number leaves: with the WAL's fdatasync failing, the reveal is refused
+ * (503, no number), while a callback is still acknowledged as configured. */
+static void test_reveal_durable_under_normal_sync(void **state)
+{
+	struct dlrd d;
+	struct h_resp r;
+	char id[40], target[200], form[1024], sid[35];
+	const char *env[] = {api_tokens_env(), "DLRD_STORAGE_SYNCHRONOUS=normal", NULL};
+	(void)state;
+
+	assert_int_equal(h_setup(&d, env), 0);
+	assert_int_equal(h_start(&d), 0);
+	record(&d, "dn-1", "+447700900123", NULL, id);
+	util_fmt(target, sizeof(target), "/v1/messages/%s/reveal", id);
+	/* (under PostgreSQL: the reveal's transaction commits synchronously) */
+	assert_int_equal(
+	    api_call(&d, "POST", target, T_SUPPORT, "{\"reason\":\"user called\"}", NULL, &r), 200);
+	assert_non_null(strstr(r.body, "+447700900123"));
+	assert_int_equal(h_count(&d, "audit_log"), 1);
+	if (h_pg()) {
+		h_teardown(&d);
+		return;
+	}
+
+	assert_int_equal(h_write_file(d.fault_path, "s"), 0); /* syncs fail, writes pass */
+	h_sid(sid, 22, 1);
+	assert_true(h_twilio_body(form, sizeof(form), sid, "sent", NULL) > 0);
+	assert_int_equal(h_post_status(&d, form, &r), 200); /* normal: not synced */
+	assert_int_equal(
+	    api_call(&d, "POST", target, T_SUPPORT, "{\"reason\":\"again\"}", NULL, &r), 503);
+	assert_null(strstr(r.body, "7700900123"));
+	h_teardown(&d);
+}
+
 /* ---- Telnyx and Sinch callbacks for one recipient, N_TO ---- */
 
 /* RFC 8032 TEST 1 key pair, as in test_provider_telnyx.c */
@@ -573,6 +611,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_masked_everywhere, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reveal_audited, setup, teardown),
+	    cmocka_unit_test(test_reveal_durable_under_normal_sync),
 	    cmocka_unit_test_setup_teardown(test_provider_event_ids_hold_no_number, setup_providers,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_upgrade_rewrites_stored_ids, setup_providers,

@@ -425,7 +425,7 @@ static void apply_all(struct backend *b, struct workload *w, int which)
 			items[n++] = &r->it;
 		}
 		if (store_apply(b->st, items, n, err, sizeof(err)) != 0 ||
-		    store_sync(b->st, err, sizeof(err)) != 0)
+		    store_sync(b->st, false, err, sizeof(err)) != 0)
 			fail_msg("%s: %s", store_backend(b->st), err);
 		for (size_t i = w->cut[c]; i < w->cut[c + 1]; i++)
 			if (w->rq[i].it.kind == CI_API && w->rq[i].op.kind == STORE_OP_SEND)
@@ -860,7 +860,7 @@ static size_t support_ops(struct backend *b, int out[], size_t cap)
 		items[k++] = &r->it;
 	}
 	if (k && (store_apply(b->st, items, k, err, sizeof(err)) != 0 ||
-	          store_sync(b->st, err, sizeof(err)) != 0))
+	          store_sync(b->st, false, err, sizeof(err)) != 0))
 		fail_msg("%s: %s", store_backend(b->st), err);
 	for (size_t i = 0; i < k && i < cap; i++)
 		out[i] = (int)ops[i].op.outcome * 1000 + (ops[i].op.number[0] != 0);
