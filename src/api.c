@@ -56,7 +56,7 @@
 #define API_LIMIT_DEFAULT  50   /* page size */
 #define API_LIMIT_MAX      500
 #define API_RESP_MAX       4096       /* a send's answer, kept for replays */
-#define API_PAYLOAD_BUDGET (4u << 20) /* raw payload bytes in one timeline */
+#define API_PAYLOAD_BUDGET (4u << 20) /* raw payload bytes in one timeline or review list */
 #define API_STUCK_MAX_S    (366 * 86400)
 #define API_QUERY_FIELDS   64
 #define API_STATS_GROUPS   500                   /* groups in one stats answer */
@@ -1617,7 +1617,7 @@ static void h_review(struct api *a, const struct api_request *rq, struct api_ans
 	struct params p;
 	struct store_review_query q;
 	struct store_review_item *rows;
-	size_t n = 0;
+	size_t n = 0, budget = API_PAYLOAD_BUDGET;
 	const char *v;
 	char err[256];
 	int rc;
@@ -1668,8 +1668,16 @@ static void h_review(struct api *a, const struct api_request *rq, struct api_ans
 		set(o, "message_id", jstr(r->message_id));
 		set(o, "event_id", r->event_id ? json_integer(r->event_id) : json_null());
 		set(o, "raw_status", jstr(r->raw_status));
-		if (r->raw_payload)
-			payload_json(a, rq->arena, r->raw_payload, r->raw_payload_len, o);
+		/* bounded like a timeline's: up to 500 items of up to
+		 * max_body_bytes each would otherwise be one answer */
+		if (r->raw_payload) {
+			if (r->raw_payload_len <= budget) {
+				budget -= r->raw_payload_len;
+				payload_json(a, rq->arena, r->raw_payload, r->raw_payload_len, o);
+			} else {
+				set(o, "raw_payload_omitted", json_true());
+			}
+		}
 		set(o, "resolved_at", jstr(r->resolved_at));
 		set(o, "resolved_by", jstr(r->resolved_by));
 		set(o, "resolution", jstr(r->resolution));

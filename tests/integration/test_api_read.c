@@ -551,6 +551,46 @@ static void test_review_queue(void **state)
 	json_decref(j);
 }
 
+/* Review items carry their raw payloads, like a timeline's events, and are
+ * bounded the same way: at most the payload budget (4 MiB) per answer, the
+ * rest flagged raw_payload_omitted.  Without it 500 items of max_body_bytes
+ * (up to 16 MiB) each made one answer of gigabytes, in memory at once. */
+static void test_review_payload_budget(void **state)
+{
+	enum { ITEMS = 5, PADS = 75, PAD = 16000 };
+	struct dlrd d;
+	struct h_resp r;
+	const char *env[] = {api_tokens_env(), "DLRD_SERVER_MAX_BODY_BYTES=2000000", NULL};
+	size_t cap = 200 + PADS * (PAD + 16), total = 0;
+	char *form = malloc(cap);
+	(void)state;
+
+	assert_non_null(form);
+	assert_int_equal(h_setup(&d, env), 0);
+	assert_int_equal(h_start(&d), 0);
+	for (int i = 0; i < ITEMS; i++) {
+		/* no MessageSid: an unusable payload, kept for review */
+		size_t n = util_fmt(form, cap,
+		                    "AccountSid=AC0123456789abcdef0123456789abcdef"
+		                    "&MessageStatus=sent&N=%d",
+		                    i);
+		for (int k = 0; k < PADS; k++) {
+			n += util_fmt(form + n, cap - n, "&Pad%02d=", k);
+			memset(form + n, 'a', PAD);
+			n += PAD;
+			form[n] = '\0';
+		}
+		total += n;
+		assert_int_equal(h_post_status(&d, form, &r), 200);
+	}
+	assert_true(total > (6u << 20) * 9 / 10);
+	assert_int_equal(api_call(&d, "GET", "/v1/review", T_ADMIN, NULL, NULL, &r), 200);
+	assert_true(r.body_len > (3u << 20));
+	assert_true(r.body_len < (4u << 20) + 65536);
+	free(form);
+	h_teardown(&d);
+}
+
 struct reader {
 	struct dlrd *d;
 	char target[128];
@@ -598,6 +638,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_search_filters, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pagination_while_arriving, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_review_queue, setup, teardown),
+	    cmocka_unit_test(test_review_payload_budget),
 	    cmocka_unit_test_setup_teardown(test_one_read_connection, setup_pool1, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
