@@ -1988,6 +1988,10 @@ void api_finish(struct api *a, struct api_state *s, const struct commit_item *it
 	(void)a;
 	ans_init(ans);
 	if (item->result != 0) {
+		/* A reveal's writer may have decrypted the number before the
+		 * batch failed (SQLite decrypts inside the transaction, and the
+		 * sync comes after it): it never leaves, and is not kept. */
+		explicit_bzero(op->number, sizeof(op->number));
 		/* Not "nothing was written": after a failed sync, or a COMMIT
 		 * whose outcome PostgreSQL never reported, it may have been.
 		 * A retry with the same Idempotency-Key is safe either way. */

@@ -122,6 +122,36 @@ static void test_cursor_and_canonical(void **state)
 	arena_fini(&a);
 }
 
+/* A reveal whose batch did not become durable (a failed commit, or the
+ * sync that must cover it) is answered 503, and the number its writer
+ * decrypted is wiped there, as PostgreSQL's writer wipes it from a failed
+ * attempt: it must not stay in the request's memory, freed unwiped. */
+static void test_failed_reveal_wipes_number(void **state)
+{
+	static const char zero[sizeof(((struct store_op *)0)->number)];
+	struct api_state s;
+	struct commit_item it;
+	struct api_answer ans;
+	(void)state;
+
+	memset(&s, 0, sizeof(s));
+	memset(&it, 0, sizeof(it));
+	for (size_t i = 0; i < ARRAY_LEN(routes); i++)
+		if (routes[i].id == R_MSG_REVEAL)
+			s.route = &routes[i];
+	s.op.kind = STORE_OP_REVEAL;
+	s.op.outcome = STORE_DONE;
+	util_strlcpy(s.op.number, "+447700900123", sizeof(s.op.number));
+	it.kind = CI_API;
+	it.op = &s.op;
+	it.result = DLRD_EIO;
+	api_finish(NULL, &s, &it, &ans);
+	assert_int_equal(ans.status, 503);
+	assert_null(strstr(ans.body, "7700900123"));
+	assert_memory_equal(s.op.number, zero, sizeof(zero));
+	free(ans.body);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -129,6 +159,7 @@ int main(void)
 	    cmocka_unit_test(test_routes_match_document),
 	    cmocka_unit_test(test_match),
 	    cmocka_unit_test(test_cursor_and_canonical),
+	    cmocka_unit_test(test_failed_reveal_wipes_number),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
