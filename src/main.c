@@ -149,6 +149,18 @@ static int serve(const char *config_path)
 		fprintf(stderr, "dlrd: %s\n", err);
 		goto out;
 	}
+	/* Several nodes on one database must hash and seal alike; a key file
+	 * is this node's own (docs/deployment.md).  One node on PostgreSQL is
+	 * fine, so this warns rather than refuses. */
+	if (strcmp(store_backend(st), "postgresql") == 0 &&
+	    (!cfg.hash_key || !config_get(&cfg, "privacy", "encryption_keys")))
+		LOG_W("node_key_files",
+		      "hash_key=%s encryption_keys=%s note=\"a shared database: every node"
+		      " needs the same privacy.hash_key and privacy.encryption_keys; this node"
+		      " uses its own key files, so a callback retried to another node may be"
+		      " stored twice and its payload sealed under a key the others lack\"",
+		      cfg.hash_key ? "config" : "file",
+		      config_get(&cfg, "privacy", "encryption_keys") ? "config" : "file");
 	if (cfg.queue_capacity >= cfg.max_connections)
 		LOG_W("queue_above_connections",
 		      "queue_capacity=%u max_connections=%u note=\"with storage stalled the"

@@ -316,6 +316,36 @@ static void test_operator_paths_quoted(void **state)
 	h_teardown(&d);
 }
 
+/* Nodes sharing PostgreSQL must share their keys; one using its own key
+ * files is warned about (main.c).  SQLite is one node: no warning. */
+static void test_node_key_files_warned(void **state)
+{
+	static const char *const env[] = {
+	    "DLRD_PRIVACY_HASH_KEY=", "DLRD_PRIVACY_ENCRYPTION_KEYS=", NULL};
+	struct dlrd d;
+	int st = 0;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, env), 0);
+	assert_int_equal(h_start(&d), 0);
+	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	if (h_pg())
+		assert_true(
+		    h_log_contains(&d, "event=node_key_files hash_key=file encryption_keys=file"));
+	else
+		assert_false(h_log_contains(&d, "node_key_files"));
+
+	/* both keys configured, as on a real cluster: no warning */
+	assert_int_equal(unlink(d.log_path), 0);
+	h_set_env(&d, "DLRD_PRIVACY_HASH_KEY=" H_HASH_KEY);
+	h_set_env(&d, "DLRD_PRIVACY_ENCRYPTION_KEYS=" H_ENC_KEYS);
+	assert_int_equal(h_start(&d), 0);
+	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_false(h_log_contains(&d, "node_key_files"));
+	h_teardown(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +354,7 @@ int main(void)
 	    cmocka_unit_test(test_config_error_names_where),
 	    cmocka_unit_test(test_public_url_password_hidden),
 	    cmocka_unit_test(test_operator_paths_quoted),
+	    cmocka_unit_test(test_node_key_files_warned),
 	};
 	return cmocka_run_group_tests_name("integration/logs", tests, NULL, NULL);
 }
