@@ -1323,6 +1323,8 @@ static void h_openapi(struct api_answer *ans)
 static void h_get(struct api *a, struct api_state *s, const struct api_request *rq,
                   struct api_answer *ans)
 {
+	static const char *const allowed[] = {NULL}; /* the summary takes none */
+	struct params p;
 	struct store_message m;
 	char id[37], err[256];
 	int rc;
@@ -1331,6 +1333,8 @@ static void h_get(struct api *a, struct api_state *s, const struct api_request *
 		ans_error(ans, 404, "message_not_found", "no message with this id", NULL);
 		return;
 	}
+	if (!query_params(rq, allowed, &p, ans))
+		return;
 	rc = store_get_message(a->st, rq->arena, id, &m, err, sizeof(err));
 	if (rc != 0) {
 		ans_store_error(ans, rc, "message", err);

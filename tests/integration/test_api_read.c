@@ -117,6 +117,15 @@ static void test_summary(void **state)
 	assert_true(jpath_i(j, "time_to_first_callback_ms") >= 0);
 	assert_true(jpath_i(j, "time_to_final_ms") >= jpath_i(j, "time_to_first_callback_ms"));
 	json_decref(j);
+
+	/* the summary takes no parameter: one given (here the timeline's tz,
+	 * which the summary would silently not apply) is refused, as on
+	 * every other read endpoint */
+	util_fmt(target, sizeof(target), "/v1/messages/%s?tz=Europe%%2FBerlin", id);
+	j = get(d, T_VIEWER, target, 422);
+	assert_string_equal(jpath_s(j, "error.code"), "unknown_parameter");
+	assert_string_equal(jpath_s(j, "error.field"), "tz");
+	json_decref(j);
 }
 
 static void test_timeline_dst(void **state)
