@@ -836,7 +836,13 @@ static json_t *time_json(const struct tz_zone *z, const char *utc)
 	set(o, "utc", jstr(utc));
 	if (z && ms != INT64_MIN) {
 		tz_format(z, ms, loc, &l);
-		set(o, "local", json_string(loc));
+		/* RFC 3339 writes four-digit years: a local time past 9999
+		 * (east of UTC at the end of that year) has no such form, and
+		 * tz_format() would print its year modulo 10000 */
+		int64_t local_ms = ms + (int64_t)l.offset_s * 1000;
+		set(o, "local",
+		    local_ms >= API_TIME_MIN_MS && local_ms <= API_TIME_MAX_MS ? json_string(loc)
+		                                                               : json_null());
 		set(o, "zone_abbreviation", jstr(l.abbrev));
 	} else {
 		set(o, "local", json_null());

@@ -216,6 +216,29 @@ static void test_timeline_dst(void **state)
 	j = get(d, T_VIEWER, target, 422);
 	assert_string_equal(jpath_s(j, "error.code"), "unknown_parameter");
 	json_decref(j);
+
+	/* a provider time at the very end of 9999 (providers send such
+	 * things): east of UTC its local time is in the year 10000, which
+	 * RFC 3339 cannot write, so there is none (it came out as
+	 * "0000-01-01T08:59:59.999+09:00", ten millennia early); west of UTC
+	 * it is still 9999 */
+	sql_exec(d,
+	         "UPDATE sms_message_events SET provider_occurred_at ="
+	         " '9999-12-31T23:59:59.999Z' WHERE message_id = %Q AND status = 'delivered'",
+	         id);
+	util_fmt(target, sizeof(target), "/v1/messages/%s/timeline?tz=Asia%%2FTokyo", id);
+	j = get(d, T_VIEWER, target, 200);
+	e1 = json_array_get(jpath(j, "events"), 1);
+	assert_string_equal(jpath_s(e1, "provider_time.utc"), "9999-12-31T23:59:59.999Z");
+	assert_true(json_is_null(jpath(e1, "provider_time.local")));
+	assert_string_equal(jpath_s(e1, "provider_time.zone_abbreviation"), "JST");
+	assert_int_equal(strncmp(jpath_s(e1, "received_at.local") + 23, "+09:00", 6), 0);
+	json_decref(j);
+	util_fmt(target, sizeof(target), "/v1/messages/%s/timeline", id);
+	j = get(d, T_VIEWER, target, 200);
+	e1 = json_array_get(jpath(j, "events"), 1);
+	assert_string_equal(jpath_s(e1, "provider_time.local"), "9999-12-31T18:59:59.999-05:00");
+	json_decref(j);
 }
 
 static void test_timeline_details(void **state)
