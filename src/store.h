@@ -195,7 +195,9 @@ struct store_event {
 };
 
 /* Message search.  Unset filters are NULL (or -1 for final); times are
- * canonical RFC 3339 UTC with milliseconds (util_rfc3339). */
+ * canonical RFC 3339 UTC with milliseconds (util_rfc3339).  A
+ * provider_message_id without a provider is looked up under every provider
+ * of provider_table, through the (provider, provider_message_id) index. */
 struct store_query {
 	const char *statuses[ST__COUNT];
 	size_t n_statuses;

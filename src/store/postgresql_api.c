@@ -37,13 +37,14 @@
 
 #include "arena.h"
 #include "postgresql_int.h"
+#include "provider.h"
 #include "store_int.h"
 #include "util.h"
 
 #define PG_READ_POOL_DEFAULT  4
 #define PG_SESSION_TIMEOUT_MS 5000 /* a new read connection's settings */
 #define SQL_MAX               3072
-#define BINDS_MAX             (ST__COUNT + 24)
+#define BINDS_MAX             (ST__COUNT + 48) /* a search: up to 25, plus one per provider */
 #define NIL_UUID              "00000000-0000-0000-0000-000000000000"
 
 /* ---- helpers ---- */
@@ -1017,6 +1018,14 @@ int store__pg_search(struct store__pg_pool *p, struct arena *ar, const struct st
 	qb_param(b, " AND template_key = ", q->template_key, "");
 	qb_param(b, " AND use_case = ", q->use_case, "");
 	qb_param(b, " AND provider_message_id = ", q->provider_message_id, "");
+	if (q->provider_message_id && !q->provider) {
+		/* every provider: the (provider, provider_message_id) index
+		 * then finds the row, where a provider message id alone would
+		 * read every message, newest first, to the oldest */
+		for (size_t i = 0; provider_table[i]; i++)
+			qb_param(b, i ? ", " : " AND provider IN (", provider_table[i]->name, "");
+		qb_add(b, ")");
+	}
 	qb_param(b, " AND action_type = ", q->action_type, "");
 	qb_param(b, " AND action_id = ", q->action_id, "");
 	qb_param(b, " AND origin = ", q->origin, "");

@@ -40,12 +40,13 @@
 #include "event.h"
 #include "log.h"
 #include "optout.h"
+#include "provider.h"
 #include "sqlite_int.h"
 #include "status.h"
 #include "store_int.h"
 
 #define SQL_MAX   3072
-#define BINDS_MAX (ST__COUNT + 24)
+#define BINDS_MAX (ST__COUNT + 48) /* a search: up to 25, plus one per provider */
 
 /* ---- writer statements ---- */
 
@@ -680,47 +681,84 @@ static void fill_stats(struct arena *ar, sqlite3_stmt *st, void *e)
 		r->by_status[s] = sqlite3_column_int64(st, 3 + s);
 }
 
+/* Builds the search's SQL and bindings into b.  Returns 0, or DLRD_EIO when
+ * they do not fit. */
+static int search_query(const struct store_query *q, struct qbuild *b, char *err, size_t errlen)
+{
+	memset(b, 0, sizeof(*b));
+	qb_add(b, "SELECT " MSG_COLS " FROM sms_messages WHERE 1");
+	if (q->n_statuses) {
+		qb_add(b, " AND current_status IN (");
+		for (size_t i = 0; i < q->n_statuses && b->n < BINDS_MAX - 1; i++) {
+			qb_add(b, i ? ", ?" : "?");
+			b->binds[b->n] = q->statuses[i];
+			b->is_int[b->n] = false;
+			b->n++;
+		}
+		qb_add(b, ")");
+	}
+	if (q->final >= 0)
+		qb_int(b, "is_final = ?", q->final);
+	qb_text(b, "provider = ?", q->provider);
+	qb_text(b, "destination_country = ?", q->country);
+	qb_text(b, "sender_identity = ?", q->sender_identity);
+	qb_text(b, "template_key = ?", q->template_key);
+	qb_text(b, "use_case = ?", q->use_case);
+	qb_text(b, "provider_message_id = ?", q->provider_message_id);
+	if (q->provider_message_id && !q->provider) {
+		/* every provider: the (provider, provider_message_id) index
+		 * then finds the row, where a provider message id alone would
+		 * read every message, newest first, to the oldest */
+		qb_add(b, " AND provider IN (");
+		for (size_t i = 0; provider_table[i]; i++) {
+			if (b->n >= BINDS_MAX - 1) {
+				util_fmt(err, errlen, "sqlite: search query too long");
+				return DLRD_EIO;
+			}
+			qb_add(b, i ? ", ?" : "?");
+			b->binds[b->n] = provider_table[i]->name;
+			b->is_int[b->n] = false;
+			b->n++;
+		}
+		qb_add(b, ")");
+	}
+	qb_text(b, "action_type = ?", q->action_type);
+	qb_text(b, "action_id = ?", q->action_id);
+	qb_text(b, "origin = ?", q->origin);
+	qb_text(b, "created_at >= ?", q->created_from);
+	qb_text(b, "created_at < ?", q->created_to);
+	qb_text(b, "updated_at >= ?", q->updated_from);
+	qb_text(b, "updated_at < ?", q->updated_to);
+	qb_text(b, "is_final = 0 AND created_at < ?", q->stuck_before);
+	qb_text(b, "id < ?", q->before_id);
+	qb_newest(b, q->limit);
+	if (b->len >= sizeof(b->sql) - 1) {
+		util_fmt(err, errlen, "sqlite: search query too long");
+		return DLRD_EIO;
+	}
+	return 0;
+}
+
+int store__sqlite_search_sql(const struct store_query *q, char *sql, size_t cap)
+{
+	struct qbuild b;
+	char err[64];
+	int rc = search_query(q, &b, err, sizeof(err));
+	if (rc == 0 && util_strlcpy(sql, b.sql, cap) >= cap)
+		rc = DLRD_EIO;
+	return rc;
+}
+
 int store__sqlite_search(struct store__sqlite_api *a, struct arena *ar, const struct store_query *q,
                          struct store_message **rows, size_t *n, char *err, size_t errlen)
 {
 	struct qbuild b;
+	int rc;
 
 	*rows = NULL;
 	*n = 0;
-	memset(&b, 0, sizeof(b));
-	qb_add(&b, "SELECT " MSG_COLS " FROM sms_messages WHERE 1");
-	if (q->n_statuses) {
-		qb_add(&b, " AND current_status IN (");
-		for (size_t i = 0; i < q->n_statuses && b.n < BINDS_MAX - 1; i++) {
-			qb_add(&b, i ? ", ?" : "?");
-			b.binds[b.n] = q->statuses[i];
-			b.is_int[b.n] = false;
-			b.n++;
-		}
-		qb_add(&b, ")");
-	}
-	if (q->final >= 0)
-		qb_int(&b, "is_final = ?", q->final);
-	qb_text(&b, "provider = ?", q->provider);
-	qb_text(&b, "destination_country = ?", q->country);
-	qb_text(&b, "sender_identity = ?", q->sender_identity);
-	qb_text(&b, "template_key = ?", q->template_key);
-	qb_text(&b, "use_case = ?", q->use_case);
-	qb_text(&b, "provider_message_id = ?", q->provider_message_id);
-	qb_text(&b, "action_type = ?", q->action_type);
-	qb_text(&b, "action_id = ?", q->action_id);
-	qb_text(&b, "origin = ?", q->origin);
-	qb_text(&b, "created_at >= ?", q->created_from);
-	qb_text(&b, "created_at < ?", q->created_to);
-	qb_text(&b, "updated_at >= ?", q->updated_from);
-	qb_text(&b, "updated_at < ?", q->updated_to);
-	qb_text(&b, "is_final = 0 AND created_at < ?", q->stuck_before);
-	qb_text(&b, "id < ?", q->before_id);
-	qb_newest(&b, q->limit);
-	if (b.len >= sizeof(b.sql) - 1) {
-		util_fmt(err, errlen, "sqlite: search query too long");
-		return DLRD_EIO;
-	}
+	if ((rc = search_query(q, &b, err, errlen)) != 0)
+		return rc;
 	return read_rows(a, ar, &b, sizeof(**rows), fill_message, "search", (void **)rows, n, err,
 	                 errlen);
 }

@@ -423,6 +423,13 @@ static void test_search_filters(void **state)
 	assert_int_equal(json_array_size(jpath(j, "messages")), 1);
 	assert_string_equal(jpath_s(json_array_get(jpath(j, "messages"), 0), "id"), id_otp);
 	json_decref(j);
+	/* without the provider (the id as stored): found through the index
+	 * over every provider (test_store_sqlite checks the plan) */
+	util_fmt(target, sizeof(target), "/v1/messages?provider_message_id=%s", sid);
+	j = get(d, T_VIEWER, target, 200);
+	assert_int_equal(json_array_size(jpath(j, "messages")), 1);
+	assert_string_equal(jpath_s(json_array_get(jpath(j, "messages"), 0), "id"), id_otp);
+	json_decref(j);
 
 	/* stuck: not final and older than the given time */
 	h_sleep_ms(1100);
