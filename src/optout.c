@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Opt-out keyword recognition (see optout.h).  The lists follow the CTIA
- * short-code handbook and Twilio's default Advanced Opt-Out keywords.
+ * short-code handbook, Twilio's default Advanced Opt-Out keywords and
+ * Telnyx's default opt-out keywords (which add the two-word "STOP ALL").
  */
 #include "optout.h"
 
 #include <string.h>
-#include <strings.h>
 
 #include "util.h"
 
@@ -14,11 +14,11 @@ static const struct {
 	const char *word;
 	enum optout_kind kind;
 } keywords[] = {
-    {"STOP", KW_OPT_OUT},   {"STOPALL", KW_OPT_OUT}, {"UNSUBSCRIBE", KW_OPT_OUT},
-    {"CANCEL", KW_OPT_OUT}, {"END", KW_OPT_OUT},     {"QUIT", KW_OPT_OUT},
-    {"OPTOUT", KW_OPT_OUT}, {"REVOKE", KW_OPT_OUT},  {"START", KW_OPT_IN},
-    {"UNSTOP", KW_OPT_IN},  {"YES", KW_OPT_IN},      {"HELP", KW_HELP},
-    {"INFO", KW_HELP},
+    {"STOP", KW_OPT_OUT},        {"STOPALL", KW_OPT_OUT}, {"STOP ALL", KW_OPT_OUT},
+    {"UNSUBSCRIBE", KW_OPT_OUT}, {"CANCEL", KW_OPT_OUT},  {"END", KW_OPT_OUT},
+    {"QUIT", KW_OPT_OUT},        {"OPTOUT", KW_OPT_OUT},  {"REVOKE", KW_OPT_OUT},
+    {"START", KW_OPT_IN},        {"UNSTOP", KW_OPT_IN},   {"YES", KW_OPT_IN},
+    {"HELP", KW_HELP},           {"INFO", KW_HELP},
 };
 
 /* The phone-number test of optout_sender_key() (see optout.h). */
@@ -28,6 +28,33 @@ static const struct {
 static int is_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+static char tolower_ascii(char c)
+{
+	return (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+}
+
+/* Whether the n bytes at text (trimmed) are the keyword word: ASCII letters
+ * compared case-insensitively, and a space in the keyword standing for any
+ * run of white space in the text ("STOP ALL" = "stop \t all"). */
+static int matches(const char *text, size_t n, const char *word)
+{
+	size_t i = 0;
+
+	for (; *word; word++) {
+		if (*word == ' ') {
+			if (i == n || !is_space(text[i]))
+				return 0;
+			while (i < n && is_space(text[i]))
+				i++;
+			continue;
+		}
+		if (i == n || tolower_ascii(text[i]) != tolower_ascii(*word))
+			return 0;
+		i++;
+	}
+	return i == n;
 }
 
 enum optout_kind optout_classify(const char *text, size_t n)
@@ -40,13 +67,9 @@ enum optout_kind optout_classify(const char *text, size_t n)
 	}
 	while (n && is_space(text[n - 1]))
 		n--;
-	for (size_t i = 0; i < ARRAY_LEN(keywords); i++) {
-		size_t wl = 0;
-		while (keywords[i].word[wl])
-			wl++;
-		if (wl == n && strncasecmp(text, keywords[i].word, n) == 0)
+	for (size_t i = 0; i < ARRAY_LEN(keywords); i++)
+		if (matches(text, n, keywords[i].word))
 			return keywords[i].kind;
-	}
 	return KW_NONE;
 }
 

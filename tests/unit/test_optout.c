@@ -43,6 +43,29 @@ static void test_keywords(void **state)
 	assert_string_equal(optout_kind_name(KW_NONE), "none");
 }
 
+/* Telnyx blocks on "STOP ALL" by default (its Advanced Opt-In/Out page
+ * lists STOP, STOPALL, STOP ALL, UNSUBSCRIBE, CANCEL, END, QUIT), so the
+ * provider stops sending while dlrd, missing it, would let the same app
+ * send to that user through any other provider or sender.  The words may
+ * be apart by any run of blanks; a keyword still has to be the whole
+ * message. */
+static void test_multiword_keywords(void **state)
+{
+	(void)state;
+	const char *out[] = {"STOP ALL", "stop all", " Stop  All\n", "STOP\tALL", "stop \r\n all"};
+	for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++)
+		assert_int_equal(kw(out[i]), KW_OPT_OUT);
+	assert_int_equal(kw("STOP ALL PLEASE"), KW_NONE);
+	assert_int_equal(kw("STOP A"), KW_NONE);
+	assert_int_equal(kw("STOPALL ALL"), KW_NONE);
+	assert_int_equal(kw("STOP ALLL"), KW_NONE);
+	assert_int_equal(kw("S TOP ALL"), KW_NONE);
+	assert_int_equal(kw("STOP"), KW_OPT_OUT);
+	/* pointer and length: bytes past n are not read */
+	assert_int_equal(optout_classify("STOP ALL", 6), KW_NONE);
+	assert_int_equal(optout_classify("STOP ALLX", 8), KW_OPT_OUT);
+}
+
 /* The canonical sender key (optout.h), one case a line: input, key. */
 static const char *const sender_keys[][2] = {
     /* phone-like: the digits */
@@ -130,6 +153,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_keywords),
+	    cmocka_unit_test(test_multiword_keywords),
 	    cmocka_unit_test(test_sender_key),
 	    cmocka_unit_test(test_errcat),
 	};
