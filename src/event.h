@@ -62,6 +62,10 @@ struct dlr_event {
 	const char *text; /* message body, NUL-terminated, in the arena */
 	size_t text_len;
 	enum optout_kind keyword; /* set centrally from text */
+	/* One part of a message the provider delivers in several webhooks
+	 * (Vonage's concatenated inbound SMS): stored as it is, but never a
+	 * keyword, since a keyword is the whole message (optout.h). */
+	bool text_is_part;
 	enum review_reason review;
 	const char *review_detail; /* short text for the review row, or NULL */
 	char dedup_key[65];        /* hex SHA-256, set by event_finish() */

@@ -673,7 +673,8 @@ static enum MHD_Result dispatch(struct req *r)
 	for (size_t i = 0; i < r->res.n_events; i++) {
 		struct dlr_event *ev = &r->res.events[i];
 		if (ev->kind == EV_INBOUND) {
-			ev->keyword = optout_classify(ev->text, ev->text_len);
+			ev->keyword =
+			    ev->text_is_part ? KW_NONE : optout_classify(ev->text, ev->text_len);
 		} else if (ev->kind == EV_STATUS) {
 			enum err_reason er = errcat_classify(r->prov->errors, ev->error_code,
 			                                     ev->status, &ev->error_title);

@@ -39,7 +39,9 @@
  * has one messageId per part and each part's receipt is its own message in
  * dlrd (an application that sent a long SMS gets one summary row per part);
  * a multipart inbound SMS arrives as one webhook per part (concat-ref,
- * concat-part), each stored as its own inbound message.
+ * concat-part), each stored as its own inbound message, and never read as
+ * an opt-out keyword: the last part of a long message may be a lone "stop"
+ * or "yes" that is not what the user sent.
  */
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -472,6 +474,23 @@ static void parse_receipt(struct arena *a, const struct form *f, struct dlr_even
 	event_finish(ev);
 }
 
+/* Whether an inbound message is one part of a concatenated SMS: `concat`
+ * "true" (JSON true reads the same), or a `concat-total` above 1. */
+static bool is_part(const struct form *f)
+{
+	const struct form_field *c = field(f, "concat"), *t = field(f, "concat-total");
+	unsigned total = 0;
+
+	if (c && c->value_len == 4 && memcmp(c->value, "true", 4) == 0)
+		return true;
+	for (size_t i = 0; t && i < t->value_len && total <= 255; i++) {
+		if (t->value[i] < '0' || t->value[i] > '9')
+			return false;
+		total = total * 10 + (unsigned)(t->value[i] - '0');
+	}
+	return total > 1;
+}
+
 static void parse_inbound(struct arena *a, const struct form *f, struct dlr_event *ev,
                           const struct form_field *id)
 {
@@ -493,6 +512,7 @@ static void parse_inbound(struct arena *a, const struct form *f, struct dlr_even
 		ev->text = arena_strndup(a, text->value, text->value_len);
 		ev->text_len = text->value_len;
 	}
+	ev->text_is_part = is_part(f);
 	event_finish(ev);
 }
 

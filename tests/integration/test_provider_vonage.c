@@ -347,6 +347,62 @@ static void test_stop_refuses_send_however_written(void **state)
 	                 2);
 }
 
+/* Vonage delivers a long (concatenated) inbound SMS as one webhook per part
+ * (concat, concat-ref, concat-total, concat-part).  A part is not the whole
+ * message, so it is never a keyword, even when it happens to be one word:
+ * here a user who opted out writes a two-part message whose second part,
+ * split by the handset after 153 characters, is "yes".  Read as the whole
+ * message that part opted the user back in, and the app could text them
+ * again.  Both parts are stored, as parts. */
+static void vonage_part(struct dlrd *d, const char *id, const char *text, const char *part,
+                        const char *nonce)
+{
+	char body[4096];
+	const char *hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	struct kv kv[] = {
+	    {"msisdn", "447700900555"}, {"to", "447520650000"},
+	    {"messageId", id},          {"text", text},
+	    {"type", "text"},           {"api-key", "abcd1234"},
+	    {"concat", "true"},         {"concat-ref", "108"},
+	    {"concat-total", "2"},      {"concat-part", part},
+	};
+	struct h_resp r;
+
+	signed_form(kv, ARRAY_LEN(kv), 0, nonce, body, sizeof(body));
+	assert_int_equal(
+	    h_request(d, "POST", "/webhooks/vonage/inbound", hdr, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 200);
+}
+
+static void test_multipart_part_is_no_keyword(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char part1[160];
+
+	vonage_inbound(d, "0A00000000000011", "STOP", "n-stop");
+	assert_int_equal(send_from(d, "m-1", "+447520650000", &r), 409);
+	/* 153 characters, the first part of a concatenated GSM-7 SMS */
+	memset(part1, 'x', 153);
+	memcpy(part1, "I asked you to stop. Did I ever say ", 36);
+	part1[152] = ' ';
+	part1[153] = '\0';
+	vonage_part(d, "0A00000000000012", part1, "1", "n-p1");
+	vonage_part(d, "0A00000000000013", "yes", "2", "n-p2");
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_inbound_messages WHERE"
+	                              " keyword = 'none'"),
+	                 2);
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_inbound_messages WHERE"
+	                              " body = 'yes'"),
+	                 1);
+	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs"), 1);
+	assert_int_equal(h_count(d, "sms_opt_out_history"), 1);
+	assert_int_equal(send_from(d, "m-2", "+447520650000", &r), 409);
+	/* a one-part message (concat-total 1) is whole: START still opts in */
+	vonage_inbound(d, "0A00000000000014", "START", "n-start");
+	assert_int_equal(send_from(d, "m-3", "+447520650000", &r), 201);
+}
+
 static void test_unconfigured_404(void **state)
 {
 	struct dlrd d;
@@ -369,6 +425,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_inbound_stop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_refuses_send_however_written, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_multipart_part_is_no_keyword, setup, teardown),
 	    cmocka_unit_test(test_unconfigured_404),
 	};
 	return cmocka_run_group_tests_name("integration/provider_vonage", tests, NULL, NULL);
