@@ -82,8 +82,11 @@ static const char *const wsql[W__COUNT] = {
     [W_IDEM_INSERT] = "INSERT INTO api_idempotency (token_hash, idem_key, request_hash,"
                       " status, body, message_id, created_at)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* the sender's own state and the one kept without a sender, the
+     * later by effective time; a tie counts as opted out */
     [W_OPTOUT] = "SELECT opted_out FROM sms_opt_outs WHERE recipient_hash = ?1"
-                 " AND sender_identity = ?2",
+                 " AND sender_identity IN (?2, '')"
+                 " ORDER BY effective_at DESC, opted_out DESC LIMIT 1",
     [W_FIND_BY_PMID] = "SELECT id, origin, destination_country, country_source"
                        " FROM sms_messages WHERE provider = ?1 AND provider_message_id = ?2",
     [W_INSERT_SEND] = "INSERT INTO sms_messages (id, provider, provider_message_id,"
@@ -873,37 +876,30 @@ static int load_row(struct store__sqlite_api *a, const char *id, struct store_op
 	return 0;
 }
 
-/* Whether the recipient opted out of this sender: the row for the sender's
- * canonical key (optout_sender_key(): "+447520650000" finds the STOP a
- * provider reported as sent to "447520650000"), else the row recorded
+/* Whether the recipient opted out of this sender: of the row for the
+ * sender's canonical key (optout_sender_key(): "+447520650000" finds the
+ * STOP a provider reported as sent to "447520650000") and the row recorded
  * without a sender (a STOP whose provider did not say which of our numbers
- * it was sent to). */
+ * it was sent to, which applies to every sender), the later by effective
+ * time, as PostgreSQL's dlrd_api_send decides it; a tie counts as opted
+ * out.  Before, the sender's own row hid a later STOP without a sender. */
 static int opted_out(struct store__sqlite_api *a, const char *hash, const char *sender, bool *out,
                      char *err, size_t errlen)
 {
 	char *key = optout_sender_key_dup(sender);
-	const char *senders[2] = {key, ""};
-	int rc = 0;
+	sqlite3_stmt *st = a->w[W_OPTOUT];
+	int rc;
 
 	*out = false;
-	for (int i = 0; i < (senders[0][0] ? 2 : 1); i++) {
-		sqlite3_stmt *st = a->w[W_OPTOUT];
-		bind_text(st, 1, hash);
-		bind_text(st, 2, senders[i]);
-		rc = wrow(a, W_OPTOUT, err, errlen);
-		if (rc < 0)
-			goto out;
-		if (rc == 1) {
-			*out = sqlite3_column_int(st, 0) != 0;
-			reset(st);
-			rc = 0;
-			goto out;
-		}
+	bind_text(st, 1, hash);
+	bind_text(st, 2, key);
+	rc = wrow(a, W_OPTOUT, err, errlen);
+	if (rc == 1) {
+		*out = sqlite3_column_int(st, 0) != 0;
+		reset(st);
 	}
-	rc = 0;
-out:
 	free(key);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 /* Binds the send record's fields, in the order both W_ADOPT and

@@ -22,17 +22,16 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "api_helpers.h"
 #include "crypto.h"
-#include "harness.h"
 
 /* whsec_ + base64 of 32 bytes 0x01..0x20 */
 #define SECRET "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
 #define PATH   "/webhooks/generic/status"
 
-static const char *const env[] = {"DLRD_GENERIC_SECRETS=" SECRET, NULL};
-
 static int setup(void **state)
 {
+	const char *env[] = {"DLRD_GENERIC_SECRETS=" SECRET, api_tokens_env(), NULL};
 	return h_fixture_start(state, env);
 }
 
@@ -205,6 +204,60 @@ static void test_inbound_stop(void **state)
 	assert_int_equal(h_count(d, "sms_messages"), 0);
 }
 
+/* An inbound message from +14155550123 at time at, to our number `to` (NULL:
+ * the gateway did not say which of our numbers it reached). */
+static void inbound(struct dlrd *d, const char *id, const char *to, const char *text,
+                    const char *at)
+{
+	struct h_resp r;
+	char b[512], to_member[64] = "";
+
+	if (to)
+		snprintf(to_member, sizeof(to_member), "\"to\":\"%s\",", to);
+	snprintf(b, sizeof(b),
+	         "{\"type\":\"message.inbound\",\"timestamp\":\"2026-11-27T15:10:01Z\","
+	         "\"data\":{\"message_id\":\"%s\",\"from\":\"+14155550123\",%s"
+	         "\"body\":\"%s\",\"occurred_at\":\"%s\"}}",
+	         id, to_member, text, at);
+	assert_int_equal(post(d, "/webhooks/generic/inbound", id, b, 0, true, &r), 200);
+}
+
+static long send_from(struct dlrd *d, const char *key, struct h_resp *r)
+{
+	return api_send(d, T_APP, key,
+	                "{\"to\":\"+14155550123\",\"provider\":\"generic\",\"use_case\":\"otp\","
+	                "\"template_key\":\"login_code\",\"sender_identity\":\"+15005550006\","
+	                "\"action\":{\"type\":\"login\",\"id\":\"u-1\"}}",
+	                r);
+}
+
+/* A STOP whose gateway did not say which of our numbers it reached is kept
+ * under the sender '' and, as the README says, a send from any sender
+ * honours it.  Its being the user's latest word must win over an older
+ * START the user sent to that very sender; before, the sender's own row
+ * hid it (it was read only when the sender had no row at all), and the app
+ * texted a user whose last message was STOP.  The reverse order keeps the
+ * START: the latest action wins either way. */
+static void test_stop_without_sender_after_start(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+
+	inbound(d, "mo-1", "+15005550006", "STOP", "2026-11-27T15:00:00Z");
+	inbound(d, "mo-2", "+15005550006", "START", "2026-11-27T15:01:00Z");
+	assert_int_equal(send_from(d, "k-1", &r), 201);
+	/* the user's latest message: STOP, to a number the gateway did not name */
+	inbound(d, "mo-3", NULL, "STOP", "2026-11-27T15:02:00Z");
+	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs WHERE"
+	                              " sender_identity = ''"),
+	                 1);
+	assert_int_equal(send_from(d, "k-2", &r), 409);
+	/* then START to our number again: that one is the latest now */
+	inbound(d, "mo-4", "+15005550006", "START", "2026-11-27T15:03:00Z");
+	assert_int_equal(send_from(d, "k-3", &r), 201);
+	assert_int_equal(h_count(d, "sms_messages"), 2);
+}
+
 static void test_not_configured(void **state)
 {
 	struct dlrd d;
@@ -225,6 +278,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rejections_write_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_status_reviewed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_without_sender_after_start, setup, teardown),
 	    cmocka_unit_test(test_not_configured),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
