@@ -35,7 +35,12 @@
  * What Vonage does not tell: no event id (receipts deduplicate on
  * messageId, status, err-code and scts); `scts` has minute precision only;
  * `message-timestamp` is when Vonage started pushing the webhook, not when
- * anything happened, so it stays in the raw payload only; a concatenated SMS
+ * anything happened, so a receipt keeps it in the raw payload only.  An
+ * inbound message has no other time, and Vonage starts pushing it when it
+ * arrives, in the order the user sent them, and repeats that time in every
+ * retry for 24 h: it is the inbound message's provider time, so that the
+ * opt-out state follows the order the user wrote STOP and START in, not the
+ * order the retries of a failed push got through; a concatenated SMS
  * has one messageId per part and each part's receipt is its own message in
  * dlrd (an application that sent a long SMS gets one summary row per part);
  * a multipart inbound SMS arrives as one webhook per part (concat-ref,
@@ -491,6 +496,22 @@ static bool is_part(const struct form *f)
 	return total > 1;
 }
 
+/*
+ * message-timestamp: "YYYY-MM-DD HH:MM:SS", UTC (Vonage's inbound SMS
+ * guide).  Returns -1 when absent or malformed.
+ */
+static int64_t parse_message_timestamp(const struct form_field *x)
+{
+	char buf[24];
+	int64_t ms;
+
+	if (!x || x->value_len != 19 || x->value[10] != ' ')
+		return -1;
+	memcpy(buf, x->value, 19);
+	buf[19] = 'Z';
+	return util_parse_rfc3339(buf, 20, &ms) == 0 ? ms : -1;
+}
+
 static void parse_inbound(struct arena *a, const struct form *f, struct dlr_event *ev,
                           const struct form_field *id)
 {
@@ -503,6 +524,7 @@ static void parse_inbound(struct arena *a, const struct form *f, struct dlr_even
 		return;
 	}
 	ev->kind = EV_INBOUND;
+	ev->occurred_ms = parse_message_timestamp(field(f, "message-timestamp"));
 	if (user)
 		provider_set_recipient(ev, a, user->value, user->value_len);
 	if (ours)

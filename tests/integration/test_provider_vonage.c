@@ -272,7 +272,7 @@ static void test_inbound_stop(void **state)
 	              "SELECT provider_message_id||'|'||body||'|'||keyword||'|'||"
 	              "to_identity||'|'||sender_country||'|'||"
 	              "coalesce(provider_occurred_at,'-') FROM sms_inbound_messages"),
-	    "0a0000000123abcd|Stop|opt_out|447700900000|GB|-");
+	    "0a0000000123abcd|Stop|opt_out|447700900000|GB|2020-01-01T12:00:00.000Z");
 	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs WHERE "
 	                              "sender_identity='447700900000'"),
 	                 1);
@@ -403,6 +403,62 @@ static void test_multipart_part_is_no_keyword(void **state)
 	assert_int_equal(send_from(d, "m-3", "+447520650000", &r), 201);
 }
 
+/* An inbound message from the user of vonage_inbound(), whose webhook Vonage
+ * began to push ago_s seconds ago (message-timestamp, which every retry of
+ * it repeats). */
+static void vonage_inbound_at(struct dlrd *d, const char *id, const char *text, long ago_s,
+                              const char *nonce)
+{
+	char body[4096], mts[32];
+	const char *hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	time_t t = time(NULL) - ago_s;
+	struct tm tm;
+	struct h_resp r;
+
+	gmtime_r(&t, &tm);
+	strftime(mts, sizeof(mts), "%Y-%m-%d %H:%M:%S", &tm);
+	struct kv kv[] = {
+	    {"msisdn", "447700900555"}, {"to", "447520650000"},
+	    {"messageId", id},          {"text", text},
+	    {"type", "text"},           {"api-key", "abcd1234"},
+	    {"message-timestamp", mts},
+	};
+	signed_form(kv, ARRAY_LEN(kv), 0, nonce, body, sizeof(body));
+	assert_int_equal(
+	    h_request(d, "POST", "/webhooks/vonage/inbound", hdr, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 200);
+}
+
+/* Vonage retries an inbound message every minute for 24 h until dlrd
+ * answers 2xx, repeating the first attempt's message-timestamp.  The user
+ * texts STOP, then START; the STOP's first push fails (a restart, a full
+ * queue) and its retry lands after the START.  The user's last word is
+ * START, so the state is opted in: the opt-out is ordered by when Vonage
+ * got the messages (message-timestamp), not by when a retry happened to
+ * get through.  Before, Vonage inbound messages had no time, the retried
+ * STOP took its receipt time, won, and the user stayed opted out (the
+ * reverse order, START retried after a STOP, texted a user who had said
+ * STOP). */
+static void test_inbound_retry_ordered_by_vonage_time(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char buf[64];
+
+	vonage_inbound_at(d, "0A00000000000021", "START", 60, "n-start");
+	vonage_inbound_at(d, "0A00000000000020", "STOP", 120, "n-stop-retry");
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT opted_out||'|'||keyword FROM sms_opt_outs"),
+	    "0|START");
+	assert_int_equal(h_count(d, "sms_opt_out_history"), 2);
+	assert_int_equal(send_from(d, "r-1", "+447520650000", &r), 201);
+	/* and the other way round: START retried after a later STOP */
+	vonage_inbound_at(d, "0A00000000000023", "STOP", 20, "n-stop2");
+	vonage_inbound_at(d, "0A00000000000022", "START", 40, "n-start2-retry");
+	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs"), 1);
+	assert_int_equal(send_from(d, "r-2", "+447520650000", &r), 409);
+}
+
 static void test_unconfigured_404(void **state)
 {
 	struct dlrd d;
@@ -426,6 +482,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stop_refuses_send_however_written, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_multipart_part_is_no_keyword, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound_retry_ordered_by_vonage_time, setup,
+	                                    teardown),
 	    cmocka_unit_test(test_unconfigured_404),
 	};
 	return cmocka_run_group_tests_name("integration/provider_vonage", tests, NULL, NULL);
