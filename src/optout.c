@@ -30,6 +30,43 @@ static int is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
+/* The length of the white space character that starts the n bytes at p
+ * (space_at) or ends them (space_before), 0 when there is none: ASCII
+ * white space, and in UTF-8 the no-break and typographic spaces (Unicode's
+ * Zs), NEL, the line and paragraph separators, the zero-width space and the
+ * byte-order mark, which keyboards, input methods and UCS-2 gateways leave
+ * around a word the user sees as just "STOP". */
+static const char *const unicode_spaces[] = {
+    "\xc2\x85",     "\xc2\xa0",     "\xe1\x9a\x80", "\xe2\x80\x80", "\xe2\x80\x81", "\xe2\x80\x82",
+    "\xe2\x80\x83", "\xe2\x80\x84", "\xe2\x80\x85", "\xe2\x80\x86", "\xe2\x80\x87", "\xe2\x80\x88",
+    "\xe2\x80\x89", "\xe2\x80\x8a", "\xe2\x80\x8b", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf",
+    "\xe2\x81\x9f", "\xe3\x80\x80", "\xef\xbb\xbf",
+};
+
+static size_t space_at(const char *p, size_t n)
+{
+	if (n && is_space(p[0]))
+		return 1;
+	for (size_t i = 0; i < ARRAY_LEN(unicode_spaces); i++) {
+		size_t l = strlen(unicode_spaces[i]);
+		if (l <= n && memcmp(p, unicode_spaces[i], l) == 0)
+			return l;
+	}
+	return 0;
+}
+
+static size_t space_before(const char *p, size_t n)
+{
+	if (n && is_space(p[n - 1]))
+		return 1;
+	for (size_t i = 0; i < ARRAY_LEN(unicode_spaces); i++) {
+		size_t l = strlen(unicode_spaces[i]);
+		if (l <= n && memcmp(p + n - l, unicode_spaces[i], l) == 0)
+			return l;
+	}
+	return 0;
+}
+
 static char tolower_ascii(char c)
 {
 	return (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
@@ -44,10 +81,12 @@ static int matches(const char *text, size_t n, const char *word)
 
 	for (; *word; word++) {
 		if (*word == ' ') {
-			if (i == n || !is_space(text[i]))
+			size_t l = space_at(text + i, n - i);
+			if (l == 0)
 				return 0;
-			while (i < n && is_space(text[i]))
-				i++;
+			do
+				i += l;
+			while ((l = space_at(text + i, n - i)) != 0);
 			continue;
 		}
 		if (i == n || tolower_ascii(text[i]) != tolower_ascii(*word))
@@ -61,12 +100,10 @@ enum optout_kind optout_classify(const char *text, size_t n)
 {
 	if (!text)
 		return KW_NONE;
-	while (n && is_space(*text)) {
-		text++;
-		n--;
-	}
-	while (n && is_space(text[n - 1]))
-		n--;
+	for (size_t l; (l = space_at(text, n)) != 0; n -= l)
+		text += l;
+	for (size_t l; (l = space_before(text, n)) != 0;)
+		n -= l;
 	for (size_t i = 0; i < ARRAY_LEN(keywords); i++)
 		if (matches(text, n, keywords[i].word))
 			return keywords[i].kind;

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Opt-out keywords in inbound messages.  A keyword counts only as the whole
- * message, trimmed of white space, compared case-insensitively (ASCII), as
- * carriers and Twilio's Advanced Opt-Out do: "STOP" and " stop\n" opt out,
- * "please stop texting me" does not.  The one two-word keyword, Telnyx's
- * "STOP ALL", matches with any run of white space between its words.
- * Pure; any thread.
+ * message, trimmed of white space (ASCII, and in UTF-8 the no-break and
+ * other Unicode spaces, the zero-width space and a byte-order mark),
+ * compared case-insensitively (ASCII), as carriers and Twilio's Advanced
+ * Opt-Out do: "STOP" and " stop\n" opt out, "please stop texting me" does
+ * not.  The one two-word keyword, Telnyx's "STOP ALL", matches with any run
+ * of white space between its words.  Pure; any thread.
  */
 #ifndef DLRD_OPTOUT_H
 #define DLRD_OPTOUT_H

@@ -2384,13 +2384,13 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 		bool action =
 		    (ev->keyword == KW_OPT_OUT || ev->keyword == KW_OPT_IN) && ev->recipient_hash;
 		size_t wl = 0;
-		/* The keyword as the user wrote it, blanks removed, upper-cased
-		 * (sqlite.c does the same). */
+		/* The keyword's letters, upper-cased (sqlite.c does the same):
+		 * never a cut UTF-8 sequence of a Unicode space, which
+		 * PostgreSQL would refuse as text, failing the batch. */
 		for (size_t i = 0; action && i < ev->text_len && wl + 1 < sizeof(word); i++) {
 			char c = ev->text[i];
-			if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-				continue;
-			word[wl++] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+			if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+				word[wl++] = (char)(c >= 'a' ? c - 32 : c);
 		}
 		word[wl] = '\0';
 		v[0] = ev->provider;

@@ -1391,11 +1391,13 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 	char *sender = optout_sender_key_dup(ev->sender_identity);
 	char word[32];
 	size_t wl = 0;
+	/* the keyword's letters, upper-cased ("stop all" -> "STOPALL"): a
+	 * keyword is letters and white space, Unicode spaces included, so
+	 * this is the word without any of them (postgresql.c does the same) */
 	for (size_t i = 0; i < ev->text_len && wl + 1 < sizeof(word); i++) {
 		char c = ev->text[i];
-		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-			continue;
-		word[wl++] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+			word[wl++] = (char)(c >= 'a' ? c - 32 : c);
 	}
 	word[wl] = '\0';
 	st = be->stmt[Q_INSERT_OPT_HISTORY];

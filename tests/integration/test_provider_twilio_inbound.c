@@ -89,6 +89,31 @@ static void test_post_get_and_stop(void **state)
 	assert_int_equal(h_sql_int(d, "SELECT retry_count FROM sms_inbound_messages"), 1);
 }
 
+/* A STOP with Unicode spaces after it (here 14 no-break spaces, which some
+ * keyboards and gateways leave) is an opt-out, and its state and history
+ * record the keyword as "STOP": only its letters, never a cut UTF-8
+ * sequence, which PostgreSQL refuses as text (the whole batch then failed
+ * with 503, again at every retry of the message). */
+#define NBSP14                                                                                     \
+	"%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0%C2%A0"
+static void test_stop_with_unicode_spaces(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char buf[256];
+
+	assert_int_equal(h_post_twilio(d, INBOUND, H_TOKEN1, BODY("Stop" NBSP14), NULL, &r), 200);
+	assert_string_equal(r.body, TWIML);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT keyword FROM sms_inbound_messages"), "opt_out");
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT opted_out||'|'||keyword FROM sms_opt_outs"),
+	    "1|STOP");
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT action||'|'||keyword FROM sms_opt_out_history"),
+	    "opt_out|STOP");
+}
+
 static void test_get_raw_payload(void **state)
 {
 	struct dlrd *d = *state;
@@ -164,6 +189,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_post_get_and_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_with_unicode_spaces, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_raw_payload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_forged_write_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_routed_by_payload, setup, teardown),

@@ -49,6 +49,35 @@ static void test_keywords(void **state)
  * send to that user through any other provider or sender.  The words may
  * be apart by any run of blanks; a keyword still has to be the whole
  * message. */
+/* White space outside ASCII around a keyword is still only white space: a
+ * no-break space a keyboard appends, the ideographic space of a CJK input
+ * method, a byte-order mark or zero-width space a UCS-2 gateway leaves in
+ * front.  The user sees and meant "STOP"; read as no keyword, the opt-out
+ * was lost and the app went on texting them. */
+static void test_unicode_space(void **state)
+{
+	(void)state;
+	const char *out[] = {
+	    "STOP\xc2\xa0",                 /* U+00A0 no-break space */
+	    "\xe3\x80\x80stop\xe3\x80\x80", /* U+3000 ideographic space */
+	    "\xef\xbb\xbfSTOP",             /* U+FEFF byte-order mark */
+	    "\xe2\x80\x8bStop\xe2\x80\x8b", /* U+200B zero-width space */
+	    "\xe2\x80\xafSTOP\n",           /* U+202F narrow no-break space */
+	    "STOP\xc2\xa0"
+	    "ALL", /* between the words of STOP ALL */
+	};
+	for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++)
+		assert_int_equal(kw(out[i]), KW_OPT_OUT);
+	assert_int_equal(kw("\xc2\xa0start"), KW_OPT_IN);
+	/* other characters are not white space */
+	assert_int_equal(kw("STOP\xc2\xa1"), KW_NONE);
+	assert_int_equal(kw("STOP\xe2\x80"), KW_NONE); /* a truncated sequence */
+	assert_int_equal(kw("\xc2\xa0"), KW_NONE);
+	assert_int_equal(kw("ST\xc2\xa0OP"), KW_NONE);
+	/* bytes past n are not read */
+	assert_int_equal(optout_classify("STOP\xc2\xa0", 5), KW_NONE);
+}
+
 static void test_multiword_keywords(void **state)
 {
 	(void)state;
@@ -152,9 +181,8 @@ static void test_errcat(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_keywords),
-	    cmocka_unit_test(test_multiword_keywords),
-	    cmocka_unit_test(test_sender_key),
+	    cmocka_unit_test(test_keywords),      cmocka_unit_test(test_multiword_keywords),
+	    cmocka_unit_test(test_unicode_space), cmocka_unit_test(test_sender_key),
 	    cmocka_unit_test(test_errcat),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
