@@ -298,9 +298,12 @@ static enum err_reason reason_of(const char *name)
 	return ER_UNKNOWN;
 }
 
+/* null when there is no error: no code, or a code the provider sends on
+ * success (Infobip's 0 NO_ERROR, Sinch's 401 Dispatched), which classifies
+ * as "none"; the code stays in the event's raw payload. */
 static json_t *error_json(const char *code, const char *reason)
 {
-	if (!code && (!reason || strcmp(reason, "none") == 0))
+	if ((reason && strcmp(reason, "none") == 0) || (!code && !reason))
 		return json_null();
 	enum err_reason r = reason ? reason_of(reason) : ER_UNKNOWN;
 	json_t *o = json_object();

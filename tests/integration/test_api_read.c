@@ -118,6 +118,20 @@ static void test_summary(void **state)
 	assert_true(jpath_i(j, "time_to_final_ms") >= jpath_i(j, "time_to_first_callback_ms"));
 	json_decref(j);
 
+	/* a code sent with a success (Infobip's 0 NO_ERROR) is no error */
+	h_sid(sid, 10, 2);
+	record(d, "s-2", sid, "otp", "Europe/Berlin", id);
+	callback(d, sid, "delivered", "0");
+	util_fmt(target, sizeof(target), "/v1/messages/%s", id);
+	j = get(d, T_VIEWER, target, 200);
+	assert_string_equal(jpath_s(j, "status"), "delivered");
+	assert_true(json_is_null(jpath(j, "error")));
+	json_decref(j);
+	util_fmt(target, sizeof(target), "/v1/messages/%s/timeline", id);
+	j = get(d, T_VIEWER, target, 200);
+	assert_true(json_is_null(json_object_get(json_array_get(jpath(j, "events"), 0), "error")));
+	json_decref(j);
+
 	/* the summary takes no parameter: one given (here the timeline's tz,
 	 * which the summary would silently not apply) is refused, as on
 	 * every other read endpoint */
