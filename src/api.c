@@ -1110,9 +1110,9 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 		char *c = arena_strndup(rq->arena, country, strlen(country));
 		for (char *p = c; *p; p++)
 			*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-		if (strlen(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z') {
+		if (strlen(c) != 2 || !phone_country_known(c)) {
 			ans_error(ans, 422, "invalid_country",
-			          "destination_country must be an ISO 3166-1 alpha-2 code",
+			          "destination_country must be an assigned ISO 3166-1 alpha-2 code",
 			          "destination_country");
 			goto out;
 		}

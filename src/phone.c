@@ -157,6 +157,37 @@ const char *phone_country(const char *e164)
 	return find_region(c, e164 + 1 + code_len(c));
 }
 
+/* ISO 3166-1 alpha-2, officially assigned (iso-codes 4.x, 249 codes), and
+ * the three codes outside it that the calling-code table uses; sorted. */
+static const char known_countries[] = "ACADAEAFAGAIALAMAOAQARASATAUAWAXAZBABBBDBEBFBGBH"
+                                      "BIBJBLBMBNBOBQBRBSBTBVBWBYBZCACCCDCFCGCHCICKCLCM"
+                                      "CNCOCRCUCVCWCXCYCZDEDJDKDMDODZECEEEGEHERESETFIFJ"
+                                      "FKFMFOFRGAGBGDGEGFGGGHGIGLGMGNGPGQGRGSGTGUGWGYHK"
+                                      "HMHNHRHTHUIDIEILIMINIOIQIRISITJEJMJOJPKEKGKHKIKM"
+                                      "KNKPKRKWKYKZLALBLCLILKLRLSLTLULVLYMAMCMDMEMFMGMH"
+                                      "MKMLMMMNMOMPMQMRMSMTMUMVMWMXMYMZNANCNENFNGNINLNO"
+                                      "NPNRNUNZOMPAPEPFPGPHPKPLPMPNPRPSPTPWPYQARERORSRU"
+                                      "RWSASBSCSDSESGSHSISJSKSLSMSNSOSRSSSTSVSXSYSZTATC"
+                                      "TDTFTGTHTJTKTLTMTNTOTRTTTVTWTZUAUGUMUSUYUZVAVCVE"
+                                      "VGVIVNVUWFWSXKYEYTZAZMZW";
+
+bool phone_country_known(const char cc[2])
+{
+	size_t lo = 0, hi = (sizeof(known_countries) - 1) / 2;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(known_countries + 2 * mid, cc, 2);
+		if (c == 0)
+			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
 size_t phone_calling_code(const char *e164, char out[4])
 {
 	size_t n = e164_len(e164);

@@ -8,6 +8,7 @@
 #ifndef DLRD_PHONE_H
 #define DLRD_PHONE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,11 @@ int phone_normalize(const char *p, size_t n, char out[PHONE_E164_MAX + 1]);
  * "+16135550100" -> "CA", "+447700900000" -> "GB"), or NULL when the calling
  * code is unassigned or non-geographic (+800, +882, ...). */
 const char *phone_country(const char *e164);
+
+/* Whether the two bytes at cc are an upper-case country code: one ISO
+ * 3166-1 assigns officially, or a region phone_country() may return (XK
+ * Kosovo, AC Ascension, TA Tristan da Cunha).  "UK" and "ZZ" are not. */
+bool phone_country_known(const char cc[2]);
 
 /* The calling code of an E.164 number ("1", "44", "1264" is not one: "1").
  * Writes it to out (4 bytes) and returns its length, or 0 when unknown. */

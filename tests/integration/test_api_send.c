@@ -214,6 +214,54 @@ static void test_validation(void **state)
 	assert_int_equal(api_send(d, T_APP, "v-4", body, &r), 201);
 }
 
+/* destination_country must be a country: an ISO 3166-1 alpha-2 code that
+ * is assigned (or one dlrd itself derives from numbers, such as XK), not any
+ * two letters.  "UK" (GB's common misspelling) or "ZZ" stored as a country
+ * would split per-country stats and searches silently. */
+static void test_country_code(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char body[1024], code[64];
+	static const char *const bad[] = {"UK", "ZZ", "uk", "AA", "EU", "XX"};
+	static const struct {
+		const char *given, *stored;
+	} good[] = {{"gb", "GB"}, {"US", "US"}, {"XK", "XK"}, {"AQ", "AQ"}, {"zw", "ZW"}};
+
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		char key[16];
+		util_fmt(body, sizeof(body),
+		         "{\"to\":\"" N_TO "\",\"provider\":\"twilio\",\"use_case\":\"otp\","
+		         "\"template_key\":\"t\",\"sender_identity\":\"ACME\","
+		         "\"action\":{\"type\":\"login\"},\"destination_country\":\"%s\"}",
+		         bad[i]);
+		util_fmt(key, sizeof(key), "cc-bad-%zu", i);
+		long st = api_send(d, T_APP, key, body, &r);
+		if (st != 422)
+			fail_msg("destination_country %s: %ld, want 422", bad[i], st);
+		assert_string_equal(api_error_code(&r, code, sizeof(code)), "invalid_country");
+	}
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+		char key[16], buf[8];
+		util_fmt(body, sizeof(body),
+		         "{\"to\":\"" N_TO "\",\"provider\":\"twilio\",\"use_case\":\"otp\","
+		         "\"template_key\":\"t\",\"sender_identity\":\"ACME\","
+		         "\"action\":{\"type\":\"login\"},\"destination_country\":\"%s\"}",
+		         good[i].given);
+		util_fmt(key, sizeof(key), "cc-good-%zu", i);
+		assert_int_equal(api_send(d, T_APP, key, body, &r), 201);
+		json_t *j = api_json(&r);
+		assert_string_equal(jpath_s(j, "destination_country"), good[i].stored);
+		assert_string_equal(h_sql_str(d, buf, sizeof(buf),
+		                              "SELECT destination_country FROM sms_messages WHERE"
+		                              " id = %Q",
+		                              jpath_s(j, "id")),
+		                    good[i].stored);
+		json_decref(j);
+	}
+}
+
 static void test_idempotency(void **state)
 {
 	struct dlrd *d = *state;
@@ -432,6 +480,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_record_send, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_country_code, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency_key_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),

@@ -354,6 +354,25 @@ static bool is_region(const char *r)
 }
 
 /* The invariants phone.c's binary searches rely on. */
+/* Every region the calling-code table can return is a known country, and
+ * two letters that are no country are not. */
+static void test_country_known(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < phone__nccs; i++)
+		if (phone__ccs[i].region[0] && !phone_country_known(phone__ccs[i].region))
+			fail_msg("+%u: %s", phone__ccs[i].code, phone__ccs[i].region);
+	for (size_t i = 0; i < phone__nsubs; i++)
+		if (!phone_country_known(phone__subs[i].region))
+			fail_msg("%s: %s", phone__subs[i].digits, phone__subs[i].region);
+	static const char *const yes[] = {"AC", "AD", "AQ", "GB", "US", "XK", "ZW"};
+	static const char *const no[] = {"AA", "UK", "ZZ", "EU", "XX", "gb", "A1", "ZX"};
+	for (size_t i = 0; i < ARRAY_LEN(yes); i++)
+		assert_true(phone_country_known(yes[i]));
+	for (size_t i = 0; i < ARRAY_LEN(no); i++)
+		assert_false(phone_country_known(no[i]));
+}
+
 static void test_table_invariants(void **state)
 {
 	size_t nsub = 0, nongeo = 0;
@@ -424,6 +443,7 @@ int main(void)
 	    cmocka_unit_test(test_mask),
 	    cmocka_unit_test(test_hash),
 	    cmocka_unit_test(test_table_invariants),
+	    cmocka_unit_test(test_country_known),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
