@@ -262,6 +262,37 @@ static void test_country_code(void **state)
 	}
 }
 
+/* The shortest E.164 numbers have 7 digits (Niue +683 and Tokelau +690
+ * have 4-digit national numbers, mobiles among them): a send to one is
+ * recorded like any other, with its country from the number, as callbacks
+ * for it are; 6 digits is no E.164 number. */
+static void test_short_numbers(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char body[1024], code[64];
+	static const struct {
+		const char *to, *country, *masked;
+	} good[] = {{"+6835123", "NU", "+683****"}, {"+6907290", "TK", "+690****"}};
+
+	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+		char key[16];
+		api_send_body(body, sizeof(body), good[i].to, NULL, "otp", NULL);
+		util_fmt(key, sizeof(key), "short-%zu", i);
+		long st = api_send(d, T_APP, key, body, &r);
+		if (st != 201)
+			fail_msg("%s: %ld, want 201: %s", good[i].to, st, r.body);
+		json_t *j = api_json(&r);
+		assert_string_equal(jpath_s(j, "destination_country"), good[i].country);
+		assert_string_equal(jpath_s(j, "recipient"), good[i].masked);
+		json_decref(j);
+	}
+	api_send_body(body, sizeof(body), "+683512", NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "short-6", body, &r), 422);
+	assert_string_equal(api_error_code(&r, code, sizeof(code)), "invalid_phone_number");
+	assert_int_equal(h_count(d, "sms_messages"), ARRAY_LEN(good));
+}
+
 static void test_idempotency(void **state)
 {
 	struct dlrd *d = *state;
@@ -481,6 +512,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_record_send, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_country_code, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_short_numbers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency_key_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
