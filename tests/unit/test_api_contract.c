@@ -76,6 +76,35 @@ static void test_routes_match_document(void **state)
 	json_decref(doc);
 }
 
+/* The providers a send may name are documented by the names the API takes
+ * (provider_find()), all of them and no other: the document once said
+ * "vonage_messages", which POST /v1/messages answers with 422. */
+static void test_send_providers_match_document(void **state)
+{
+	json_t *doc = json_loadb((const char *)api_openapi_json, api_openapi_json_len, 0, NULL);
+	json_t *prov = json_object_get(
+	    json_object_get(
+	        json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"),
+	                        "SendRequest"),
+	        "properties"),
+	    "provider");
+	json_t *names = json_object_get(prov, "enum"), *v;
+	size_t i;
+	(void)state;
+
+	if (!json_is_array(names))
+		fail_msg("SendRequest.provider has no enum of the provider names");
+	json_array_foreach(names, i, v)
+	{
+		const char *n = json_string_value(v);
+		if (!n || !provider_find(n, strlen(n)))
+			fail_msg("SendRequest.provider lists %s, which the API refuses",
+			         n ? n : "a non-string");
+	}
+	assert_int_equal(json_array_size(names), provider_count());
+	json_decref(doc);
+}
+
 static void test_match(void **state)
 {
 	struct iov id = {NULL, 0};
@@ -158,6 +187,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_document_is_openapi_31),
 	    cmocka_unit_test(test_routes_match_document),
+	    cmocka_unit_test(test_send_providers_match_document),
 	    cmocka_unit_test(test_match),
 	    cmocka_unit_test(test_cursor_and_canonical),
 	    cmocka_unit_test(test_failed_reveal_wipes_number),
