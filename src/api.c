@@ -1050,7 +1050,7 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 	json_t *root = NULL, *action, *meta;
 	struct dlr_event ev;
 	uint8_t hash[CRYPTO_SHA256_LEN];
-	char *canon = NULL, *hex;
+	char *canon = NULL, *hex, cc[4];
 	size_t enc_len = 0;
 
 	memset(&s->op, 0, sizeof(s->op));
@@ -1083,6 +1083,12 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 		goto out;
 	}
 	to = json_string_value(tov);
+	/* a spare calling code (+28x, +83x, +999 ...) is no number */
+	if (phone_calling_code(to, cc) == 0) {
+		ans_error(ans, 422, "invalid_phone_number",
+		          "to must be an E.164 number: its calling code is not assigned", "to");
+		goto out;
+	}
 
 	if (str_member(rq->arena, root, "provider", true, 63, TX_SLUG, &prov, ans) != 0)
 		goto out;

@@ -293,6 +293,38 @@ static void test_short_numbers(void **state)
 	assert_int_equal(h_count(d, "sms_messages"), ARRAY_LEN(good));
 }
 
+/* A number whose calling code ITU never assigned (+28x, +83x, +89x, +990,
+ * +999: spare) is no E.164 number: recording it would keep a message no
+ * callback can belong to, with neither a country nor a usable mask.  The
+ * non-geographic codes (+800, +882, +979 ...) are assigned and taken. */
+static void test_unassigned_calling_code(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char body[1024], code[64];
+	static const char *const bad[] = {"+2812345678", "+8351234567", "+8991234567",
+	                                  "+9901234567", "+9991234567"};
+	static const char *const good[] = {"+80012345678", "+882345678901", "+97912345678"};
+
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		char key[16];
+		api_send_body(body, sizeof(body), bad[i], NULL, "otp", NULL);
+		util_fmt(key, sizeof(key), "cc-spare-%zu", i);
+		long st = api_send(d, T_APP, key, body, &r);
+		if (st != 422)
+			fail_msg("%s: %ld, want 422", bad[i], st);
+		assert_string_equal(api_error_code(&r, code, sizeof(code)), "invalid_phone_number");
+		assert_null(strstr(r.body, bad[i] + 4)); /* never echoed */
+	}
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+	for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+		char key[16];
+		api_send_body(body, sizeof(body), good[i], NULL, "otp", NULL);
+		util_fmt(key, sizeof(key), "cc-ng-%zu", i);
+		assert_int_equal(api_send(d, T_APP, key, body, &r), 201);
+	}
+}
+
 static void test_idempotency(void **state)
 {
 	struct dlrd *d = *state;
@@ -513,6 +545,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_country_code, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_short_numbers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unassigned_calling_code, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_idempotency_key_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
