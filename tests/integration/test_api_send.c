@@ -538,6 +538,28 @@ static void test_patch(void **state)
 	                 1);
 }
 
+/* PATCH of a message that only callbacks made (found through search) with
+ * its own provider id is a no-op whose answer names that origin. */
+static void test_patch_callback_row(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char form[1024], sid[35], id[40], target[128], body[128];
+
+	h_sid(sid, 0x77, 1);
+	assert_true(h_twilio_body(form, sizeof(form), sid, "delivered", NULL) > 0);
+	assert_int_equal(h_post_status(d, form, &r), 200);
+	h_sql_str(d, id, sizeof(id), "SELECT id FROM sms_messages");
+	util_fmt(target, sizeof(target), "/v1/messages/%s", id);
+	util_fmt(body, sizeof(body), "{\"provider_message_id\":\"%s\"}", sid);
+	assert_int_equal(api_call(d, "PATCH", target, T_APP, body, NULL, &r), 200);
+	json_t *j = api_json(&r);
+	assert_string_equal(jpath_s(j, "origin"), "callback");
+	assert_string_equal(jpath_s(j, "status"), "delivered");
+	json_decref(j);
+	assert_int_equal(h_count(d, "sms_messages"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +573,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opted_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_patch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_patch_callback_row, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -105,6 +105,31 @@ static void test_send_providers_match_document(void **state)
 	json_decref(doc);
 }
 
+/* A write's answer and GET describe the same row's origin, so they list
+ * the same values: PATCH of a message only callbacks made (the documented
+ * no-op with its own provider id) answers origin "callback". */
+static void test_write_origin_matches_message(void **state)
+{
+	json_t *doc = json_loadb((const char *)api_openapi_json, api_openapi_json_len, 0, NULL);
+	json_t *schemas = json_object_get(json_object_get(doc, "components"), "schemas");
+	json_t *w = json_object_get(
+	    json_object_get(json_object_get(json_object_get(schemas, "WriteResult"), "properties"),
+	                    "origin"),
+	    "enum");
+	json_t *m = json_object_get(
+	    json_object_get(json_object_get(json_object_get(schemas, "Message"), "properties"),
+	                    "origin"),
+	    "enum");
+	(void)state;
+
+	assert_true(json_is_array(w) && json_is_array(m));
+	if (!json_equal(w, m)) {
+		char *a = json_dumps(w, JSON_COMPACT), *b = json_dumps(m, JSON_COMPACT);
+		fail_msg("WriteResult.origin %s, Message.origin %s", a, b);
+	}
+	json_decref(doc);
+}
+
 static void test_match(void **state)
 {
 	struct iov id = {NULL, 0};
@@ -188,6 +213,7 @@ int main(void)
 	    cmocka_unit_test(test_document_is_openapi_31),
 	    cmocka_unit_test(test_routes_match_document),
 	    cmocka_unit_test(test_send_providers_match_document),
+	    cmocka_unit_test(test_write_origin_matches_message),
 	    cmocka_unit_test(test_match),
 	    cmocka_unit_test(test_cursor_and_canonical),
 	    cmocka_unit_test(test_failed_reveal_wipes_number),
