@@ -609,6 +609,25 @@ static int str_member(struct arena *ar, json_t *obj, const char *name, bool requ
 	return str_label(ar, obj, name, name, required, max, kind, out, ans);
 }
 
+/* provider_message_id: printable, at most LIM_ID_BYTES, and no space
+ * before or after it.  No provider's callback repeats such a space, so an
+ * id kept with one would never meet its callbacks. */
+static int pmid_member(struct arena *ar, json_t *obj, bool required, const char **out,
+                       struct api_answer *ans)
+{
+	if (str_member(ar, obj, "provider_message_id", required, LIM_ID_BYTES, TX_PRINTABLE, out,
+	               ans) != 0)
+		return -1;
+	if (*out && ((*out)[0] == ' ' || (*out)[strlen(*out) - 1] == ' ')) {
+		ans_error(ans, 422, "invalid_field",
+		          "provider_message_id must not begin or end with a space",
+		          "provider_message_id");
+		*out = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- cursors (opaque: base64url of "<kind>1:<key>") ---- */
 
 static char *cursor_encode(struct arena *ar, char kind, const char *key)
@@ -1098,8 +1117,7 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 		goto out;
 	}
 	sd->provider = provider_find(prov, strlen(prov))->name;
-	if (str_member(rq->arena, root, "provider_message_id", false, LIM_ID_BYTES, TX_PRINTABLE,
-	               &pmid, ans) != 0)
+	if (pmid_member(rq->arena, root, false, &pmid, ans) != 0)
 		goto out;
 	if (pmid)
 		sd->provider_message_id =
@@ -1241,9 +1259,7 @@ static void h_patch(struct api *a, struct api_state *s, const struct api_request
 	}
 	if (!(root = body_object(rq, false, ans)))
 		return;
-	if (only_known(root, fields, ans) &&
-	    str_member(rq->arena, root, "provider_message_id", true, LIM_ID_BYTES, TX_PRINTABLE,
-	               &pmid, ans) == 0) {
+	if (only_known(root, fields, ans) && pmid_member(rq->arena, root, true, &pmid, ans) == 0) {
 		/* The canonical form depends on the message's provider, which
 		 * never changes: read it first (the writer checks the row
 		 * again). */

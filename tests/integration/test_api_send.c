@@ -560,6 +560,46 @@ static void test_patch_callback_row(void **state)
 	assert_int_equal(h_count(d, "sms_messages"), 1);
 }
 
+/* A provider message id with a space before or after it is an app's
+ * mistake no provider's callback repeats: recorded, it would never join its
+ * callbacks (they would make a message of their own), silently.  Both POST
+ * and PATCH refuse it, naming the field. */
+static void test_pmid_spaces(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char body[1024], target[128], code[64], id[40];
+	static const char *const bad[] = {"SM0000000000000000000000000000abcd ",
+	                                  " SM0000000000000000000000000000abcd", " "};
+
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		char key[16];
+		api_send_body(body, sizeof(body), N_TO, bad[i], "otp", NULL);
+		util_fmt(key, sizeof(key), "sp-%zu", i);
+		long st = api_send(d, T_APP, key, body, &r);
+		if (st != 422)
+			fail_msg("provider_message_id \"%s\": %ld, want 422", bad[i], st);
+		json_t *j = api_json(&r);
+		assert_string_equal(jpath_s(j, "error.code"), "invalid_field");
+		assert_string_equal(jpath_s(j, "error.field"), "provider_message_id");
+		json_decref(j);
+	}
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "sp-ok", body, &r), 201);
+	json_t *j = api_json(&r);
+	util_strlcpy(id, jpath_s(j, "id"), sizeof(id));
+	json_decref(j);
+	util_fmt(target, sizeof(target), "/v1/messages/%s", id);
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		util_fmt(body, sizeof(body), "{\"provider_message_id\":\"%s\"}", bad[i]);
+		assert_int_equal(api_call(d, "PATCH", target, T_APP, body, NULL, &r), 422);
+		assert_string_equal(api_error_code(&r, code, sizeof(code)), "invalid_field");
+	}
+	assert_int_equal(
+	    h_sql_int(d, "SELECT count(*) FROM sms_messages WHERE provider_message_id IS NULL"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -574,6 +614,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_opted_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_patch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_patch_callback_row, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pmid_spaces, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
