@@ -4,13 +4,16 @@
  * (PATCH).  The exact 201 answer and stored row (hash = HMAC of the E.164
  * number computed independently, number encrypted and masked, never in
  * clear); every invalid input answers 400/422 naming the field and writes
- * nothing; idempotency: same key and body -> the same answer (replayed),
- * same key and another body -> 409, the key is per token, 8 concurrent
- * requests with one key -> one message, a key of other than printable
- * ASCII -> 422 on both backends (PostgreSQL answered 503 and failed its
- * batch); a STOP from the recipient -> 409 recipient_opted_out (also when
- * the app writes our number another way) unless the use case is exempt;
- * PATCH conflicts.
+ * nothing (a destination_country no country has, a spare calling code), a
+ * 7-digit E.164 number (Niue, Tokelau) is taken; idempotency: same key and
+ * body -> the same answer (replayed), same key and another body -> 409, the
+ * key is per token, 8 concurrent requests with one key -> one message, a
+ * key of other than printable ASCII -> 422 on both backends (PostgreSQL
+ * answered 503 and failed its batch); a STOP from the recipient -> 409
+ * recipient_opted_out (also when the app writes our number another way)
+ * unless the use case is exempt; PATCH conflicts, and PATCH of a message
+ * callbacks alone made; a provider message id with a space around it ->
+ * 422.
  */
 #include <pthread.h>
 #include <setjmp.h>
