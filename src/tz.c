@@ -484,6 +484,12 @@ bool tz_name_valid(const char *name, size_t n)
 
 	if (n == 0 || n > TZ_NAME_MAX)
 		return false;
+	/* TZif files of the folder that name no zone: "localtime" is the
+	 * server's own zone (a link to /etc/localtime), "posixrules" the
+	 * default rules of POSIX TZ strings */
+	if ((n == 9 && memcmp(name, "localtime", 9) == 0) ||
+	    (n == 10 && memcmp(name, "posixrules", 10) == 0))
+		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
 		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) ||

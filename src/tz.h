@@ -42,7 +42,8 @@ void tz_db_free(struct tz_db *db);
 
 /* True when name has the shape of a zone name: 1..TZ_NAME_MAX bytes of
  * [A-Za-z0-9_+-./], no empty or dot-leading component (so no "..", no
- * absolute path).  Pure; any thread. */
+ * absolute path), and not "localtime" or "posixrules" (files of the zone
+ * folder that name no zone).  Pure; any thread. */
 bool tz_name_valid(const char *name, size_t n);
 
 /* Finds (loading and caching it on first use) the zone called name[0..n).

@@ -148,6 +148,12 @@ static void test_validation(void **state)
 	     "unknown_time_zone", "recipient_timezone"},
 	    {"{\"to\":\"+14155550123\",%s,\"recipient_timezone\":\"../../etc/passwd\"}", 422,
 	     "unknown_time_zone", "recipient_timezone"},
+	    /* files of the zone folder that name no zone: the server's own
+	     * zone, and the default rules of POSIX TZ strings */
+	    {"{\"to\":\"+14155550123\",%s,\"recipient_timezone\":\"localtime\"}", 422,
+	     "unknown_time_zone", "recipient_timezone"},
+	    {"{\"to\":\"+14155550123\",%s,\"recipient_timezone\":\"posixrules\"}", 422,
+	     "unknown_time_zone", "recipient_timezone"},
 	    {"{\"to\":\"+14155550123\",%s,\"metadata\":[1]}", 422, "invalid_field", "metadata"},
 	    {"{\"to\":\"+14155550123\",%s,\"colour\":\"red\"}", 422, "unknown_field", "colour"},
 	    {"{\"to\":\"+14155550123\",%s,\"provider_message_id\":\"\"}", 422, "invalid_field",

@@ -134,6 +134,8 @@ static void test_names(void **state)
 	    "America/New York",
 	    "Europe/Berlin\n",
 	    "a123456789a123456789a123456789a123456789a123456789a123456789a12345",
+	    "localtime",  /* the server's zone, whatever it is */
+	    "posixrules", /* not a zone: POSIX TZ strings' default rules */
 	};
 	(void)state;
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++)
