@@ -968,18 +968,7 @@ static int op_send(struct store__sqlite_api *a, struct store_op *op, const char 
 		return 0;
 	}
 
-	/* 2. opt-out, unless the use case is exempt */
-	if (!s->optout_exempt && s->recipient_hash) {
-		if ((rc = opted_out(a, s->recipient_hash, s->sender_identity, &out, err, errlen)) !=
-		    0)
-			return rc;
-		if (out) {
-			op->outcome = STORE_OPTED_OUT;
-			return 0;
-		}
-	}
-
-	/* 3. a row for this provider message id already? */
+	/* 2. a row for this provider message id already? */
 	country = s->country;
 	source = s->country ? "app" : NULL;
 	if (s->provider_message_id) {
@@ -1010,6 +999,18 @@ static int op_send(struct store__sqlite_api *a, struct store_op *op, const char 
 	if (!country && s->number_country) {
 		country = s->number_country;
 		source = "number";
+	}
+
+	/* 3. opt-out, unless the use case is exempt or callbacks show that
+	 * the message went out already (the STOP may answer it) */
+	if (!adopt && !s->optout_exempt && s->recipient_hash) {
+		if ((rc = opted_out(a, s->recipient_hash, s->sender_identity, &out, err, errlen)) !=
+		    0)
+			return rc;
+		if (out) {
+			op->outcome = STORE_OPTED_OUT;
+			return 0;
+		}
 	}
 
 	/* 4. adopt the callback-created row, or insert the send */

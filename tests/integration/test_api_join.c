@@ -8,7 +8,10 @@
  *   A. callbacks, then a send that names the provider message id (adopt);
  *   B. a send without it, callbacks, then PATCH (merge of two rows);
  *   C. a send with it, then callbacks;
- *   D. a send without it, PATCH, then callbacks.
+ *   D. a send without it, PATCH, then callbacks;
+ *   E. callbacks, a STOP from the recipient, then a send that names the
+ *      provider message id: recorded and joined (the message went out
+ *      before the STOP), while a new send is still refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -265,6 +268,43 @@ static void test_merge_keeps_conflict(void **state)
 	assert_int_equal(h_count(d, "review_queue"), 1);
 }
 
+/* The provider was faster than the app, and the recipient answered STOP to
+ * the message before the app recorded it: the callbacks prove the message
+ * went out before the opt-out, so recording it adopts them like any early
+ * callbacks (nothing lost whichever came first) instead of 409, which left
+ * them an orphan without the send's fields.  A new send to the recipient
+ * is still refused. */
+static void test_stop_before_the_record(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char sid[35], in_sid[35], form[512], body[1024], id[40], code[64];
+
+	h_sid(sid, 7, 1);
+	three_callbacks(d, sid);
+	h_sid(in_sid, 0x1b0, 1);
+	util_fmt(form, sizeof(form),
+	         "MessageSid=%s&AccountSid=AC0123456789abcdef0123456789abcdef"
+	         "&From=%%2B%s&To=%%2B%s&Body=STOP",
+	         in_sid, N_TO + 1, N_SENDER + 1);
+	assert_int_equal(h_post_twilio(d, "/webhooks/twilio/inbound", H_TOKEN1, form, NULL, &r),
+	                 200);
+	api_send_body(body, sizeof(body), N_TO, sid, "otp", "America/New_York");
+	long st = api_send(d, T_APP, "s-1", body, &r);
+	if (st != 201)
+		fail_msg("recording the send that was delivered before the STOP: %ld %s", st,
+		         r.body);
+	json_t *j = api_json(&r);
+	util_strlcpy(id, jpath_s(j, "id"), sizeof(id));
+	assert_string_equal(jpath_s(j, "origin"), "joined");
+	json_decref(j);
+	assert_joined(d, id, sid, "joined");
+	/* a send that did not happen yet is refused as before */
+	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+	assert_int_equal(api_send(d, T_APP, "s-2", body, &r), 409);
+	assert_string_equal(api_error_code(&r, code, sizeof(code)), "recipient_opted_out");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -274,6 +314,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_send_then_callbacks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_send_patch_then_callbacks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_merge_keeps_conflict, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_before_the_record, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
