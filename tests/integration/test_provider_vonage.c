@@ -459,6 +459,23 @@ static void test_inbound_retry_ordered_by_vonage_time(void **state)
 	assert_int_equal(send_from(d, "r-2", "+447520650000", &r), 409);
 }
 
+/* A provider clock ahead of ours: a STOP stamped an hour in the future
+ * must not outrank the START the user sends after it.  An inbound time
+ * later than its receipt is taken as the receipt time (http.c). */
+static void test_inbound_time_ahead_of_receipt(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+
+	vonage_inbound_at(d, "0A00000000000030", "STOP", -3600, "n-stop-ahead");
+	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs"), 1);
+	/* stamped 2 s ahead as well (the same skew): both are taken at their
+	 * receipt, so the later receipt wins */
+	vonage_inbound_at(d, "0A00000000000031", "START", -2, "n-start-now");
+	assert_int_equal(h_sql_int(d, "SELECT opted_out FROM sms_opt_outs"), 0);
+	assert_int_equal(send_from(d, "r-3", "+447520650000", &r), 201);
+}
+
 static void test_unconfigured_404(void **state)
 {
 	struct dlrd d;
@@ -484,6 +501,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_multipart_part_is_no_keyword, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound_retry_ordered_by_vonage_time, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound_time_ahead_of_receipt, setup, teardown),
 	    cmocka_unit_test(test_unconfigured_404),
 	};
 	return cmocka_run_group_tests_name("integration/provider_vonage", tests, NULL, NULL);
