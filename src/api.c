@@ -250,9 +250,13 @@ static void ans_store_error(struct api_answer *ans, int rc, const char *what, co
 		          "the configured storage backend does not support this endpoint yet",
 		          NULL);
 		return;
-	default:
-		LOG_E("api_read_failed", "what=%s error=\"%s\"", what, err);
+	default: {
+		char q[320];
+		LOG_E("api_read_failed", "what=%s error=%s", what,
+		      log_quote(q, sizeof(q), err, strlen(err)));
 		ans_error(ans, 503, "storage_unavailable", "storage failed; retry", NULL);
+		return;
+	}
 	}
 }
 

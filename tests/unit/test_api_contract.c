@@ -13,6 +13,8 @@
 #include <strings.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "api.c"
 
@@ -207,6 +209,65 @@ static void test_failed_reveal_wipes_number(void **state)
 	free(ans.body);
 }
 
+/* A failed read is logged with the storage's error text, which is not ours:
+ * libpq's messages quote host names and end in a newline.  The line must stay
+ * one logfmt line whose error value reads back as that text.  Before the fix
+ * the text was put between quotes unescaped: error="... at "10.0.0.5", ..."
+ * ended the value at the host's first quote. */
+static void test_read_failure_logged_as_logfmt(void **state)
+{
+	static const char pg_err[] =
+	    "postgresql: connection to server at \"10.0.0.5\", port 5432 failed: \\ refused\n";
+	struct api_answer ans;
+	char buf[4096], *line, *v;
+	int p[2], saved;
+	ssize_t n;
+	(void)state;
+
+	memset(&ans, 0, sizeof(ans));
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	saved = dup(2);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(p[1], 2), 2);
+	close(p[1]);
+	ans_store_error(&ans, DLRD_EIO, "timeline", pg_err);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	n = read(p[0], buf, sizeof(buf) - 1);
+	close(p[0]);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_int_equal(ans.status, 503);
+	if (!ans.body_static)
+		free(ans.body);
+
+	/* one line, ending in its only newline */
+	line = buf;
+	assert_ptr_equal(strchr(line, '\n'), line + n - 1);
+	assert_non_null(strstr(line, " event=api_read_failed what=timeline error=\""));
+	/* the quoted value runs to the end of the line and unescapes to the
+	 * error text (its newline as \x0a) */
+	v = strstr(line, " error=\"") + 7;
+	char got[512];
+	size_t o = 0;
+	for (v++; *v && *v != '"'; v++) {
+		assert_true(o + 1 < sizeof(got));
+		if (*v == '\\' && v[1] == 'x') {
+			char hx[3] = {v[2], v[3], '\0'};
+			got[o++] = (char)strtol(hx, NULL, 16);
+			v += 3;
+		} else if (*v == '\\') {
+			got[o++] = *++v;
+		} else {
+			got[o++] = *v;
+		}
+	}
+	got[o] = '\0';
+	assert_int_equal(*v, '"');
+	assert_string_equal(v + 1, "\n");
+	assert_string_equal(got, pg_err);
+}
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +278,7 @@ int main(void)
 	    cmocka_unit_test(test_match),
 	    cmocka_unit_test(test_cursor_and_canonical),
 	    cmocka_unit_test(test_failed_reveal_wipes_number),
+	    cmocka_unit_test(test_read_failure_logged_as_logfmt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
