@@ -114,6 +114,7 @@ struct api {
 	struct tz_db *tz;
 	char **exempt; /* [api] optout_exempt_use_cases */
 	size_t n_exempt;
+	struct log_limit denied_log; /* 401s: any peer can send them (log.h) */
 };
 
 /* One request, in its arena. */
@@ -1916,8 +1917,10 @@ bool api_begin(struct api *a, const struct api_request *rq, struct api_state **s
 	if (rt->role != AUTH_NONE) {
 		const char *h = rq->header(rq->hctx, "Authorization");
 		if (auth_check(a->auth, h, &s->who) != 0) {
-			LOG_I("api_denied", "route=%s status=401 reason=%s", rt->name,
-			      h ? "unknown_token" : "no_token");
+			unsigned dropped;
+			if (log_limit_take(&a->denied_log, &dropped))
+				LOG_I("api_denied", "route=%s status=401 reason=%s suppressed=%u",
+				      rt->name, h ? "unknown_token" : "no_token", dropped);
 			ans_error(ans, 401, "unauthorized",
 			          "a valid token is needed: Authorization: Bearer <token>", NULL);
 			return true;

@@ -123,7 +123,9 @@ struct http {
 	atomic_int answering;         /* resumed, answer not yet sent (finish to completed) */
 	atomic_uint n_conns;          /* open connections (for the limit) */
 	atomic_llong limit_log_ms;    /* last "connection limit reached" log */
-	atomic_bool quiesced;         /* shutting down: new connections are closed */
+	/* line budgets for what any peer can trigger (log.h) */
+	struct log_limit reject_log, deadline_log;
+	atomic_bool quiesced; /* shutting down: new connections are closed */
 	/* static responses, shared read-only by every thread */
 	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post,
 	    *r_405_get_only, *r_405_get, *r_413, *r_414, *r_415, *r_431, *r_503, *r_503_full,
@@ -608,8 +610,13 @@ static enum MHD_Result reject(struct req *r, int rc, const char *why)
 		}
 	}
 	metrics_callback(r->prov_idx, outcome);
-	LOG_I("callback_rejected", "provider=%s status=%u reason=%s", r->prov->name, status,
-	      log_quote(q, sizeof(q), why, strlen(why)));
+	/* A forged or garbled request costs its sender nothing: a flood of
+	 * them is told by a few lines a second and by /metrics, not by a line
+	 * each.  */
+	unsigned dropped;
+	if (log_limit_take(&h->reject_log, &dropped))
+		LOG_I("callback_rejected", "provider=%s status=%u reason=%s suppressed=%u",
+		      r->prov->name, status, log_quote(q, sizeof(q), why, strlen(why)), dropped);
 	switch (status) {
 	case MHD_HTTP_UNAUTHORIZED:
 		return reply(r, status, h->r_401);
@@ -978,8 +985,11 @@ static void *watchdog_main(void *arg)
 			    (st == CS_IDLE && age > idle_ms)) {
 				cc->killed = true;
 				shutdown(cc->fd, SHUT_RDWR);
-				LOG_I("request_deadline", "state=%s age_ms=%lld",
-				      st == CS_REQUEST ? "request" : "idle", age);
+				unsigned dropped;
+				if (log_limit_take(&h->deadline_log, &dropped))
+					LOG_I("request_deadline",
+					      "state=%s age_ms=%lld suppressed=%u",
+					      st == CS_REQUEST ? "request" : "idle", age, dropped);
 			}
 		}
 		pthread_mutex_unlock(&h->reg_mu);

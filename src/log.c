@@ -118,6 +118,25 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 	write_line(line, len);
 }
 
+/* Any thread.  Lock-free and approximate at a second's boundary (a racing
+ * reset may let a few more lines through), never undercounting what it
+ * refused. */
+bool log_limit_take(struct log_limit *l, unsigned *dropped)
+{
+	uint64_t now = (uint64_t)util_now_ms() / 1000;
+	uint64_t sec = atomic_load_explicit(&l->second, memory_order_relaxed);
+
+	if (sec != now && atomic_compare_exchange_strong_explicit(
+	                      &l->second, &sec, now, memory_order_relaxed, memory_order_relaxed))
+		atomic_store_explicit(&l->lines, 0, memory_order_relaxed);
+	if (atomic_fetch_add_explicit(&l->lines, 1, memory_order_relaxed) >= LOG_LIMIT_PER_SEC) {
+		atomic_fetch_add_explicit(&l->dropped, 1, memory_order_relaxed);
+		return false;
+	}
+	*dropped = atomic_exchange_explicit(&l->dropped, 0, memory_order_relaxed);
+	return true;
+}
+
 /* Bytes needed to write c inside a quoted value. */
 static size_t quoted_len(unsigned char c)
 {

@@ -9,7 +9,10 @@
 #ifndef DLRD_LOG_H
 #define DLRD_LOG_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -27,6 +30,24 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
  * backslashes, control and non-ASCII bytes as \xHH), truncating to fit.
  * Returns buf. */
 char *log_quote(char *buf, size_t size, const char *p, size_t n);
+
+/* A per-event line budget for what outside peers can trigger at will (a
+ * rejected signature, an unknown API token, a request cut at its deadline):
+ * without one, every request of a flood writes a line.  Zero-initialize it
+ * (static storage or a struct the caller zeroes); any thread. */
+struct log_limit {
+	_Atomic uint64_t second; /* the wall-clock second being counted */
+	atomic_uint lines;       /* lines taken in that second */
+	atomic_uint dropped;     /* lines refused since the last one taken */
+};
+
+/* Lines per second each struct log_limit lets through. */
+#define LOG_LIMIT_PER_SEC 10
+
+/* Whether one more line may be written now.  When it may, *dropped gets the
+ * number of lines refused since the last one allowed (for a "suppressed=N"
+ * field), else it is left alone.  Any thread. */
+bool log_limit_take(struct log_limit *l, unsigned *dropped);
 
 /* The longest URL log_url() shows whole; a longer one is cut. */
 #define LOG_URL_MAX 512

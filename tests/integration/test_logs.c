@@ -346,6 +346,95 @@ static void test_node_key_files_warned(void **state)
 	h_teardown(&d);
 }
 
+/* The lines of the log holding needle; *suppressed gets the sum of their
+ * "suppressed=N" fields. */
+static unsigned count_lines(const char *log, size_t n, const char *needle, unsigned *suppressed)
+{
+	unsigned lines = 0;
+
+	*suppressed = 0;
+	for (const char *p = log, *nl; p < log + n; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(log + n - p));
+		if (!nl)
+			nl = log + n;
+		const char *hit = memmem(p, (size_t)(nl - p), needle, strlen(needle));
+		if (!hit)
+			continue;
+		lines++;
+		const char *sp = memmem(p, (size_t)(nl - p), " suppressed=", 12);
+		if (sp)
+			*suppressed += (unsigned)strtoul(sp + 12, NULL, 10);
+	}
+	return lines;
+}
+
+/* Anyone can send forged callbacks and /v1/ requests without a token, as
+ * fast as they like.  At the default level, a flood of them must not write
+ * a line each (the log is on the disk dlrd commits to, and a log collector
+ * pays per line): a few lines a second, each saying how many were left out,
+ * and every one still counted in /metrics.  Before the fix: one
+ * callback_rejected or api_denied line per request, 300 and 100 here. */
+static void test_flood_is_not_logged_line_by_line(void **state)
+{
+#define N_FORGED   300
+#define N_NO_TOKEN 100
+	static const char *const env[] = {NULL};
+	const char *sig_bad[] = {"Content-Type: application/x-www-form-urlencoded",
+	                         "X-Twilio-Signature: AAAAAAAAAAAAAAAAAAAAAAAAAAA=", NULL};
+	static struct h_resp r;
+	char sid[35], body[2048];
+	struct dlrd d;
+	unsigned lines, suppressed;
+	size_t n;
+	int st = 0;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, env), 0);
+	assert_int_equal(h_start(&d), 0);
+	h_sid(sid, 71, 1);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "delivered", NULL) > 0);
+	int64_t t0 = h_now_ms();
+	for (int i = 0; i < N_FORGED; i++) {
+		assert_int_equal(
+		    h_request(&d, "POST", H_STATUS_PATH, sig_bad, body, strlen(body), &r), 0);
+		assert_int_equal(r.status, 401);
+	}
+	for (int i = 0; i < N_NO_TOKEN; i++)
+		assert_int_equal(h_get(&d, "/v1/messages", &r), 401);
+	int64_t took_s = (h_now_ms() - t0) / 1000 + 1;
+	/* a second later, the next refusal is logged again, with the count of
+	 * those left out */
+	h_sleep_ms(1100);
+	assert_int_equal(h_request(&d, "POST", H_STATUS_PATH, sig_bad, body, strlen(body), &r), 0);
+	assert_int_equal(r.status, 401);
+	assert_int_equal(
+	    h_metric(&d, "dlrd_callbacks_total{provider=\"twilio\",outcome=\"unauthorized\"}"),
+	    N_FORGED + 1);
+	/* a valid callback still gets through */
+	assert_int_equal(h_post_status(&d, body, &r), 200);
+	assert_int_equal(h_stop(&d, SIGTERM, 15000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+	char *log = h_read_file(d.log_path, &n);
+	assert_non_null(log);
+	/* 10 lines a second per kind; one second more for the edges, one for
+	 * the late refusal */
+	lines = count_lines(log, n, " event=callback_rejected ", &suppressed);
+	if (lines < 2 || lines > 10 * ((unsigned)took_s + 1) + 1)
+		fail_msg("%u callback_rejected lines for %d forged callbacks in %lld s", lines,
+		         N_FORGED, (long long)took_s);
+	/* every refusal shows up: as a line, or in a later line's count (the
+	 * ones after the last line are only in /metrics) */
+	assert_int_equal(lines + suppressed, N_FORGED + 1);
+	lines = count_lines(log, n, " event=api_denied ", &suppressed);
+	if (lines < 1 || lines > 10 * ((unsigned)took_s + 1))
+		fail_msg("%u api_denied lines for %d requests in %lld s", lines, N_NO_TOKEN,
+		         (long long)took_s);
+	free(log);
+	h_teardown(&d);
+#undef N_FORGED
+#undef N_NO_TOKEN
+}
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +444,7 @@ int main(void)
 	    cmocka_unit_test(test_public_url_password_hidden),
 	    cmocka_unit_test(test_operator_paths_quoted),
 	    cmocka_unit_test(test_node_key_files_warned),
+	    cmocka_unit_test(test_flood_is_not_logged_line_by_line),
 	};
 	return cmocka_run_group_tests_name("integration/logs", tests, NULL, NULL);
 }
