@@ -286,7 +286,8 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&q->mu);
 
 		if (n && atomic_load(&q->sync_failed)) {
-			metrics_commit(n, 0, false);
+			/* no transaction: nothing to put in the histograms */
+			metrics_commit_refused();
 			complete_all(q, q->batch, n, DLRD_EIO);
 		} else if (n) {
 			uint64_t t0 = util_mono_ns();

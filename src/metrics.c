@@ -132,6 +132,12 @@ void metrics_commit(size_t batch_size, uint64_t latency_ns, bool ok)
 		inc(&m.commit_failures, 1);
 }
 
+/* Writer thread. */
+void metrics_commit_refused(void)
+{
+	inc(&m.commit_failures, 1);
+}
+
 /* Any thread; status is the HTTP status code sent. */
 void metrics_http(unsigned status)
 {
@@ -246,7 +252,8 @@ char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *le
 	put(&o, "dlrd_commit_duration_seconds_count %" PRIu64 "\n", cum);
 
 	put_header(&o, "dlrd_commit_failures_total", "counter",
-	           "Storage transactions that failed and were rolled back.");
+	           "Storage transactions that failed, and batches refused without one "
+	           "after a failed sync.");
 	put(&o, "dlrd_commit_failures_total %" PRIu64 "\n", get(&m.commit_failures));
 
 	put_header(&o, "dlrd_http_responses_total", "counter",

@@ -28,6 +28,9 @@ void metrics_callback(size_t provider_idx, enum cb_outcome o);
 void metrics_duplicates(size_t provider_idx, unsigned n);
 void metrics_review(size_t provider_idx, unsigned n);
 void metrics_commit(size_t batch_size, uint64_t latency_ns, bool ok);
+/* A batch refused without a transaction (after a failed sync, see
+ * commitq.c): a failure, but no observation in either histogram. */
+void metrics_commit_refused(void);
 /* HTTP requests by status class, for all paths. */
 void metrics_http(unsigned status);
 

@@ -196,9 +196,18 @@ static void test_sync_failure_is_final(void **state)
 	/* the disk looks fine again, but nothing is acknowledged any more */
 	h_sleep_ms(1500);
 	assert_int_equal(h_get(d, "/healthz", &r), 503);
+	int64_t n_lat = h_metric(d, "dlrd_commit_duration_seconds_count");
+	int64_t n_batch = h_metric(d, "dlrd_commit_batch_size_count");
+	int64_t n_fail = h_metric(d, "dlrd_commit_failures_total");
 	assert_int_equal(h_post_status(d, later, &r), 503);
 	assert_int_equal(h_post_status(d, base, &r), 503);
 	assert_int_equal(h_metric(d, "dlrd_storage_healthy"), 0);
+	/* those two were refused without a transaction: failures, but no
+	 * commit took 0 s (before the fix each was observed as one, so the
+	 * latency histogram looked fastest exactly while nothing committed) */
+	assert_int_equal(h_metric(d, "dlrd_commit_duration_seconds_count"), n_lat);
+	assert_int_equal(h_metric(d, "dlrd_commit_batch_size_count"), n_batch);
+	assert_int_equal(h_metric(d, "dlrd_commit_failures_total"), n_fail + 2);
 
 	/* a restart recovers from what is on disk; the retries are welcome */
 	assert_int_equal(h_stop(d, SIGTERM, 10000, &status), 0);
