@@ -68,7 +68,9 @@ struct dlr_event {
 	bool text_is_part;
 	enum review_reason review;
 	const char *review_detail; /* short text for the review row, or NULL */
-	char dedup_key[65];        /* hex SHA-256, set by event_finish() */
+	char dedup_key[65];        /* hex SHA-256, set by event_finish(); for an
+	                            * EV_UNUSABLE event http.c replaces it with a
+	                            * keyed digest of the request ("" for none) */
 };
 
 /* Computes ev->dedup_key: the provider event id when there is one, otherwise

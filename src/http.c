@@ -54,11 +54,13 @@
 
 #include "api.h"
 #include "commitq.h"
+#include "crypto.h"
 #include "dlrd_limits.h"
 #include "log.h"
 #include "metrics.h"
 #include "optout.h"
 #include "pii.h"
+#include "privacy.h"
 #include "provider.h"
 
 #define REQ_ARENA_BYTES 6144
@@ -484,6 +486,29 @@ static const char *media_type(struct req *r)
 
 static void on_committed(struct commit_item *it);
 
+/* The dedup key of the i-th event of a request, an unusable payload: it has
+ * no ids to be known by, so a resend of the same request is recognized by a
+ * digest of its bytes, keyed because they hold phone numbers (privacy.h).
+ * "" (no deduplication) without a hash key. */
+static void unusable_key(struct req *r, struct iov raw, size_t i, char out[65])
+{
+	uint8_t md[CRYPTO_SHA256_LEN];
+	size_t pl = strlen(r->prov->name), n;
+	char *buf;
+
+	out[0] = '\0';
+	if (!privacy_has_key())
+		return;
+	buf = arena_alloc(&r->arena, pl + 32 + raw.n);
+	memcpy(buf, r->prov->name, pl + 1);
+	n = pl + 1;
+	n += util_fmt(buf + n, 24, "%zu", i) + 1;
+	if (raw.n)
+		memcpy(buf + n, raw.p, raw.n);
+	crypto_sha256(buf, n + raw.n, md);
+	privacy_request_hash(md, out);
+}
+
 /* ---- the JSON API (api.c): same body reading and parking, its own answers ---- */
 
 static enum MHD_Result reply_api(struct req *r, struct api_answer *ans)
@@ -719,6 +744,9 @@ static enum MHD_Result dispatch(struct req *r)
 	struct iov raw = r->res.raw_payload.p            ? r->res.raw_payload
 	                 : strcmp(r->method, "GET") == 0 ? pr.query
 	                                                 : pr.body;
+	for (size_t i = 0; i < r->res.n_events; i++)
+		if (r->res.events[i].kind == EV_UNUSABLE)
+			unusable_key(r, raw, i, r->res.events[i].dedup_key);
 	if (pii_seal_payload(h->kr, &r->arena, raw.p ? raw.p : "", raw.n, &r->item.raw_payload) !=
 	    0) {
 		commitq_unreserve(h->q);

@@ -1490,6 +1490,15 @@ static const struct {
      "END\n"
      "$fn$;",
      NULL},
+    {9, "an unusable payload sent again is one review item",
+     /* As SQLite's migration 9: such items carry a keyed digest of the
+      * request, unique per provider; a resend counts in retry_count.  An
+      * older node inserts without a key, as before. */
+     "ALTER TABLE review_queue ADD COLUMN dedup_key text,"
+     " ADD COLUMN retry_count integer NOT NULL DEFAULT 0;"
+     "CREATE UNIQUE INDEX review_queue_dedup ON review_queue (provider, dedup_key)"
+     " WHERE dedup_key IS NOT NULL;",
+     NULL},
 };
 
 /* The prepared statements of every writer connection (the API's are in
@@ -1519,11 +1528,17 @@ static const struct {
                     OID_TIMESTAMPTZ, OID_BYTEA, OID_BOOL, OID_TIMESTAMPTZ, OID_TEXT, OID_INT2,
                     OID_TEXT}},
     [S_UNUSABLE] = {"dlrd_unusable",
+                    /* a resend (same dedup_key) counts on the first item;
+                     * xmax is 0 only in a row this statement inserted */
                     "INSERT INTO review_queue (created_at, provider, reason, detail, raw_status,"
-                    " raw_payload, payload_json) VALUES ($1, $2, $3, $4, $5, $6,"
-                    " CASE WHEN $7 THEN convert_from($6, 'UTF8')::jsonb END)",
-                    7,
-                    {OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_BYTEA, OID_BOOL}},
+                    " raw_payload, payload_json, dedup_key) VALUES ($1, $2, $3, $4, $5, $6,"
+                    " CASE WHEN $7 THEN convert_from($6, 'UTF8')::jsonb END, $8)"
+                    " ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL"
+                    " DO UPDATE SET retry_count = review_queue.retry_count + 1"
+                    " RETURNING xmax = 0",
+                    8,
+                    {OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_BYTEA, OID_BOOL,
+                     OID_TEXT}},
 };
 
 /* One event of a batch, in the order it is applied. */
@@ -2425,7 +2440,8 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 		len[5] = (int)it->raw_payload.n;
 		fmt[5] = 1;
 		v[6] = json ? "t" : "f";
-		return PQsendQueryPrepared(be->conn, stmts[S_UNUSABLE].name, 7, v, len, fmt, 0);
+		v[7] = ev->dedup_key[0] ? ev->dedup_key : NULL;
+		return PQsendQueryPrepared(be->conn, stmts[S_UNUSABLE].name, 8, v, len, fmt, 0);
 	}
 }
 
@@ -2433,9 +2449,12 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 static bool read_outcome(struct ev_ref *r, const PGresult *res)
 {
 	if (r->cls == 2) {
-		r->is_new = false;
-		r->reviews = 1;
-		return PQresultStatus(res) == PGRES_COMMAND_OK;
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+		    PQnfields(res) != 1)
+			return false;
+		r->is_new = PQgetvalue(res, 0, 0)[0] == 't';
+		r->reviews = r->is_new ? 1 : 0;
+		return true;
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 2)
 		return false;
@@ -2809,6 +2828,8 @@ static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, si
 				r->it->n_new++;
 			else
 				r->it->n_dup++;
+		} else if (!r->is_new) {
+			r->it->n_dup++; /* a resent unusable payload */
 		}
 		r->it->n_review += r->reviews;
 	}

@@ -286,6 +286,17 @@ static const struct {
      " WHERE r.id = audit_log.review_id AND r.message_id IS NOT audit_log.message_id"
      " AND r.message_id IS NOT NULL);",
      NULL},
+    {9, "an unusable payload sent again is one review item",
+     /* A provider resends a request whose 2xx it did not get; for an
+      * unusable payload each resend added a review item of its own.  Such
+      * items now carry a keyed digest of the request (http.c), unique per
+      * provider, and a resend counts in retry_count, as an inbound
+      * message's does.  Older items have no key and stay as they are. */
+     "ALTER TABLE review_queue ADD COLUMN dedup_key TEXT;"
+     "ALTER TABLE review_queue ADD COLUMN retry_count INTEGER NOT NULL DEFAULT 0;"
+     "CREATE UNIQUE INDEX review_queue_dedup ON review_queue(provider, dedup_key)"
+     " WHERE dedup_key IS NOT NULL;",
+     NULL},
 };
 
 enum {
@@ -297,6 +308,8 @@ enum {
 	Q_COUNT_DUP,
 	Q_INSERT_LOG,
 	Q_INSERT_REVIEW,
+	Q_INSERT_UNUSABLE,
+	Q_COUNT_UNUSABLE_DUP,
 	Q_INSERT_INBOUND,
 	Q_COUNT_INBOUND_DUP,
 	Q_INSERT_OPT_HISTORY,
@@ -375,6 +388,12 @@ static const char *const queries[Q__COUNT] = {
     [Q_INSERT_REVIEW] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
                         " message_id, event_id, raw_status, raw_payload)"
                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [Q_INSERT_UNUSABLE] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
+                          " raw_status, raw_payload, dedup_key)"
+                          " VALUES (?1, ?2, 'unusable_payload', ?3, ?4, ?5, ?6)"
+                          " ON CONFLICT DO NOTHING",
+    [Q_COUNT_UNUSABLE_DUP] = "UPDATE review_queue SET retry_count = retry_count + 1"
+                             " WHERE provider = ?1 AND dedup_key = ?2",
 };
 
 /* Checkpoints run on a thread of their own, with a connection of their own,
@@ -1424,6 +1443,40 @@ out:
 	return rc;
 }
 
+/* A payload dlrd cannot use: a review item, or, when the same request came
+ * before (its dedup_key, see http.c), a resend counted on that item. */
+static int apply_unusable(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,
+                          const char *now, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (!ev->dedup_key[0]) {
+		it->n_review++;
+		return add_review(be, now, ev->provider, REVIEW_UNUSABLE, ev->review_detail, NULL,
+		                  0, ev->raw_status, it->raw_payload, err, errlen);
+	}
+	st = be->stmt[Q_INSERT_UNUSABLE];
+	bind_text(st, 1, now);
+	bind_text(st, 2, ev->provider);
+	bind_text(st, 3, ev->review_detail);
+	bind_text(st, 4, ev->raw_status);
+	sqlite3_bind_blob(st, 5, it->raw_payload.p ? it->raw_payload.p : "", (int)it->raw_payload.n,
+	                  SQLITE_STATIC);
+	bind_text(st, 6, ev->dedup_key);
+	if ((rc = step_done(be, st, err, errlen, "inserting review row")) != 0)
+		return rc;
+	if (sqlite3_changes(be->db) > 0) {
+		it->n_review++;
+		return 0;
+	}
+	it->n_dup++;
+	st = be->stmt[Q_COUNT_UNUSABLE_DUP];
+	bind_text(st, 1, ev->provider);
+	bind_text(st, 2, ev->dedup_key);
+	return step_done(be, st, err, errlen, "counting a resent unusable payload");
+}
+
 static int apply_event(struct sqlite_be *be, struct commit_item *it, const struct dlr_event *ev,
                        const char *now, char *err, size_t errlen)
 {
@@ -1438,11 +1491,8 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 
 	if (ev->kind == EV_INBOUND)
 		return apply_inbound(be, it, ev, now, err, errlen);
-	if (ev->kind == EV_UNUSABLE) {
-		it->n_review++;
-		return add_review(be, now, ev->provider, REVIEW_UNUSABLE, ev->review_detail, NULL,
-		                  0, ev->raw_status, it->raw_payload, err, errlen);
-	}
+	if (ev->kind == EV_UNUSABLE)
+		return apply_unusable(be, it, ev, now, err, errlen);
 	if ((rc = load_message(be, ev, now, &m, err, errlen)) != 0)
 		return rc;
 	sum = &m->sum;

@@ -304,6 +304,12 @@ static void test_unusable_payload(void **state)
 	assert_int_equal(h_sql_payload(d, buf, sizeof(buf), "SELECT raw_payload FROM review_queue"),
 	                 (long)strlen(no_sid));
 	assert_memory_equal(buf, no_sid, strlen(no_sid));
+	/* the provider sends it again (our 200 got lost): still one item, the
+	 * resend counted on it (before the fix: a second item each time) */
+	assert_int_equal(h_post_status(d, no_sid, &r), 200);
+	assert_int_equal(h_post_status(d, no_sid, &r), 200);
+	assert_int_equal(h_count(d, "review_queue"), 1);
+	assert_int_equal(h_sql_int(d, "SELECT retry_count FROM review_queue"), 2);
 
 	/* a message id but no status is unusable too */
 	h_sid(sid, 4, 1);
@@ -320,6 +326,15 @@ static void test_unusable_payload(void **state)
 	                  "SELECT raw_payload FROM review_queue ORDER BY id DESC LIMIT 1"),
 	    (long)strlen(body));
 	assert_string_equal(buf, body);
+	assert_int_equal(h_post_status(d, body, &r), 200);
+	assert_int_equal(h_count(d, "review_queue"), 2);
+	/* review additions and duplicates as the queue says */
+	assert_int_equal(h_metric(d, "dlrd_review_events_total{provider=\"twilio\"}"), 2);
+	assert_int_equal(h_metric(d, "dlrd_duplicate_events_total{provider=\"twilio\"}"), 3);
+	assert_int_equal(
+	    h_metric(d, "dlrd_callbacks_total{provider=\"twilio\",outcome=\"review\"}"), 2);
+	assert_int_equal(
+	    h_metric(d, "dlrd_callbacks_total{provider=\"twilio\",outcome=\"duplicate\"}"), 3);
 }
 
 int main(void)
