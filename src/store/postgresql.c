@@ -2198,10 +2198,27 @@ static void pg_close(void *p)
 	free(be);
 }
 
+/* v as a logfmt value: bare when it is plain and short, else quoted, escaped
+ * and cut to fit buf (so four of them fit pg_be.where whole). */
+static const char *describe_value(const char *v, char *buf, size_t size)
+{
+	if (strlen(v) + 1 > size)
+		return log_quote(buf, size, v, strlen(v));
+	for (const char *p = v; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '=')
+			return log_quote(buf, size, v, strlen(v));
+	}
+	return v;
+}
+
 /* "host=... port=... dbname=... user=..." from the parsed URL, without the
- * password or any other option. */
+ * password or any other option; a value that is not plain (a database name
+ * or a socket directory with blanks) is quoted, so the log lines that hold
+ * it stay logfmt. */
 static void describe(const char *url, char *out, size_t outlen)
 {
+	char qh[64], qp[24], qd[64], qu[64]; /* with the keys, < sizeof(be->where) */
 	PQconninfoOption *opts = PQconninfoParse(url, NULL);
 	const char *host = NULL, *hostaddr = NULL, *port = NULL, *db = NULL, *user = NULL;
 
@@ -2220,15 +2237,13 @@ static void describe(const char *url, char *out, size_t outlen)
 			user = o->val;
 	}
 	util_fmt(out, outlen, "host=%s port=%s db=%s user=%s",
-	         host       ? host
-	         : hostaddr ? hostaddr
-	                    : "(default)",
-	         port ? port : "(default)", db ? db : "(default)", user ? user : "(default)");
-	/* Values made of anything but plain characters are not worth the
-	 * risk of a forged log line. */
-	for (char *p = out; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"')
-			*p = '?';
+	         describe_value(host       ? host
+	                        : hostaddr ? hostaddr
+	                                   : "(default)",
+	                        qh, sizeof(qh)),
+	         describe_value(port ? port : "(default)", qp, sizeof(qp)),
+	         describe_value(db ? db : "(default)", qd, sizeof(qd)),
+	         describe_value(user ? user : "(default)", qu, sizeof(qu)));
 	PQconninfoFree(opts);
 }
 

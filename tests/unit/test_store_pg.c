@@ -19,6 +19,7 @@
  * full), and two nodes racing on the same idempotency keys, provider ids
  * and review items.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -2562,9 +2563,103 @@ static void test_provider_country_either_order(void **state)
 #undef CTRY
 }
 
+/* True when line (without its newline) is strict logfmt: key=value pairs
+ * separated by one blank, a value bare (no blank, no '"') or double-quoted
+ * with backslash escapes (as tests/integration/test_logs.c). */
+static bool logfmt_ok(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *k = p;
+		while (p < end && *p != '=' && *p != ' ' && *p != '"')
+			p++;
+		if (p == k || p == end || *p != '=')
+			return false;
+		p++;
+		if (p < end && *p == '"') {
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\' && ++p == end)
+					return false;
+			if (p == end)
+				return false;
+			p++;
+		} else {
+			while (p < end && *p != ' ' && *p != '"')
+				p++;
+			if (p < end && *p == '"')
+				return false;
+		}
+		if (p < end && (*p != ' ' || ++p == end))
+			return false;
+	}
+	return true;
+}
+
+/* The connection is described in log lines (storage_open, _disconnected,
+ * _reconnected) as "host=... port=... db=... user=...".  A database name
+ * (or a user, or a socket directory) may hold blanks: the line must stay
+ * logfmt.  Before the fix "db=dlrd log test" put "log" and "test" in the
+ * line as keys without values. */
+static void test_connection_described_as_logfmt(void **state)
+{
+	struct fixture *f = *state;
+	PQconninfoOption *opts = PQconninfoParse(pgt_server(), NULL);
+	const char *host = "127.0.0.1", *port = "5432", *user = "dlrd";
+	char db[64], url[512], buf[16384];
+	struct config cfg;
+	struct store *st = NULL;
+	int p[2], saved;
+	ssize_t n;
+	size_t got = 0;
+
+	assert_non_null(opts);
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val || !*o->val)
+			continue;
+		if (!strcmp(o->keyword, "host"))
+			host = o->val;
+		else if (!strcmp(o->keyword, "port"))
+			port = o->val;
+		else if (!strcmp(o->keyword, "user"))
+			user = o->val;
+	}
+	snprintf(db, sizeof(db), "dlrd log test %ld", (long)getpid());
+	assert_int_equal(pgt_exec(f->c, "CREATE DATABASE \"%s\"", db), 0);
+	snprintf(url, sizeof(url), "host=%s port=%s user=%s dbname='%s'", host, port, user, db);
+	PQconninfoFree(opts);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.storage_url = url;
+	cfg.synchronous = SYNC_FULL;
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	saved = dup(2);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(p[1], 2), 2);
+	close(p[1]);
+	int rc = open_store(&(struct fixture){.cfg = cfg}, &st);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	while (got + 1 < sizeof(buf) && (n = read(p[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(p[0]);
+	store_close(st);
+	pgt_exec(f->c, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", db);
+	assert_int_equal(rc, 0);
+
+	assert_non_null(strstr(buf, "event=storage_open"));
+	for (char *l = buf, *nl; *l; l = nl + 1) {
+		if (!(nl = strchr(l, '\n')))
+			break;
+		if (strncmp(l, "ts=", 3) == 0 && !logfmt_ok(l, nl))
+			fail_msg("not logfmt: %.*s", (int)(nl - l), l);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_connection_described_as_logfmt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_new_and_duplicate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_order_same_summary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_order_one_batch, setup, teardown),
