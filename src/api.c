@@ -1710,6 +1710,7 @@ static void h_review(struct api *a, const struct api_request *rq, struct api_ans
 		set(o, "message_id", jstr(r->message_id));
 		set(o, "event_id", r->event_id ? json_integer(r->event_id) : json_null());
 		set(o, "raw_status", jstr(r->raw_status));
+		set(o, "retries", json_integer(r->retries));
 		/* bounded like a timeline's: up to 500 items of up to
 		 * max_body_bytes each would otherwise be one answer */
 		if (r->raw_payload) {

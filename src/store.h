@@ -218,6 +218,7 @@ struct store_review_item {
 	const char *raw_payload;
 	size_t raw_payload_len;
 	const char *resolved_at, *resolved_by, *resolution;
+	int64_t retries; /* resends of the same unusable request */
 };
 
 struct store_review_query {

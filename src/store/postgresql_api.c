@@ -1067,11 +1067,12 @@ int store__pg_list_review(struct store__pg_pool *p, struct arena *ar,
 
 	*rows = NULL;
 	*n = 0;
-	qb_add(b, "SELECT id, " PG_TS(
-	              "created_at") ", provider, reason, detail, message_id::text,"
-	                            " event_id, raw_status, raw_payload, " PG_TS(
-	                                "resolved_at") ", resolved_by,"
-	                                               " resolution FROM review_queue WHERE true");
+	qb_add(b,
+	       "SELECT id, " PG_TS("created_at") ", provider, reason, detail, message_id::text,"
+	                                         " event_id, raw_status, raw_payload, " PG_TS(
+	                                             "resolved_at") ", resolved_by,"
+	                                                            " resolution, retry_count FROM "
+	                                                            "review_queue WHERE true");
 	if (q->state == 0)
 		qb_add(b, " AND resolved_at IS NULL");
 	else if (q->state == 1)
@@ -1080,7 +1081,7 @@ int store__pg_list_review(struct store__pg_pool *p, struct arena *ar,
 	if (q->before_id > 0)
 		qb_int(b, " AND id < ", q->before_id, "::bigint");
 	qb_newest(b, q->limit);
-	if ((rc = qb_run(p, b, 12, &r, err, errlen)) != 0 || !r)
+	if ((rc = qb_run(p, b, 13, &r, err, errlen)) != 0 || !r)
 		goto out;
 	k = PQntuples(r);
 	if (k > 0)
@@ -1100,6 +1101,7 @@ int store__pg_list_review(struct store__pg_pool *p, struct arena *ar,
 		it->resolved_at = col(ar, r, i, 9);
 		it->resolved_by = col(ar, r, i, 10);
 		it->resolution = col(ar, r, i, 11);
+		it->retries = num_of(r, i, 12);
 	}
 	*rows = out;
 	*n = (size_t)k;

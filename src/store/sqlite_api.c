@@ -659,6 +659,7 @@ static void fill_review(struct arena *ar, sqlite3_stmt *st, void *e)
 	r->resolved_at = col_arena(ar, st, 9);
 	r->resolved_by = col_arena(ar, st, 10);
 	r->resolution = col_arena(ar, st, 11);
+	r->retries = sqlite3_column_int64(st, 12);
 }
 
 static void fill_audit(struct arena *ar, sqlite3_stmt *st, void *e)
@@ -773,10 +774,10 @@ int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
 	struct qbuild b;
 
 	memset(&b, 0, sizeof(b));
-	qb_add(&b,
-	       "SELECT id, created_at, provider, reason, detail, message_id, event_id,"
-	       " raw_status, raw_payload, resolved_at, resolved_by, resolution FROM review_queue"
-	       " WHERE 1");
+	qb_add(&b, "SELECT id, created_at, provider, reason, detail, message_id, event_id,"
+	           " raw_status, raw_payload, resolved_at, resolved_by, resolution, retry_count"
+	           " FROM review_queue"
+	           " WHERE 1");
 	if (q->state == 0)
 		qb_add(&b, " AND resolved_at IS NULL");
 	else if (q->state == 1)

@@ -547,12 +547,16 @@ static void test_review_queue(void **state)
 	util_fmt(form, sizeof(form),
 	         "AccountSid=AC0123456789abcdef0123456789abcdef&MessageStatus=sent");
 	assert_int_equal(h_post_status(d, form, &r), 200); /* no MessageSid: unusable */
+	/* resent (a lost 200): one item, which says so */
+	assert_int_equal(h_post_status(d, form, &r), 200);
 	j = get(d, T_ADMIN, "/v1/review", 200);
 	json_t *items = jpath(j, "items");
 	assert_int_equal(json_array_size(items), 2);
 	json_t *unusable = json_array_get(items, 0), *unknown = json_array_get(items, 1);
 	assert_string_equal(jpath_s(unusable, "reason"), "unusable_payload");
 	assert_string_equal(jpath_s(unusable, "raw_payload"), form);
+	assert_int_equal(jpath_i(unusable, "retries"), 1);
+	assert_int_equal(jpath_i(unknown, "retries"), 0);
 	assert_string_equal(jpath_s(unknown, "reason"), "unknown_status");
 	assert_string_equal(jpath_s(unknown, "raw_status"), "mystery");
 	assert_true(strlen(jpath_s(unknown, "message_id")) == 36);
