@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "../logfmt.h"
 #include "harness.h"
 #include "util.h"
 
@@ -229,37 +230,6 @@ static void test_config_error_names_where(void **state)
 	    (const char *const[]){
 	        "privacy.encryption_keys: ", " (from DLRD_PRIVACY_ENCRYPTION_KEYS)", NULL},
 	    NULL));
-}
-
-/* True when line (without its newline) is strict logfmt: key=value pairs
- * separated by one blank, a key without blanks, '=' or '"', a value either
- * bare (no blank, no '"') or double-quoted with backslash escapes. */
-static bool logfmt_ok(const char *p, const char *end)
-{
-	while (p < end) {
-		const char *k = p;
-		while (p < end && *p != '=' && *p != ' ' && *p != '"')
-			p++;
-		if (p == k || p == end || *p != '=')
-			return false;
-		p++;
-		if (p < end && *p == '"') {
-			for (p++; p < end && *p != '"'; p++)
-				if (*p == '\\' && ++p == end)
-					return false;
-			if (p == end)
-				return false;
-			p++;
-		} else {
-			while (p < end && *p != ' ' && *p != '"')
-				p++;
-			if (p < end && *p == '"')
-				return false;
-		}
-		if (p < end && (*p != ' ' || ++p == end))
-			return false;
-	}
-	return true;
 }
 
 /* Paths an operator chose (the config file, the data directory, the SQLite

@@ -32,6 +32,7 @@
 
 #include <cmocka.h>
 
+#include "../logfmt.h"
 #include "../pgtest.h"
 #include "arena.h"
 #include "commitq.h"
@@ -2561,37 +2562,6 @@ static void test_provider_country_either_order(void **state)
 	assert_int_equal(apply1(f, &e4, &it), 0);
 	assert_string_equal(CTRY("SMc4"), "FR|app");
 #undef CTRY
-}
-
-/* True when line (without its newline) is strict logfmt: key=value pairs
- * separated by one blank, a value bare (no blank, no '"') or double-quoted
- * with backslash escapes (as tests/integration/test_logs.c). */
-static bool logfmt_ok(const char *p, const char *end)
-{
-	while (p < end) {
-		const char *k = p;
-		while (p < end && *p != '=' && *p != ' ' && *p != '"')
-			p++;
-		if (p == k || p == end || *p != '=')
-			return false;
-		p++;
-		if (p < end && *p == '"') {
-			for (p++; p < end && *p != '"'; p++)
-				if (*p == '\\' && ++p == end)
-					return false;
-			if (p == end)
-				return false;
-			p++;
-		} else {
-			while (p < end && *p != ' ' && *p != '"')
-				p++;
-			if (p < end && *p == '"')
-				return false;
-		}
-		if (p < end && (*p != ' ' || ++p == end))
-			return false;
-	}
-	return true;
 }
 
 /* The connection is described in log lines (storage_open, _disconnected,
