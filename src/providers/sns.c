@@ -805,10 +805,15 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 		goto out;
 	}
 	if (rc == DLRD_EIO) {
+		/* before the signature is checked: anyone can name a certificate
+		 * that fails, so a flood is told by a few lines a second */
+		static struct log_limit cert_log;
 		char q[256], e[200];
-		LOG_W("sns_cert_unavailable", "url=%s error=%s",
-		      log_quote(q, sizeof(q), cert_url, strlen(cert_url)),
-		      log_quote(e, sizeof(e), err, strlen(err)));
+		unsigned dropped;
+		if (log_limit_take(&cert_log, &dropped))
+			LOG_W("sns_cert_unavailable", "url=%s error=%s suppressed=%u",
+			      log_quote(q, sizeof(q), cert_url, strlen(cert_url)),
+			      log_quote(e, sizeof(e), err, strlen(err)), dropped);
 		m->unavailable = true; /* parse() answers 503 and stores nothing */
 		rc = 0;
 		goto out;

@@ -435,6 +435,26 @@ static void test_certificate_problems(void **state)
 	/* counted like any other 503 answer to a callback */
 	assert_int_equal(
 	    h_metric(d, "dlrd_callbacks_total{provider=\"sns\",outcome=\"unavailable\"}"), 1);
+	/* anyone can name a certificate that fails, before any signature is
+	 * checked: a flood is told by at most 10 lines a second (log.h) */
+	time_t t0 = time(NULL);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(post(d,
+		                      envelope("Notification", "m-1", EVENT("TEXT_DELIVERED", "a1"),
+		                               0, TOPIC, url, "2", NULL),
+		                      "Notification", &r),
+		                 503);
+	long long took_s = (long long)(time(NULL) - t0);
+	size_t n;
+	char *log = h_read_file(d->log_path, &n);
+	unsigned lines = 0;
+	assert_non_null(log);
+	for (const char *p = log;
+	     (p = memmem(p, (size_t)(log + n - p), "event=sns_cert_unavailable", 26)) != NULL; p++)
+		lines++;
+	free(log);
+	if (lines > 10 * ((unsigned)took_s + 1) + 1)
+		fail_msg("%u sns_cert_unavailable lines for 41 requests in %lld s", lines, took_s);
 	/* the TLS peer does not verify for that name: refused */
 	snprintf(url, sizeof(url), "https://localhost:%u/signing.pem", tls.port);
 	assert_int_equal(post(d,
