@@ -922,8 +922,11 @@ static void sqlite_close(void *p)
 	sqlite3_finalize(be->begin);
 	sqlite3_finalize(be->commit);
 	sqlite3_finalize(be->rollback);
-	if (be->db && sqlite3_close(be->db) != SQLITE_OK)
-		LOG_E("sqlite_close_failed", "error=\"%s\"", sqlite3_errmsg(be->db));
+	if (be->db && sqlite3_close(be->db) != SQLITE_OK) {
+		const char *m = sqlite3_errmsg(be->db);
+		char q[512];
+		LOG_E("sqlite_close_failed", "error=%s", log_quote(q, sizeof(q), m, strlen(m)));
+	}
 	if (be->lock_fd >= 0)
 		close(be->lock_fd);
 	if (be->wal_fd >= 0)
