@@ -173,6 +173,26 @@ static void test_same_status_tiebreak(void **state)
 	assert_string_equal(ref.top.error_code, "2");
 }
 
+/* Same status and provider time, one receipt with an error code and one
+ * without: the one with the code wins (no code sorts first, status.h), so
+ * the summary keeps the carrier's reason whatever the arrival order. */
+static void test_missing_error_code_sorts_first(void **state)
+{
+	(void)state;
+	const struct ev evs[] = {
+	    E(ST_UNDELIVERED, "undelivered"),
+	    EC(ST_UNDELIVERED, "undelivered", "30003"),
+	    E(ST_SENT, "sent"),
+	};
+	struct status_summary ref;
+	assert_int_equal(check_all_orders(evs, 3, &ref), 6);
+	assert_int_equal(ref.top.status, ST_UNDELIVERED);
+	assert_non_null(ref.top.error_code);
+	assert_string_equal(ref.top.error_code, "30003");
+	assert_true(status_event_cmp(&evs[0].k, &evs[1].k) < 0);
+	assert_true(status_event_cmp(&evs[1].k, &evs[0].k) > 0);
+}
+
 static void test_read_flag(void **state)
 {
 	(void)state;
@@ -275,6 +295,7 @@ int main(void)
 	    cmocka_unit_test(test_unknown_yields_to_definitive),
 	    cmocka_unit_test(test_unknown_is_final_over_sent),
 	    cmocka_unit_test(test_same_status_tiebreak),
+	    cmocka_unit_test(test_missing_error_code_sorts_first),
 	    cmocka_unit_test(test_read_flag),
 	    cmocka_unit_test(test_rules),
 	    cmocka_unit_test(test_names_round_trip),
