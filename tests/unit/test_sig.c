@@ -294,6 +294,20 @@ static void test_body_sha256(void **state)
 	                         "QtYmtCBfcbEYMuSTR/X6BHJyals="),
 	                 DLRD_EAUTH);
 	assert_string_equal(fx->err, "bodySHA256 mismatch");
+	/* the value is compared decoded too: every digit percent-encoded (192
+	 * bytes in the URL, the most a 64-digit hash can take) still matches */
+	{
+		char tgt[256], url[512], sig[29];
+		size_t at = util_fmt(tgt, sizeof(tgt), "%s", "/myapp.php?bodySHA256=");
+		for (const char *h = JSON_SHA; *h; h++)
+			at += util_fmt(tgt + at, sizeof(tgt) - at, "%%%02X", (unsigned)*h);
+		assert_int_equal(at, strlen("/myapp.php?bodySHA256=") + 3 * 64);
+		util_fmt(url, sizeof(url), "%s%s", BASE, tgt);
+		sig_twilio_sign(TOKEN, iov(url), NULL, sig);
+		assert_int_equal(verify1(fx, TOKEN, BASE, tgt, NULL, JSON_BODY, sig), 0);
+		assert_int_equal(verify1(fx, TOKEN, BASE, tgt, NULL, "{}", sig), DLRD_EAUTH);
+		assert_string_equal(fx->err, "bodySHA256 mismatch");
+	}
 }
 
 static void test_wrong_token_and_rotation(void **state)
