@@ -222,6 +222,18 @@ static void test_sync_failure_is_final(void **state)
 		                           sid),
 		                 1);
 	}
+	/* what was refused after the failed sync was never applied: base has
+	 * only its first delivery and later only the one after the restart
+	 * (body's first try was committed, only its sync failed) */
+	for (unsigned i = 0; i <= 2; i += 2) {
+		h_sid(sid, 44, i);
+		assert_int_equal(h_sql_int(d,
+		                           "SELECT count(*) FROM sms_callback_log l JOIN"
+		                           " sms_message_events e ON e.id = l.event_id"
+		                           " WHERE e.provider_message_id = %Q",
+		                           sid),
+		                 1);
+	}
 }
 
 /* Runs d under the slow-disk shim (tests/integration/shim/wb_error.c): once
