@@ -100,6 +100,17 @@ static void test_body_too_large(void **state)
 	assert_int_equal(codes[0], 413);
 	assert_true(closed);
 	assert_true(h_now_ms() - t0 < 2000);
+	/* one byte over the limit is already too much to wait for */
+	util_fmt(buf, sizeof(buf),
+	         "POST " H_STATUS_PATH " HTTP/1.1\r\nHost: sms.example.com\r\n"
+	         "Content-Type: application/x-www-form-urlencoded\r\n"
+	         "X-Twilio-Signature: x\r\nContent-Length: %d\r\n\r\n",
+	         MAX_BODY + 1);
+	t0 = h_now_ms();
+	assert_int_equal(raw_statuses(d, buf, codes, 4, &closed), 1);
+	assert_int_equal(codes[0], 413);
+	assert_true(closed);
+	assert_true(h_now_ms() - t0 < 2000);
 	assert_int_equal(h_count(d, "sms_message_events"), 1);
 	assert_int_equal(h_count_data(d), 3);
 }
