@@ -62,6 +62,10 @@ static void test_check(void **state)
 	    "tok-app",
 	    "Bearer TOK-APP",
 	    "Token tok-admin",
+	    /* seven characters before the token, but not the Bearer scheme */
+	    "Digest tok-app",
+	    "Bearer:tok-app",
+	    "Bearer\ttok-app",
 	};
 	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
 		assert_int_equal(auth_check(a, bad[i], &who), DLRD_EAUTH);
