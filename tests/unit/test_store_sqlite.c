@@ -1042,6 +1042,22 @@ static void test_receipt_times_any_order(void **state)
 	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
 	expect_receipt_times(f, "2023-11-14T22:13:20.200Z|2023-11-14T22:13:20.300Z|"
 	                        "2023-11-14T22:13:20.500Z");
+	/* a later batch moves updated_at forward, with a new event and with a
+	 * duplicate alike */
+	struct dlr_event accepted = mk("SMrt", ST_ACCEPTED, "accepted", NULL);
+	struct dlr_event sent3 = sent;
+	item_of(&a, &accepted, 1);
+	a.received_ms = 1700000000900;
+	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
+	assert_int_equal(a.n_new, 1);
+	expect_receipt_times(f, "2023-11-14T22:13:20.200Z|2023-11-14T22:13:20.300Z|"
+	                        "2023-11-14T22:13:20.900Z");
+	item_of(&a, &sent3, 1);
+	a.received_ms = 1700000000950;
+	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
+	assert_int_equal(a.n_dup, 1);
+	expect_receipt_times(f, "2023-11-14T22:13:20.200Z|2023-11-14T22:13:20.300Z|"
+	                        "2023-11-14T22:13:20.950Z");
 }
 
 /* Migration 8: an audit row whose review item moved to a joined send
