@@ -409,6 +409,12 @@ static void test_rejections(void **state)
 	/* iat in the future */
 	sign(f, KEY, t, "", NOW_S, ",\"iat\":1700000400");
 	assert_int_equal(run(f, "GET", BASE, t, "", NOW_S * 1000), DLRD_ESTALE);
+	/* iat at the edge of the skew: 300 s ahead passes, 301 s does not */
+	sign(f, KEY, t, "", NOW_S, ",\"iat\":1700000300");
+	assert_int_equal(run(f, "GET", BASE, t, "", NOW_S * 1000), 0);
+	sign(f, KEY, t, "", NOW_S, ",\"iat\":1700000301");
+	assert_int_equal(run(f, "GET", BASE, t, "", NOW_S * 1000), DLRD_ESTALE);
+	assert_non_null(strstr(f->err, "iat"));
 	/* stale / early beyond the 300 s skew */
 	sign(f, KEY, t, "", NOW_S - 361, NULL);
 	assert_int_equal(run(f, "GET", BASE, t, "", NOW_S * 1000), DLRD_ESTALE);
