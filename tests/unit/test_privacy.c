@@ -80,6 +80,9 @@ static void test_is_tag(void **state)
 	(void)state;
 	assert_true(privacy_is_tag("rcpt-0123456789abcdef", 21));
 	assert_false(privacy_is_tag("rcpt-0123456789ABCDEF", 21));
+	/* lower-case hex only: g..z are not digits */
+	assert_false(privacy_is_tag("rcpt-0123456789abcdeg", 21));
+	assert_false(privacy_is_tag("rcpt-zzzzzzzzzzzzzzzz", 21));
 	assert_false(privacy_is_tag("rcpt-0123456789abcde", 20));
 	assert_false(privacy_is_tag("rcpt-0123456789abcdef0", 22));
 	assert_false(privacy_is_tag("rcpx-0123456789abcdef", 21));
