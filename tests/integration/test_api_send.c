@@ -13,7 +13,8 @@
  * recipient_opted_out (also when the app writes our number another way)
  * unless the use case is exempt; PATCH conflicts, and PATCH of a message
  * callbacks alone made; a provider message id with a space around it ->
- * 422.
+ * 422; a Content-Length one byte over max_body_bytes -> 413 before any body
+ * is sent.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -26,6 +27,7 @@
 #include <openssl/hmac.h>
 
 #include "api_helpers.h"
+#include "dlrd_limits.h"
 
 static int setup(void **state)
 {
@@ -609,6 +611,30 @@ static void test_pmid_spaces(void **state)
 	    h_sql_int(d, "SELECT count(*) FROM sms_messages WHERE provider_message_id IS NULL"), 1);
 }
 
+/* A send announcing one byte more than max_body_bytes is refused from its
+ * head alone: no body is waited for. */
+static void test_body_limit_announced(void **state)
+{
+	struct dlrd *d = *state;
+	char req[1024], buf[4096];
+	bool closed = false;
+	int codes[2];
+
+	util_fmt(req, sizeof(req),
+	         "POST /v1/messages HTTP/1.1\r\nHost: sms.example.com\r\n"
+	         "Authorization: Bearer " T_APP "\r\nIdempotency-Key: big-1\r\n"
+	         "Content-Type: application/json\r\nContent-Length: %u\r\n\r\n",
+	         LIM_BODY_BYTES_DEFAULT + 1);
+	int64_t t0 = h_now_ms();
+	size_t n = h_raw(d, req, strlen(req), buf, sizeof(buf), 3000, &closed);
+	assert_true(n != (size_t)-1);
+	assert_int_equal(h_statuses(buf, n, codes, 2), 1);
+	assert_int_equal(codes[0], 413);
+	assert_non_null(strstr(buf, "body_too_large"));
+	assert_true(h_now_ms() - t0 < 2000);
+	assert_int_equal(h_count(d, "sms_messages"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -624,6 +650,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_patch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_patch_callback_row, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pmid_spaces, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_limit_announced, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
