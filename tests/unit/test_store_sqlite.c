@@ -525,6 +525,28 @@ static void exec_rw(struct fixture *f, const char *sql)
 /* Migration 6 re-keys the opt-outs a version-5 database holds: rows of one
  * user whose senders share a key become one, the newest by effective time
  * (ties: the later arrival), as the upsert would have kept it. */
+/* A send sees the later of the sender's own state and the state kept
+ * without a sender; when both have the same effective time, opted out
+ * wins, whichever of the two rows says so. */
+static void test_opt_out_tie_counts_as_opted_out(void **state)
+{
+	struct fixture *f = *state;
+
+	exec_rw(f, "INSERT INTO sms_opt_outs VALUES"
+	           " ('abc', '447520650000', 0, 'START', 1, '2026-01-01T00:00:00.000Z',"
+	           "  '2026-01-01T00:00:00.000Z'),"
+	           " ('abc', '', 1, 'STOP', 2, '2026-01-01T00:00:00.000Z',"
+	           "  '2026-01-01T00:00:00.000Z')");
+	assert_int_equal(send_from(f, "+447520650000"), STORE_OPTED_OUT);
+	exec_rw(f, "UPDATE sms_opt_outs SET opted_out = 1 - opted_out");
+	assert_int_equal(send_from(f, "+447520650000"), STORE_OPTED_OUT);
+	/* no tie: the later one decides */
+	exec_rw(f, "UPDATE sms_opt_outs SET effective_at = '2026-01-01T00:00:01.000Z'"
+	           " WHERE sender_identity = ''");
+	assert_int_equal(send_from(f, "+447520650000"), STORE_DONE);
+	assert_int_equal(send_from(f, "OtherSender"), STORE_DONE);
+}
+
 static void test_migration_rekeys_opt_outs(void **state)
 {
 	struct fixture *f = *state;
@@ -1225,6 +1247,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_same_time_later_arrival_wins, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_opt_out_tie_counts_as_opted_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_7_privacy_ids, setup, teardown),
