@@ -230,6 +230,38 @@ static void test_rejections(void **state)
 	                 DLRD_EINVAL);
 }
 
+/* The V3 vector's request with sig as its X-Plivo-Signature-V3. */
+static int v3_with(struct fx *f, const char *sig)
+{
+	struct provider_request r;
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
+	pt_request(&r, &f->a,
+	           &(struct pt_call){.target = "/sms_status",
+	                             .ctype = "application/x-www-form-urlencoded",
+	                             .body = V3_BODY,
+	                             .public_url = "https://example.com",
+	                             .headers = &f->hdr});
+	return provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err));
+}
+
+/* Each entry of the header is compared whole: a prefix of the right
+ * signature, or an empty entry, verifies nothing. */
+static void test_v3_partial_signatures(void **state)
+{
+	struct fx *f = *state;
+	char prefix[16];
+
+	assert_int_equal(v3_with(f, V3_SIG), 0);
+	util_strlcpy(prefix, V3_SIG, sizeof(prefix));
+	assert_int_equal(v3_with(f, prefix), DLRD_EAUTH);
+	util_strlcpy(prefix, V3_SIG, 2);
+	assert_int_equal(v3_with(f, prefix), DLRD_EAUTH);
+	assert_int_equal(v3_with(f, ","), DLRD_EAUTH);
+	assert_int_equal(v3_with(f, "AAAA, ,BBBB"), DLRD_EAUTH);
+}
+
 /* The main-account header with the main token's signature. */
 static int post_ma(struct fx *f)
 {
@@ -452,6 +484,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_get_blank_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_post_with_query, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_v3_partial_signatures, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_v2_refused_when_configured, setup_v3_only,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_main_ignored, setup, teardown),
