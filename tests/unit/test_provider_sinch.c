@@ -138,6 +138,16 @@ static void test_rejections(void **state)
 	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, "HmacSHA512", VEC_BODY, NOW_MS),
 	                 DLRD_EAUTH);
 	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, "hmacsha256", VEC_BODY, NOW_MS), 0);
+	/* the signature is compared whole: a prefix of it verifies nothing */
+	{
+		char prefix[sizeof(VEC_SIG)];
+		util_strlcpy(prefix, VEC_SIG, sizeof(prefix) - 1); /* no '=' */
+		assert_int_equal(run_full(f, prefix, NONCE, TS, NULL, VEC_BODY, NOW_MS),
+		                 DLRD_EAUTH);
+		util_strlcpy(prefix, VEC_SIG, 9);
+		assert_int_equal(run_full(f, prefix, NONCE, TS, NULL, VEC_BODY, NOW_MS),
+		                 DLRD_EAUTH);
+	}
 	/* stale and future, 300 s default */
 	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, VEC_BODY, NOW_MS + 300000), 0);
 	assert_int_equal(run_full(f, VEC_SIG, NONCE, TS, NULL, VEC_BODY, NOW_MS + 300001),
