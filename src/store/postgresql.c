@@ -1499,6 +1499,13 @@ static const struct {
      "CREATE UNIQUE INDEX review_queue_dedup ON review_queue (provider, dedup_key)"
      " WHERE dedup_key IS NOT NULL;",
      NULL},
+    {10, "messages found by their action id alone",
+     /* As SQLite's migration 10: ?action_id= without action_type read
+      * every message; only sends carry an action, so callbacks write
+      * nothing to this index. */
+     "CREATE INDEX sms_messages_action_id ON sms_messages (action_id)"
+     " WHERE action_id IS NOT NULL;",
+     NULL},
 };
 
 /* The prepared statements of every writer connection (the API's are in

@@ -297,6 +297,14 @@ static const struct {
      "CREATE UNIQUE INDEX review_queue_dedup ON review_queue(provider, dedup_key)"
      " WHERE dedup_key IS NOT NULL;",
      NULL},
+    {10, "messages found by their action id alone",
+     /* GET /v1/messages?action_id= without action_type could not use
+      * sms_messages_action (action_type first) and read every message.
+      * Partial: only sends carry an action, so callbacks write nothing
+      * to it. */
+     "CREATE INDEX sms_messages_action_id ON sms_messages(action_id)"
+     " WHERE action_id IS NOT NULL;",
+     NULL},
 };
 
 enum {
