@@ -225,7 +225,7 @@ int pii_keyring_parse(const char *value, struct pii_keyring **out, char *err, si
 /* Reads "ID:BASE64KEY" lines ('#' comments and blank lines skipped). */
 static int read_key_file(const char *path, struct pii_keyring **out, char *err, size_t errlen)
 {
-	char buf[KEY_FILE_MAX + 1];
+	char buf[KEY_FILE_MAX + 2]; /* one byte more tells a file over the limit */
 	struct pii_keyring *kr = NULL;
 	size_t got = 0, line = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = DLRD_ECONFIG;
@@ -245,7 +245,7 @@ static int read_key_file(const char *path, struct pii_keyring **out, char *err, 
 			break;
 	}
 	close(fd);
-	if (got == sizeof(buf) - 1) {
+	if (got > KEY_FILE_MAX) {
 		util_fmt(err, errlen, "key file %s is larger than %u bytes", path, KEY_FILE_MAX);
 		goto out;
 	}

@@ -182,6 +182,26 @@ static void test_key_file(void **state)
 	assert_memory_equal(out, "+447700900123", 13);
 	pii_keyring_free(a);
 	pii_keyring_free(b);
+
+	/* the size limit (8192 bytes, comments included) is inclusive: an
+	 * operator's file of exactly that size loads, one byte more does not */
+	for (size_t size = 8192; size <= 8193; size++) {
+		const char *key = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n";
+		f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(key, f);
+		for (size_t i = strlen(key); i + 1 < size; i++)
+			fputc('#', f);
+		fputc('\n', f);
+		fclose(f);
+		b = NULL;
+		int rc = pii_keyring_load_file(dir, &b, &created, err, sizeof(err));
+		if (size == 8192 && rc != 0)
+			fail_msg("8192 bytes: %s", err);
+		if (size == 8193)
+			assert_int_not_equal(rc, 0);
+		pii_keyring_free(b);
+	}
 	unlink(path);
 	rmdir(dir);
 }
