@@ -223,7 +223,7 @@ char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *le
 		    get(&m.review[i]));
 
 	put_header(&o, "dlrd_commit_batch_size", "histogram",
-	           "Callbacks per storage transaction, every attempt.");
+	           "Requests (callbacks and API writes) per storage transaction, every attempt.");
 	cum = 0;
 	for (size_t i = 0; i < BATCH_BUCKETS; i++) {
 		cum += get(&m.batch[i]);
@@ -271,7 +271,8 @@ char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *le
 	}
 
 	put_header(&o, "dlrd_queue_depth", "gauge",
-	           "Callbacks waiting in the commit queue (queued or reserved).");
+	           "Requests (callbacks and API writes) waiting in the commit queue (queued or "
+	           "reserved).");
 	put(&o, "dlrd_queue_depth %zu\n", queue_depth);
 
 	put_header(&o, "dlrd_requests_parked", "gauge",
