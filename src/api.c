@@ -2046,9 +2046,17 @@ void api_finish(struct api *a, struct api_state *s, const struct commit_item *it
 		          NULL);
 		return;
 	}
+	/* what was written to: the message (a send, PATCH, a reveal) or the
+	 * review item; ids only, never a number or a reason's text */
+	char target[40] = "-";
+	if (op->row.id[0])
+		util_strlcpy(target, op->row.id, sizeof(target));
+	else if (op->message_id)
+		util_strlcpy(target, op->message_id, sizeof(target));
+	else if (op->review_id > 0)
+		util_fmt(target, sizeof(target), "review-%lld", (long long)op->review_id);
 	LOG_I("api_write", "route=%s outcome=%s id=%s token=%s role=%s", s->route->name,
-	      outcome_name(op->outcome), op->row.id[0] ? op->row.id : "-", s->actor,
-	      auth_role_name(s->who.role));
+	      outcome_name(op->outcome), target, s->actor, auth_role_name(s->who.role));
 	switch (op->outcome) {
 	case STORE_DONE:
 		break;

@@ -184,6 +184,9 @@ static void test_reveal_audited(void **state)
 	long long audit_id = jpath_i(j, "audit_id");
 	json_decref(j);
 	char buf[512], want[512];
+	/* the log names the message revealed (an id, never the number) */
+	util_fmt(want, sizeof(want), "event=api_write route=reveal outcome=done id=%s ", id);
+	assert_true(h_log_contains(d, want));
 	util_fmt(want, sizeof(want), "%lld|support|reveal|%s|user called: code did not arrive|1",
 	         audit_id, id);
 	assert_string_equal(
