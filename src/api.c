@@ -2140,6 +2140,15 @@ void api_finish(struct api *a, struct api_state *s, const struct commit_item *it
 
 /* ---- set-up ---- */
 
+int api_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+	struct auth *auth = NULL;
+	int rc = auth_new(config_get(cfg, "api", "tokens"), &auth, err, errlen);
+
+	auth_free(auth);
+	return rc;
+}
+
 int api_new(const struct config *cfg, struct commitq *q, const struct pii_keyring *kr,
             struct api **out, char *err, size_t errlen)
 {

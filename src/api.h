@@ -81,6 +81,11 @@ bool api_owns(struct iov path);
 void api_early_error(struct api_answer *ans, unsigned status, const char *code,
                      const char *message);
 
+/* Checks the settings api_new() reads (api.tokens) and keeps nothing:
+ * start-up calls it before it writes any file.  Returns 0, or
+ * DLRD_ECONFIG with err naming the key. */
+int api_check_config(const struct config *cfg, char *err, size_t errlen);
+
 /* Sets up the API over q and its store: bearer tokens ([api] tokens), the
  * opt-out exemptions, the time zone database and, when tokens are
  * configured, the encryption keys ([privacy] encryption_keys, or the key

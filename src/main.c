@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "auth.h"
 #include "commitq.h"
 #include "config.h"
@@ -91,6 +92,34 @@ static int serve(const char *config_path)
 	LOG_I("starting", "version=%s config=%s", DLRD_VERSION,
 	      config_path ? log_quote(lq, sizeof(lq), config_path, strlen(config_path)) : "(none)");
 
+	/* Every setting is checked before anything is written: a refused
+	 * start leaves no key file and no migrated database behind. */
+	states = xcalloc(provider_count() + 1, sizeof(*states));
+	for (size_t i = 0; provider_table[i]; i++) {
+		if (provider_table[i]->init(&cfg, &states[i], err, sizeof(err)) != 0) {
+			config_err_where(&cfg, err, sizeof(err));
+			fprintf(stderr, "dlrd: %s\n", err);
+			rc = 2;
+			goto out;
+		}
+		if (states[i])
+			LOG_I("provider_enabled", "provider=%s", provider_table[i]->name);
+	}
+	if (api_check_config(&cfg, err, sizeof(err)) != 0) {
+		config_err_where(&cfg, err, sizeof(err));
+		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
+		fprintf(stderr, "dlrd: %s\n", err);
+		rc = 2;
+		goto out;
+	}
+	if (load_keyring(&cfg, &kr, err, sizeof(err)) != 0) {
+		config_err_where(&cfg, err, sizeof(err));
+		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
+		fprintf(stderr, "dlrd: %s\n", err);
+		rc = 2;
+		goto out;
+	}
+
 	if (cfg.hash_key) {
 		hk = (const uint8_t *)cfg.hash_key;
 		hk_len = strlen(cfg.hash_key);
@@ -114,25 +143,7 @@ static int serve(const char *config_path)
 		hk_len = sizeof(hash_key);
 	}
 	privacy_set_hash_key(hk, hk_len);
-	if (load_keyring(&cfg, &kr, err, sizeof(err)) != 0) {
-		config_err_where(&cfg, err, sizeof(err));
-		LOG_E("startup_failed", "error=%s", log_quote(lq, sizeof(lq), err, strlen(err)));
-		fprintf(stderr, "dlrd: %s\n", err);
-		rc = 2;
-		goto out;
-	}
 
-	states = xcalloc(provider_count() + 1, sizeof(*states));
-	for (size_t i = 0; provider_table[i]; i++) {
-		if (provider_table[i]->init(&cfg, &states[i], err, sizeof(err)) != 0) {
-			config_err_where(&cfg, err, sizeof(err));
-			fprintf(stderr, "dlrd: %s\n", err);
-			rc = 2;
-			goto out;
-		}
-		if (states[i])
-			LOG_I("provider_enabled", "provider=%s", provider_table[i]->name);
-	}
 	metrics_init(provider_count());
 
 	/* Signals are taken by sigwait() below; every thread started from here

@@ -232,6 +232,45 @@ static void test_config_error_names_where(void **state)
 	    NULL));
 }
 
+/* A start-up refused for a setting leaves nothing behind: every setting is
+ * checked before a key file is created or the database is opened (and
+ * migrated), and the exit status is 2 for all of them.  Before the fix a
+ * provider's or the API's bad value was found after hash.key and
+ * encryption.keys were created, and api.tokens only after the migrations
+ * ran, with status 1. */
+static void test_config_error_writes_nothing(void **state)
+{
+	static const char *const confs[] = {
+	    "[sinch]\nsecrets = s3cret\ntolerance_seconds = soon\n",
+	    "[api]\ntokens = app:sha256:00\n",
+	};
+	(void)state;
+	for (size_t i = 0; i < ARRAY_LEN(confs); i++) {
+		static const char *const env[] = {
+		    "DLRD_PRIVACY_HASH_KEY=", "DLRD_PRIVACY_ENCRYPTION_KEYS=", NULL};
+		struct dlrd d;
+		char path[H_PATH_MAX + 32];
+		int st = 0;
+
+		assert_int_equal(h_setup(&d, env), 0);
+		util_fmt(d.config_path, sizeof(d.config_path), "%s/dlrd.conf", d.dir);
+		assert_int_equal(h_write_file(d.config_path, confs[i]), 0);
+		assert_int_equal(h_spawn(&d), 0);
+		assert_int_equal(h_wait_exit(&d, 5000, &st), 0);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 2)
+			fail_msg("config %zu: exit status %d, want 2", i,
+			         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		for (const char *const *f =
+		         (const char *const[]){"hash.key", "encryption.keys", "dlrd.db", NULL};
+		     *f; f++) {
+			util_fmt(path, sizeof(path), "%s/%s", d.dir, *f);
+			if (access(path, F_OK) == 0)
+				fail_msg("config %zu: %s was created", i, *f);
+		}
+		h_teardown(&d);
+	}
+}
+
 /* Paths an operator chose (the config file, the data directory, the SQLite
  * file) may hold blanks and quotes; every line stays one set of key=value
  * pairs.  Before the fix they were written bare ("config=/srv/my conf.ini"),
@@ -411,6 +450,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_secrets_or_numbers, setup, teardown),
 	    cmocka_unit_test(test_config_error_hides_value),
 	    cmocka_unit_test(test_config_error_names_where),
+	    cmocka_unit_test(test_config_error_writes_nothing),
 	    cmocka_unit_test(test_public_url_password_hidden),
 	    cmocka_unit_test(test_operator_paths_quoted),
 	    cmocka_unit_test(test_node_key_files_warned),
