@@ -948,7 +948,7 @@ static char *closing_line(struct arena *ar, const struct store_message *m, int64
 	}
 	if (m->final_conflict && n < cap)
 		util_fmt(out + n, cap - n,
-		         " The provider sent conflicting final reports; the case is in the review"
+		         " The provider sent conflicting final reports; the case went to the review"
 		         " queue.");
 	return out;
 }

@@ -340,6 +340,12 @@ static void test_timeline_details(void **state)
 	assert_non_null(strstr(line, "not valid or not in service")); /* errcat note */
 	assert_non_null(strstr(line, "re-enter their number"));       /* next step */
 	json_decref(j);
+	/* a second, conflicting final: the line says where the case went, in
+	 * words that stay true once an admin resolves it */
+	callback(d, sid2, "delivered", NULL);
+	j = get(d, T_VIEWER, target, 200);
+	assert_non_null(strstr(jpath_s(j, "closing_line"), "the case went to the review queue."));
+	json_decref(j);
 }
 
 /* A message with more events than a timeline lists: the oldest 1000
