@@ -125,6 +125,11 @@ struct api_state {
 	struct auth_principal who;
 	char actor[AUTH_ID_LEN + 1];
 	struct store_op op;
+	/* a send refused by a check newer than what it may have been recorded
+	 * under (store_send.replay_only): the 422 unless it is a replay */
+	struct {
+		const char *code, *message, *field;
+	} refused;
 };
 
 /* ---- the route table ---- */
@@ -614,9 +619,15 @@ static int str_member(struct arena *ar, json_t *obj, const char *name, bool requ
 	return str_label(ar, obj, name, name, required, max, kind, out, ans);
 }
 
+#define PMID_SPACED     "provider_message_id must not begin or end with a space"
+#define COUNTRY_INVALID "destination_country must be an assigned ISO 3166-1 alpha-2 code"
+#define TZ_UNKNOWN      "recipient_timezone must name a zone of the tz database, such as Europe/Berlin"
+
 /* provider_message_id: printable, at most LIM_ID_BYTES, and no space
  * before or after it.  No provider's callback repeats such a space, so an
- * id kept with one would never meet its callbacks. */
+ * id kept with one would never meet its callbacks.  0, -1 with the 422 in
+ * ans, or 1 for such a space, which the caller answers (PMID_SPACED): a
+ * send may be a replay of one recorded before the check (refuse()). */
 static int pmid_member(struct arena *ar, json_t *obj, bool required, const char **out,
                        struct api_answer *ans)
 {
@@ -624,11 +635,8 @@ static int pmid_member(struct arena *ar, json_t *obj, bool required, const char 
 	               ans) != 0)
 		return -1;
 	if (*out && ((*out)[0] == ' ' || (*out)[strlen(*out) - 1] == ' ')) {
-		ans_error(ans, 422, "invalid_field",
-		          "provider_message_id must not begin or end with a space",
-		          "provider_message_id");
 		*out = NULL;
-		return -1;
+		return 1; /* the caller answers (PMID_SPACED) */
 	}
 	return 0;
 }
@@ -1053,6 +1061,17 @@ static bool use_case_exempt(const struct api *a, const char *use_case)
 	return false;
 }
 
+/* A check added after sends may have been recorded refuses this one: the
+ * 422 is answered unless the request replays a send recorded before under
+ * the same key (an application retrying across the upgrade must get its
+ * 201 again, not a refusal of a message that is recorded). */
+static void refuse(struct api_state *s, const char *code, const char *message, const char *field)
+{
+	s->refused.code = code;
+	s->refused.message = message;
+	s->refused.field = field;
+}
+
 static void h_send(struct api *a, struct api_state *s, const struct api_request *rq,
                    struct api_answer *ans)
 {
@@ -1076,8 +1095,10 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 	uint8_t hash[CRYPTO_SHA256_LEN];
 	char *canon = NULL, *hex, cc[4];
 	size_t enc_len = 0;
+	int rc;
 
 	memset(&s->op, 0, sizeof(s->op));
+	memset(&s->refused, 0, sizeof(s->refused));
 	s->op.kind = STORE_OP_SEND;
 	if (!key || !*key) {
 		ans_error(ans, 400, "idempotency_key_required",
@@ -1109,9 +1130,9 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 	to = json_string_value(tov);
 	/* a spare calling code (+28x, +83x, +999 ...) is no number */
 	if (phone_calling_code(to, cc) == 0) {
-		ans_error(ans, 422, "invalid_phone_number",
-		          "to must be an E.164 number: its calling code is not assigned", "to");
-		goto out;
+		refuse(s, "invalid_phone_number",
+		       "to must be an E.164 number: its calling code is not assigned", "to");
+		goto replay;
 	}
 
 	if (str_member(rq->arena, root, "provider", true, 63, TX_SLUG, &prov, ans) != 0)
@@ -1122,8 +1143,12 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 		goto out;
 	}
 	sd->provider = provider_find(prov, strlen(prov))->name;
-	if (pmid_member(rq->arena, root, false, &pmid, ans) != 0)
+	if ((rc = pmid_member(rq->arena, root, false, &pmid, ans)) < 0)
 		goto out;
+	if (rc > 0) {
+		refuse(s, "invalid_field", PMID_SPACED, "provider_message_id");
+		goto replay;
+	}
 	if (pmid)
 		sd->provider_message_id =
 		    canonical_pmid(rq->arena, sd->provider, pmid, strlen(pmid));
@@ -1141,11 +1166,14 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 		char *c = arena_strndup(rq->arena, country, strlen(country));
 		for (char *p = c; *p; p++)
 			*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-		if (strlen(c) != 2 || !phone_country_known(c)) {
-			ans_error(ans, 422, "invalid_country",
-			          "destination_country must be an assigned ISO 3166-1 alpha-2 code",
+		if (strlen(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z') {
+			ans_error(ans, 422, "invalid_country", COUNTRY_INVALID,
 			          "destination_country");
 			goto out;
+		}
+		if (!phone_country_known(c)) {
+			refuse(s, "invalid_country", COUNTRY_INVALID, "destination_country");
+			goto replay;
 		}
 		sd->country = c;
 	}
@@ -1155,10 +1183,12 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 	if (tzname) {
 		const struct tz_zone *z;
 		if (tz_lookup(a->tz, tzname, strlen(tzname), &z) != 0) {
-			ans_error(ans, 422, "unknown_time_zone",
-			          "recipient_timezone must name a zone of the tz database, such as"
-			          " Europe/Berlin",
-			          "recipient_timezone");
+			/* files of the zone folder an older dlrd took as zones */
+			if (strcmp(tzname, "localtime") == 0 || strcmp(tzname, "posixrules") == 0) {
+				refuse(s, "unknown_time_zone", TZ_UNKNOWN, "recipient_timezone");
+				goto replay;
+			}
+			ans_error(ans, 422, "unknown_time_zone", TZ_UNKNOWN, "recipient_timezone");
 			goto out;
 		}
 		sd->recipient_timezone = tzname;
@@ -1223,6 +1253,7 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 	sd->recipient_enc_len = enc_len;
 	sd->optout_exempt = use_case_exempt(a, sd->use_case);
 
+replay:
 	/* idempotency: the token, the key, the canonical request */
 	canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!canon) {
@@ -1239,6 +1270,7 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 	sd->request_hash = hex;
 	sd->token_hash = arena_strndup(rq->arena, s->who.hash, strlen(s->who.hash));
 	sd->idem_key = arena_strndup(rq->arena, key, strlen(key));
+	sd->replay_only = s->refused.code != NULL;
 	park(a, s, rq, ans);
 out:
 	free(canon);
@@ -1264,7 +1296,11 @@ static void h_patch(struct api *a, struct api_state *s, const struct api_request
 	}
 	if (!(root = body_object(rq, false, ans)))
 		return;
-	if (only_known(root, fields, ans) && pmid_member(rq->arena, root, true, &pmid, ans) == 0) {
+	int prc = -1;
+	if (only_known(root, fields, ans) &&
+	    (prc = pmid_member(rq->arena, root, true, &pmid, ans)) > 0)
+		ans_error(ans, 422, "invalid_field", PMID_SPACED, "provider_message_id");
+	if (prc == 0) {
 		/* The canonical form depends on the message's provider, which
 		 * never changes: read it first (the writer checks the row
 		 * again). */
@@ -2044,6 +2080,10 @@ void api_finish(struct api *a, struct api_state *s, const struct commit_item *it
 		          "storage failed; the write may or may not have been applied: retry"
 		          " (a send: with the same Idempotency-Key)",
 		          NULL);
+		return;
+	}
+	if (op->kind == STORE_OP_SEND && op->send.replay_only && op->outcome != STORE_REPLAYED) {
+		ans_error(ans, 422, s->refused.code, s->refused.message, s->refused.field);
 		return;
 	}
 	/* what was written to: the message (a send, PATCH, a reveal) or the

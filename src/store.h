@@ -138,6 +138,13 @@ struct store_send {
 	const char *action_id;
 	const char *metadata; /* compact JSON object text, or NULL */
 	bool optout_exempt;   /* the use case is exempt from opt-out refusal */
+	/* Only a replay: the API refuses this request now (a check added
+	 * after it may have been recorded, such as an unassigned calling
+	 * code), so a send recorded before under the same key and request is
+	 * answered as before (STORE_REPLAYED), anything else is
+	 * STORE_NOT_FOUND or STORE_KEY_REUSED and nothing is written.  Only
+	 * token_hash, idem_key and request_hash are set. */
+	bool replay_only;
 };
 
 /* One API write.  Owned by the HTTP layer (in the request's arena); the

@@ -127,7 +127,7 @@ static void copy_col(const PGresult *r, int row, int i, char *buf, size_t cap)
 
 /* ---- writes ---- */
 
-enum { A_SEND, A_SET, A_REVEAL, A_RESOLVE, A_IDEM, A_AUDIT, A__COUNT };
+enum { A_SEND, A_REPLAY, A_SET, A_REVEAL, A_RESOLVE, A_IDEM, A_AUDIT, A__COUNT };
 
 /* The row a send or a provider id leaves (struct store_op_row). */
 #define ROW_COLS                                                                                   \
@@ -150,6 +150,18 @@ static const struct {
                  OID_TEXT, OID_BYTEA, OID_TEXT,        OID_TEXT, OID_TEXT, OID_TEXT,
                  OID_TEXT, OID_TEXT,  OID_TEXT,        OID_TEXT, OID_TEXT, OID_TEXT,
                  OID_BOOL, OID_TEXT,  OID_TIMESTAMPTZ, OID_UUID}},
+    /* a send the API refuses now (store_send.replay_only): the answer
+     * recorded under its key and request, if any, in dlrd_api_send's
+     * shape; it writes nothing */
+    [A_REPLAY] = {"dlrd_api_replay",
+                  "SELECT CASE WHEN k.request_hash IS NULL THEN 'not_found'"
+                  " WHEN k.request_hash = $3 THEN 'replayed' ELSE 'key_reused' END,"
+                  " k.status, k.body, k.message_id::text,"
+                  " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+                  " FROM (VALUES (1)) AS one (x) LEFT JOIN api_idempotency k"
+                  " ON k.token_hash = $1 AND k.idem_key = $2",
+                  3,
+                  {OID_TEXT, OID_TEXT, OID_TEXT}},
     [A_SET] = {"dlrd_api_set_provider_id",
                "SELECT o_outcome, o_merged, " ROW_COLS " FROM dlrd_api_set_provider_id($1, $2, $3)",
                3,
@@ -218,10 +230,12 @@ bool store__pg_api_send(PGconn *c, const struct commit_item *it)
 	util_rfc3339(it->received_ms, now);
 	switch (op->kind) {
 	case STORE_OP_SEND:
-		util_uuid7(uuid);
 		v[0] = s->token_hash;
 		v[1] = s->idem_key;
 		v[2] = s->request_hash;
+		if (s->replay_only)
+			return PQsendQueryPrepared(c, astmts[A_REPLAY].name, 3, v, NULL, NULL, 0);
+		util_uuid7(uuid);
 		v[3] = s->provider;
 		v[4] = s->provider_message_id;
 		v[5] = s->recipient_hash;

@@ -968,6 +968,10 @@ static int op_send(struct store__sqlite_api *a, struct store_op *op, const char 
 		reset(st);
 		return 0;
 	}
+	if (s->replay_only) {
+		op->outcome = STORE_NOT_FOUND;
+		return 0;
+	}
 
 	/* 2. a row for this provider message id already? */
 	country = s->country;

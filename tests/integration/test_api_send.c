@@ -13,8 +13,9 @@
  * recipient_opted_out (also when the app writes our number another way)
  * unless the use case is exempt; PATCH conflicts, and PATCH of a message
  * callbacks alone made; a provider message id with a space around it ->
- * 422; a Content-Length one byte over max_body_bytes -> 413 before any body
- * is sent.
+ * 422; a send recorded before such a check refused it is still replayed
+ * under its key; a Content-Length one byte over max_body_bytes -> 413
+ * before any body is sent.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -27,7 +28,9 @@
 #include <openssl/hmac.h>
 
 #include "api_helpers.h"
+#include "crypto.h"
 #include "dlrd_limits.h"
+#include "privacy.h"
 
 static int setup(void **state)
 {
@@ -611,6 +614,71 @@ static void test_pmid_spaces(void **state)
 	    h_sql_int(d, "SELECT count(*) FROM sms_messages WHERE provider_message_id IS NULL"), 1);
 }
 
+/* A send recorded before a check that refuses it now (an older dlrd took a
+ * spare calling code, an unassigned destination_country, a provider id with
+ * a space, the time zone "localtime") is still replayed under its key: an application retrying
+ * across the upgrade gets its 201 again, not a 422 for a message that is recorded. The older dlrd's
+ * record is made by giving a valid send's key the request hash of the refused body.  A new key, or
+ * another request's, is 422 and writes nothing. */
+static void test_replay_of_send_refused_now(void **state)
+{
+	struct dlrd *d = *state;
+	static const char *const refused[][2] = {
+	    {"{\"to\":\"+2801234567\",\"provider\":\"twilio\",\"use_case\":\"otp\","
+	     "\"template_key\":\"t\",\"sender_identity\":\"" N_SENDER "\","
+	     "\"action\":{\"type\":\"login\",\"id\":\"u1\"}}",
+	     "invalid_phone_number"},
+	    {"{\"to\":\"" N_TO "\",\"provider\":\"twilio\",\"destination_country\":\"ZZ\","
+	     "\"use_case\":\"otp\",\"template_key\":\"t\",\"sender_identity\":\"" N_SENDER "\","
+	     "\"action\":{\"type\":\"login\",\"id\":\"u1\"}}",
+	     "invalid_country"},
+	    {"{\"to\":\"" N_TO "\",\"provider\":\"twilio\",\"provider_message_id\":\"SMabc \","
+	     "\"use_case\":\"otp\",\"template_key\":\"t\",\"sender_identity\":\"" N_SENDER "\","
+	     "\"action\":{\"type\":\"login\",\"id\":\"u1\"}}",
+	     "invalid_field"},
+	    {"{\"to\":\"" N_TO "\",\"provider\":\"twilio\",\"recipient_timezone\":\"localtime\","
+	     "\"use_case\":\"otp\",\"template_key\":\"t\",\"sender_identity\":\"" N_SENDER "\","
+	     "\"action\":{\"type\":\"login\",\"id\":\"u1\"}}",
+	     "unknown_time_zone"},
+	};
+	struct h_resp first, r;
+	char body[1024], key[16], hash[65], code[64];
+	uint8_t md[CRYPTO_SHA256_LEN];
+
+	privacy_set_hash_key((const uint8_t *)H_HASH_KEY, strlen(H_HASH_KEY));
+	for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
+		/* what the older dlrd recorded */
+		util_fmt(key, sizeof(key), "old-%zu", i);
+		api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
+		assert_int_equal(api_send(d, T_APP, key, body, &first), 201);
+		json_t *canon = json_loads(refused[i][0], 0, NULL);
+		assert_non_null(canon);
+		char *c = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
+		crypto_sha256(c, strlen(c), md);
+		privacy_request_hash(md, hash);
+		free(c);
+		json_decref(canon);
+		assert_int_equal(h_sql_exec(d,
+		                            "UPDATE api_idempotency SET request_hash = %Q"
+		                            " WHERE idem_key = %Q",
+		                            hash, key),
+		                 0);
+
+		/* the application's retry after the upgrade: the first answer */
+		if (api_send(d, T_APP, key, refused[i][0], &r) != 201)
+			fail_msg("replay of refused body %zu: %ld %s", i, r.status, r.body);
+		assert_string_equal(r.body, first.body);
+		/* not a replay: refused, nothing written */
+		util_fmt(key, sizeof(key), "new-%zu", i);
+		assert_int_equal(api_send(d, T_APP, key, refused[i][0], &r), 422);
+		assert_string_equal(api_error_code(&r, code, sizeof(code)), refused[i][1]);
+		assert_int_equal(api_send(d, T_APP, i ? "old-0" : "old-1", refused[i][0], &r), 422);
+		assert_string_equal(api_error_code(&r, code, sizeof(code)), refused[i][1]);
+	}
+	assert_int_equal(h_count(d, "sms_messages"), ARRAY_LEN(refused));
+	assert_int_equal(h_count(d, "api_idempotency"), ARRAY_LEN(refused));
+}
+
 /* A send announcing one byte more than max_body_bytes is refused from its
  * head alone: no body is waited for. */
 static void test_body_limit_announced(void **state)
@@ -650,6 +718,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_patch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_patch_callback_row, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pmid_spaces, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replay_of_send_refused_now, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_limit_announced, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
