@@ -5,7 +5,7 @@
  * arrival order (each order in one batch per event, and all in one batch);
  * a batch is all or nothing; migrations run once (a migration whose row is
  * missing is applied, whatever came after it); migration 7 rewrites ids and fingerprints an older
- * dlrd stored.
+ * dlrd stored; migration 9 keeps the review items of the release before it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1129,6 +1129,66 @@ static void test_migration_8_audit_follows_review(void **state)
 	assert_int_equal(q_int(f, "SELECT count(*) FROM audit_log WHERE message_id = 'send-2'"), 1);
 }
 
+/* Migration 9 on a database the release before it wrote (893c4a0: review
+ * items without dedup_key or retry_count): the items stay as they were,
+ * counted 0 times resent and keyless; an unusable payload from then on is
+ * one keyed item however often it is resent, and a keyless one (no hash
+ * key) is an item each time, as before.  A second open changes nothing. */
+static void test_migration_9_review_dedup(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct dlr_event u;
+	char err[256] = "";
+
+	store_close(f->st);
+	f->st = NULL;
+	exec_rw(f, "DROP INDEX review_queue_dedup;"
+	           "ALTER TABLE review_queue DROP COLUMN retry_count;"
+	           "ALTER TABLE review_queue DROP COLUMN dedup_key;"
+	           "DELETE FROM schema_migrations WHERE version = 9;"
+	           "INSERT INTO review_queue (id, created_at, provider, reason, detail,"
+	           " raw_payload, resolved_at) VALUES"
+	           " (1, 't1', 'twilio', 'unusable_payload', 'no usable MessageSid',"
+	           " CAST('raw=1' AS BLOB), NULL),"
+	           " (2, 't2', 'twilio', 'unusable_payload', 'no usable MessageSid',"
+	           " CAST('raw=1' AS BLOB), 't3');");
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations WHERE version = 9"), 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue WHERE dedup_key IS NULL"
+	                          " AND retry_count = 0 AND raw_payload = CAST('raw=1' AS BLOB)"),
+	                 2);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue WHERE id = 2"
+	                          " AND resolved_at = 't3'"),
+	                 1);
+
+	memset(&u, 0, sizeof(u));
+	u.kind = EV_UNUSABLE;
+	u.provider = "twilio";
+	u.review = REVIEW_UNUSABLE;
+	u.review_detail = "no usable MessageSid";
+	u.occurred_ms = -1;
+	util_strlcpy(u.dedup_key, "k-after-upgrade", sizeof(u.dedup_key));
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(apply1(f, &u, &it), 0);
+		assert_int_equal(it.n_review, i == 0);
+		assert_int_equal(it.n_dup, i > 0);
+	}
+	u.dedup_key[0] = '\0';
+	assert_int_equal(apply1(f, &u, &it), 0);
+	assert_int_equal(it.n_review, 1);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 4);
+	assert_int_equal(q_int(f, "SELECT retry_count FROM review_queue"
+	                          " WHERE dedup_key = 'k-after-upgrade'"),
+	                 2);
+
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 10);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 4);
+}
+
 /* Migration 7: a database an older dlrd wrote (numbers in Telnyx and Sinch
  * event ids, unkeyed idempotency fingerprints) is rewritten at open, more
  * rows than one read of the migration takes; it needs the hash key and
@@ -1272,6 +1332,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_7_privacy_ids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_8_audit_follows_review, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_9_review_dedup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_by_pmid_uses_an_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_times_any_order, setup, teardown),
 	};
