@@ -8,7 +8,8 @@
  * then what only a shared database has: the SQL fold equals status.c's on
  * every status and on random keys, migrations run once when several nodes
  * start together, migration 5 rewrites the
- * ids and fingerprints an older dlrd stored, two writers applying events of the same messages
+ * ids and fingerprints an older dlrd stored, an old node's review insert
+ * still works after migration 9, two writers applying events of the same messages
  * concurrently (different ones, and the same) end with one stored event each
  * and the summary the set of events determines, a
  * forced deadlock is retried, a connection killed by the server is replaced.
@@ -2396,6 +2397,71 @@ static void test_migration_6_audit_follows_review(void **state)
 	assert_int_equal(Q(f, "SELECT count(*) FROM audit_log WHERE message_id = '%s'", s2), 1);
 }
 
+/* Migration 9 during a rolling upgrade: the review items of the release
+ * before it (893c4a0) stay keyless and counted 0 times resent; an old node
+ * still running inserts with its own statement (verbatim below, prepared
+ * before the migration as a running node has it), an item each time; this
+ * node's keyed unusable payload is one item however often it is resent. */
+static void test_migration_9_rolling_upgrade(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct dlr_event u;
+
+	store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(pgt_exec(f->c,
+	                          "DROP INDEX review_queue_dedup;"
+	                          "ALTER TABLE review_queue DROP COLUMN dedup_key,"
+	                          " DROP COLUMN retry_count;"
+	                          "DELETE FROM schema_migrations WHERE version = 9;"
+	                          "INSERT INTO review_queue (created_at, provider, reason,"
+	                          " detail, raw_payload, resolved_at) VALUES"
+	                          " (now(), 'twilio', 'unusable_payload', 'x', 'raw=1', NULL),"
+	                          " (now(), 'twilio', 'unusable_payload', 'x', 'raw=1', now())"),
+	                 0);
+	PGresult *r =
+	    PQprepare(f->c, "dlrd_unusable",
+	              "INSERT INTO review_queue (created_at, provider, reason, detail, raw_status,"
+	              " raw_payload, payload_json) VALUES ($1, $2, $3, $4, $5, $6,"
+	              " CASE WHEN $7 THEN convert_from($6, 'UTF8')::jsonb END)",
+	              7, (const Oid[]){1184, 25, 25, 25, 25, 17, 16});
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+
+	assert_int_equal(open_store(f, &f->st), 0);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations WHERE version = 9"), 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue WHERE dedup_key IS NULL"
+	                      " AND retry_count = 0"),
+	                 2);
+	for (int i = 0; i < 2; i++) {
+		const char *v[7] = {
+		    "2026-11-29T10:00:00Z", "twilio", "unusable_payload", "x", NULL, "raw=1", "f"};
+		r = PQexecPrepared(f->c, "dlrd_unusable", 7, v, NULL, NULL, 0);
+		assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+		PQclear(r);
+	}
+	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue WHERE dedup_key IS NULL"
+	                      " AND retry_count = 0"),
+	                 4);
+
+	memset(&u, 0, sizeof(u));
+	u.kind = EV_UNUSABLE;
+	u.provider = "twilio";
+	u.review = REVIEW_UNUSABLE;
+	u.review_detail = "no usable MessageSid";
+	u.occurred_ms = -1;
+	util_strlcpy(u.dedup_key, "k-after-upgrade", sizeof(u.dedup_key));
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(apply1(f, &u, &it), 0);
+		assert_int_equal(it.n_review, i == 0);
+		assert_int_equal(it.n_dup, i > 0);
+	}
+	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 5);
+	assert_int_equal(
+	    Q(f, "SELECT retry_count FROM review_queue WHERE dedup_key = 'k-after-upgrade'"), 2);
+}
+
 /* Migration 7: events unique per message, as on SQLite.  A provider that
  * sends one event id for two of its messages gets the event stored on
  * both; a retry of either is still a duplicate of its own. */
@@ -2660,6 +2726,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_6_audit_follows_review, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_7_event_id_per_message, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_9_rolling_upgrade, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_same_time_later_arrival_wins, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_provider_country_either_order, setup, teardown),
