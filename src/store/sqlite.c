@@ -793,12 +793,14 @@ static void *ckpt_main(void *arg)
 			nanosleep(
 			    &(struct timespec){c->delay_ms / 1000, c->delay_ms % 1000 * 1000000L},
 			    NULL);
+		/* The count first: the hook that sees running clear must read
+		 * this checkpoint's count, not the one before it (wal_hook()). */
+		if (rc == SQLITE_OK)
+			ckpt_done(c, log, done);
 		pthread_mutex_lock(&c->mu);
 		atomic_store(&c->running, false);
 		pthread_cond_signal(&c->idle);
 		pthread_mutex_unlock(&c->mu);
-		if (rc == SQLITE_OK)
-			ckpt_done(c, log, done);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 			LOG_W("checkpoint_failed", "error=\"%s\"", sqlite3_errstr(rc));
 	}
