@@ -61,6 +61,9 @@ struct commitq {
 	 * while none runs; and whether its stall was logged */
 	_Atomic uint64_t apply_t0, sync_t0;
 	atomic_bool stall_logged;
+	/* pairs each storage_stalled line with one storage_unstalled line:
+	 * held while stall_logged changes (stalled_ms(), stage_end()) */
+	pthread_mutex_t stall_mu;
 	atomic_size_t depth;
 	pthread_t thread;
 	struct commit_item **batch; /* writer-owned scratch */
@@ -102,10 +105,20 @@ static void stage_begin(_Atomic uint64_t *t0)
 static void stage_end(struct commitq *q, _Atomic uint64_t *t0, const char *stage)
 {
 	uint64_t began = atomic_exchange(t0, 0);
+
+	/* t0 is cleared before the flag is read, and stalled_ms() sets the
+	 * flag before it reads t0 again: if this sees no stall logged, that
+	 * one sees the stage over and logs none (all seq_cst). */
+	if (!atomic_load(&q->stall_logged))
+		return;
+	pthread_mutex_lock(&q->stall_mu);
 	if (atomic_load(&q->stall_logged) && atomic_load(&q->apply_t0) == 0 &&
-	    atomic_load(&q->sync_t0) == 0 && atomic_exchange(&q->stall_logged, false))
+	    atomic_load(&q->sync_t0) == 0) {
+		atomic_store(&q->stall_logged, false);
 		LOG_I("storage_unstalled", "stage=%s took_ms=%llu", stage,
 		      (unsigned long long)((util_mono_ns() - began) / 1000000));
+	}
+	pthread_mutex_unlock(&q->stall_mu);
 }
 
 /* Writer, while idle: store_probe(), a write transaction and a sync.  A
@@ -129,13 +142,27 @@ static uint64_t stalled_ms(const struct commitq *cq)
 	uint64_t t0 = a && s ? (a < s ? a : s) : a ? a : s, now;
 	uint64_t ms = t0 && (now = util_mono_ns()) > t0 ? (now - t0) / 1000000 : 0;
 
-	if (ms < STALL_MS)
-		return 0;
-	if (!atomic_exchange(&q->stall_logged, true))
-		LOG_E("storage_stalled",
-		      "stage=%s for_ms=%llu note=\"until it returns, /healthz and new"
-		      " requests get 503; those waiting for it are answered then\"",
-		      t0 == a ? "commit" : "sync", (unsigned long long)ms);
+	if (ms < STALL_MS || atomic_load(&q->stall_logged))
+		return ms < STALL_MS ? 0 : ms;
+	/* a and s may be stale: the stage may have returned since, and its
+	 * stage_end() found no stall to end.  Set the flag, then look again
+	 * (see stage_end()); under stall_mu, so that a stage_end() that did
+	 * see the flag waits for the line it ends. */
+	pthread_mutex_lock(&q->stall_mu);
+	if (!atomic_load(&q->stall_logged)) {
+		atomic_store(&q->stall_logged, true);
+		if (atomic_load(t0 == a ? &q->apply_t0 : &q->sync_t0) == t0) {
+			LOG_E("storage_stalled",
+			      "stage=%s for_ms=%llu note=\"until it returns, /healthz and new"
+			      " requests get 503; those waiting for it are answered then\"",
+			      t0 == a ? "commit" : "sync", (unsigned long long)ms);
+		} else {
+			atomic_store(&q->stall_logged, false);
+			ms = 0; /* it returned (the other stage, if stalled too, is
+			         * met at the next call) */
+		}
+	}
+	pthread_mutex_unlock(&q->stall_mu);
 	return ms;
 }
 
@@ -342,6 +369,7 @@ int commitq_new(struct store *st, unsigned capacity, unsigned max_batch, unsigne
 	util_cond_init(&q->cv);
 	pthread_mutex_init(&q->smu, NULL);
 	pthread_cond_init(&q->scv, NULL);
+	pthread_mutex_init(&q->stall_mu, NULL);
 	if (pthread_create(&q->syncer, NULL, syncer_main, q) != 0) {
 		free(q->batch);
 		free(q);
@@ -439,6 +467,7 @@ void commitq_free(struct commitq *q)
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->smu);
 	pthread_cond_destroy(&q->scv);
+	pthread_mutex_destroy(&q->stall_mu);
 	free(q->batch);
 	free(q);
 }
