@@ -27,6 +27,12 @@
  * strings do not count).  The bytes need not be valid JSON. */
 bool jsonx_depth_ok(const char *p, size_t n, unsigned max);
 
+/* Whether the n bytes at p hold at most max JSON values, by a scan of the
+ * raw bytes like jsonx_depth_ok(): the count is 1 plus the commas and the
+ * opening brackets outside strings, never less than the values jansson
+ * would build. */
+bool jsonx_values_ok(const char *p, size_t n, size_t max);
+
 /* Parses the n bytes at p (no NUL needed) as one JSON value, refusing
  * duplicate object keys (JSON_REJECT_DUPLICATES), and only once
  * jsonx_depth_ok(p, n, LIM_JSON_DEPTH) holds.  Returns a new reference
@@ -38,6 +44,12 @@ json_t *jsonx_load(const char *p, size_t n, char *err, size_t errlen);
 /* jsonx_load() for a value that must be an object: NULL with err set to
  * "body is not a JSON object" when it is not JSON or not an object. */
 json_t *jsonx_load_object(const char *p, size_t n, char *err, size_t errlen);
+
+/* jsonx_load_object() for a body parsed before it is authenticated: first
+ * NULL with err "body has more than <max_values> JSON values" unless
+ * jsonx_values_ok(p, n, max_values), so what an unauthenticated peer makes
+ * jansson build stays bounded. */
+json_t *jsonx_load_object_max(const char *p, size_t n, size_t max_values, char *err, size_t errlen);
 
 /* A string, or an integer written in decimal into num, as a view: true
  * with *p and *n set (*p borrowed from v or num), false for any other type

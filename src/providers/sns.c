@@ -691,7 +691,7 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 		util_fmt(err, errlen, "raw message delivery cannot be verified; disable it");
 		return DLRD_EAUTH;
 	}
-	root = jsonx_load_object(req->body.p, req->body.n, err, errlen);
+	root = jsonx_load_object_max(req->body.p, req->body.n, LIM_JSON_UNAUTH_VALUES, err, errlen);
 	if (!root) {
 		rc = DLRD_EINVAL;
 		goto out;

@@ -573,6 +573,48 @@ static void test_rejections(void **state)
 	assert_int_equal(run_env(f, e, &prc), DLRD_EAUTH);
 }
 
+/* The envelope is parsed before its signature is checked, so the values
+ * jansson may build from it are bounded first (LIM_JSON_UNAUTH_VALUES):
+ * 64 KiB of "1," would otherwise cost about 150 normal callbacks. */
+static void test_envelope_values(void **state)
+{
+	struct fx *f = *state;
+	json_t *e, *attrs, *pad;
+	char name[16];
+	int prc;
+
+	/* SNS's most: 10 MessageAttributes; commas in strings do not count */
+	e = envelope("Notification", EVENT("TEXT_DELIVERED", "true"), "m1", NOW_TS, "2");
+	attrs = json_object();
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "attr%d", i);
+		json_object_set_new(
+		    attrs, name, json_pack("{s:s,s:s}", "Type", "String", "Value", ",,,[[[{{{,,,"));
+	}
+	json_object_set_new(e, "MessageAttributes", attrs);
+	sign_env(f->key, e);
+	assert_int_equal(run_env(f, e, &prc), 0);
+	assert_int_equal(prc, 0);
+	assert_int_equal(f->res.n_events, 1);
+
+	/* a signed envelope padded past the bound is refused unparsed */
+	e = envelope("Notification", EVENT("TEXT_DELIVERED", "true"), "m1", NOW_TS, "2");
+	pad = json_array();
+	for (unsigned i = 0; i < LIM_JSON_UNAUTH_VALUES; i++)
+		json_array_append_new(pad, json_integer(1));
+	json_object_set_new(e, "Padding", pad);
+	sign_env(f->key, e);
+	assert_int_equal(run_env(f, e, &prc), DLRD_EINVAL);
+	assert_string_equal(f->err, "body has more than 256 JSON values");
+	assert_int_equal(run_body(f, "{\"a\":[{},{},{}]}", NOW_MS, &prc), DLRD_EAUTH);
+
+	/* the count itself: 1 + commas + opening brackets outside strings */
+	assert_true(jsonx_values_ok("{\"a\":[1,2]}", 11, 4));
+	assert_false(jsonx_values_ok("{\"a\":[1,2]}", 11, 3));
+	assert_true(jsonx_values_ok("[\"\\\",[{,\"]", 10, 2));
+	assert_false(jsonx_values_ok("[\"\\\",[{,\"]", 10, 1));
+}
+
 static void test_timestamp_window(void **state)
 {
 	struct fx *f = *state;
@@ -881,6 +923,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_event_types, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_event_fields, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_envelope_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_timestamp_window, setup, teardown),
 	    cmocka_unit_test(test_tolerance_setting),
 	    cmocka_unit_test(test_aws_hosts),
