@@ -15,9 +15,9 @@
 #define LIM_FORM_FIELDS        256u   /* fields in one form body or query */
 #define LIM_FIELD_BYTES        16384u /* one decoded form name or value */
 #define LIM_JSON_DEPTH         32u    /* nesting of JSON bodies */
-/* JSON values in a body parsed before its signature is checked (the SNS
- * envelope: a dozen string members and at most 10 MessageAttributes of
- * three values each) */
+/* JSON values in a text parsed before its signature is checked: the SNS
+ * envelope (a dozen string members and at most 10 MessageAttributes of
+ * three values each) and a JWT's header (alg, typ, kid) */
 #define LIM_JSON_UNAUTH_VALUES 256u
 #define LIM_EVENTS_PER_REQUEST 1000u /* events one callback may carry */
 #define LIM_ID_BYTES           256u  /* provider message / event ids */

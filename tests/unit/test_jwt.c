@@ -275,6 +275,31 @@ static void test_strict_base64url(void **state)
 	json_decref(claims);
 }
 
+/* The header is parsed before the MAC is checked: its values are bounded
+ * (LIM_JSON_UNAUTH_VALUES) before jansson builds them. */
+static void test_header_values(void **state)
+{
+	char hdr[1024], tok[2048];
+	json_t *claims = NULL;
+	size_t at;
+
+	(void)state;
+	/* 1 + 2 opening brackets + 1 + (k - 1) commas: k = 253 is 256 values */
+	for (unsigned k = 253; k <= 254; k++) {
+		at = (size_t)snprintf(hdr, sizeof(hdr), "{\"alg\":\"HS256\",\"x\":[1");
+		for (unsigned i = 1; i < k; i++)
+			at += (size_t)snprintf(hdr + at, sizeof(hdr) - at, ",1");
+		snprintf(hdr + at, sizeof(hdr) - at, "]}");
+		sign_raw(hdr, "{\"a\":1}", "k", tok, sizeof(tok));
+		if (k == 253) {
+			assert_int_equal(verify(tok, JWT_HS256, "k", &claims), 0);
+			json_decref(claims);
+		} else {
+			expect_reject(tok, ALL, "k", "token header has more than 256 JSON values");
+		}
+	}
+}
+
 static void test_size_bound(void **state)
 {
 	size_t n = JWT_MAX_BYTES + 1;
@@ -327,8 +352,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_jwt_io_vector),    cmocka_unit_test(test_messagebird_vectors),
 	    cmocka_unit_test(test_rotation),         cmocka_unit_test(test_header_rules),
-	    cmocka_unit_test(test_strict_base64url), cmocka_unit_test(test_size_bound),
-	    cmocka_unit_test(test_claim_helpers),
+	    cmocka_unit_test(test_strict_base64url), cmocka_unit_test(test_header_values),
+	    cmocka_unit_test(test_size_bound),       cmocka_unit_test(test_claim_helpers),
 	};
 	return cmocka_run_group_tests_name("jwt", tests, NULL, NULL);
 }
