@@ -61,6 +61,9 @@
 
 /* Receipts are retried for 72 h with the first attempt's timestamp (see the
  * top), plus an hour. */
+/* Values a JSON body may hold: its LIM_FORM_FIELDS members and what small
+ * arrays or objects they carry (Vonage sends a flat object of scalars). */
+#define VONAGE_JSON_VALUES       (4u * LIM_FORM_FIELDS)
 #define VONAGE_TOLERANCE_DEFAULT (73u * 3600u)
 
 enum vonage_method { VM_MD5HASH = 0, VM_MD5, VM_SHA1, VM_SHA256, VM_SHA512 };
@@ -195,11 +198,13 @@ static void add_field(struct arena *a, struct form *f, const char *name, size_t 
 }
 
 /* The top-level members of a JSON object body as parameters; the body is
- * refused (DLRD_EINVAL) when it is not an object or nests deeper than
- * LIM_JSON_DEPTH. */
+ * refused (DLRD_EINVAL) when it is not an object, nests deeper than
+ * LIM_JSON_DEPTH or holds more than VONAGE_JSON_VALUES values.  It is parsed
+ * before the signature (over these parameters) can be checked, so the
+ * values are bounded first: 64 KB of [1,1,...] cost jansson 10 ms. */
 static int json_params(struct arena *a, struct iov body, struct form *f, char *err, size_t errlen)
 {
-	json_t *root = jsonx_load_object(body.p, body.n, err, errlen), *val;
+	json_t *root = jsonx_load_object_max(body.p, body.n, VONAGE_JSON_VALUES, err, errlen), *val;
 	const char *key;
 	int rc = 0;
 

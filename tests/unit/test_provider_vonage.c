@@ -611,6 +611,36 @@ static void test_json_value_types(void **state)
 	fx_free(f);
 }
 
+/* A JSON body is parsed before its signature can be checked, so the values
+ * jansson may build are bounded first (VONAGE_JSON_VALUES): 64 KB of
+ * [1,1,...] would cost 10 ms, 250 normal callbacks. */
+static void test_json_values_bound(void **state)
+{
+	struct fx *f = fx_new("sha256", SECRET, NULL);
+	char body[4096];
+	size_t at;
+
+	(void)state;
+	/* 1 + '{' + '[' + (k - 1) commas: k = 1022 is 1024 values */
+	for (unsigned k = 1022; k <= 1023; k++) {
+		at = (size_t)snprintf(body, sizeof(body), "{\"a\":[1");
+		for (unsigned i = 1; i < k; i++)
+			at += (size_t)snprintf(body + at, sizeof(body) - at, ",1");
+		snprintf(body + at, sizeof(body) - at, "]}");
+		if (k == 1022) {
+			assert_int_equal(
+			    run(f, "POST", HOOK_STATUS, "application/json", NULL, body, NOW_MS),
+			    DLRD_EAUTH);
+		} else {
+			assert_int_equal(
+			    run(f, "POST", HOOK_STATUS, "application/json", NULL, body, NOW_MS),
+			    DLRD_EINVAL);
+			assert_string_equal(f->err, "body has more than 1024 JSON values");
+		}
+	}
+	fx_free(f);
+}
+
 static void test_config(void **state)
 {
 	char err[256];
@@ -655,6 +685,7 @@ int main(void)
 	    cmocka_unit_test(test_dedup_key),
 	    cmocka_unit_test(test_scts),
 	    cmocka_unit_test(test_json_value_types),
+	    cmocka_unit_test(test_json_values_bound),
 	    cmocka_unit_test(test_config),
 	};
 	return cmocka_run_group_tests_name("provider_vonage", tests, setup, NULL);
