@@ -226,6 +226,30 @@ static void test_validation(void **state)
 	assert_int_equal(h_count(d, "api_idempotency"), 0);
 	/* a refused request may be fixed and retried with its key */
 	assert_int_equal(api_send(d, T_APP, "v-4", body, &r), 201);
+	/* the most values metadata can hold is accepted; a body of more JSON
+	 * values than any request needs is refused before jansson builds
+	 * them (64 KB of [1,1,...] would cost it 7 ms) */
+	{
+		char many[6000];
+		/* "1,1,...,1": k values in 2k - 1 bytes */
+		for (size_t i = 0; i < sizeof(many); i++)
+			many[i] = i % 2 ? ',' : '1';
+		many[2 * 2044 - 1] = '\0'; /* {"m":[...]} of 4095 bytes */
+		util_fmt(body, sizeof(body),
+		         "{\"to\":\"+14155550123\",%s,\"metadata\":{\"m\":[%s]}}", base_fields,
+		         many);
+		assert_int_equal(api_send(d, T_APP, "v-values", body, &r), 201);
+		many[2 * 2044 - 1] = ',';
+		many[2 * 2999 - 1] = '\0';
+		util_fmt(body, sizeof(body), "{\"to\":\"+14155550123\",%s,\"x\":[%s]}", base_fields,
+		         many);
+		assert_int_equal(api_send(d, T_APP, "v-values2", body, &r), 400);
+		j = api_json(&r);
+		assert_string_equal(jpath_s(j, "error.code"), "invalid_json");
+		assert_string_equal(jpath_s(j, "error.message"),
+		                    "the body holds too many JSON values");
+		json_decref(j);
+	}
 }
 
 /* destination_country must be a country: an ISO 3166-1 alpha-2 code that
