@@ -75,6 +75,22 @@ void crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
 		fatal("EVP_Digest");
 }
 
+void crypto_sha256_pieces(const struct crypto_piece *pieces, size_t npieces,
+                          uint8_t out[CRYPTO_SHA256_LEN])
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned int len = 0;
+
+	if (!c || !EVP_DigestInit_ex(c, md_get(CRYPTO_SHA256), NULL))
+		fatal("EVP_DigestInit_ex");
+	for (size_t i = 0; i < npieces; i++)
+		if (!EVP_DigestUpdate(c, pieces[i].p, pieces[i].n))
+			fatal("EVP_DigestUpdate");
+	if (!EVP_DigestFinal_ex(c, out, &len) || len != CRYPTO_SHA256_LEN)
+		fatal("EVP_DigestFinal_ex");
+	EVP_MD_CTX_free(c);
+}
+
 /*
  * The streaming context is the EVP_MAC_CTX itself: struct crypto_hmac_ctx is
  * never defined, the pointer is only converted back here.  That spares one

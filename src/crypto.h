@@ -29,6 +29,10 @@ struct crypto_piece {
 void crypto_hmac(enum crypto_md md, const void *key, size_t keylen,
                  const struct crypto_piece *pieces, size_t npieces, uint8_t *out);
 
+/* SHA-256 of the concatenation of the pieces, without building it. */
+void crypto_sha256_pieces(const struct crypto_piece *pieces, size_t npieces,
+                          uint8_t out[CRYPTO_SHA256_LEN]);
+
 /* Streaming HMAC for signature schemes that feed many small pieces. */
 struct crypto_hmac_ctx;
 struct crypto_hmac_ctx *crypto_hmac_new(enum crypto_md md, const void *key, size_t keylen);

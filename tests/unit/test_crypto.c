@@ -58,6 +58,13 @@ static void test_sha256(void **state)
 	crypto_sha256("", 0, out);
 	assert_hex(out, sizeof(out),
 	           "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	/* in pieces: the digest of their concatenation, empty pieces included */
+	crypto_sha256_pieces((const struct crypto_piece[]){{"a", 1}, {NULL, 0}, {"bc", 2}}, 3, out);
+	assert_hex(out, sizeof(out),
+	           "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	crypto_sha256_pieces(NULL, 0, out);
+	assert_hex(out, sizeof(out),
+	           "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 /* RFC 4231 test cases 1, 2 and 6 (key longer than the block). */
