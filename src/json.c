@@ -16,37 +16,19 @@
  */
 #include "json.h"
 
+#include <limits.h>
+#include <stdint.h>
+
 #include "dlrd_limits.h"
 #include "provider.h"
 #include "util.h"
 
-bool jsonx_depth_ok(const char *p, size_t n, unsigned max)
+/* One pass over the structure outside strings (a backslash skips the byte after
+ * it): false as soon as the nesting passes max_depth or the values (1, plus
+ * each ',' '{' '[') pass max_values. */
+static bool scan_ok(const char *p, size_t n, unsigned max_depth, size_t max_values)
 {
 	unsigned depth = 0;
-	bool in_str = false;
-
-	for (size_t i = 0; i < n; i++) {
-		char c = p[i];
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = false;
-		} else if (c == '"') {
-			in_str = true;
-		} else if (c == '{' || c == '[') {
-			if (++depth > max)
-				return false;
-		} else if (c == '}' || c == ']') {
-			if (depth)
-				depth--;
-		}
-	}
-	return true;
-}
-
-bool jsonx_values_ok(const char *p, size_t n, size_t max)
-{
 	size_t values = 1;
 	bool in_str = false;
 
@@ -59,12 +41,28 @@ bool jsonx_values_ok(const char *p, size_t n, size_t max)
 				in_str = false;
 		} else if (c == '"') {
 			in_str = true;
-		} else if (c == ',' || c == '{' || c == '[') {
-			if (++values > max)
+		} else if (c == '{' || c == '[') {
+			if (++depth > max_depth || ++values > max_values)
 				return false;
+		} else if (c == ',') {
+			if (++values > max_values)
+				return false;
+		} else if (c == '}' || c == ']') {
+			if (depth)
+				depth--;
 		}
 	}
 	return true;
+}
+
+bool jsonx_depth_ok(const char *p, size_t n, unsigned max)
+{
+	return scan_ok(p, n, max, SIZE_MAX);
+}
+
+bool jsonx_values_ok(const char *p, size_t n, size_t max)
+{
+	return scan_ok(p, n, UINT_MAX, max);
 }
 
 /* jsonx_load(), with not_json as the message for bytes jansson refuses. */
