@@ -125,6 +125,17 @@ const char *optout_kind_name(enum optout_kind k)
 	return "none";
 }
 
+char *optout_keyword_word(const char *text, size_t n, char out[OPTOUT_WORD_MAX])
+{
+	size_t wl = 0;
+
+	for (size_t i = 0; i < n && wl + 1 < OPTOUT_WORD_MAX; i++)
+		if ((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= 'A' && text[i] <= 'Z'))
+			out[wl++] = (char)(text[i] >= 'a' ? text[i] - ('a' - 'A') : text[i]);
+	out[wl] = '\0';
+	return out;
+}
+
 static int is_blank(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -164,7 +175,7 @@ size_t optout_sender_key(const char *sender, size_t n, char *out)
 			if (is_digit(c))
 				out[o++] = c;
 		} else {
-			out[o++] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+			out[o++] = tolower_ascii(c);
 		}
 	}
 	out[o] = '\0';

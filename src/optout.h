@@ -20,6 +20,16 @@ enum optout_kind optout_classify(const char *text, size_t n);
 /* "none", "opt_out", "opt_in", "help" */
 const char *optout_kind_name(enum optout_kind k);
 
+/* The bytes a stored keyword may take, its NUL included. */
+#define OPTOUT_WORD_MAX 32
+/* The keyword as stored with an opt-out: the letters of the n bytes at
+ * text, upper-cased ("stop all" -> "STOPALL"), at most OPTOUT_WORD_MAX - 1
+ * of them.  A keyword is letters and white space (Unicode spaces included),
+ * so this is the word without any of them, and never a cut UTF-8 sequence,
+ * which PostgreSQL would refuse as text.  Both backends store it.  Returns
+ * out; any thread. */
+char *optout_keyword_word(const char *text, size_t n, char out[OPTOUT_WORD_MAX]);
+
 /* The key under which an opt-out is recorded and looked up for a sender
  * identity (the number or sender id a STOP was sent to, or a send's
  * sender_identity), so that one sender written two ways is one sender:

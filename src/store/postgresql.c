@@ -2377,7 +2377,7 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 {
 	const struct dlr_event *ev = r->ev;
 	const struct commit_item *it = r->it;
-	char now[25], occurred[25], occ_ms[24], uuid[37], word[32];
+	char now[25], occurred[25], occ_ms[24], uuid[37], word[OPTOUT_WORD_MAX];
 	const char *v[23];
 	int len[23] = {0}, fmt[23] = {0};
 	const char *payload = it->raw_payload.p ? it->raw_payload.p : "";
@@ -2423,16 +2423,6 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 	case 1: {
 		bool action =
 		    (ev->keyword == KW_OPT_OUT || ev->keyword == KW_OPT_IN) && ev->recipient_hash;
-		size_t wl = 0;
-		/* The keyword's letters, upper-cased (sqlite.c does the same):
-		 * never a cut UTF-8 sequence of a Unicode space, which
-		 * PostgreSQL would refuse as text, failing the batch. */
-		for (size_t i = 0; action && i < ev->text_len && wl + 1 < sizeof(word); i++) {
-			char c = ev->text[i];
-			if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-				word[wl++] = (char)(c >= 'a' ? c - 32 : c);
-		}
-		word[wl] = '\0';
 		v[0] = ev->provider;
 		v[1] = ev->provider_message_id;
 		v[2] = ev->dedup_key;
@@ -2449,7 +2439,7 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 		v[11] = now;
 		v[12] = action ? optout_kind_name(ev->keyword) : NULL;
 		v[13] = ev->keyword == KW_OPT_OUT ? "1" : "0";
-		v[14] = action ? word : NULL;
+		v[14] = action ? optout_keyword_word(ev->text, ev->text_len, word) : NULL;
 		return PQsendQueryPrepared(be->conn, stmts[S_INBOUND].name, 15, v, len, fmt, 0);
 	}
 	default:

@@ -1421,22 +1421,12 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 	/* the state is kept per canonical sender (optout.h), so that a send
 	 * from the same number written another way finds it */
 	char *sender = optout_sender_key_dup(ev->sender_identity);
-	char word[32];
-	size_t wl = 0;
-	/* the keyword's letters, upper-cased ("stop all" -> "STOPALL"): a
-	 * keyword is letters and white space, Unicode spaces included, so
-	 * this is the word without any of them (postgresql.c does the same) */
-	for (size_t i = 0; i < ev->text_len && wl + 1 < sizeof(word); i++) {
-		char c = ev->text[i];
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-			word[wl++] = (char)(c >= 'a' ? c - 32 : c);
-	}
-	word[wl] = '\0';
+	char word[OPTOUT_WORD_MAX];
 	st = be->stmt[Q_INSERT_OPT_HISTORY];
 	bind_text(st, 1, ev->recipient_hash);
 	bind_text(st, 2, sender);
 	bind_text(st, 3, optout_kind_name(ev->keyword));
-	bind_text(st, 4, word);
+	bind_text(st, 4, optout_keyword_word(ev->text, ev->text_len, word));
 	sqlite3_bind_int64(st, 5, inbound_id);
 	bind_text(st, 6, effective);
 	bind_text(st, 7, now);
