@@ -702,7 +702,6 @@ static enum MHD_Result dispatch(struct req *r)
 	if (r->res.n_events > LIM_EVENTS_PER_REQUEST)
 		return reject(r, DLRD_EINVAL, "too many events in one request");
 	/* Central enrichment, the same for every provider. */
-	int64_t now_ms = util_now_ms();
 	for (size_t i = 0; i < r->res.n_events; i++) {
 		struct dlr_event *ev = &r->res.events[i];
 		if (ev->kind == EV_INBOUND) {
@@ -711,9 +710,10 @@ static enum MHD_Result dispatch(struct req *r)
 			/* An opt-out's order is its provider time (the dedup key is
 			 * made already): one ahead of our clock (a skewed provider)
 			 * would outrank every later STOP or START until then, so
-			 * it is taken as now.  The raw payload keeps the original. */
-			if (ev->occurred_ms > now_ms)
-				ev->occurred_ms = now_ms;
+			 * it is taken as the receipt time (received_ms below).  The
+			 * raw payload keeps the original. */
+			if (ev->occurred_ms > pr.now_ms)
+				ev->occurred_ms = pr.now_ms;
 		} else if (ev->kind == EV_STATUS) {
 			enum err_reason er = errcat_classify(r->prov->errors, ev->error_code,
 			                                     ev->status, &ev->error_title);
