@@ -1429,12 +1429,21 @@ static void h_get(struct api *a, struct api_state *s, const struct api_request *
 /* Sets the raw payload on ev: opened when sealed (pii.h), as it is when
  * stored in clear before payloads were sealed.  When it cannot be opened
  * (its key is not in the ring, or it does not verify) raw_payload is null
- * and raw_payload_unavailable says why; the rest of the answer stands. */
+ * and raw_payload_unavailable says why; the rest of the answer stands.
+ * One answer inlines at most API_PAYLOAD_BUDGET stored bytes: *budget is
+ * what is left, and a payload past it is only marked raw_payload_omitted. */
 static json_t *payload_json(const struct api *a, struct arena *ar, const char *p, size_t n,
-                            json_t *ev)
+                            size_t *budget, json_t *ev)
 {
 	struct iov plain;
-	int rc = pii_open_payload(a->kr, ar, p, n, &plain);
+	int rc;
+
+	if (n > *budget) {
+		set(ev, "raw_payload_omitted", json_true());
+		return ev;
+	}
+	*budget -= n;
+	rc = pii_open_payload(a->kr, ar, p, n, &plain);
 
 	if (rc == 0) {
 		p = plain.p;
@@ -1547,14 +1556,8 @@ static void h_timeline(struct api *a, struct api_state *s, const struct api_requ
 		set(o, "provider_retries", json_integer(e->deliveries > 0 ? e->deliveries - 1 : 0));
 		set(o, "changed_summary", json_boolean(e->changed_summary));
 		set(o, "late", json_boolean(!e->changed_summary));
-		if (payloads && e->raw_payload) {
-			if (e->raw_payload_len <= budget) {
-				budget -= e->raw_payload_len;
-				payload_json(a, rq->arena, e->raw_payload, e->raw_payload_len, o);
-			} else {
-				set(o, "raw_payload_omitted", json_true());
-			}
-		}
+		if (payloads && e->raw_payload)
+			payload_json(a, rq->arena, e->raw_payload, e->raw_payload_len, &budget, o);
 		json_array_append_new(arr, o);
 	}
 	/* only the oldest STORE_TIMELINE_EVENTS are listed; the summary counts
@@ -1758,14 +1761,8 @@ static void h_review(struct api *a, const struct api_request *rq, struct api_ans
 		set(o, "retries", json_integer(r->retries));
 		/* bounded like a timeline's: up to 500 items of up to
 		 * max_body_bytes each would otherwise be one answer */
-		if (r->raw_payload) {
-			if (r->raw_payload_len <= budget) {
-				budget -= r->raw_payload_len;
-				payload_json(a, rq->arena, r->raw_payload, r->raw_payload_len, o);
-			} else {
-				set(o, "raw_payload_omitted", json_true());
-			}
-		}
+		if (r->raw_payload)
+			payload_json(a, rq->arena, r->raw_payload, r->raw_payload_len, &budget, o);
 		set(o, "resolved_at", jstr(r->resolved_at));
 		set(o, "resolved_by", jstr(r->resolved_by));
 		set(o, "resolution", jstr(r->resolution));
