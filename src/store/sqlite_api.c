@@ -540,6 +540,16 @@ static void qb_add(struct qbuild *b, const char *s)
 	b->len += util_fmt(b->sql + b->len, sizeof(b->sql) - b->len, "%s", s);
 }
 
+/* Appends the i-th '?' of an IN list (", ?" after the first), bound to v.
+ * The caller checks that a bind is left. */
+static void qb_item(struct qbuild *b, size_t i, const char *v)
+{
+	qb_add(b, i ? ", ?" : "?");
+	b->binds[b->n] = v;
+	b->is_int[b->n] = false;
+	b->n++;
+}
+
 /* Appends " AND <cond>" where cond holds one '?' bound to v (skipped when v
  * is NULL). */
 static void qb_text(struct qbuild *b, const char *cond, const char *v)
@@ -693,12 +703,8 @@ static int search_query(const struct store_query *q, struct qbuild *b, char *err
 	qb_add(b, "SELECT " MSG_COLS " FROM sms_messages WHERE 1");
 	if (q->n_statuses) {
 		qb_add(b, " AND current_status IN (");
-		for (size_t i = 0; i < q->n_statuses && b->n < BINDS_MAX - 1; i++) {
-			qb_add(b, i ? ", ?" : "?");
-			b->binds[b->n] = q->statuses[i];
-			b->is_int[b->n] = false;
-			b->n++;
-		}
+		for (size_t i = 0; i < q->n_statuses && b->n < BINDS_MAX - 1; i++)
+			qb_item(b, i, q->statuses[i]);
 		qb_add(b, ")");
 	}
 	if (q->final >= 0)
@@ -719,10 +725,7 @@ static int search_query(const struct store_query *q, struct qbuild *b, char *err
 				util_fmt(err, errlen, "sqlite: search query too long");
 				return DLRD_EIO;
 			}
-			qb_add(b, i ? ", ?" : "?");
-			b->binds[b->n] = provider_table[i]->name;
-			b->is_int[b->n] = false;
-			b->n++;
+			qb_item(b, i, provider_table[i]->name);
 		}
 		qb_add(b, ")");
 	}
