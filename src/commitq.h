@@ -43,6 +43,10 @@ struct commit_item {
 	struct dlr_event *events;
 	size_t n_events;
 	struct iov raw_payload; /* body, or the query string for GET */
+	/* When a request carries several events: the keyed digest (64 hex
+	 * characters) under which the backend keeps raw_payload once, in
+	 * sms_payloads, each row naming it; "" keeps it in each row */
+	char payload_id[65];
 	int64_t received_ms;
 	enum commit_kind kind; /* CI_CALLBACK (0) unless set */
 	struct store_op *op;   /* CI_API: the operation, its input and output */

@@ -509,6 +509,25 @@ static void unusable_key(struct req *r, struct iov raw, size_t i, char out[65])
 	privacy_request_hash(md, out);
 }
 
+/* The name under which a request of several events keeps its payload once
+ * (commitq.h): a digest of provider and bytes, keyed like unusable_key()'s,
+ * so that a resend names the same row.  "" (a copy in each row) without a
+ * hash key. */
+static void payload_key(struct req *r, struct iov raw, char out[65])
+{
+	uint8_t md[CRYPTO_SHA256_LEN];
+
+	out[0] = '\0';
+	if (!privacy_has_key())
+		return;
+	crypto_sha256_pieces(
+	    (const struct crypto_piece[]){{r->prov->name, strlen(r->prov->name) + 1},
+	                                  {"payload", sizeof("payload")},
+	                                  {raw.p, raw.n}},
+	    3, md);
+	privacy_request_hash(md, out);
+}
+
 /* ---- the JSON API (api.c): same body reading and parking, its own answers ---- */
 
 static enum MHD_Result reply_api(struct req *r, struct api_answer *ans)
@@ -747,6 +766,8 @@ static enum MHD_Result dispatch(struct req *r)
 	for (size_t i = 0; i < r->res.n_events; i++)
 		if (r->res.events[i].kind == EV_UNUSABLE)
 			unusable_key(r, raw, i, r->res.events[i].dedup_key);
+	if (r->res.n_events > 1)
+		payload_key(r, raw, r->item.payload_id);
 	if (pii_seal_payload(h->kr, &r->arena, raw.p ? raw.p : "", raw.n, &r->item.raw_payload) !=
 	    0) {
 		commitq_unreserve(h->q);

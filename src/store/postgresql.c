@@ -1506,46 +1506,229 @@ static const struct {
      "CREATE INDEX sms_messages_action_id ON sms_messages (action_id)"
      " WHERE action_id IS NOT NULL;",
      NULL},
+    {11, "one payload row for all the events of a request",
+     /* As SQLite's migration 11: a request of several events keeps its
+      * payload once, in sms_payloads (named by a keyed digest, so a resend
+      * names the same row), and its rows hold an empty raw_payload and the
+      * payload_id.  The two functions are migration 4's dlrd_apply_inbound
+      * and migration 7's dlrd_apply_status2 with p_payload_id added (new
+      * names, so a node of the previous version keeps calling the old
+      * ones during a rolling upgrade). */
+     "CREATE TABLE sms_payloads ("
+     " id text PRIMARY KEY,"
+     " provider text NOT NULL,"
+     " raw_payload bytea NOT NULL,"
+     " received_at timestamptz NOT NULL"
+     ");"
+     "ALTER TABLE sms_message_events ADD COLUMN payload_id text;"
+     "ALTER TABLE sms_inbound_messages ADD COLUMN payload_id text;"
+     "ALTER TABLE review_queue ADD COLUMN payload_id text;"
+     "CREATE OR REPLACE FUNCTION dlrd_apply_inbound2(p_provider text, p_message_id text,"
+     " p_dedup_key text, p_sender_hash text, p_country text, p_to text, p_body text,"
+     " p_keyword text, p_occurred_at timestamptz, p_payload bytea, p_is_json boolean,"
+     " p_now timestamptz, p_action text, p_opted_out smallint, p_word text, p_payload_id text,"
+     " OUT is_new boolean, OUT reviews integer)"
+     " LANGUAGE plpgsql AS $fn$\n"
+     "DECLARE\n"
+     "  v_id bigint;\n"
+     "  v_json jsonb;\n"
+     "  v_effective timestamptz := coalesce(p_occurred_at, p_now);\n"
+     "BEGIN\n"
+     "  reviews := 0;\n"
+     "  IF p_is_json THEN\n"
+     "    v_json := convert_from(p_payload, 'UTF8')::jsonb;\n"
+     "  END IF;\n"
+     "  INSERT INTO sms_inbound_messages (provider, provider_message_id, dedup_key,\n"
+     "    sender_hash, sender_country, to_identity, body, keyword, provider_occurred_at,\n"
+     "    raw_payload, payload_json, received_at, payload_id)\n"
+     "  VALUES (p_provider, p_message_id, p_dedup_key, p_sender_hash, p_country, p_to,\n"
+     "    p_body, p_keyword, p_occurred_at, p_payload, v_json, p_now, p_payload_id)\n"
+     "  ON CONFLICT (provider, dedup_key) DO NOTHING\n"
+     "  RETURNING id INTO v_id;\n"
+     "  is_new := FOUND;\n"
+     "  IF NOT is_new THEN\n"
+     "    UPDATE sms_inbound_messages SET retry_count = retry_count + 1\n"
+     "    WHERE provider = p_provider AND dedup_key = p_dedup_key;\n"
+     "    RETURN;\n"
+     "  END IF;\n"
+     "  IF p_action IS NULL THEN\n"
+     "    RETURN;\n"
+     "  END IF;\n"
+     "  INSERT INTO sms_opt_out_history (recipient_hash, sender_identity, action,\n"
+     "    keyword, inbound_id, effective_at, received_at)\n"
+     "  VALUES (p_sender_hash, dlrd_sender_key(p_to), p_action, p_word, v_id, v_effective,\n"
+     "    p_now);\n"
+     "  INSERT INTO sms_opt_outs (recipient_hash, sender_identity, opted_out, keyword,\n"
+     "    inbound_id, effective_at, updated_at)\n"
+     "  VALUES (p_sender_hash, dlrd_sender_key(p_to), p_opted_out, p_word, v_id,\n"
+     "    v_effective, p_now)\n"
+     "  ON CONFLICT (recipient_hash, sender_identity) DO UPDATE SET\n"
+     "    opted_out = excluded.opted_out, keyword = excluded.keyword,\n"
+     "    inbound_id = excluded.inbound_id, effective_at = excluded.effective_at,\n"
+     "    updated_at = excluded.updated_at\n"
+     "  WHERE excluded.effective_at >= sms_opt_outs.effective_at;\n"
+     "END\n"
+     "$fn$;"
+     "CREATE OR REPLACE FUNCTION dlrd_apply_status3(p_provider text, p_message_id text,"
+     " p_event_id text, p_dedup_key text, p_status text, p_raw_status text,"
+     " p_error_code text, p_error_reason text, p_occurred_ms bigint,"
+     " p_occurred_at timestamptz, p_is_final smallint, p_read smallint,"
+     " p_recipient_hash text, p_country text, p_sender text, p_payload bytea,"
+     " p_is_json boolean, p_now timestamptz, p_new_id uuid, p_review text,"
+     " p_review_detail text, p_masked text, p_country_source text, p_payload_id text,"
+     " OUT is_new boolean, OUT reviews integer)"
+     " LANGUAGE plpgsql AS $fn$\n"
+     "DECLARE\n"
+     "  m sms_messages%ROWTYPE;\n"
+     "  v_event bigint;\n"
+     "  v_changed boolean;\n"
+     "  v_mask integer;\n"
+     "  v_conflict boolean;\n"
+     "  v_json jsonb;\n"
+     "BEGIN\n"
+     "  reviews := 0;\n"
+     "  SELECT * INTO m FROM sms_messages\n"
+     "   WHERE provider = p_provider AND provider_message_id = p_message_id\n"
+     "   FOR NO KEY UPDATE;\n"
+     "  IF NOT FOUND THEN\n"
+     "    INSERT INTO sms_messages (id, provider, provider_message_id, recipient_hash,\n"
+     "      destination_country, sender_identity, origin, current_status, created_at,\n"
+     "      updated_at, recipient_masked, country_source)\n"
+     "    VALUES (p_new_id, p_provider, p_message_id, p_recipient_hash, p_country,\n"
+     "      p_sender, 'callback', 'accepted', p_now, p_now, p_masked, p_country_source)\n"
+     "    ON CONFLICT (provider, provider_message_id) DO NOTHING\n"
+     "    RETURNING * INTO m;\n"
+     "    IF NOT FOUND THEN\n"
+     "      SELECT * INTO STRICT m FROM sms_messages\n"
+     "       WHERE provider = p_provider AND provider_message_id = p_message_id\n"
+     "       FOR NO KEY UPDATE;\n"
+     "    END IF;\n"
+     "  END IF;\n"
+     "  v_changed := m.status_mask = 0 OR dlrd_event_gt(p_status, p_occurred_ms,\n"
+     "    p_error_code, p_raw_status, m.current_status, m.current_occurred_ms,\n"
+     "    m.current_error_code, m.current_raw_status);\n"
+     "  IF p_is_json THEN\n"
+     "    v_json := convert_from(p_payload, 'UTF8')::jsonb;\n"
+     "  END IF;\n"
+     "  INSERT INTO sms_message_events (message_id, provider, provider_message_id,\n"
+     "    provider_event_id, dedup_key, status, raw_status, error_code, error_reason,\n"
+     "    is_final, read_receipt, changed_summary, provider_occurred_at, raw_payload,\n"
+     "    payload_json, received_at, payload_id)\n"
+     "  VALUES (m.id, p_provider, p_message_id, p_event_id, p_dedup_key, p_status,\n"
+     "    p_raw_status, p_error_code, p_error_reason, p_is_final, p_read,\n"
+     "    v_changed::integer, p_occurred_at, p_payload, v_json, p_now, p_payload_id)\n"
+     "  ON CONFLICT (message_id, dedup_key) DO NOTHING\n"
+     "  RETURNING id INTO v_event;\n"
+     "  is_new := FOUND;\n"
+     "  IF is_new THEN\n"
+     "    v_mask := m.status_mask | dlrd_status_bit(p_status);\n"
+     "    v_conflict := dlrd_mask_conflict(v_mask);\n"
+     "    UPDATE sms_messages SET\n"
+     "      current_status = CASE WHEN v_changed THEN p_status ELSE current_status END,\n"
+     "      current_raw_status = CASE WHEN v_changed THEN p_raw_status\n"
+     "        ELSE current_raw_status END,\n"
+     "      current_error_code = CASE WHEN v_changed THEN p_error_code\n"
+     "        ELSE current_error_code END,\n"
+     "      current_occurred_at = CASE WHEN v_changed THEN p_occurred_at\n"
+     "        ELSE current_occurred_at END,\n"
+     "      current_occurred_ms = CASE WHEN v_changed THEN p_occurred_ms\n"
+     "        ELSE current_occurred_ms END,\n"
+     "      current_error_reason = CASE WHEN v_changed THEN p_error_reason\n"
+     "        ELSE current_error_reason END,\n"
+     "      is_final = CASE WHEN v_changed THEN p_is_final ELSE is_final END,\n"
+     "      status_mask = v_mask,\n"
+     "      final_conflict = v_conflict::integer,\n"
+     "      read_receipt = greatest(read_receipt, p_read),\n"
+     "      event_count = event_count + 1,\n"
+     "      callback_count = callback_count + 1,\n"
+     "      first_callback_at = least(first_callback_at, p_now),\n"
+     "      final_at = CASE WHEN p_is_final <> 0 THEN least(final_at, p_now)\n"
+     "        ELSE final_at END,\n"
+     "      recipient_hash = coalesce(recipient_hash, p_recipient_hash),\n"
+     "      recipient_masked = coalesce(recipient_masked, p_masked),\n"
+     "      country_source = CASE WHEN destination_country IS NULL\n"
+     "          OR (p_country_source = 'provider' AND country_source = 'number')\n"
+     "        THEN p_country_source ELSE country_source END,\n"
+     "      destination_country = CASE WHEN destination_country IS NULL\n"
+     "          OR (p_country_source = 'provider' AND country_source = 'number')\n"
+     "        THEN p_country ELSE destination_country END,\n"
+     "      sender_identity = coalesce(sender_identity, p_sender),\n"
+     "      updated_at = greatest(updated_at, p_now)\n"
+     "    WHERE id = m.id;\n"
+     "    IF p_review IS NOT NULL THEN\n"
+     "      INSERT INTO review_queue (created_at, provider, reason, detail, message_id,\n"
+     "        event_id, raw_status, raw_payload, payload_json, payload_id)\n"
+     "      VALUES (p_now, p_provider, p_review, p_review_detail, m.id, v_event,\n"
+     "        p_raw_status, p_payload, v_json, p_payload_id);\n"
+     "      reviews := reviews + 1;\n"
+     "    END IF;\n"
+     "    IF v_conflict AND NOT dlrd_mask_conflict(m.status_mask) THEN\n"
+     "      INSERT INTO review_queue (created_at, provider, reason, detail, message_id,\n"
+     "        event_id, raw_status, raw_payload, payload_json, payload_id)\n"
+     "      VALUES (p_now, p_provider, 'final_conflict',\n"
+     "        'two different definitive final states', m.id, v_event, p_raw_status,\n"
+     "        p_payload, v_json, p_payload_id);\n"
+     "      reviews := reviews + 1;\n"
+     "    END IF;\n"
+     "  ELSE\n"
+     "    UPDATE sms_messages SET callback_count = callback_count + 1,\n"
+     "      duplicate_count = duplicate_count + 1, updated_at = greatest(updated_at, p_now)\n"
+     "    WHERE id = m.id;\n"
+     "    SELECT id INTO STRICT v_event FROM sms_message_events\n"
+     "     WHERE message_id = m.id AND dedup_key = p_dedup_key;\n"
+     "  END IF;\n"
+     "  INSERT INTO sms_callback_log (received_at, provider, event_id, duplicate)\n"
+     "  VALUES (p_now, p_provider, v_event, (NOT is_new)::integer);\n"
+     "END\n"
+     "$fn$;",
+     NULL},
 };
 
 /* The prepared statements of every writer connection (the API's are in
  * postgresql_api.c). */
-enum { S_STATUS, S_INBOUND, S_UNUSABLE, S__COUNT };
+enum { S_STATUS, S_INBOUND, S_UNUSABLE, S_PAYLOAD, S__COUNT };
 
 static const struct {
 	const char *name;
 	const char *sql;
 	int nparams;
-	Oid types[23];
+	Oid types[24];
 } stmts[S__COUNT] = {
     [S_STATUS] = {"dlrd_status",
-                  "SELECT is_new, reviews FROM dlrd_apply_status2($1, $2, $3, $4, $5, $6, $7,"
+                  "SELECT is_new, reviews FROM dlrd_apply_status3($1, $2, $3, $4, $5, $6, $7,"
                   " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,"
-                  " $23)",
-                  23,
+                  " $23, $24)",
+                  24,
                   {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,        OID_TEXT, OID_TEXT,
                    OID_TEXT, OID_TEXT, OID_INT8, OID_TIMESTAMPTZ, OID_INT2, OID_INT2,
                    OID_TEXT, OID_TEXT, OID_TEXT, OID_BYTEA,       OID_BOOL, OID_TIMESTAMPTZ,
-                   OID_UUID, OID_TEXT, OID_TEXT, OID_TEXT,        OID_TEXT}},
+                   OID_UUID, OID_TEXT, OID_TEXT, OID_TEXT,        OID_TEXT, OID_TEXT}},
     [S_INBOUND] = {"dlrd_inbound",
-                   "SELECT is_new, reviews FROM dlrd_apply_inbound($1, $2, $3, $4, $5, $6,"
-                   " $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                   15,
+                   "SELECT is_new, reviews FROM dlrd_apply_inbound2($1, $2, $3, $4, $5, $6,"
+                   " $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                   16,
                    {OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
                     OID_TIMESTAMPTZ, OID_BYTEA, OID_BOOL, OID_TIMESTAMPTZ, OID_TEXT, OID_INT2,
-                    OID_TEXT}},
+                    OID_TEXT, OID_TEXT}},
     [S_UNUSABLE] = {"dlrd_unusable",
                     /* a resend (same dedup_key) counts on the first item;
                      * xmax is 0 only in a row this statement inserted */
                     "INSERT INTO review_queue (created_at, provider, reason, detail, raw_status,"
-                    " raw_payload, payload_json, dedup_key) VALUES ($1, $2, $3, $4, $5, $6,"
-                    " CASE WHEN $7 THEN convert_from($6, 'UTF8')::jsonb END, $8)"
+                    " raw_payload, payload_json, dedup_key, payload_id) VALUES ($1, $2, $3, $4,"
+                    " $5, $6, CASE WHEN $7 THEN convert_from($6, 'UTF8')::jsonb END, $8, $9)"
                     " ON CONFLICT (provider, dedup_key) WHERE dedup_key IS NOT NULL"
                     " DO UPDATE SET retry_count = review_queue.retry_count + 1"
                     " RETURNING xmax = 0",
-                    8,
+                    9,
                     {OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_BYTEA, OID_BOOL,
-                     OID_TEXT}},
+                     OID_TEXT, OID_TEXT}},
+    /* a request's payload kept once (migration 11); a resend names the
+     * same row, and the first copy stays */
+    [S_PAYLOAD] = {"dlrd_payload",
+                   "INSERT INTO sms_payloads (id, provider, raw_payload, received_at)"
+                   " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                   4,
+                   {OID_TEXT, OID_TEXT, OID_BYTEA, OID_TIMESTAMPTZ}},
 };
 
 /* One event of a batch, in the order it is applied. */
@@ -1575,7 +1758,7 @@ struct api_ref {
 };
 
 /* One statement sent in the pipeline and what its result is for. */
-enum slot_kind { SL_BEGIN, SL_EVENT, SL_API, SL_FOLLOW, SL_COMMIT };
+enum slot_kind { SL_BEGIN, SL_PAYLOAD, SL_EVENT, SL_API, SL_FOLLOW, SL_COMMIT };
 struct slot {
 	enum slot_kind kind;
 	size_t i; /* SL_EVENT: index into refs; SL_API, SL_FOLLOW: into apis */
@@ -1599,6 +1782,8 @@ struct pg_be {
 	size_t units_cap;
 	struct api_ref *apis;
 	size_t apis_cap;
+	struct commit_item **pays; /* the requests that keep their payload once */
+	size_t pays_cap, npays;
 	struct slot *slots; /* FIFO of the statements whose results are due */
 	size_t slots_cap, slot_head, slot_tail;
 	bool committed;  /* the COMMIT's result said COMMIT */
@@ -2201,6 +2386,7 @@ static void pg_close(void *p)
 	free(be->refs);
 	free(be->units);
 	free(be->apis);
+	free(be->pays);
 	free(be->slots);
 	free(be);
 }
@@ -2378,10 +2564,13 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 	const struct dlr_event *ev = r->ev;
 	const struct commit_item *it = r->it;
 	char now[25], occurred[25], occ_ms[24], uuid[37], word[OPTOUT_WORD_MAX];
-	const char *v[23];
-	int len[23] = {0}, fmt[23] = {0};
-	const char *payload = it->raw_payload.p ? it->raw_payload.p : "";
-	bool json = use_json && r->json;
+	const char *v[24];
+	int len[24] = {0}, fmt[24] = {0};
+	/* a request that keeps its payload once names it (S_PAYLOAD) */
+	const char *pid = it->payload_id[0] ? it->payload_id : NULL;
+	const char *payload = pid ? "" : it->raw_payload.p ? it->raw_payload.p : "";
+	int payload_len = pid ? 0 : (int)it->raw_payload.n;
+	bool json = use_json && r->json && !pid;
 	bool has_occ = ev->occurred_ms >= 0 && ev->occurred_ms <= UTIL_TIME_MAX_MS;
 
 	util_rfc3339(it->received_ms, now);
@@ -2407,7 +2596,7 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 		v[13] = ev->destination_country;
 		v[14] = ev->sender_identity;
 		v[15] = payload;
-		len[15] = (int)it->raw_payload.n;
+		len[15] = payload_len;
 		fmt[15] = 1;
 		v[16] = json ? "t" : "f";
 		v[17] = now;
@@ -2419,7 +2608,8 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 		v[22] = !ev->destination_country  ? NULL
 		        : ev->country_from_number ? "number"
 		                                  : "provider";
-		return PQsendQueryPrepared(be->conn, stmts[S_STATUS].name, 23, v, len, fmt, 0);
+		v[23] = pid;
+		return PQsendQueryPrepared(be->conn, stmts[S_STATUS].name, 24, v, len, fmt, 0);
 	case 1: {
 		bool action =
 		    (ev->keyword == KW_OPT_OUT || ev->keyword == KW_OPT_IN) && ev->recipient_hash;
@@ -2433,14 +2623,15 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 		v[7] = optout_kind_name(ev->keyword);
 		v[8] = has_occ ? occurred : NULL;
 		v[9] = payload;
-		len[9] = (int)it->raw_payload.n;
+		len[9] = payload_len;
 		fmt[9] = 1;
 		v[10] = json ? "t" : "f";
 		v[11] = now;
 		v[12] = action ? optout_kind_name(ev->keyword) : NULL;
 		v[13] = ev->keyword == KW_OPT_OUT ? "1" : "0";
 		v[14] = action ? optout_keyword_word(ev->text, ev->text_len, word) : NULL;
-		return PQsendQueryPrepared(be->conn, stmts[S_INBOUND].name, 15, v, len, fmt, 0);
+		v[15] = pid;
+		return PQsendQueryPrepared(be->conn, stmts[S_INBOUND].name, 16, v, len, fmt, 0);
 	}
 	default:
 		v[0] = now;
@@ -2449,12 +2640,31 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 		v[3] = ev->review_detail;
 		v[4] = ev->raw_status;
 		v[5] = payload;
-		len[5] = (int)it->raw_payload.n;
+		len[5] = payload_len;
 		fmt[5] = 1;
 		v[6] = json ? "t" : "f";
 		v[7] = ev->dedup_key[0] ? ev->dedup_key : NULL;
-		return PQsendQueryPrepared(be->conn, stmts[S_UNUSABLE].name, 8, v, len, fmt, 0);
+		v[8] = pid;
+		return PQsendQueryPrepared(be->conn, stmts[S_UNUSABLE].name, 9, v, len, fmt, 0);
 	}
+}
+
+/* Queues the row of a request that keeps its payload once. */
+static int send_payload(struct pg_be *be, const struct commit_item *it)
+{
+	char now[25];
+	const char *v[4] = {it->payload_id, it->provider,
+	                    it->raw_payload.p ? it->raw_payload.p : "", now};
+	int len[4] = {0, 0, (int)it->raw_payload.n, 0}, fmt[4] = {0, 0, 1, 0};
+
+	util_rfc3339(it->received_ms, now);
+	return PQsendQueryPrepared(be->conn, stmts[S_PAYLOAD].name, 4, v, len, fmt, 0);
+}
+
+static int pay_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct commit_item *const *)a)->payload_id,
+	              (*(struct commit_item *const *)b)->payload_id);
 }
 
 /* Reads the outcome of one event's statement into r. */
@@ -2496,6 +2706,8 @@ static const char *slot_label(void *ctx)
 	switch (be->slots[be->slot_head].kind) {
 	case SL_BEGIN:
 		return "BEGIN";
+	case SL_PAYLOAD:
+		return "payload";
 	case SL_COMMIT:
 		return "COMMIT";
 	case SL_API:
@@ -2522,6 +2734,7 @@ static bool on_batch_result(void *ctx, PGresult *r)
 		return false; /* the exchange noted the error; the batch fails */
 	switch (s->kind) {
 	case SL_BEGIN:
+	case SL_PAYLOAD:
 		be->unexpected |= st != PGRES_COMMAND_OK;
 		break;
 	case SL_EVENT:
@@ -2653,6 +2866,10 @@ static int run_batch(struct pg_be *be, size_t nunits, size_t napi, bool use_json
 	                            NULL, 0),
 	          SL_BEGIN, 0))
 		goto send_failed;
+	/* payload rows first, in id order (lock order, like the events') */
+	for (size_t i = 0; i < be->npays; i++)
+		if (!push(be, send_payload(be, be->pays[i]), SL_PAYLOAD, i))
+			goto send_failed;
 	for (size_t u = 0; u < nunits; u++) {
 		const struct unit *un = &be->units[u];
 		if (!un->api) {
@@ -2752,7 +2969,7 @@ static void *reserve(void *p, size_t *cap, size_t n, size_t sz)
 static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, size_t errlen)
 {
 	struct pg_be *be = p;
-	size_t nev = 0, napi = 0, nunits = 0, k = 0;
+	size_t nev = 0, napi = 0, nunits = 0, k = 0, npays = 0;
 	bool use_json = true;
 	struct pg_fail f;
 	int rc;
@@ -2760,6 +2977,7 @@ static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, si
 	for (size_t i = 0; i < n; i++) {
 		if (items[i]->kind != CI_API) {
 			nev += items[i]->n_events;
+			npays += items[i]->n_events && items[i]->payload_id[0];
 			continue;
 		}
 		if (!items[i]->op || items[i]->op->kind < STORE_OP_SEND ||
@@ -2773,8 +2991,17 @@ static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, si
 	be->refs = reserve(be->refs, &be->refs_cap, nev, sizeof(*be->refs));
 	be->apis = reserve(be->apis, &be->apis_cap, napi, sizeof(*be->apis));
 	be->units = reserve(be->units, &be->units_cap, 2 * napi + 1, sizeof(*be->units));
-	/* BEGIN, a reveal's SET LOCAL, COMMIT; each API item and its follow-up */
-	be->slots = reserve(be->slots, &be->slots_cap, nev + 2 * napi + 3, sizeof(*be->slots));
+	be->pays = reserve(be->pays, &be->pays_cap, npays, sizeof(*be->pays));
+	/* BEGIN, a reveal's SET LOCAL, COMMIT; each API item and its follow-up;
+	 * each payload row */
+	be->slots =
+	    reserve(be->slots, &be->slots_cap, nev + 2 * napi + npays + 3, sizeof(*be->slots));
+	be->npays = 0;
+	for (size_t i = 0; i < n; i++)
+		if (items[i]->kind != CI_API && items[i]->n_events && items[i]->payload_id[0])
+			be->pays[be->npays++] = items[i];
+	if (be->npays > 1)
+		qsort(be->pays, be->npays, sizeof(*be->pays), pay_cmp);
 
 	/* Queue order, with each stretch of callbacks between two API items
 	 * (the whole batch, without any) sorted into lock order. */

@@ -860,6 +860,11 @@ int store__pg_get_message(struct store__pg_pool *p, struct arena *ar, const char
 	    "e.provider_occurred_at") ", " PG_TS("e.received_at") ", (SELECT count(*) FROM "       \
 	                                                          "sms_callback_log l"             \
 	                                                          " WHERE l.event_id = e.id)"
+/* A row's raw payload: its own, or the request's kept once (postgresql.c,
+ * migration 11). */
+#define PAYLOAD(t)                                                                                 \
+	"coalesce((SELECT p.raw_payload FROM sms_payloads p WHERE p.id = " t ".payload_id), " t    \
+	".raw_payload)"
 #define SQL_NUMBER_(x) #x
 #define SQL_NUMBER(x)  SQL_NUMBER_(x) /* a numeric macro as SQL text */
 #define EVENT_FROM                                                                                 \
@@ -873,7 +878,7 @@ int store__pg_get_timeline(struct store__pg_pool *p, struct arena *ar, const cha
 	const char *v[1] = {id};
 	struct rq q[2] = {
 	    {q_message, 1, v},
-	    {payloads ? "SELECT " EVENT_COLS ", e.raw_payload" EVENT_FROM
+	    {payloads ? "SELECT " EVENT_COLS ", " PAYLOAD("e") EVENT_FROM
 	              : "SELECT " EVENT_COLS EVENT_FROM,
 	     1, v},
 	};
@@ -1081,12 +1086,12 @@ int store__pg_list_review(struct store__pg_pool *p, struct arena *ar,
 
 	*rows = NULL;
 	*n = 0;
-	qb_add(b,
-	       "SELECT id, " PG_TS("created_at") ", provider, reason, detail, message_id::text,"
-	                                         " event_id, raw_status, raw_payload, " PG_TS(
-	                                             "resolved_at") ", resolved_by,"
-	                                                            " resolution, retry_count FROM "
-	                                                            "review_queue WHERE true");
+	qb_add(b, "SELECT id, " PG_TS(
+	              "created_at") ", provider, reason, detail, message_id::text,"
+	                            " event_id, raw_status, " PAYLOAD("review_queue") ", " PG_TS(
+	                                "resolved_at") ", resolved_by,"
+	                                               " resolution, retry_count FROM "
+	                                               "review_queue WHERE true");
 	if (q->state == 0)
 		qb_add(b, " AND resolved_at IS NULL");
 	else if (q->state == 1)

@@ -305,6 +305,24 @@ static const struct {
      "CREATE INDEX sms_messages_action_id ON sms_messages(action_id)"
      " WHERE action_id IS NOT NULL;",
      NULL},
+    {11, "one payload row for all the events of a request",
+     /* A batch (Infobip, Sinch: up to LIM_EVENTS_PER_REQUEST events in one
+      * body) stored its whole body with each event: a 64 KB request of
+      * 636 results wrote 42 MB.  Such a body is now kept once, named by a
+      * keyed digest of provider and body (http.c, so a resend names the
+      * same row), and the rows that came with it hold an empty raw_payload
+      * and its payload_id.  A request with one event keeps its payload in
+      * its row, as before; older rows are unchanged. */
+     "CREATE TABLE sms_payloads ("
+     " id TEXT PRIMARY KEY,"
+     " provider TEXT NOT NULL,"
+     " raw_payload BLOB NOT NULL,"
+     " received_at TEXT NOT NULL"
+     ");"
+     "ALTER TABLE sms_message_events ADD COLUMN payload_id TEXT;"
+     "ALTER TABLE sms_inbound_messages ADD COLUMN payload_id TEXT;"
+     "ALTER TABLE review_queue ADD COLUMN payload_id TEXT;",
+     NULL},
 };
 
 enum {
@@ -322,6 +340,7 @@ enum {
 	Q_COUNT_INBOUND_DUP,
 	Q_INSERT_OPT_HISTORY,
 	Q_UPSERT_OPT_OUT,
+	Q_INSERT_PAYLOAD,
 	Q__COUNT
 };
 
@@ -336,8 +355,9 @@ static const char *const queries[Q__COUNT] = {
     [Q_INSERT_EVENT] = "INSERT INTO sms_message_events (message_id, provider,"
                        " provider_message_id, provider_event_id, dedup_key, status,"
                        " raw_status, error_code, is_final, read_receipt, changed_summary,"
-                       " provider_occurred_at, raw_payload, received_at, error_reason)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                       " provider_occurred_at, raw_payload, received_at, error_reason,"
+                       " payload_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                       " ?13, ?14, ?15, ?16)"
                        " ON CONFLICT (message_id, dedup_key) DO NOTHING",
     [Q_FIND_EVENT] = "SELECT id FROM sms_message_events WHERE message_id = ?1 AND dedup_key = ?2",
     /* A message's summary, written once per batch (struct msg_slot). */
@@ -376,8 +396,8 @@ static const char *const queries[Q__COUNT] = {
                      " VALUES (?1, ?2, ?3, ?4)",
     [Q_INSERT_INBOUND] = "INSERT INTO sms_inbound_messages (provider, provider_message_id,"
                          " dedup_key, sender_hash, sender_country, to_identity, body, keyword,"
-                         " provider_occurred_at, raw_payload, received_at)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                         " provider_occurred_at, raw_payload, received_at, payload_id)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                          " ON CONFLICT (provider, dedup_key) DO NOTHING",
     [Q_COUNT_INBOUND_DUP] = "UPDATE sms_inbound_messages SET retry_count = retry_count + 1"
                             " WHERE provider = ?1 AND dedup_key = ?2",
@@ -394,14 +414,17 @@ static const char *const queries[Q__COUNT] = {
                          " updated_at = excluded.updated_at"
                          " WHERE excluded.effective_at >= sms_opt_outs.effective_at",
     [Q_INSERT_REVIEW] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
-                        " message_id, event_id, raw_status, raw_payload)"
-                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        " message_id, event_id, raw_status, raw_payload, payload_id)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [Q_INSERT_UNUSABLE] = "INSERT INTO review_queue (created_at, provider, reason, detail,"
-                          " raw_status, raw_payload, dedup_key)"
-                          " VALUES (?1, ?2, 'unusable_payload', ?3, ?4, ?5, ?6)"
+                          " raw_status, raw_payload, dedup_key, payload_id)"
+                          " VALUES (?1, ?2, 'unusable_payload', ?3, ?4, ?5, ?6, ?7)"
                           " ON CONFLICT DO NOTHING",
     [Q_COUNT_UNUSABLE_DUP] = "UPDATE review_queue SET retry_count = retry_count + 1"
                              " WHERE provider = ?1 AND dedup_key = ?2",
+    /* a resend names the same row: the first copy stays */
+    [Q_INSERT_PAYLOAD] = "INSERT INTO sms_payloads (id, provider, raw_payload, received_at)"
+                         " VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
 };
 
 /* Checkpoints run on a thread of their own, with a connection of their own,
@@ -1160,10 +1183,38 @@ static int step_done(struct sqlite_be *be, sqlite3_stmt *st, char *err, size_t e
 	return 0;
 }
 
+/* Binds a row's raw payload (the blob at parameter i, payload_id at j): the
+ * request's bytes, or, when the request keeps them once (sms_payloads), an
+ * empty blob and the id naming them. */
+static void bind_payload(sqlite3_stmt *st, int i, int j, const struct commit_item *it)
+{
+	if (it->payload_id[0]) {
+		sqlite3_bind_blob(st, i, "", 0, SQLITE_STATIC);
+		bind_text(st, j, it->payload_id);
+		return;
+	}
+	sqlite3_bind_blob(st, i, it->raw_payload.p ? it->raw_payload.p : "", (int)it->raw_payload.n,
+	                  SQLITE_STATIC);
+	sqlite3_bind_null(st, j);
+}
+
+/* The row of a request whose payload is kept once (before its events). */
+static int add_payload(struct sqlite_be *be, const struct commit_item *it, const char *now,
+                       char *err, size_t errlen)
+{
+	sqlite3_stmt *st = be->stmt[Q_INSERT_PAYLOAD];
+	bind_text(st, 1, it->payload_id);
+	bind_text(st, 2, it->provider);
+	sqlite3_bind_blob(st, 3, it->raw_payload.p ? it->raw_payload.p : "", (int)it->raw_payload.n,
+	                  SQLITE_STATIC);
+	bind_text(st, 4, now);
+	return step_done(be, st, err, errlen, "inserting payload");
+}
+
 static int add_review(struct sqlite_be *be, const char *now, const char *provider,
                       enum review_reason reason, const char *detail, const char *message_id,
-                      sqlite3_int64 event_id, const char *raw_status, struct iov payload, char *err,
-                      size_t errlen)
+                      sqlite3_int64 event_id, const char *raw_status, const struct commit_item *it,
+                      char *err, size_t errlen)
 {
 	sqlite3_stmt *st = be->stmt[Q_INSERT_REVIEW];
 	bind_text(st, 1, now);
@@ -1176,7 +1227,7 @@ static int add_review(struct sqlite_be *be, const char *now, const char *provide
 	else
 		sqlite3_bind_null(st, 6);
 	bind_text(st, 7, raw_status);
-	sqlite3_bind_blob(st, 8, payload.p ? payload.p : "", (int)payload.n, SQLITE_STATIC);
+	bind_payload(st, 8, 9, it);
 	return step_done(be, st, err, errlen, "inserting review row");
 }
 
@@ -1402,8 +1453,7 @@ static int apply_inbound(struct sqlite_be *be, struct commit_item *it, const str
 		sqlite3_bind_null(st, 7);
 	bind_text(st, 8, optout_kind_name(ev->keyword));
 	bind_text(st, 9, ev->occurred_ms >= 0 ? occurred : NULL);
-	sqlite3_bind_blob(st, 10, it->raw_payload.p ? it->raw_payload.p : "",
-	                  (int)it->raw_payload.n, SQLITE_STATIC);
+	bind_payload(st, 10, 12, it);
 	bind_text(st, 11, now);
 	if ((rc = step_done(be, st, err, errlen, "inserting inbound message")) != 0)
 		return rc;
@@ -1457,15 +1507,14 @@ static int apply_unusable(struct sqlite_be *be, struct commit_item *it, const st
 	if (!ev->dedup_key[0]) {
 		it->n_review++;
 		return add_review(be, now, ev->provider, REVIEW_UNUSABLE, ev->review_detail, NULL,
-		                  0, ev->raw_status, it->raw_payload, err, errlen);
+		                  0, ev->raw_status, it, err, errlen);
 	}
 	st = be->stmt[Q_INSERT_UNUSABLE];
 	bind_text(st, 1, now);
 	bind_text(st, 2, ev->provider);
 	bind_text(st, 3, ev->review_detail);
 	bind_text(st, 4, ev->raw_status);
-	sqlite3_bind_blob(st, 5, it->raw_payload.p ? it->raw_payload.p : "", (int)it->raw_payload.n,
-	                  SQLITE_STATIC);
+	bind_payload(st, 5, 7, it);
 	bind_text(st, 6, ev->dedup_key);
 	if ((rc = step_done(be, st, err, errlen, "inserting review row")) != 0)
 		return rc;
@@ -1518,8 +1567,7 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 	sqlite3_bind_int(st, 10, ev->read);
 	sqlite3_bind_int(st, 11, changed);
 	bind_text(st, 12, ev->occurred_ms >= 0 ? occurred : NULL);
-	sqlite3_bind_blob(st, 13, it->raw_payload.p ? it->raw_payload.p : "",
-	                  (int)it->raw_payload.n, SQLITE_STATIC);
+	bind_payload(st, 13, 16, it);
 	bind_text(st, 14, now);
 	bind_text(st, 15, errcat_name(ev->error_reason));
 	if ((rc = step_done(be, st, err, errlen, "inserting event")) != 0)
@@ -1579,16 +1627,15 @@ static int apply_event(struct sqlite_be *be, struct commit_item *it, const struc
 		if (ev->review != REVIEW_NONE) {
 			it->n_review++;
 			if ((rc = add_review(be, now, ev->provider, ev->review, ev->review_detail,
-			                     m->id, event_id, ev->raw_status, it->raw_payload, err,
-			                     errlen)) != 0)
+			                     m->id, event_id, ev->raw_status, it, err, errlen)) !=
+			    0)
 				return rc;
 		}
 		if (conflict && !was_conflict) {
 			it->n_review++;
 			if ((rc = add_review(be, now, ev->provider, REVIEW_FINAL_CONFLICT,
 			                     "two different definitive final states", m->id,
-			                     event_id, ev->raw_status, it->raw_payload, err,
-			                     errlen)) != 0)
+			                     event_id, ev->raw_status, it, err, errlen)) != 0)
 				return rc;
 		}
 	} else {
@@ -1629,6 +1676,8 @@ static int sqlite_apply(void *p, struct commit_item **items, size_t n, char *err
 				goto rollback;
 			continue;
 		}
+		if (it->payload_id[0] && (rc = add_payload(be, it, now, err, errlen)) != 0)
+			goto rollback;
 		for (size_t e = 0; e < it->n_events; e++) {
 			if ((rc = apply_event(be, it, &it->events[e], now, err, errlen)) != 0)
 				goto rollback;

@@ -371,6 +371,12 @@ static int rprep(struct rconn *c, const char *sql, sqlite3_stmt **st, char *err,
 
 /* ---- reads ---- */
 
+/* A row's raw payload: its own, or the request's kept once (sqlite.c,
+ * migration 11). */
+#define PAYLOAD(t)                                                                                 \
+	"coalesce((SELECT p.raw_payload FROM sms_payloads p WHERE p.id = " t ".payload_id), " t    \
+	".raw_payload)"
+
 #define MSG_COLS                                                                                   \
 	"id, provider, provider_message_id, origin, current_status, current_raw_status,"           \
 	" current_error_code, current_error_reason, current_occurred_at, is_final,"                \
@@ -468,18 +474,19 @@ int store__sqlite_get_timeline(struct store__sqlite_api *a, struct arena *ar, co
 	if ((rc = read_message(c, ar, id, msg, err, errlen)) != 0)
 		goto out;
 	rc = rprep(c,
-	           payloads ? "SELECT e.id, e.status, e.raw_status, e.error_code, e.error_reason,"
-	                      " e.provider_event_id, e.is_final, e.read_receipt, e.changed_summary,"
-	                      " e.provider_occurred_at, e.received_at, (SELECT count(*) FROM"
-	                      " sms_callback_log l WHERE l.event_id = e.id), e.raw_payload"
-	                      " FROM sms_message_events e WHERE e.message_id = ?1 ORDER BY e.id"
-	                      " LIMIT ?2"
-	                    : "SELECT e.id, e.status, e.raw_status, e.error_code, e.error_reason,"
-	                      " e.provider_event_id, e.is_final, e.read_receipt, e.changed_summary,"
-	                      " e.provider_occurred_at, e.received_at, (SELECT count(*) FROM"
-	                      " sms_callback_log l WHERE l.event_id = e.id)"
-	                      " FROM sms_message_events e WHERE e.message_id = ?1 ORDER BY e.id"
-	                      " LIMIT ?2",
+	           payloads
+	               ? "SELECT e.id, e.status, e.raw_status, e.error_code, e.error_reason,"
+	                 " e.provider_event_id, e.is_final, e.read_receipt, e.changed_summary,"
+	                 " e.provider_occurred_at, e.received_at, (SELECT count(*) FROM"
+	                 " sms_callback_log l WHERE l.event_id = e.id), " PAYLOAD(
+	                     "e") " FROM sms_message_events e WHERE e.message_id = ?1 ORDER BY e.id"
+	                          " LIMIT ?2"
+	               : "SELECT e.id, e.status, e.raw_status, e.error_code, e.error_reason,"
+	                 " e.provider_event_id, e.is_final, e.read_receipt, e.changed_summary,"
+	                 " e.provider_occurred_at, e.received_at, (SELECT count(*) FROM"
+	                 " sms_callback_log l WHERE l.event_id = e.id)"
+	                 " FROM sms_message_events e WHERE e.message_id = ?1 ORDER BY e.id"
+	                 " LIMIT ?2",
 	           &st, err, errlen);
 	if (rc != 0)
 		goto out;
@@ -778,9 +785,10 @@ int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
 
 	memset(&b, 0, sizeof(b));
 	qb_add(&b, "SELECT id, created_at, provider, reason, detail, message_id, event_id,"
-	           " raw_status, raw_payload, resolved_at, resolved_by, resolution, retry_count"
-	           " FROM review_queue"
-	           " WHERE 1");
+	           " raw_status, " PAYLOAD("review_queue") ", resolved_at, resolved_by,"
+	                                                   " resolution, retry_count"
+	                                                   " FROM review_queue"
+	                                                   " WHERE 1");
 	if (q->state == 0)
 		qb_add(&b, " AND resolved_at IS NULL");
 	else if (q->state == 1)

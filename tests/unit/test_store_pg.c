@@ -170,7 +170,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(Q(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(Q(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 10);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 11);
 	/* times are the item's receipt time, exactly */
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE received_at ="
 	                      " '2023-11-14T22:13:20.000Z'"),
@@ -538,8 +538,8 @@ static void test_concurrent_start(void **state)
 	}
 	PGconn *c = pgt_connect(g.url);
 	assert_non_null(c);
-	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 10);
-	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 10);
+	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 11);
+	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 11);
 	PQfinish(c);
 	for (int i = 0; i < 6; i++)
 		store_close(o[i].st);
@@ -2484,7 +2484,7 @@ static void test_migration_7_event_id_per_message(void **state)
 	                            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
 	                            " WHERE conname = 'sms_message_events_dedup'"),
 	                    "UNIQUE (message_id, dedup_key)");
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 10);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 11);
 
 	const char *sids[] = {"SMaaaa", "SMbbbb", "SMaaaa", "SMbbbb"};
 	for (int i = 0; i < 4; i++) {
@@ -2552,7 +2552,7 @@ static void test_migration_rekeys_opt_outs(void **state)
 	             "  '2026-01-01T00:00:10.000Z')"),
 	    0);
 	assert_int_equal(open_store(f, &f->st), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 10);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 11);
 	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
 	                            "SELECT string_agg(r, ' ' ORDER BY r COLLATE \"C\") FROM"
 	                            " (SELECT recipient_hash || ':' || sender_identity || ':' ||"

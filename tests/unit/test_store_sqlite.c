@@ -192,7 +192,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(q_int(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(q_int(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 10);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 11);
 }
 
 /* A provider that sends one event id for two of its messages: each message
@@ -585,7 +585,7 @@ static void test_migration_rekeys_opt_outs(void **state)
 	           " ('u1', '447520650000', 'opt_out', 'STOP', 2, '2026-01-01T00:00:01.000Z',"
 	           "  '2026-01-01T00:00:10.000Z');");
 	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 10);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 11);
 	sid_text(f,
 	         "SELECT group_concat(r, ' ') FROM (SELECT recipient_hash || ':' ||"
 	         " sender_identity || ':' || opted_out || ':' || inbound_id AS r"
@@ -1185,7 +1185,7 @@ static void test_migration_9_review_dedup(void **state)
 	store_close(f->st);
 	f->st = NULL;
 	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 10);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 11);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 4);
 }
 
