@@ -129,6 +129,8 @@ static int serve(const char *config_path)
 		                 err, sizeof(err)) != 0) {
 			LOG_E("startup_failed", "error=%s",
 			      log_quote(lq, sizeof(lq), err, strlen(err)));
+			fprintf(stderr, "dlrd: %s\n", err);
+			rc = 2;
 			goto out;
 		}
 		if (created) {
