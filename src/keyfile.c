@@ -4,6 +4,14 @@
  * temporary name (0600), then linked into place and the folder fsynced: a
  * crash or a second process starting at the same moment can never see a
  * half-written key, and there is only ever one.
+ *
+ * Reading one back checks it first (keyfile_open), as ssh does a private
+ * key: a key file that group or others may read or write, that is not a
+ * regular file, or that a user other than dlrd's own (or root) owns stops
+ * start-up.  Such a file has already exposed, or may yet change, the key
+ * that protects every recipient hash and stored payload; carrying on with
+ * a warning would keep using it.  The checks run on the opened descriptor
+ * (fstat), so the file checked is the file read.
  */
 #include "keyfile.h"
 
@@ -27,14 +35,60 @@ static int unhex(char c)
 	return -1;
 }
 
-static int read_key(const char *path, uint8_t *out, size_t len, char *err, size_t errlen)
+int keyfile_open(const char *path, int *fd_out, char *err, size_t errlen)
 {
-	char buf[260];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uid_t me = geteuid();
+	/* O_NONBLOCK: a FIFO put in the key's place must not hang start-up in
+	 * open(); it is refused below like any other non-regular file.  A
+	 * symbolic link is followed (a secret mounted elsewhere); the checks
+	 * apply to the file it names. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	*fd_out = -1;
 	if (fd < 0) {
 		util_fmt(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
 		return DLRD_EIO;
 	}
+	if (fstat(fd, &st) != 0) {
+		util_fmt(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
+		close(fd);
+		return DLRD_EIO;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		util_fmt(err, errlen, "key file %s is not a regular file", path);
+		close(fd);
+		return DLRD_ECONFIG;
+	}
+	if (st.st_mode & 077) {
+		util_fmt(err, errlen,
+		         "key file %s has mode %04o: group or others may read or write it"
+		         " (fix: chmod 600 %s)",
+		         path, (unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return DLRD_ECONFIG;
+	}
+	/* Root may own it (an admin put it there, 0600).  Any other user may
+	 * rewrite it, or chmod it open, whatever its mode says now. */
+	if (st.st_uid != me && st.st_uid != 0) {
+		util_fmt(err, errlen,
+		         "key file %s is owned by uid %lu, not by dlrd's user (uid %lu) or root"
+		         " (fix: chown %lu %s)",
+		         path, (unsigned long)st.st_uid, (unsigned long)me, (unsigned long)me,
+		         path);
+		close(fd);
+		return DLRD_ECONFIG;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static int read_key(const char *path, uint8_t *out, size_t len, char *err, size_t errlen)
+{
+	char buf[260];
+	int fd, rc = keyfile_open(path, &fd, err, errlen);
+	if (rc != 0)
+		return rc;
 	ssize_t n = read(fd, buf, sizeof(buf));
 	close(fd);
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))

@@ -228,12 +228,11 @@ static int read_key_file(const char *path, struct pii_keyring **out, char *err, 
 	char buf[KEY_FILE_MAX + 2]; /* one byte more tells a file over the limit */
 	struct pii_keyring *kr = NULL;
 	size_t got = 0, line = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = DLRD_ECONFIG;
+	int fd, rc = keyfile_open(path, &fd, err, errlen);
 
-	if (fd < 0) {
-		util_fmt(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
-		return DLRD_EIO;
-	}
+	if (rc != 0)
+		return rc; /* missing, or open to others (keyfile.h) */
+	rc = DLRD_ECONFIG;
 	for (;;) {
 		ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
 		if (r < 0 && errno == EINTR)

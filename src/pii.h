@@ -48,8 +48,9 @@ int pii_keyring_parse(const char *value, struct pii_keyring **out, char *err, si
 /* Loads dir/PII_KEY_FILE, creating it with one fresh random key (id "k1")
  * when absent (written and fsynced under a temporary name, 0600, then linked
  * into place and the folder fsynced: never seen half-written).  *created tells
- * whether it was made now.  Returns 0, DLRD_EIO or DLRD_ECONFIG with err
- * set.  Main thread, at start-up. */
+ * whether it was made now.  An existing file must pass keyfile_open()'s
+ * checks (private to dlrd's user: keyfile.h).  Returns 0, DLRD_EIO or
+ * DLRD_ECONFIG with err set.  Main thread, at start-up. */
 int pii_keyring_load_file(const char *dir, struct pii_keyring **out, int *created, char *err,
                           size_t errlen);
 

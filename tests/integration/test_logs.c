@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -355,6 +356,56 @@ static void test_node_key_files_warned(void **state)
 	h_teardown(&d);
 }
 
+/* A key file in the data directory that group or others may read or write
+ * stops start-up (exit 2) with a message naming the file, its mode and the
+ * fix, on stderr and in the startup_failed log line; 0600 and 0400 start.
+ * Before the fix dlrd started on a 0644 or 0640 key file without a word
+ * (and a bad hash.key exited 1, with nothing on stderr). */
+static void test_key_file_open_to_others_refused(void **state)
+{
+	static const char *const env[] = {
+	    "DLRD_PRIVACY_HASH_KEY=", "DLRD_PRIVACY_ENCRYPTION_KEYS=", NULL};
+	static const char *const files[] = {"hash.key", "encryption.keys"};
+	static const mode_t bad[] = {0644, 0640};
+	static const mode_t good[] = {0600, 0400};
+	struct dlrd d;
+	char path[H_PATH_MAX + 32], want[2 * H_PATH_MAX + 128];
+	int st = 0;
+
+	(void)state;
+	assert_int_equal(h_setup(&d, env), 0);
+	assert_int_equal(h_start(&d), 0); /* makes both key files, 0600 */
+	assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (size_t f = 0; f < ARRAY_LEN(files); f++) {
+		util_fmt(path, sizeof(path), "%s/%s", d.dir, files[f]);
+		for (size_t m = 0; m < ARRAY_LEN(bad); m++) {
+			assert_int_equal(chmod(path, bad[m]), 0);
+			assert_int_equal(unlink(d.log_path), 0);
+			assert_int_equal(h_spawn(&d), 0);
+			if (h_wait_exit(&d, 5000, &st) != 0)
+				fail_msg("%s mode %04o: dlrd started", files[f], (unsigned)bad[m]);
+			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+			util_fmt(want, sizeof(want),
+			         "dlrd: key file %s has mode %04o: group or others may read or"
+			         " write it (fix: chmod 600 %s)\n",
+			         path, (unsigned)bad[m], path);
+			if (!h_log_contains(&d, want))
+				fail_msg("no \"%s\" in the output", want);
+			assert_true(h_log_contains(&d, "event=startup_failed"));
+		}
+		for (size_t m = 0; m < ARRAY_LEN(good); m++) {
+			assert_int_equal(chmod(path, good[m]), 0);
+			if (h_start(&d) != 0)
+				fail_msg("%s mode %04o: dlrd did not start", files[f],
+				         (unsigned)good[m]);
+			assert_int_equal(h_stop(&d, SIGTERM, 5000, &st), 0);
+			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		}
+	}
+	h_teardown(&d);
+}
+
 /* The lines of the log holding needle; *suppressed gets the sum of their
  * "suppressed=N" fields. */
 static unsigned count_lines(const char *log, size_t n, const char *needle, unsigned *suppressed)
@@ -454,6 +505,7 @@ int main(void)
 	    cmocka_unit_test(test_public_url_password_hidden),
 	    cmocka_unit_test(test_operator_paths_quoted),
 	    cmocka_unit_test(test_node_key_files_warned),
+	    cmocka_unit_test(test_key_file_open_to_others_refused),
 	    cmocka_unit_test(test_flood_is_not_logged_line_by_line),
 	};
 	return cmocka_run_group_tests_name("integration/logs", tests, NULL, NULL);

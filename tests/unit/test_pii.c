@@ -5,7 +5,8 @@
  * and 16), tamper and wrong-key detection, the key ring (parse errors that
  * never show a key, rotation: the first key encrypts, every key decrypts
  * its own blobs), and the key file dlrd creates once with mode 0600, which
- * processes starting at the same moment never read half-written.
+ * processes starting at the same moment never read half-written, and which
+ * is read back only while private to dlrd's user.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -206,6 +207,51 @@ static void test_key_file(void **state)
 	rmdir(dir);
 }
 
+/* An existing key file that group or others may read or write is refused
+ * with a message naming it, its mode and the fix; 0600 and 0400 load.
+ * Before the fix a 0644 or 0640 file loaded silently. */
+static void test_key_file_mode(void **state)
+{
+	static const struct {
+		mode_t mode;
+		int ok;
+	} cases[] = {{0644, 0}, {0640, 0}, {0604, 0}, {0660, 0}, {0600, 1}, {0400, 1}};
+	char dir[] = "/tmp/dlrd-pii-XXXXXX", path[128], want[600], err[512];
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	util_fmt(path, sizeof(path), "%s/%s", dir, PII_KEY_FILE);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", f);
+	fclose(f);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pii_keyring *kr = NULL;
+		int created = -1, rc;
+
+		assert_int_equal(chmod(path, cases[i].mode), 0);
+		rc = pii_keyring_load_file(dir, &kr, &created, err, sizeof(err));
+		if (cases[i].ok) {
+			if (rc != 0)
+				fail_msg("mode %04o: %s", (unsigned)cases[i].mode, err);
+			assert_string_equal(pii_keyring_current(kr), "k1");
+		} else {
+			assert_int_equal(rc, DLRD_ECONFIG);
+			assert_null(kr);
+			util_fmt(want, sizeof(want), "key file %s has mode %04o", path,
+			         (unsigned)cases[i].mode);
+			if (!strstr(err, want))
+				fail_msg("mode %04o: err \"%s\"", (unsigned)cases[i].mode, err);
+			util_fmt(want, sizeof(want), "chmod 600 %s", path);
+			assert_non_null(strstr(err, want));
+		}
+		assert_int_equal(created, 0);
+		pii_keyring_free(kr);
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 /* One racing start: out[0] whether the ring loaded and sealed the test
  * payload, then the sealed blob. */
 static void load_ring_and_seal(void *dir, uint8_t *out, size_t len)
@@ -353,6 +399,7 @@ int main(void)
 	    cmocka_unit_test(test_ring_rotation),
 	    cmocka_unit_test(test_ring_errors),
 	    cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_key_file_mode),
 	    cmocka_unit_test(test_key_file_concurrent_starts_agree),
 	    cmocka_unit_test(test_sealed_payloads),
 	};
