@@ -30,7 +30,15 @@
  *   at a time: a cache miss while another fetch is in flight is answered
  *   503 at once (SNS retries), so requests naming fresh certificate URLs
  *   (the host is checked, the path is anyone's choice) can hold at most one
- *   HTTP thread, never all of them;
+ *   HTTP thread, never all of them.  A failed fetch is remembered too, in
+ *   a second table of 16 URLs (least recently used out), so that requests
+ *   repeating a failing URL (sent by anyone: the signature cannot be
+ *   checked without the certificate) neither fetch again nor take the
+ *   fetch slot from genuine messages: a refused URL (below) is answered
+ *   401 without fetching for SNS_FAIL_REFUSED_MS (60 s), a temporary
+ *   failure 503 for SNS_FAIL_TEMP_MS (5 s), short so that one lost
+ *   connection delays AWS's own certificate only by a few seconds.  A
+ *   request naming a fresh URL still costs one fetch (one at a time);
  * - TopicArn must be one of [sns] topic_arns;
  * - Timestamp must be within tolerance_seconds (default 4200) of our clock,
  *   either way.  SNS retries an HTTP/S delivery with the original MessageId
@@ -47,7 +55,8 @@
  * When the certificate cannot be fetched for a temporary reason (connection,
  * timeout, 5xx), nothing is stored and the answer is 503, so SNS retries;
  * a certificate that is refused (TLS verification, 4xx, not a certificate,
- * expired) is a 401.
+ * expired) is a 401.  Either answer is repeated without fetching while the
+ * failure is remembered (see above).
  *
  * Message types:
  * - SubscriptionConfirmation: verified like any message, then confirmed by
@@ -77,11 +86,12 @@
  * What AWS does not tell: an event id stable across re-publication (the SNS
  * MessageId is per SNS message), and the carrier's error code.
  *
- * Threads: the state is read-only after init except the certificate cache,
- * which its mutex guards.  A cache miss (one at a time) and a subscription
- * confirmation (signed messages only) block the calling HTTP thread for at
- * most SNS_FETCH_TIMEOUT_MS.
+ * Threads: the state is read-only after init except the certificate cache
+ * and the table of failed fetches, which one mutex guards.  A cache miss
+ * (one at a time) and a subscription confirmation (signed messages only)
+ * block the calling HTTP thread for at most SNS_FETCH_TIMEOUT_MS.
  */
+#include <assert.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -106,6 +116,10 @@
 #define SNS_TOLERANCE_DEFAULT  4200u
 #define SNS_CACHE_SLOTS        16
 #define SNS_CACHE_TTL_MS       (24LL * 3600 * 1000)
+#define SNS_FAIL_SLOTS         16
+#define SNS_FAIL_REFUSED_MS    (60LL * 1000) /* a refused URL: 401 without fetching */
+#define SNS_FAIL_TEMP_MS       (5LL * 1000)  /* a temporary failure: 503 without fetching */
+#define SNS_FAIL_REASON_MAX    160u
 #define SNS_CERT_MAX           16384u /* bytes of PEM */
 #define SNS_CONFIRM_MAX        16384u /* bytes of ConfirmSubscription answer */
 #define SNS_URL_MAX            2048u
@@ -123,6 +137,16 @@ struct sns_cert {
 	uint64_t used;      /* LRU stamp */
 };
 
+/* One certificate URL whose fetch failed, answered without fetching until
+ * until_ms. */
+struct sns_fail {
+	char *url;                        /* heap; NULL when the slot is free */
+	int rc;                           /* DLRD_EAUTH (refused) or DLRD_EIO (temporary) */
+	int64_t until_ms;                 /* fetch again from then */
+	uint64_t used;                    /* LRU stamp */
+	char reason[SNS_FAIL_REASON_MAX]; /* the fetch's error, never a secret */
+};
+
 struct sns {
 	char **topics;
 	size_t n_topics;
@@ -131,10 +155,12 @@ struct sns {
 	bool aws_hosts; /* AWS's own sns.<region>.amazonaws.com[.cn] */
 	char *ca_file;  /* NULL: the system trust store */
 	int64_t tolerance_ms;
-	/* The certificate cache: the one mutable part of the state. */
+	/* The certificate cache and the failed fetches: the mutable part of
+	 * the state, shared by the HTTP threads under mu. */
 	pthread_mutex_t mu;
 	struct sns_cert cache[SNS_CACHE_SLOTS];
-	uint64_t tick;
+	struct sns_fail failed[SNS_FAIL_SLOTS];
+	uint64_t tick; /* LRU stamps of both tables */
 	bool fetching; /* a certificate fetch is in flight */
 };
 
@@ -207,6 +233,8 @@ static void sns_fini(void *state)
 		free(s->cache[i].url);
 		EVP_PKEY_free(s->cache[i].key);
 	}
+	for (size_t i = 0; i < SNS_FAIL_SLOTS; i++)
+		free(s->failed[i].url);
 	pthread_mutex_destroy(&s->mu);
 	config_list_free(s->topics);
 	config_list_free(s->hosts);
@@ -580,19 +608,81 @@ static EVP_PKEY *sns_cache_put(struct sns *s, const char *url, const char *pem, 
 	return key;
 }
 
-/* The key for a certificate URL: from the cache, else fetched (and
- * cached).  Returns 0 with a reference in *key (EVP_PKEY_free it),
- * DLRD_EIO (temporary) or DLRD_EAUTH. */
+/* The remembered failure of url that is still in force, or NULL.  Caller
+ * holds s->mu. */
+static struct sns_fail *fail_find_locked(struct sns *s, const char *url, int64_t now_ms)
+{
+	for (size_t i = 0; i < SNS_FAIL_SLOTS; i++) {
+		struct sns_fail *f = &s->failed[i];
+		if (f->url && f->until_ms > now_ms && strcmp(f->url, url) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+/* Remembers that fetching url failed at now_ms with rc (DLRD_EAUTH or
+ * DLRD_EIO) and reason, in the slot already holding url, else a free slot, else an
+ * expired one, else the least recently used.  Caller holds s->mu. */
+static void fail_insert_locked(struct sns *s, const char *url, int rc, const char *reason,
+                               int64_t now_ms)
+{
+	struct sns_fail *victim = NULL;
+
+	assert(rc == DLRD_EAUTH || rc == DLRD_EIO);
+	for (size_t i = 0; i < SNS_FAIL_SLOTS && !victim; i++)
+		if (s->failed[i].url && strcmp(s->failed[i].url, url) == 0)
+			victim = &s->failed[i];
+	for (size_t i = 0; i < SNS_FAIL_SLOTS && !victim; i++)
+		if (!s->failed[i].url)
+			victim = &s->failed[i];
+	for (size_t i = 0; i < SNS_FAIL_SLOTS && !victim; i++)
+		if (s->failed[i].until_ms <= now_ms)
+			victim = &s->failed[i];
+	if (!victim) {
+		victim = &s->failed[0];
+		for (size_t i = 1; i < SNS_FAIL_SLOTS; i++)
+			if (s->failed[i].used < victim->used)
+				victim = &s->failed[i];
+	}
+	if (!victim->url || strcmp(victim->url, url) != 0) {
+		free(victim->url);
+		victim->url = xstrdup(url);
+	}
+	victim->rc = rc;
+	victim->until_ms = now_ms + (rc == DLRD_EAUTH ? SNS_FAIL_REFUSED_MS : SNS_FAIL_TEMP_MS);
+	victim->used = ++s->tick;
+	util_fmt(victim->reason, sizeof(victim->reason), "%s", reason);
+}
+
+/* Forgets a failure of url (its certificate is cached now).  Caller holds
+ * s->mu. */
+static void fail_remove_locked(struct sns *s, const char *url)
+{
+	for (size_t i = 0; i < SNS_FAIL_SLOTS; i++) {
+		struct sns_fail *f = &s->failed[i];
+		if (f->url && strcmp(f->url, url) == 0) {
+			free(f->url);
+			memset(f, 0, sizeof(*f));
+		}
+	}
+}
+
+/* The key for a certificate URL: from the cache, else refused while an
+ * earlier fetch's failure is remembered, else fetched (and cached, or its
+ * failure remembered).  Returns 0 with a reference in *key (EVP_PKEY_free
+ * it), DLRD_EIO (temporary), DLRD_EAUTH (refused) or DLRD_EBUSY (another
+ * fetch is in flight), with err set.  Any HTTP thread. */
 static int cert_get(const struct sns *cs, CURLU *u, const char *url, int64_t now_ms, EVP_PKEY **key,
                     char *err, size_t errlen)
 {
-	/* The cache is the one mutable part of the state; its mutex guards it. */
+	/* The cache is the mutable part of the state; its mutex guards it. */
 	struct sns *s = (struct sns *)cs;
+	struct sns_fail *f;
 	char *pem = NULL;
 	size_t n;
-	int rc;
-
-	bool busy = false;
+	int64_t t0;
+	int rc = 0;
+	bool fetch_now = false;
 
 	*key = NULL;
 	pthread_mutex_lock(&s->mu);
@@ -605,31 +695,45 @@ static int cert_get(const struct sns *cs, CURLU *u, const char *url, int64_t now
 			break;
 		}
 	}
-	if (!*key) {
-		busy = s->fetching;
+	if (*key) {
+		/* a hit */
+	} else if ((f = fail_find_locked(s, url, now_ms)) != NULL) {
+		f->used = ++s->tick;
+		rc = f->rc;
+		util_fmt(err, errlen, "%s (remembered, not fetched again for %lld s)", f->reason,
+		         (long long)((f->until_ms - now_ms + 999) / 1000));
+	} else if (s->fetching) {
+		util_fmt(err, errlen, "another certificate fetch is in flight");
+		rc = DLRD_EBUSY;
+	} else {
 		s->fetching = true;
+		fetch_now = true;
 	}
 	pthread_mutex_unlock(&s->mu);
-	if (*key)
-		return 0;
-	if (busy) {
-		util_fmt(err, errlen, "another certificate fetch is in flight");
-		return DLRD_EBUSY;
-	}
+	if (!fetch_now)
+		return rc;
 
+	t0 = util_mono_ms();
 	rc = fetch(s, u, SNS_CERT_MAX, &pem, &n, err, errlen);
+	if (rc == 0) {
+		*key = sns_cache_put(s, url, pem, n, now_ms, true);
+		if (!*key) {
+			util_fmt(err, errlen, "SigningCertURL is not a certificate valid now");
+			rc = DLRD_EAUTH;
+		}
+	}
+	free(pem);
+	/* The failure is remembered before the fetch slot is free, so no other
+	 * request fetches the same URL again in between, and from the end of
+	 * the fetch: one that timed out is not tried again at once. */
 	pthread_mutex_lock(&s->mu);
+	if (rc != 0)
+		fail_insert_locked(s, url, rc, err, now_ms + (util_mono_ms() - t0));
+	else
+		fail_remove_locked(s, url);
 	s->fetching = false;
 	pthread_mutex_unlock(&s->mu);
-	if (rc != 0)
-		return rc;
-	*key = sns_cache_put(s, url, pem, n, now_ms, true);
-	free(pem);
-	if (!*key) {
-		util_fmt(err, errlen, "SigningCertURL is not a certificate valid now");
-		return DLRD_EAUTH;
-	}
-	return 0;
+	return rc;
 }
 
 /* ---- authentication ---- */
