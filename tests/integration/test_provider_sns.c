@@ -16,9 +16,11 @@
  * certificate that cannot be fetched is 503 and writes nothing, one whose
  * TLS peer does not verify is 401; a certificate fetch that hangs holds at
  * most one HTTP thread, also with server.threads = 1 (dlrd then runs two);
- * an UnsubscribeConfirmation goes to
- * review; a SubscriptionConfirmation is confirmed by fetching SubscribeURL
- * and stores nothing.  Skipped when no openssl command is on PATH.
+ * a certificate URL whose fetch failed is not fetched again for a while
+ * (refused: 401, temporary: 503; connections counted at a loopback
+ * listener, which hangs up or relays to the HTTPS server); an
+ * UnsubscribeConfirmation goes to review; a SubscriptionConfirmation is confirmed by fetching
+ * SubscribeURL and stores nothing.  Skipped when no openssl command is on PATH.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,6 +37,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -580,6 +583,145 @@ static void test_one_certificate_fetch_at_a_time(void **state)
 	assert_int_equal(h_count(d, "sms_message_events"), 2);
 }
 
+/* A loopback "certificate host" that counts the connections made to it:
+ * it hangs up at once (relay_port 0), or relays each connection to
+ * 127.0.0.1:relay_port (the HTTPS server).  A connection is counted when
+ * accepted, before it is answered, so a fetch that returned was counted. */
+struct counter {
+	int fd;
+	uint16_t port, relay_port;
+	atomic_int accepted;
+	atomic_bool stop;
+	pthread_t t;
+};
+
+static void relay(int c, uint16_t port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	char buf[16384];
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		goto out;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = c, .events = POLLIN}, {.fd = s, .events = POLLIN}};
+		if (poll(p, 2, 5000) <= 0)
+			break;
+		for (int i = 0; i < 2; i++) {
+			if (!p[i].revents)
+				continue;
+			ssize_t n = read(p[i].fd, buf, sizeof(buf));
+			if (n <= 0 || write(p[1 - i].fd, buf, (size_t)n) != n)
+				goto out;
+		}
+	}
+out:
+	if (s >= 0)
+		close(s);
+}
+
+static void *counter_main(void *arg)
+{
+	struct counter *k = arg;
+
+	while (!atomic_load(&k->stop)) {
+		struct pollfd p = {.fd = k->fd, .events = POLLIN};
+		if (poll(&p, 1, 20) != 1)
+			continue;
+		int c = accept(k->fd, NULL, NULL);
+		if (c < 0)
+			continue;
+		atomic_fetch_add(&k->accepted, 1);
+		if (k->relay_port)
+			relay(c, k->relay_port);
+		close(c);
+	}
+	return NULL;
+}
+
+static void counter_start(struct counter *k, uint16_t relay_port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	k->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(k->fd >= 0);
+	assert_int_equal(bind(k->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(k->fd, 16), 0);
+	assert_int_equal(getsockname(k->fd, (struct sockaddr *)&sa, &len), 0);
+	k->port = ntohs(sa.sin_port);
+	k->relay_port = relay_port;
+	atomic_init(&k->accepted, 0);
+	atomic_init(&k->stop, false);
+	assert_int_equal(pthread_create(&k->t, NULL, counter_main, k), 0);
+}
+
+static void counter_stop(struct counter *k)
+{
+	atomic_store(&k->stop, true);
+	pthread_join(k->t, NULL);
+	close(k->fd);
+}
+
+/* Posts a notification naming url as its SigningCertURL n times; each
+ * answer must be status.  mid_base makes the MessageIds. */
+static void post_n(const struct dlrd *d, const char *url, const char *mid_base, int n, long status)
+{
+	struct h_resp r;
+	char mid[64];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(mid, sizeof(mid), "%s-%d", mid_base, i);
+		assert_int_equal(post(d,
+		                      envelope("Notification", mid, EVENT("TEXT_DELIVERED", "a1"),
+		                               0, TOPIC, url, "2", NULL),
+		                      "Notification", &r),
+		                 status);
+	}
+}
+
+/* Anyone can name a certificate URL that fails (the signature cannot be
+ * checked without it): it is fetched once, and the requests repeating it
+ * are answered without fetching (401 refused, 503 temporary) instead of
+ * keeping dlrd fetching and the fetch slot from genuine messages.  A
+ * temporary failure is remembered for 5 s only (SNS_FAIL_TEMP_MS). */
+static void test_failed_certificate_not_refetched(void **state)
+{
+	struct dlrd *d = *state;
+	struct counter down, proxy;
+	char gone[256], url[256];
+
+	SKIP_WITHOUT_OPENSSL();
+	counter_start(&down, 0);
+	counter_start(&proxy, tls.port);
+	/* temporary: the host hangs up */
+	snprintf(gone, sizeof(gone), "https://127.0.0.1:%u/signing.pem", down.port);
+	post_n(d, gone, "t", 5, 503);
+	assert_int_equal(atomic_load(&down.accepted), 1);
+	/* refused: the TLS peer does not verify for that name */
+	snprintf(url, sizeof(url), "https://localhost:%u/signing.pem", proxy.port);
+	post_n(d, url, "r", 5, 401);
+	assert_int_equal(atomic_load(&proxy.accepted), 1);
+	/* refused: served, but not a certificate */
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/missing.pem", proxy.port);
+	post_n(d, url, "m", 3, 401);
+	assert_int_equal(atomic_load(&proxy.accepted), 2);
+	expect_nothing_written(d);
+	/* the same host's real certificate: fetched once, then cached */
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/signing.pem", proxy.port);
+	post_n(d, url, "ok", 2, 200);
+	assert_int_equal(atomic_load(&proxy.accepted), 3);
+	assert_int_equal(h_count(d, "sms_message_events"), 2);
+	/* a temporary failure is not remembered for long */
+	h_sleep_ms(5300);
+	post_n(d, gone, "t2", 2, 503);
+	assert_int_equal(atomic_load(&down.accepted), 2);
+	counter_stop(&proxy);
+	counter_stop(&down);
+}
+
 static void test_unsubscribe_reviewed(void **state)
 {
 	struct dlrd *d = *state;
@@ -634,6 +776,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_one_certificate_fetch_at_a_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_one_certificate_fetch_at_a_time, setup_one_thread,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_certificate_not_refetched, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsubscribe_reviewed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subscription_confirmed, setup, teardown),
 	};

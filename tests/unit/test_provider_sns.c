@@ -14,8 +14,11 @@
  * types, the TopicArn allow-list, the Timestamp window, raw delivery,
  * certificate URL rules (AWS's host pattern included), certificates out of
  * their validity period, the bounded LRU cache, a certificate fetch that
- * fails for a temporary reason (503, nothing stored), and subscription
- * confirmations that cannot be confirmed.
+ * fails for a temporary reason (503, nothing stored), failed fetches
+ * remembered (answered without fetching again until SNS_FAIL_TEMP_MS or
+ * SNS_FAIL_REFUSED_MS have passed, counted at a loopback listener, in a
+ * bounded LRU table), and subscription confirmations that cannot be
+ * confirmed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +30,12 @@
 #include <strings.h>
 
 #include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 
 #include "../../src/providers/sns.c"
 #include "provider_test.h"
@@ -824,6 +833,241 @@ static void test_cert_unavailable(void **state)
 	assert_string_equal(f->res.body, "signing certificate unavailable, retry later\n");
 }
 
+/* ---- failed fetches ---- */
+
+/* A loopback "certificate host" that counts the connections made to it.
+ * Active, a thread accepts each and closes it at once, so every fetch from
+ * it fails for a temporary reason when the TLS handshake finds no peer.
+ * Passive, nobody accepts: for fetches that give up right after connecting
+ * (and would not wait for the thread), acceptor_count() drains the queue,
+ * where the kernel keeps each connection made. */
+struct acceptor {
+	int fd;
+	uint16_t port;
+	bool active;
+	int delay_ms; /* active: how long to hold a connection before closing */
+	atomic_int accepted;
+	atomic_bool stop;
+	pthread_t t;
+};
+
+static void *acceptor_main(void *arg)
+{
+	struct acceptor *a = arg;
+
+	while (!atomic_load(&a->stop)) {
+		struct pollfd p = {.fd = a->fd, .events = POLLIN};
+		if (poll(&p, 1, 20) == 1) {
+			int c = accept(a->fd, NULL, NULL);
+			if (c >= 0) {
+				atomic_fetch_add(&a->accepted, 1);
+				if (a->delay_ms)
+					usleep((useconds_t)a->delay_ms * 1000);
+				close(c);
+			}
+		}
+	}
+	return NULL;
+}
+
+static void acceptor_start(struct acceptor *a, bool active, int delay_ms)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+
+	a->delay_ms = delay_ms;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(a->fd >= 0);
+	assert_int_equal(bind(a->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(a->fd, 16), 0);
+	assert_int_equal(getsockname(a->fd, (struct sockaddr *)&sa, &len), 0);
+	a->port = ntohs(sa.sin_port);
+	atomic_init(&a->accepted, 0);
+	atomic_init(&a->stop, false);
+	a->active = active;
+	if (active)
+		assert_int_equal(pthread_create(&a->t, NULL, acceptor_main, a), 0);
+}
+
+/* The connections made so far.  Active, a connection is counted before it
+ * is closed, so a fetch that returned has been counted. */
+static int acceptor_count(struct acceptor *a)
+{
+	struct pollfd p = {.fd = a->fd, .events = POLLIN};
+
+	while (!a->active && poll(&p, 1, 0) == 1) {
+		int c = accept(a->fd, NULL, NULL);
+		assert_true(c >= 0);
+		atomic_fetch_add(&a->accepted, 1);
+		close(c);
+	}
+	return atomic_load(&a->accepted);
+}
+
+static void acceptor_stop(struct acceptor *a)
+{
+	if (a->active) {
+		atomic_store(&a->stop, true);
+		pthread_join(a->t, NULL);
+	}
+	close(a->fd);
+}
+
+/* A signed notification naming url as its SigningCertURL, run at now_ms.
+ * Returns authenticate()'s code. */
+static int run_cert_url(struct fx *f, const char *url, int64_t now_ms, int *parse_rc)
+{
+	json_t *e = envelope("Notification", EVENT("TEXT_DELIVERED", "true"), "m1", NOW_TS, "2");
+
+	json_object_set_new(e, "SigningCertURL", json_string(url));
+	sign_env(f->key, e);
+	free(f->body);
+	f->body = json_dumps(e, JSON_COMPACT);
+	json_decref(e);
+	return run_body(f, f->body, now_ms, parse_rc);
+}
+
+/* A certificate host that fails for a temporary reason is asked once: the
+ * requests naming it in the next SNS_FAIL_TEMP_MS are answered 503 without
+ * a fetch, and then it is asked again. */
+static void test_temporary_failure_remembered(void **state)
+{
+	struct fx *f = *state;
+	struct acceptor a;
+	char url[128];
+	int prc;
+	static const int64_t at[] = {0, 1, 1000, SNS_FAIL_TEMP_MS - 1};
+
+	acceptor_start(&a, true, 0);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/gone.pem", a.port);
+	for (size_t i = 0; i < ARRAY_LEN(at); i++) {
+		assert_int_equal(run_cert_url(f, url, NOW_MS + at[i], &prc), 0);
+		assert_int_equal(prc, 0);
+		assert_int_equal(f->res.http_status, 503);
+		assert_int_equal(f->res.n_events, 0);
+		assert_int_equal(acceptor_count(&a), 1);
+	}
+	/* the fetch slot is free: other certificates still work meanwhile */
+	assert_int_equal(notify(f, EVENT("TEXT_DELIVERED", "true"), "m2", "2")->status,
+	                 ST_DELIVERED);
+	/* after SNS_FAIL_TEMP_MS (from the end of the fetch, which took less
+	 * than a second): asked again, and remembered again */
+	assert_int_equal(run_cert_url(f, url, NOW_MS + SNS_FAIL_TEMP_MS + 1000, &prc), 0);
+	assert_int_equal(f->res.http_status, 503);
+	assert_int_equal(acceptor_count(&a), 2);
+	assert_int_equal(run_cert_url(f, url, NOW_MS + SNS_FAIL_TEMP_MS + 1001, &prc), 0);
+	assert_int_equal(f->res.http_status, 503);
+	assert_int_equal(acceptor_count(&a), 2);
+	acceptor_stop(&a);
+}
+
+/* A failure is remembered from the end of its fetch: one that took long
+ * (a host that times out) is not tried again as soon as it returns. */
+static void test_slow_failure_remembered_from_its_end(void **state)
+{
+	struct fx *f = *state;
+	struct acceptor a;
+	char url[128];
+	int prc;
+
+	acceptor_start(&a, true, 400);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/slow.pem", a.port);
+	assert_int_equal(run_cert_url(f, url, NOW_MS, &prc), 0);
+	assert_int_equal(f->res.http_status, 503);
+	assert_int_equal(acceptor_count(&a), 1);
+	/* SNS_FAIL_TEMP_MS after the request began, but not after the fetch */
+	assert_int_equal(run_cert_url(f, url, NOW_MS + SNS_FAIL_TEMP_MS, &prc), 0);
+	assert_int_equal(f->res.http_status, 503);
+	assert_int_equal(acceptor_count(&a), 1);
+	assert_int_equal(run_cert_url(f, url, NOW_MS + 2 * SNS_FAIL_TEMP_MS, &prc), 0);
+	assert_int_equal(acceptor_count(&a), 2);
+	acceptor_stop(&a);
+}
+
+/* A refused certificate URL is fetched once: the requests naming it in the
+ * next SNS_FAIL_REFUSED_MS are 401 without a fetch, then it is fetched
+ * again.  (Trust anchors that cannot be loaded make libcurl refuse every
+ * fetch after connecting, which the listener counts.) */
+static void test_refused_fetch_remembered(void **state)
+{
+	struct fx *f = *state;
+	struct acceptor a;
+	char url[128];
+	int prc;
+	static const int64_t at[] = {0, 1, SNS_FAIL_TEMP_MS, SNS_FAIL_REFUSED_MS - 1};
+
+	free(f->s->ca_file);
+	f->s->ca_file = xstrdup("/nonexistent/dlrd-test-ca.pem");
+	acceptor_start(&a, false, 0);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u/refused.pem", a.port);
+	for (size_t i = 0; i < ARRAY_LEN(at); i++) {
+		assert_int_equal(run_cert_url(f, url, NOW_MS + at[i], &prc), DLRD_EAUTH);
+		assert_non_null(strstr(f->err, "refused: "));
+		assert_int_equal(acceptor_count(&a), 1);
+	}
+	assert_non_null(strstr(f->err, "remembered"));
+	assert_int_equal(run_cert_url(f, url, NOW_MS + SNS_FAIL_REFUSED_MS + 1000, &prc),
+	                 DLRD_EAUTH);
+	assert_int_equal(acceptor_count(&a), 2);
+	assert_null(strstr(f->err, "remembered"));
+	acceptor_stop(&a);
+}
+
+/* cert_get() on url at now_ms, through check_url() as authenticate()
+ * calls it; the key, if any, is dropped. */
+static int get_cert(struct fx *f, const char *url, int64_t now_ms)
+{
+	CURLU *u = check_url(f->s, url, true, f->err, sizeof(f->err));
+	EVP_PKEY *k = NULL;
+	int rc;
+
+	assert_non_null(u);
+	rc = cert_get(f->s, u, url, now_ms, &k, f->err, sizeof(f->err));
+	EVP_PKEY_free(k);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/* The failures are kept in SNS_FAIL_SLOTS slots, least recently used out. */
+static void test_failed_fetches_bounded(void **state)
+{
+	struct fx *f = *state;
+	struct acceptor a;
+	char first[128], second[128], url[128];
+	size_t used = 0;
+	bool has_first = false, has_second = false, has_last = false;
+
+	acceptor_start(&a, true, 0);
+	snprintf(first, sizeof(first), "https://127.0.0.1:%u/f0.pem", a.port);
+	snprintf(second, sizeof(second), "https://127.0.0.1:%u/f1.pem", a.port);
+	for (int i = 0; i < SNS_FAIL_SLOTS + 4; i++) {
+		snprintf(url, sizeof(url), "https://127.0.0.1:%u/f%d.pem", a.port, i);
+		assert_int_equal(get_cert(f, url, NOW_MS), DLRD_EIO);
+		assert_int_equal(acceptor_count(&a), i + 1);
+		/* a remembered failure is used, which keeps it */
+		assert_int_equal(get_cert(f, first, NOW_MS), DLRD_EIO);
+		assert_int_equal(acceptor_count(&a), i + 1);
+	}
+	for (size_t i = 0; i < SNS_FAIL_SLOTS; i++) {
+		const char *u = f->s->failed[i].url;
+		if (!u)
+			continue;
+		used++;
+		has_first |= strcmp(u, first) == 0;
+		has_second |= strcmp(u, second) == 0;
+		has_last |= strcmp(u, url) == 0;
+	}
+	assert_int_equal(used, SNS_FAIL_SLOTS);
+	assert_true(has_first);
+	assert_false(has_second); /* the least recently used went first */
+	assert_true(has_last);
+	/* what went out is fetched again */
+	assert_int_equal(get_cert(f, second, NOW_MS), DLRD_EIO);
+	assert_int_equal(acceptor_count(&a), SNS_FAIL_SLOTS + 5);
+	acceptor_stop(&a);
+}
+
 static void test_confirmations(void **state)
 {
 	struct fx *f = *state;
@@ -931,6 +1175,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cert_dates, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cache_lru, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cert_unavailable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_temporary_failure_remembered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_failure_remembered_from_its_end, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_fetch_remembered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_fetches_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_confirmations, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_method_and_type, setup, teardown),
 	    cmocka_unit_test(test_config),
