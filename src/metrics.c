@@ -65,6 +65,7 @@ static struct {
 	counter_t latency[LATENCY_BUCKETS];
 	counter_t latency_sum_ns;
 	counter_t commit_failures;
+	counter_t storage_retries;
 	counter_t http[HTTP_SLOTS];
 } m;
 
@@ -136,6 +137,12 @@ void metrics_commit(size_t batch_size, uint64_t latency_ns, bool ok)
 void metrics_commit_refused(void)
 {
 	inc(&m.commit_failures, 1);
+}
+
+/* Writer thread. */
+void metrics_storage_retry(void)
+{
+	inc(&m.storage_retries, 1);
 }
 
 /* Any thread; status is the HTTP status code sent. */
@@ -255,6 +262,11 @@ char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *le
 	           "Storage transactions that failed, and batches refused without one "
 	           "after a failed sync.");
 	put(&o, "dlrd_commit_failures_total %" PRIu64 "\n", get(&m.commit_failures));
+
+	put_header(&o, "dlrd_storage_retries_total", "counter",
+	           "Storage transaction attempts rolled back and retried within their batch "
+	           "(PostgreSQL deadlocks and serialization failures between nodes).");
+	put(&o, "dlrd_storage_retries_total %" PRIu64 "\n", get(&m.storage_retries));
 
 	put_header(&o, "dlrd_http_responses_total", "counter",
 	           "HTTP responses by status code; other codes by class (\"4xx\").");

@@ -31,6 +31,10 @@ void metrics_commit(size_t batch_size, uint64_t latency_ns, bool ok);
 /* A batch refused without a transaction (after a failed sync, see
  * commitq.c): a failure, but no observation in either histogram. */
 void metrics_commit_refused(void);
+/* A storage transaction attempt rolled back and tried again inside the same
+ * batch (PostgreSQL: a deadlock or serialization failure between nodes);
+ * the batch's outcome is counted by metrics_commit() as usual. */
+void metrics_storage_retry(void);
 /* HTTP requests by status class, for all paths. */
 void metrics_http(unsigned status);
 

@@ -71,6 +71,7 @@
 #include "commitq.h"
 #include "errcat.h"
 #include "log.h"
+#include "metrics.h"
 #include "optout.h"
 #include "postgresql_int.h"
 #include "privacy.h"
@@ -3042,6 +3043,7 @@ static int pg_apply(void *p, struct commit_item **items, size_t n, char *err, si
 		if (drop_after(&f))
 			drop_conn(be, "error in a batch");
 		if (attempt + 1 < PG_MAX_ATTEMPTS && retryable(&f)) {
+			metrics_storage_retry();
 			LOG_W("storage_retry",
 			      "backend=postgresql sqlstate=%s attempt=%d events=%zu api=%zu",
 			      f.sqlstate, attempt + 1, nev, napi);

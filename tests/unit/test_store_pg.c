@@ -39,6 +39,7 @@
 #include "commitq.h"
 #include "config.h"
 #include "crypto.h"
+#include "metrics.h"
 #include "optout.h"
 #include "privacy.h"
 #include "status.h"
@@ -856,6 +857,18 @@ static void test_two_writers(void **state)
 
 /* ---- deadlock and connection loss ---- */
 
+/* dlrd_storage_retries_total as GET /metrics shows it. */
+static uint64_t storage_retries(void)
+{
+	char *text = metrics_render(0, 0, true, NULL);
+	const char *p = strstr(text, "\ndlrd_storage_retries_total ");
+	uint64_t v;
+	assert_non_null(p);
+	v = strtoull(p + strlen("\ndlrd_storage_retries_total "), NULL, 10);
+	free(text);
+	return v;
+}
+
 struct bg_apply {
 	struct store *st;
 	struct dlr_event ev[2];
@@ -924,6 +937,7 @@ static void test_deadlock_is_retried(void **state)
 	b.st = f->st;
 	b.ev[0] = mk("SMdl2", ST_DELIVERED, "delivered", NULL);
 	b.ev[1] = mk("SMdl1", ST_DELIVERED, "delivered", NULL);
+	uint64_t retries = storage_retries();
 	assert_int_equal(pthread_create(&t, NULL, bg_apply_main, &b), 0);
 	/* wait until dlrd's session waits for a lock */
 	int64_t deadline = util_mono_ms() + 10000;
@@ -941,6 +955,8 @@ static void test_deadlock_is_retried(void **state)
 	pthread_join(t, NULL);
 	if (b.rc)
 		fail_msg("the batch was not retried: %s", b.err);
+	/* and the retry is counted (GET /metrics) */
+	assert_true(storage_retries() > retries);
 	assert_int_equal(b.its[0].n_new + b.its[1].n_new, 2);
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages WHERE current_status ="
 	                      " 'delivered'"),
