@@ -12,12 +12,17 @@
  * signature is over its members), jansson's cost is what any peer can spend:
  * about 200 ns and an allocation per value, so 64 KiB of "1," or "{}," cost
  * 6 to 8 ms, 150 normal callbacks.  jsonx_values_ok() bounds the values by
- * the same kind of scan first.
+ * the same kind of scan first.  A few long strings cost as much (about 20 ns
+ * a byte, over a millisecond for 64 KiB), so jsonx_peek_strings() lets an
+ * adapter see a few top-level string members (the SNS TopicArn and
+ * Timestamp) from one more scan and refuse a request on them unparsed.
  */
 #include "json.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dlrd_limits.h"
 #include "provider.h"
@@ -63,6 +68,80 @@ bool jsonx_depth_ok(const char *p, size_t n, unsigned max)
 bool jsonx_values_ok(const char *p, size_t n, size_t max)
 {
 	return scan_ok(p, n, UINT_MAX, max);
+}
+
+/* The end of the string whose opening quote is at p[i]: the index of its
+ * closing quote, or n when it has none.  *esc tells whether a backslash
+ * appears in it. */
+static size_t string_end(const char *p, size_t n, size_t i, bool *esc)
+{
+	*esc = false;
+	for (i++; i < n;) { /* memchr: a 64 KiB string is two vector scans */
+		const char *q = memchr(p + i, '"', n - i);
+		size_t qi = q ? (size_t)(q - p) : n;
+		const char *b = memchr(p + i, '\\', qi - i);
+		if (!b)
+			return qi;
+		*esc = true;
+		i = (size_t)(b - p) + 2;
+	}
+	return n;
+}
+
+static bool is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+void jsonx_peek_strings(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                        struct iov *out)
+{
+	unsigned seen[JSONX_PEEK_MAX] = {0}; /* top-level members of that name */
+	unsigned depth = 0;
+	bool top_obj = false; /* the outermost container is an object */
+
+	assert(nkeys <= JSONX_PEEK_MAX);
+	for (size_t k = 0; k < nkeys; k++)
+		out[k] = (struct iov){NULL, 0};
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		if (c == '{' || c == '[') {
+			if (depth++ == 0)
+				top_obj = c == '{';
+		} else if (c == '}' || c == ']') {
+			if (depth)
+				depth--;
+		} else if (c == '"') {
+			bool kesc, vesc;
+			size_t ke = string_end(p, n, i, &kesc), j, ve;
+			if (ke == n)
+				break;
+			for (j = ke + 1; j < n && is_ws(p[j]); j++)
+				;
+			if (depth != 1 || !top_obj || j == n || p[j] != ':') {
+				i = ke; /* a value, or a member deeper down */
+				continue;
+			}
+			for (size_t k = 0; k < nkeys; k++) {
+				size_t kl = strlen(keys[k]);
+				/* an escaped name may spell any key: unsure of all */
+				if (!kesc &&
+				    (ke - i - 1 != kl || memcmp(p + i + 1, keys[k], kl) != 0))
+					continue;
+				if (kesc || ++seen[k] > 1) {
+					seen[k] = 2;
+					out[k] = (struct iov){NULL, 0};
+					continue;
+				}
+				for (j++; j < n && is_ws(p[j]); j++)
+					;
+				if (j < n && p[j] == '"' && (ve = string_end(p, n, j, &vesc)) < n &&
+				    !vesc)
+					out[k] = (struct iov){p + j + 1, ve - j - 1};
+			}
+			i = ke; /* the value is scanned as any other */
+		}
+	}
 }
 
 /* jsonx_load(), with not_json as the message for bytes jansson refuses. */

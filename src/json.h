@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "util.h"
 
 /* Room for a JSON integer in decimal, sign and NUL included. */
 #define JSONX_NUM_MAX 24
@@ -32,6 +33,21 @@ bool jsonx_depth_ok(const char *p, size_t n, unsigned max);
  * opening brackets outside strings, never less than the values jansson
  * would build. */
 bool jsonx_values_ok(const char *p, size_t n, size_t max);
+
+/* The most keys one jsonx_peek_strings() call looks for. */
+#define JSONX_PEEK_MAX 8
+
+/* For a cheap refusal before a body is parsed: one scan of the n bytes at
+ * p, nothing built.  For each of the nkeys (at most JSONX_PEEK_MAX) names
+ * in keys, out[i] is set to the raw bytes of the value of the member of
+ * that name in the top-level object when the scan is sure what jansson
+ * would make of it, should the body be valid JSON: the name appears once
+ * among the top-level members, written without a backslash, and its value
+ * is a string without one (so the raw bytes are the value).  Otherwise
+ * out[i] is {NULL, 0}.  The bytes need not be valid JSON: a caller may
+ * refuse on what it sees, never accept. */
+void jsonx_peek_strings(const char *p, size_t n, const char *const *keys, size_t nkeys,
+                        struct iov *out);
 
 /* Parses the n bytes at p (no NUL needed) as one JSON value, refusing
  * duplicate object keys (JSON_REJECT_DUPLICATES), and only once

@@ -761,6 +761,22 @@ static bool rsa_verify(EVP_PKEY *key, bool sha256, const char *msg, size_t n, co
 	return ok;
 }
 
+/* Whether the n bytes at topic are one of [sns] topic_arns. */
+static bool topic_allowed(const struct sns *s, const char *topic, size_t n)
+{
+	bool ok = false;
+	for (size_t i = 0; i < s->n_topics; i++)
+		ok |= strlen(s->topics[i]) == n && memcmp(s->topics[i], topic, n) == 0;
+	return ok;
+}
+
+/* Whether a Timestamp of ts_ms is within tolerance_seconds of now_ms. */
+static bool ts_in_window(const struct sns *s, int64_t now_ms, int64_t ts_ms)
+{
+	int64_t skew = now_ms - ts_ms;
+	return skew <= s->tolerance_ms && -skew <= s->tolerance_ms;
+}
+
 static int sns_authenticate(const void *state, struct provider_request *req, char *err,
                             size_t errlen)
 {
@@ -770,13 +786,12 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 	const char *type, *sigb64, *cert_url, *msg, *mid, *topic, *ts, *ver, *subject = NULL;
 	const char *sub_url = NULL, *token = NULL, *hdr;
 	size_t type_n, msg_n, mid_n, topic_n, ts_n, sig_n, subject_n = 0, sub_n = 0, token_n = 0;
-	int64_t ts_ms, skew;
+	int64_t ts_ms;
 	uint8_t *sig = NULL;
 	size_t sig_len, at = 0;
 	char *tosign;
 	EVP_PKEY *key = NULL;
 	CURLU *u = NULL;
-	bool topic_ok = false;
 	int rc = DLRD_EAUTH;
 
 	memset(m, 0, sizeof(*m));
@@ -795,7 +810,32 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 		util_fmt(err, errlen, "raw message delivery cannot be verified; disable it");
 		return DLRD_EAUTH;
 	}
-	root = jsonx_load_object_max(req->body.p, req->body.n, LIM_JSON_UNAUTH_VALUES, err, errlen);
+	/* What a forgery costs: jansson spends about 20 ns a byte of the
+	 * envelope (over 1 ms for 64 KiB), so once the values are counted
+	 * (a scan that stops at the first one too many), an envelope whose
+	 * TopicArn is not ours, or whose Timestamp is outside the window, is
+	 * refused from one more scan of the raw bytes, before anything is
+	 * parsed: the checks below, in the same order, with the same answers,
+	 * for any envelope whose two members are plain strings. */
+	if (!jsonx_values_ok(req->body.p, req->body.n, LIM_JSON_UNAUTH_VALUES)) {
+		util_fmt(err, errlen, "body has more than %u JSON values", LIM_JSON_UNAUTH_VALUES);
+		return DLRD_EINVAL;
+	}
+	{
+		static const char *const peek[] = {"TopicArn", "Timestamp"};
+		struct iov pv[ARRAY_LEN(peek)];
+		jsonx_peek_strings(req->body.p, req->body.n, peek, ARRAY_LEN(peek), pv);
+		if (pv[0].p && !topic_allowed(s, pv[0].p, pv[0].n)) {
+			util_fmt(err, errlen, "TopicArn is not in sns.topic_arns");
+			return DLRD_EAUTH;
+		}
+		if (pv[1].p && util_parse_rfc3339(pv[1].p, pv[1].n, &ts_ms) == 0 &&
+		    !ts_in_window(s, req->now_ms, ts_ms)) {
+			util_fmt(err, errlen, "Timestamp outside the tolerance");
+			return DLRD_ESTALE;
+		}
+	}
+	root = jsonx_load_object(req->body.p, req->body.n, err, errlen);
 	if (!root) {
 		rc = DLRD_EINVAL;
 		goto out;
@@ -854,9 +894,7 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 		         "SignatureVersion");
 		goto out;
 	}
-	for (size_t i = 0; i < s->n_topics; i++)
-		topic_ok |= strcmp(s->topics[i], topic) == 0;
-	if (!topic_ok) {
+	if (!topic_allowed(s, topic, topic_n)) {
 		util_fmt(err, errlen, "TopicArn is not in sns.topic_arns");
 		goto out;
 	}
@@ -864,8 +902,7 @@ static int sns_authenticate(const void *state, struct provider_request *req, cha
 		util_fmt(err, errlen, "malformed Timestamp");
 		goto out;
 	}
-	skew = req->now_ms - ts_ms;
-	if (skew > s->tolerance_ms || -skew > s->tolerance_ms) {
+	if (!ts_in_window(s, req->now_ms, ts_ms)) {
 		util_fmt(err, errlen, "Timestamp outside the tolerance");
 		rc = DLRD_ESTALE;
 		goto out;

@@ -646,6 +646,111 @@ static void test_timestamp_window(void **state)
 	assert_string_equal(f->err, "malformed Timestamp");
 }
 
+/* jansson's allocations, counted while a test sets count_json_allocs. */
+static size_t json_allocs;
+
+static void *count_malloc(size_t n)
+{
+	json_allocs++;
+	return malloc(n);
+}
+
+/* Runs body at now_ms and returns authenticate()'s code; *allocs gets how
+ * many allocations jansson made meanwhile. */
+static int run_counted(struct fx *f, const char *body, int64_t now_ms, size_t *allocs)
+{
+	int prc, rc;
+
+	json_allocs = 0;
+	json_set_alloc_funcs(count_malloc, free);
+	rc = run_body(f, body, now_ms, &prc);
+	json_set_alloc_funcs(malloc, free);
+	*allocs = json_allocs;
+	return rc;
+}
+
+/* A forged envelope with a TopicArn that is not ours, or a Timestamp out
+ * of the window, is refused before jansson parses it: 64 KiB of Message
+ * would cost jansson over a millisecond.  The answers are those of the
+ * checks after parsing. */
+static void test_refused_before_parsing(void **state)
+{
+	struct fx *f = *state;
+	char *big = malloc(60001);
+	json_t *e, *attrs;
+	size_t allocs;
+	int prc;
+
+	memset(big, 'x', 60000);
+	big[60000] = '\0';
+	/* not our topic: no jansson allocation at all */
+	e = envelope("Notification", big, "m1", NOW_TS, "2");
+	json_object_set_new(e, "TopicArn", json_string("arn:aws:sns:us-east-1:123456789012:x"));
+	json_object_set_new(e, "Signature", json_string("AAAA"));
+	free(f->body);
+	f->body = json_dumps(e, JSON_COMPACT);
+	json_decref(e);
+	assert_int_equal(run_counted(f, f->body, NOW_MS, &allocs), DLRD_EAUTH);
+	assert_string_equal(f->err, "TopicArn is not in sns.topic_arns");
+	assert_int_equal(allocs, 0);
+	/* out of the window either way */
+	e = envelope("Notification", big, "m1", NOW_TS, "2");
+	json_object_set_new(e, "Signature", json_string("AAAA"));
+	free(f->body);
+	f->body = json_dumps(e, JSON_COMPACT);
+	json_decref(e);
+	assert_int_equal(run_counted(f, f->body, NOW_MS + 4201000, &allocs), DLRD_ESTALE);
+	assert_string_equal(f->err, "Timestamp outside the tolerance");
+	assert_int_equal(allocs, 0);
+	assert_int_equal(run_counted(f, f->body, NOW_MS - 4201000, &allocs), DLRD_ESTALE);
+	assert_int_equal(allocs, 0);
+	/* in the window, forged: parsed, refused by the signature */
+	assert_int_equal(run_counted(f, f->body, NOW_MS, &allocs), DLRD_EAUTH);
+	assert_string_equal(f->err, "signature mismatch");
+	assert_true(allocs > 0);
+	free(big);
+
+	/* what the scan cannot be sure of is left to the parse: a TopicArn
+	 * written with escapes (signed, so it passes) */
+	e = envelope("Notification", EVENT("TEXT_DELIVERED", "true"), "m1", NOW_TS, "2");
+	sign_env(f->key, e);
+	free(f->body);
+	f->body = json_dumps(e, JSON_COMPACT | JSON_ESCAPE_SLASH);
+	json_decref(e);
+	{
+		char *t = strstr(f->body, "\"TopicArn\":\"arn:");
+		assert_non_null(t);
+		/* "arn:" -> "arn\u003a": same string once decoded */
+		size_t at = (size_t)(t - f->body) + strlen("\"TopicArn\":\"arn");
+		char *b2 = malloc(strlen(f->body) + 6);
+		memcpy(b2, f->body, at);
+		memcpy(b2 + at, "\\u003a", 6);
+		memcpy(b2 + at + 6, f->body + at + 1, strlen(f->body + at + 1) + 1);
+		free(f->body);
+		f->body = b2;
+	}
+	assert_int_equal(run_body(f, f->body, NOW_MS, &prc), 0);
+	assert_int_equal(prc, 0);
+	assert_int_equal(f->res.n_events, 1);
+	/* another TopicArn deeper down (in a MessageAttribute) is not the
+	 * envelope's */
+	e = envelope("Notification", EVENT("TEXT_DELIVERED", "true"), "m1", NOW_TS, "2");
+	attrs = json_object();
+	json_object_set_new(attrs, "TopicArn",
+	                    json_pack("{s:s,s:s}", "Type", "String", "Value", "not-ours"));
+	json_object_set_new(attrs, "Timestamp", json_pack("{s:s}", "TopicArn", "not-ours"));
+	json_object_set_new(e, "MessageAttributes", attrs);
+	sign_env(f->key, e);
+	assert_int_equal(run_env(f, e, &prc), 0);
+	assert_int_equal(prc, 0);
+	/* a TopicArn twice: jansson's answer (a duplicate key), not the scan's */
+	assert_int_equal(run_body(f,
+	                          "{\"TopicArn\":\"x\",\"TopicArn\":\"" TOPIC "\","
+	                          "\"Type\":\"Notification\"}",
+	                          NOW_MS, &prc),
+	                 DLRD_EINVAL);
+}
+
 static void test_tolerance_setting(void **state)
 {
 	struct fx *f = NULL;
@@ -1169,6 +1274,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_envelope_values, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_timestamp_window, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_before_parsing, setup, teardown),
 	    cmocka_unit_test(test_tolerance_setting),
 	    cmocka_unit_test(test_aws_hosts),
 	    cmocka_unit_test_setup_teardown(test_cert_urls, setup, teardown),
