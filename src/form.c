@@ -34,30 +34,74 @@ enum dec_err { DEC_OK, DEC_ESCAPE, DEC_NUL };
  * Percent-decodes p[0..n) into out (which needs n bytes).  On success *outlen
  * is the decoded length; on failure *erroff is the offset in p of the bad
  * byte.  NUL bytes are rejected only when reject_nul is set.
+ *
+ * A byte at a time, as long as the bytes that need work ('%', '+' when it
+ * means a space, NUL when it is refused) come close together; after
+ * DECODE_RUN plain bytes in a row, the rest of the run is found with
+ * memchr and copied whole.  A byte at a time cost about 3 ns a byte, most
+ * of what a forged 64 KiB form costs; the searches cost at most one call
+ * per DECODE_RUN bytes, and each starts where the last one of its byte
+ * ended, so the whole stays linear.
  */
+#define DECODE_RUN 32
+
+/* The first c in [s, end), or end: *at, the last answer, unless s has
+ * passed it (*at NULL: not searched yet). */
+static const char *next(const char **at, const char *s, const char *end, char c)
+{
+	if (!*at || *at < s) {
+		*at = memchr(s, c, (size_t)(end - s));
+		if (!*at)
+			*at = end;
+	}
+	return *at;
+}
+
 static enum dec_err decode(const char *p, size_t n, char *out, int plus_is_space, int reject_nul,
                            size_t *outlen, size_t *erroff)
 {
+	const char *s = p, *end = p + n, *pct = NULL, *plus = NULL, *nul = NULL;
 	char *o = out;
+	size_t plain = 0; /* plain bytes in a row */
 
-	for (size_t i = 0; i < n; i++) {
-		size_t start = i;
-		unsigned char c = (unsigned char)p[i];
+	while (s < end) {
+		unsigned char c = (unsigned char)*s;
+		if (plain >= DECODE_RUN) {
+			const char *e = next(&pct, s, end, '%'), *x;
+			if (plus_is_space && (x = next(&plus, s, end, '+')) < e)
+				e = x;
+			if (reject_nul && (x = next(&nul, s, end, '\0')) < e)
+				e = x;
+			memcpy(o, s, (size_t)(e - s));
+			o += e - s;
+			s = e;
+			plain = 0;
+			continue;
+		}
 		if (c == '%') {
 			int hi, lo;
-			if (n - i < 3 || (hi = hexval((unsigned char)p[i + 1])) < 0 ||
-			    (lo = hexval((unsigned char)p[i + 2])) < 0) {
-				*erroff = i;
+			if (end - s < 3 || (hi = hexval((unsigned char)s[1])) < 0 ||
+			    (lo = hexval((unsigned char)s[2])) < 0) {
+				*erroff = (size_t)(s - p);
 				return DEC_ESCAPE;
 			}
 			c = (unsigned char)(hi << 4 | lo);
-			i += 2;
+			if (c == 0 && reject_nul) {
+				*erroff = (size_t)(s - p);
+				return DEC_NUL;
+			}
+			s += 3;
+			plain = 0;
 		} else if (c == '+' && plus_is_space) {
 			c = ' ';
-		}
-		if (c == 0 && reject_nul) {
-			*erroff = start;
+			s++;
+			plain = 0;
+		} else if (c == 0 && reject_nul) {
+			*erroff = (size_t)(s - p);
 			return DEC_NUL;
+		} else {
+			s++;
+			plain++;
 		}
 		*o++ = (char)c;
 	}
@@ -78,7 +122,15 @@ static size_t utf8_check(const unsigned char *p, size_t n)
 		unsigned char c = p[i];
 		unsigned char lo = 0x80, hi = 0xbf;
 		size_t len;
+		uint64_t w;
 
+		if (n - i >= 8) { /* eight ASCII bytes at a time */
+			memcpy(&w, p + i, 8);
+			if ((w & 0x8080808080808080u) == 0) {
+				i += 8;
+				continue;
+			}
+		}
 		if (c < 0x80) {
 			i++;
 			continue;

@@ -322,6 +322,62 @@ static void test_empty_pairs_cost_nothing(void **state)
 	free(buf);
 }
 
+/* Long plain runs are copied whole once DECODE_RUN plain bytes went by a
+ * byte at a time: every run length around that switch, with each kind of
+ * byte that needs work after it, decodes exactly as a byte at a time, and
+ * a bad byte after a long run is reported at its own offset.  So is
+ * invalid UTF-8 after ASCII read eight bytes at a time. */
+static void test_long_runs(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct {
+		const char *raw, *dec;
+	} tail[] = {{"%41", "A"}, {"+", " "}, {"%2B", "+"}, {"%C3%A9", "\xc3\xa9"}, {"", ""}};
+	char in[256], want[256], err[128];
+	struct form f;
+
+	for (size_t run = 0; run < 80; run++) {
+		for (size_t t = 0; t < ARRAY_LEN(tail); t++) {
+			size_t n = 2, w = 0;
+			memcpy(in, "a=", 2);
+			for (size_t r = 0; r < 2; r++) { /* twice: the searches start again */
+				memset(in + n, 'x', run);
+				memset(want + w, 'x', run);
+				n += run;
+				w += run;
+				memcpy(in + n, tail[t].raw, strlen(tail[t].raw));
+				memcpy(want + w, tail[t].dec, strlen(tail[t].dec));
+				n += strlen(tail[t].raw);
+				w += strlen(tail[t].dec);
+			}
+			assert_int_equal(decode_n(fx, in, n, LIM_FORM_FIELDS, &f), 0);
+			assert_int_equal(f.n, 1);
+			assert_field(&f, 0, "a", 1, want, w);
+
+			/* a bad escape, a %00, a raw NUL after the run */
+			memcpy(in + 2 + run, "%4", 2);
+			assert_int_equal(decode_n(fx, in, 2 + run + 2, LIM_FORM_FIELDS, &f),
+			                 DLRD_EINVAL);
+			util_fmt(err, sizeof(err), "invalid percent escape at byte %zu", 2 + run);
+			assert_string_equal(fx->err, err);
+			memcpy(in + 2 + run, "%00x", 4);
+			assert_int_equal(decode_n(fx, in, 2 + run + 4, LIM_FORM_FIELDS, &f),
+			                 DLRD_EINVAL);
+			util_fmt(err, sizeof(err), "NUL byte at byte %zu", 2 + run);
+			assert_string_equal(fx->err, err);
+			memcpy(in + 2 + run, "\0xx", 3);
+			assert_int_equal(decode_n(fx, in, 2 + run + 3, LIM_FORM_FIELDS, &f),
+			                 DLRD_EINVAL);
+			assert_string_equal(fx->err, err);
+			/* invalid UTF-8 after the run */
+			memcpy(in + 2 + run, "%FFxx", 5);
+			assert_int_equal(decode_n(fx, in, 2 + run + 5, LIM_FORM_FIELDS, &f),
+			                 DLRD_EINVAL);
+			assert_string_equal(fx->err, "invalid UTF-8 in field at byte 2");
+		}
+	}
+}
+
 static void test_null_errbuf(void **state)
 {
 	struct fixture *fx = *state;
@@ -367,6 +423,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_many_fields, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_field_size_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_pairs_cost_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_runs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_null_errbuf, setup, teardown),
 	    cmocka_unit_test(test_unescape),
 	};
