@@ -104,6 +104,15 @@ static int utf16_cmp(const char *a, size_t an, const char *b, size_t bn)
 	size_t m = an < bn ? an : bn, i = 0;
 	uint32_t ka, kb;
 
+	/* The shared prefix eight bytes at a time: a forged form of 256
+	 * values sharing a 250-byte prefix spent 350 us here a byte at a
+	 * time (the sort makes about 2000 comparisons). */
+	for (uint64_t x, y; m - i >= 8; i += 8) {
+		memcpy(&x, ua + i, 8);
+		memcpy(&y, ub + i, 8);
+		if (x != y)
+			break;
+	}
 	while (i < m && ua[i] == ub[i])
 		i++;
 	if (i == m)

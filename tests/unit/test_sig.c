@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "crypto.h"
 #include "form.h"
 #include "dlrd_limits.h"
 #include "sig.h"
@@ -240,6 +241,47 @@ static void test_utf16_order(void **state)
 	                 DLRD_EAUTH);
 }
 
+/* The same order when the values share a prefix longer than the eight
+ * bytes utf16_cmp() skips at a time, with the first difference inside a
+ * multi-byte character, past a chunk or across one.  The expected MAC is
+ * built here over the pairs in the order written. */
+static void test_utf16_order_long_prefix(void **state)
+{
+	struct fixture *fx = *state;
+	struct form f = parse(fx, "k=xxxxxxxxxxxx%EE%80%80&k=xxxxxxxxxxxx%F0%9F%98%80&"
+	                          "k=xxxxxxxxxxxxb&k=xxxxxxxxxxxxB&n=abcdefg%C3%AA&n=abcdefg%C3%A9&"
+	                          "n=abcdefgh12345678%C3%A9&n=abcdefgh12345678");
+	static const char url[] = "https://example.com/hook";
+	static const char *const sorted[] = {
+	    url,
+	    "k",
+	    "xxxxxxxxxxxxB",
+	    "k",
+	    "xxxxxxxxxxxxb",
+	    "k",
+	    "xxxxxxxxxxxx\xf0\x9f\x98\x80",
+	    "k",
+	    "xxxxxxxxxxxx\xee\x80\x80",
+	    "n",
+	    "abcdefgh12345678",
+	    "n",
+	    "abcdefgh12345678\xc3\xa9",
+	    "n",
+	    "abcdefg\xc3\xa9", /* U+00E9 after 'h' */
+	    "n",
+	    "abcdefg\xc3\xaa",
+	};
+	struct crypto_piece pieces[ARRAY_LEN(sorted)];
+	uint8_t mac[CRYPTO_SHA1_LEN];
+	char want[29];
+
+	for (size_t i = 0; i < ARRAY_LEN(sorted); i++)
+		pieces[i] = (struct crypto_piece){sorted[i], strlen(sorted[i])};
+	crypto_hmac(CRYPTO_SHA1, "tok", 3, pieces, ARRAY_LEN(pieces), mac);
+	crypto_b64_encode(mac, sizeof(mac), want);
+	assert_sign("tok", url, &f, want);
+}
+
 static void test_body_sha256(void **state)
 {
 	struct fixture *fx = *state;
@@ -459,6 +501,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_special_characters, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_repeated_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_utf16_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_utf16_order_long_prefix, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_sha256, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_token_and_rotation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tampering, setup, teardown),
