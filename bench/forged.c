@@ -108,21 +108,23 @@ enum shape {
 	SH_SNS_HUGE,    /* SNS envelope, Message one huge string */
 	SH_SNS_ESC,     /* the same, Message all \u escapes */
 	SH_SNS_TOPIC,   /* huge Message, TopicArn not ours */
+	SH_SNS_TOPIC_E, /* the same, Message all \u escapes */
 	SH_SNS_STALE,   /* huge Message, Timestamp a day old */
 	SH_SNS_ATTRS,   /* 250 MessageAttributes values */
 };
 
 static const char *const shape_names[] = {
-    "json-huge", "json-esc",  "json-tiny", "json-repeat", "json-deep", "form-huge",
-    "form-16k",  "form-tiny", "form-sort", "form-amp",    "form-pct",  "sns-huge",
-    "sns-esc",   "sns-topic", "sns-stale", "sns-attrs",
+    "json-huge", "json-esc",  "json-tiny",     "json-repeat", "json-deep", "form-huge",
+    "form-16k",  "form-tiny", "form-sort",     "form-amp",    "form-pct",  "sns-huge",
+    "sns-esc",   "sns-topic", "sns-topic-esc", "sns-stale",   "sns-attrs",
 };
 
 static void sns_envelope(struct buf *b, size_t size, enum shape sh)
 {
 	char ts[25];
-	const char *topic =
-	    sh == SH_SNS_TOPIC ? "arn:aws:sns:us-east-1:123456789012:not-ours" : SNS_TOPIC;
+	const char *topic = sh == SH_SNS_TOPIC || sh == SH_SNS_TOPIC_E
+	                        ? "arn:aws:sns:us-east-1:123456789012:not-ours"
+	                        : SNS_TOPIC;
 	char head[1024], sig[345];
 
 	util_rfc3339(util_now_ms() - (sh == SH_SNS_STALE ? 86400000 : 0), ts);
@@ -149,7 +151,7 @@ static void sns_envelope(struct buf *b, size_t size, enum shape sh)
 		return;
 	}
 	puts_(b, "\"Message\":\"");
-	fill(b, size, 2, sh == SH_SNS_ESC ? "\\u00e9" : "x", "");
+	fill(b, size, 2, sh == SH_SNS_ESC || sh == SH_SNS_TOPIC_E ? "\\u00e9" : "x", "");
 	puts_(b, "\"}");
 }
 
@@ -346,6 +348,7 @@ static const struct kase cases[] = {
     {"sns", SH_SNS_ESC, "POST", "text/plain", "/webhooks/sns/status", h_sns},
     {"sns", SH_SNS_ATTRS, "POST", "text/plain", "/webhooks/sns/status", h_sns},
     {"sns", SH_SNS_TOPIC, "POST", "text/plain", "/webhooks/sns/status", h_sns},
+    {"sns", SH_SNS_TOPIC_E, "POST", "text/plain", "/webhooks/sns/status", h_sns},
     {"sns", SH_SNS_STALE, "POST", "text/plain", "/webhooks/sns/status", h_sns},
     {"sns", SH_JSON_TINY, "POST", "text/plain", "/webhooks/sns/status", h_sns},
     {"sns", SH_JSON_DEEP, "POST", "text/plain", "/webhooks/sns/status", h_sns},

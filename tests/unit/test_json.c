@@ -49,6 +49,9 @@ static void test_plain_members(void **state)
 	peek("{\"TopicArn\":\"a:b\",\"Timestamp\":\"2023\"}", "a:b", "2023");
 	peek(" { \"Type\" : \"x\" , \"TopicArn\" \t:\n \"t\" } ", "t", NULL);
 	peek("{\"TopicArn\":\"\"}", "", NULL);
+	/* after strings with escapes, escaped quotes and backslashes */
+	peek("{\"M\":\"a\\\"b\\\\\\\"c\\u0022:\\\\\",\"TopicArn\":\"t\",\"N\":\"\\\\\"}", "t",
+	     NULL);
 	/* values around it: strings with quotes, brackets and colons inside */
 	peek("{\"M\":\"{\\\"TopicArn\\\":\\\"no\\\"}\",\"A\":[\"TopicArn\",{\"k\":1}],"
 	     "\"TopicArn\":\"yes\"}",
