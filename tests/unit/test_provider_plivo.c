@@ -321,6 +321,45 @@ static void test_main_configured(void **state)
 	assert_int_equal(post_ma(*state), 0);
 }
 
+/* Both headers on one request share its strings to sign (built once):
+ * a wrong V3 tries both forms of a query with a blank value, then a
+ * Ma-V3 over the form without it (plivo-python's) still verifies. */
+static void test_main_after_wrong_v3(void **state)
+{
+	struct fx *f = *state;
+	const char *base = "https://sms.example.com/webhooks/plivo/status?From=14155550199&"
+	                   "MessageUUID=" UUID "&Status=sent&To=14155550100&Units=1." NONCE;
+	struct crypto_piece pc = {base, strlen(base)};
+	uint8_t mac[32];
+	char sub[64];
+
+	/* the string is the one GET_SIG_PY signs with the subaccount token */
+	crypto_hmac(CRYPTO_SHA256, TOKEN, strlen(TOKEN), &pc, 1, mac);
+	crypto_b64_encode(mac, sizeof(mac), sub);
+	assert_string_equal(sub, GET_SIG_PY);
+	crypto_hmac(CRYPTO_SHA256, MAIN_TOKEN, strlen(MAIN_TOKEN), &pc, 1, mac);
+	crypto_b64_encode(mac, sizeof(mac), f->sig);
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", GET_SIG_NODE "x");
+	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", f->sig);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY, "", ""), 0);
+	assert_int_equal(f->res.n_events, 1);
+	/* and a right V3 with a wrong Ma-V3 */
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", GET_SIG_NODE);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", "AAAA");
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY, "", ""), 0);
+	/* both wrong */
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", GET_SIG_NODE "x");
+	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", GET_SIG_PY);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY, "", ""),
+	                 DLRD_EAUTH);
+}
+
 static void test_vocabulary(void **state)
 {
 	struct fx *f = *state;
@@ -489,6 +528,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_main_ignored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_main_configured, setup_main, teardown),
+	    cmocka_unit_test_setup_teardown(test_main_after_wrong_v3, setup_main, teardown),
 	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_fields, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_canonical_and_time, setup, teardown),
