@@ -94,29 +94,32 @@ static void fill(struct buf *b, size_t size, size_t tail, const char *unit, cons
 /* ---- body shapes ---- */
 
 enum shape {
-	SH_JSON_HUGE,   /* {"a":"xxxx..."} */
-	SH_JSON_ESC,    /* {"a":"\u00e9\u00e9..."} */
-	SH_JSON_TINY,   /* {"k0":1,"k1":1,...} */
-	SH_JSON_REPEAT, /* {"a":1,"a":1,...} */
-	SH_JSON_DEEP,   /* [[[[...]]]] */
-	SH_FORM_HUGE,   /* a=xxxx... (one field) */
-	SH_FORM_16K,    /* fields of 16 KiB, the most one may hold */
-	SH_FORM_TINY,   /* a=1&a=1&... */
-	SH_FORM_SORT,   /* 256 fields sharing a long prefix: the sort's worst */
-	SH_FORM_AMP,    /* &&&&... */
-	SH_FORM_PCT,    /* a=%41%41... */
-	SH_SNS_HUGE,    /* SNS envelope, Message one huge string */
-	SH_SNS_ESC,     /* the same, Message all \u escapes */
-	SH_SNS_TOPIC,   /* huge Message, TopicArn not ours */
-	SH_SNS_TOPIC_E, /* the same, Message all \u escapes */
-	SH_SNS_STALE,   /* huge Message, Timestamp a day old */
-	SH_SNS_ATTRS,   /* 250 MessageAttributes values */
+	SH_JSON_HUGE,    /* {"a":"xxxx..."} */
+	SH_JSON_ESC,     /* {"a":"\u00e9\u00e9..."} */
+	SH_JSON_TINY,    /* {"k0":1,"k1":1,...} */
+	SH_JSON_REPEAT,  /* {"a":1,"a":1,...} */
+	SH_JSON_DEEP,    /* [[[[...]]]] */
+	SH_FORM_HUGE,    /* a=xxxx... (one field) */
+	SH_FORM_16K,     /* fields of 16 KiB, the most one may hold */
+	SH_FORM_TINY,    /* a=1&a=1&... */
+	SH_FORM_SORT,    /* 256 fields sharing a long prefix: the sort's worst */
+	SH_FORM_AMP,     /* &&&&... */
+	SH_FORM_PCT,     /* a=%41%41... */
+	SH_FORM_16K_SIG, /* form-16k with a Vonage sig: verified, not refused early */
+	SH_JSON_16K_SIG, /* {"sig":"..","a":"<16 KiB>",...}: members within the limit */
+	SH_SNS_HUGE,     /* SNS envelope, Message one huge string */
+	SH_SNS_ESC,      /* the same, Message all \u escapes */
+	SH_SNS_TOPIC,    /* huge Message, TopicArn not ours */
+	SH_SNS_TOPIC_E,  /* the same, Message all \u escapes */
+	SH_SNS_STALE,    /* huge Message, Timestamp a day old */
+	SH_SNS_ATTRS,    /* 250 MessageAttributes values */
 };
 
 static const char *const shape_names[] = {
-    "json-huge", "json-esc",  "json-tiny",     "json-repeat", "json-deep", "form-huge",
-    "form-16k",  "form-tiny", "form-sort",     "form-amp",    "form-pct",  "sns-huge",
-    "sns-esc",   "sns-topic", "sns-topic-esc", "sns-stale",   "sns-attrs",
+    "json-huge", "json-esc",      "json-tiny",    "json-repeat", "json-deep",
+    "form-huge", "form-16k",      "form-tiny",    "form-sort",   "form-amp",
+    "form-pct",  "form-16k-sig",  "json-16k-sig", "sns-huge",    "sns-esc",
+    "sns-topic", "sns-topic-esc", "sns-stale",    "sns-attrs",
 };
 
 static void sns_envelope(struct buf *b, size_t size, enum shape sh)
@@ -221,6 +224,29 @@ static void make_body(struct buf *b, enum shape sh, size_t size)
 			puts_(b, b->n ? "&a=" : "a=");
 			fill(b, end, 0, "%41", "");
 		}
+		break;
+	case SH_FORM_16K_SIG: /* names a, b, c...: Vonage refuses repeats */
+		puts_(b, "sig=00000000000000000000000000000000000000000000000000000000000000"
+		         "00&timestamp=1");
+		for (char k = 'a'; b->n + 16 < size; k++) {
+			char m[8];
+			size_t end = b->n + 16000 < size ? b->n + 16000 : size;
+			util_fmt(m, sizeof(m), "&%c=", k);
+			puts_(b, m);
+			fill(b, end, 0, "x", "");
+		}
+		break;
+	case SH_JSON_16K_SIG:
+		puts_(b, "{\"sig\":\"00\",\"timestamp\":\"1\"");
+		for (char k = 'a'; b->n + 32 < size; k++) {
+			char m[8];
+			size_t end = b->n + 16000 < size - 2 ? b->n + 16000 : size - 2;
+			util_fmt(m, sizeof(m), ",\"%c\":\"", k);
+			puts_(b, m);
+			fill(b, end, 1, "x", "");
+			puts_(b, "\"");
+		}
+		puts_(b, "}");
 		break;
 	default:
 		sns_envelope(b, size, sh);
@@ -334,6 +360,8 @@ static const struct kase cases[] = {
     {"plivo", SH_FORM_TINY, "POST", FORM, "/webhooks/plivo/status?a=", h_plivo},
     {"vonage", SH_FORM_16K, "POST", FORM, "/webhooks/vonage/status", h_none},
     {"vonage", SH_FORM_SORT, "POST", FORM, "/webhooks/vonage/status", h_none},
+    {"vonage", SH_FORM_16K_SIG, "POST", FORM, "/webhooks/vonage/status", h_none},
+    {"vonage", SH_JSON_16K_SIG, "POST", JSON, "/webhooks/vonage/status", h_none},
     {"vonage", SH_JSON_HUGE, "POST", JSON, "/webhooks/vonage/status", h_none},
     {"vonage", SH_JSON_ESC, "POST", JSON, "/webhooks/vonage/status", h_none},
     {"vonage", SH_JSON_TINY, "POST", JSON, "/webhooks/vonage/status", h_none},
