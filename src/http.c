@@ -70,6 +70,21 @@
  * database and its WAL, logs. */
 #define FD_RESERVE   64
 #define LIMIT_LOG_MS 10000
+/* A connection's memory pool in MHD 0.9.75 holds the whole request head
+ * (request line and header lines, which stay where they were read), a
+ * record of about 64 bytes for each header, the read buffer, and then the
+ * answer's head, built in what is left.  When a head within our limits
+ * leaves no room for that, MHD processes the request (a callback is
+ * stored) and then closes the connection without an answer ("failed to
+ * create response header"): the provider retries for ever.  So the pool
+ * holds the largest head our limits let through, with room to spare; the
+ * limits themselves are enforced in begin(), and a head much larger than
+ * them runs out of pool and gets MHD's own 431.  MHD zeroes the pool for
+ * every request, so it is no larger than that (bodies are read into our
+ * own arena). */
+#define MHD_HEADER_RECORD_BYTES 128
+#define MHD_POOL_BYTES                                                                             \
+	((size_t)LIM_TARGET_BYTES + LIM_HEADER_BYTES + LIM_HEADERS * MHD_HEADER_RECORD_BYTES + 8192)
 
 enum phase { PH_NEW = 0, PH_BODY, PH_PARKED, PH_DONE };
 
@@ -236,6 +251,7 @@ static enum MHD_Result reply_body(struct req *r, unsigned status, const char *bo
 
 struct hdr_scan {
 	unsigned n;
+	size_t bytes; /* as sent: name, ": ", value, CRLF */
 	unsigned n_cl;
 	unsigned n_te;
 	bool te_ok;
@@ -272,6 +288,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	struct hdr_scan *s = cls;
 	(void)kind;
 	s->n++;
+	s->bytes += (key ? strlen(key) : 0) + (value ? strlen(value) : 0) + 4;
 	if (!key || !is_token(key) || (strncasecmp(key, "Content-Length", 14) == 0 && key[14]) ||
 	    (strncasecmp(key, "Transfer-Encoding", 17) == 0 && key[17]))
 		s->name_bad = true;
@@ -366,6 +383,9 @@ static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 	if (hs->n > LIM_HEADERS)
 		return reply_early(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, h->r_431,
 		                   "too_many_headers", "too many request headers");
+	if (hs->bytes > LIM_HEADER_BYTES)
+		return reply_early(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, NULL,
+		                   "headers_too_large", "request headers too large");
 	if (hs->n_cl > 1 || hs->n_te > 1 || (hs->n_cl && hs->n_te) || hs->cl_bad ||
 	    (hs->n_te && !hs->te_ok))
 		return reply_early(r, MHD_HTTP_BAD_REQUEST, NULL, "bad_framing",
@@ -1219,16 +1239,14 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	 * lets a restarted dlrd listen at once (connections of the old one in
 	 * TIME_WAIT), while SO_REUSEPORT would let a second process listen on
 	 * the same port and silently take half the connections.
-	 * The logger goes first, or MHD prints what it says before it.  MHD
-	 * zeroes a connection's whole memory pool for every request, so the
-	 * pool is the header limit plus room for MHD's own bookkeeping, no
-	 * more (bodies are read into our own arena). */
+	 * The logger goes first, or MHD prints what it says before it.  The
+	 * pool size: MHD_POOL_BYTES. */
 	h->d = MHD_start_daemon(
 	    flags, 0, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, threads,
 	    MHD_OPTION_CONNECTION_LIMIT, mhd_connection_limit(threads, cfg->max_connections),
 	    MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)(LIM_HEADER_BYTES + 4096), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+	    (size_t)MHD_POOL_BYTES, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
 	if (!h->d) {

@@ -411,6 +411,27 @@ static const struct attack attacks[] = {
 	 NULL, 200, 0, 0, 0, STORED1, NULL},
 	{"101 headers", POST_HEAD FORM SIGNED CLEN "{HDRS:97}\r\n{BODY}",
 	 NULL, 431, 0, 1000, 0, NONE, NULL},
+	/* both limits at once: 100 headers, 16 KiB of them in all (each
+	 * {FATHDRS} line is 168 bytes), alone and after an 8000-byte target.
+	 * MHD keeps the whole head, and a record per header, in a connection's
+	 * memory pool: before the fix it was too small for them, so the first
+	 * was answered 431 (the limit was not what the README said) and heads
+	 * a little smaller than that were stored but never answered, MHD
+	 * having no room left to build the answer */
+	{"100 headers, 16 KiB in all (both limits)", POST_HEAD FORM SIGNED CLEN "{FATHDRS:96}\r\n{BODY}",
+	 NULL, 200, 0, 0, 0, STORED1, NULL},
+	{"an 8000-byte target and 16 KiB of headers",
+	 "POST /webhooks/twilio/status?{PAD:7970} HTTP/1.1\r\nHost: sms.example.com\r\n" FORM SIGNED CLEN
+	 "{FATHDRS:96}\r\n{BODY}",
+	 NULL, 200, 0, 0, 0, STORED1, NULL},
+	{"73 headers of 196 bytes: stored, but no answer before the fix",
+	 POST_HEAD FORM SIGNED CLEN "{HDRS196:73}\r\n{BODY}",
+	 NULL, 200, 0, 0, 0, STORED1, NULL},
+	{"100 headers, 31 bytes over 16 KiB in all",
+	 POST_HEAD FORM SIGNED CLEN "{FATHDRS:95}X-Fat-End: {PAD:300}\r\n\r\n{BODY}",
+	 NULL, 431, 0, 1000, 0, NONE, NULL},
+	{"one header of 17000 bytes", POST_HEAD FORM SIGNED CLEN "X-Big: {PAD:17000}\r\n\r\n{BODY}",
+	 NULL, 431, 0, 1000, 0, NONE, NULL},
 	{"header flood, 64 KiB", POST_HEAD FORM SIGNED CLEN "X-Big: {PAD:65536}\r\n\r\n{BODY}",
 	 NULL, 431, 0, 1000, 0, NONE, NULL},
 	{"endless header line, 1 MiB", POST_HEAD "X-Big: {PAD:1048576}",
@@ -697,6 +718,18 @@ static void expand(const char *tpl, struct ctx *cx, struct out *o)
 			unsigned long n = token_num(p, "{HDRS:");
 			for (unsigned long i = 0; i < n; i++)
 				put(o, num, util_fmt(num, sizeof(num), "X-Flood-%lu: v\r\n", i));
+		} else if (strncmp(p, "{FATHDRS:", 9) == 0 || strncmp(p, "{HDRS196:", 9) == 0) {
+			/* lines of 168 bytes, or of 196-byte values */
+			bool fat = p[1] == 'F';
+			unsigned long n = token_num(p, fat ? "{FATHDRS:" : "{HDRS196:");
+			size_t vlen = fat ? 168 - 13 : 196;
+			for (unsigned long i = 0; i < n; i++) {
+				put(o, num, util_fmt(num, sizeof(num), "X-Fat-%03lu: ", i));
+				assert_true(o->n + vlen + 2 <= o->cap);
+				memset(o->p + o->n, 'v', vlen);
+				o->n += vlen;
+				put(o, "\r\n", 2);
+			}
 		} else if (strncmp(p, "{PAD:", 5) == 0) {
 			unsigned long n = token_num(p, "{PAD:");
 			assert_true(o->n + n <= o->cap);
