@@ -72,17 +72,18 @@
 #define LIMIT_LOG_MS 10000
 /* A connection's memory pool in MHD 0.9.75 holds the whole request head
  * (request line and header lines, which stay where they were read), a
- * record of about 64 bytes for each header, the read buffer, and then the
- * answer's head, built in what is left.  When a head within our limits
- * leaves no room for that, MHD processes the request (a callback is
- * stored) and then closes the connection without an answer ("failed to
- * create response header"): the provider retries for ever.  So the pool
- * holds the largest head our limits let through, with room to spare; the
- * limits themselves are enforced in begin(), and a head much larger than
- * them runs out of pool and gets MHD's own 431.  MHD zeroes the pool for
- * every request, so it is no larger than that (bodies are read into our
- * own arena). */
-#define MHD_HEADER_RECORD_BYTES 128
+ * record for each header (56 bytes, 64 with MHD's alignment), the read
+ * buffer, and then the answer's head, built in what is left.  When a head
+ * within our limits leaves no room for that, MHD processes the request (a
+ * callback is stored) and then closes the connection without an answer
+ * ("failed to create response header"): the provider retries for ever.  So
+ * the pool holds the largest head our limits let through, plus 8 KiB for
+ * the answer's head and the read buffer (a body passes through it, and
+ * pipelined requests wait in it); the limits themselves are enforced in
+ * begin(), and a head much larger than them runs out of pool and gets
+ * MHD's own 431.  MHD zeroes the whole pool for every request, so it is no
+ * larger than that (bodies are read into our own arena). */
+#define MHD_HEADER_RECORD_BYTES 64
 #define MHD_POOL_BYTES                                                                             \
 	((size_t)LIM_TARGET_BYTES + LIM_HEADER_BYTES + LIM_HEADERS * MHD_HEADER_RECORD_BYTES + 8192)
 
