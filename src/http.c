@@ -17,8 +17,9 @@
  *   is raised to cover max_connections;
  * - duplicated Content-Length, or Content-Length together with
  *   Transfer-Encoding, or any Transfer-Encoding but chunked, is 400; so is a
- *   header name that is not a token, or that MHD mangled from a folded line
- *   (a proxy in front would frame such a request differently: is_token());
+ *   header name that is not a token, or that MHD mangled from a folded line,
+ *   and a header value with a bare CR in it (a proxy in front would frame
+ *   such a request differently: is_token(), scan_header());
  * - a whole request must arrive within request_timeout_ms (a watchdog shuts
  *   down the socket of a request that is still arriving past its deadline;
  *   MHD's own timeout is only an inactivity timeout);
@@ -258,7 +259,8 @@ struct hdr_scan {
 	bool te_ok;
 	unsigned long long cl;
 	bool cl_bad;
-	bool name_bad; /* see is_token() */
+	bool name_bad;  /* see is_token() */
+	bool value_bad; /* a bare CR in a value: see scan_header() */
 };
 
 /* A field name MHD 0.9.75 does not frame by but a proxy in front may, so
@@ -293,6 +295,13 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	if (!key || !is_token(key) || (strncasecmp(key, "Content-Length", 14) == 0 && key[14]) ||
 	    (strncasecmp(key, "Transfer-Encoding", 17) == 0 && key[17]))
 		s->name_bad = true;
+	/* MHD 0.9.75 ends a header line only at LF, so a bare CR stays inside
+	 * the value, where a proxy that ends lines at CR sees the start of
+	 * another field: "X-A: 1\rTransfer-Encoding: chunked" would be framed
+	 * by Content-Length here and as chunked there.  RFC 9112 2.2: such a
+	 * message is invalid (400). */
+	if (value && strchr(value, '\r'))
+		s->value_bad = true;
 	if (strcasecmp(key, "Content-Length") == 0) {
 		uint64_t v;
 		s->n_cl++;
@@ -394,6 +403,9 @@ static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 	if (hs->name_bad)
 		return reply_early(r, MHD_HTTP_BAD_REQUEST, NULL, "bad_header_name",
 		                   "invalid header field name");
+	if (hs->value_bad)
+		return reply_early(r, MHD_HTTP_BAD_REQUEST, NULL, "bad_header_value",
+		                   "invalid header field value (a bare CR)");
 
 	split_target(r, &path, &query);
 	if (path_is(path, "/healthz")) {

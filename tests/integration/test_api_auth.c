@@ -214,12 +214,12 @@ static void test_www_authenticate_and_errors(void **state)
 }
 
 /* The answers given before routing (a target too long, too many headers,
- * broken framing, a bad header name) reach an API client as the API's JSON
- * error object, and a webhook client as text; both close the connection. */
+ * headers too large, broken framing, a bad header name or value) reach an API client as the API's
+ * JSON error object, and a webhook client as text; both close the connection. */
 static void test_early_errors_as_json(void **state)
 {
 	struct dlrd *d = *state;
-	static char req[16384], buf[4096];
+	static char req[32768], buf[4096];
 	static const struct {
 		const char *code, *status;
 	} want[] = {
@@ -227,6 +227,8 @@ static void test_early_errors_as_json(void **state)
 	    {"\"code\":\"too_many_headers\"", "HTTP/1.1 431"},
 	    {"\"code\":\"bad_framing\"", "HTTP/1.1 400"},
 	    {"\"code\":\"bad_header_name\"", "HTTP/1.1 400"},
+	    {"\"code\":\"headers_too_large\"", "HTTP/1.1 431"},
+	    {"\"code\":\"bad_header_value\"", "HTTP/1.1 400"},
 	};
 	bool closed;
 	size_t n, at;
@@ -253,6 +255,14 @@ static void test_early_errors_as_json(void **state)
 			if (i == 3)
 				at += (size_t)snprintf(req + at, sizeof(req) - at,
 				                       "Content-Length : 0\r\n");
+			if (i == 4) { /* one header past the 16 KiB of all of them */
+				at += (size_t)snprintf(req + at, sizeof(req) - at, "X-Big: ");
+				memset(req + at, 'b', 17000);
+				at += 17000;
+				at += (size_t)snprintf(req + at, sizeof(req) - at, "\r\n");
+			}
+			if (i == 5)
+				at += (size_t)snprintf(req + at, sizeof(req) - at, "X-A: 1\r2\r\n");
 			at += (size_t)snprintf(req + at, sizeof(req) - at, "\r\n");
 			n = h_raw(d, req, at, buf, sizeof(buf), 3000, &closed);
 			assert_true(n != (size_t)-1);

@@ -374,6 +374,15 @@ static const struct attack attacks[] = {
 	{"Content-Length folded onto a second line",
 	 POST_HEAD FORM SIGNED "Content-Length:\r\n {LEN}\r\n\r\n{BODY}",
 	 NULL, 400, 0, 1000, 0, NONE, NULL},
+	/* a bare CR (RFC 9112 2.2: 400): MHD ends lines at LF only and keeps
+	 * it in the value, a proxy may end the line there and see another
+	 * field; before the fix both were stored */
+	{"Content-Length, and Transfer-Encoding after a bare CR",
+	 POST_HEAD FORM SIGNED CLEN "X-A: 1\rTransfer-Encoding: chunked\r\n\r\n{BODY}",
+	 NULL, 400, 0, 1000, 0, NONE, NULL},
+	{"a bare CR inside a header value",
+	 POST_HEAD FORM SIGNED CLEN "X-A: 1\r2\r\n\r\n{BODY}",
+	 NULL, 400, 0, 1000, 0, NONE, NULL},
 	{"pipelined: two callbacks",
 	 VALID POST_HEAD FORM SIGNED CLEN "Connection: close\r\n\r\n{BODY}",
 	 NULL, 200, 2, 0, 0, {1, 1, 2, 0}, NULL},
