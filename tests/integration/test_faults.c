@@ -7,7 +7,8 @@
  * gone, /healthz recovers by itself (the writer probes every second) and the
  * same callbacks are stored exactly once.  A failed fsync of the WAL alone
  * is different: final until a restart.  A full commit queue is also 503
- * with Retry-After, and what it refused is not stored.
+ * with Retry-After, and what it refused is not stored; a client that leaves
+ * while its request is parked gives its queue slot back all the same.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -40,6 +41,7 @@ static int setup_env(void **state)
 }
 
 static const char *const small_queue[] = {"DLRD_STORAGE_QUEUE_CAPACITY=1", NULL};
+static const char *const queue_of_two[] = {"DLRD_STORAGE_QUEUE_CAPACITY=2", NULL};
 
 static int teardown(void **state)
 {
@@ -541,6 +543,60 @@ static void test_queue_full(void **state)
 	assert_string_equal(counts(d, buf, sizeof(buf)), "2/2/2/0");
 }
 
+/* Clients that leave while their callback waits for its transaction (the
+ * database locked by the test): two close their sockets while parked.  No
+ * crash; each parked request is still resumed once storage answers and its
+ * queue slot given back (with a queue of two, two new callbacks at once are
+ * both accepted afterwards); the callbacks that reached the writer are
+ * stored whole, once, and their resends are duplicates. */
+static void test_client_leaves_while_parked(void **state)
+{
+	struct dlrd *d = *state;
+	char body[2][1024], later[2][1024], req[4096], buf[64];
+	struct h_async *a[2];
+	struct h_resp r;
+	void *lock;
+	int fd[2];
+
+	for (unsigned i = 0; i < 2; i++) {
+		body_for(body[i], sizeof(body[i]), 53, i, "delivered");
+		body_for(later[i], sizeof(later[i]), 53, i + 2, "delivered");
+	}
+	lock = h_db_lock(d);
+	assert_non_null(lock);
+	for (int i = 0; i < 2; i++) {
+		size_t n = h_raw_status_post(req, sizeof(req), body[i], false);
+		assert_true(n > 0);
+		fd[i] = h_connect(d->port);
+		assert_true(fd[i] >= 0);
+		assert_int_equal(h_send_all(fd[i], req, n), 0);
+	}
+	assert_int_equal(wait_metric(d, "dlrd_requests_parked", 2), 2);
+	close(fd[0]);
+	close(fd[1]);
+	/* both slots are taken: a third callback is refused */
+	assert_int_equal(h_post_status(d, later[0], &r), 503);
+	assert_non_null(strstr(r.body, "queue is full"));
+	h_db_unlock(lock);
+
+	assert_int_equal(wait_metric(d, "dlrd_requests_parked", 0), 0);
+	assert_int_equal(h_metric(d, "dlrd_queue_depth"), 0);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "2/2/2/0");
+	/* both slots are back */
+	a[0] = h_async_post_status(d, later[0]);
+	a[1] = h_async_post_status(d, later[1]);
+	assert_non_null(a[0]);
+	assert_non_null(a[1]);
+	assert_int_equal(h_async_wait(a[0], NULL), 200);
+	assert_int_equal(h_async_wait(a[1], NULL), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "4/4/4/0");
+	/* the provider, which got no answer, sends them again */
+	assert_int_equal(h_post_status(d, body[0], &r), 200);
+	assert_int_equal(h_post_status(d, body[1], &r), 200);
+	assert_string_equal(counts(d, buf, sizeof(buf)), "4/4/6/0");
+	assert_int_equal(h_get(d, "/healthz", &r), 200);
+}
+
 /* With defaults, the queue fills before the connections run out: with 16
  * connections, 12 requests may wait for a stuck database; the 13th gets
  * 503 with Retry-After at once, and /healthz and /metrics are still
@@ -595,6 +651,8 @@ int main(void)
 	    cmocka_unit_test(test_batch_events_bounded),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_full, setup_env, teardown,
 	                                             (void *)small_queue),
+	    cmocka_unit_test_prestate_setup_teardown(test_client_leaves_while_parked, setup_env,
+	                                             teardown, (void *)queue_of_two),
 	    cmocka_unit_test_prestate_setup_teardown(test_queue_fills_before_connections, setup_env,
 	                                             teardown, (void *)few_connections),
 	};
