@@ -16,7 +16,8 @@
  *   the listen backlog until a slot frees, and the soft limit on open files
  *   is raised to cover max_connections;
  * - duplicated Content-Length, or Content-Length together with
- *   Transfer-Encoding, or any Transfer-Encoding but chunked, is 400; so is a
+ *   Transfer-Encoding, or any Transfer-Encoding but chunked, or any in
+ *   HTTP/1.0, is 400; so is a
  *   header name that is not a token, or that MHD mangled from a folded line,
  *   and a header value with a bare CR in it (a proxy in front would frame
  *   such a request differently: is_token(), scan_header());
@@ -261,6 +262,7 @@ struct hdr_scan {
 	bool cl_bad;
 	bool name_bad;  /* see is_token() */
 	bool value_bad; /* a bare CR in a value: see scan_header() */
+	bool http10;    /* an HTTP/1.0 request */
 };
 
 /* A field name MHD 0.9.75 does not frame by but a proxy in front may, so
@@ -396,8 +398,10 @@ static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 	if (hs->bytes > LIM_HEADER_BYTES)
 		return reply_early(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, NULL,
 		                   "headers_too_large", "request headers too large");
+	/* Transfer-Encoding in HTTP/1.0, which has none, is faulty framing
+	 * (RFC 9112 6.1): a 1.0 hop in front frames the body otherwise. */
 	if (hs->n_cl > 1 || hs->n_te > 1 || (hs->n_cl && hs->n_te) || hs->cl_bad ||
-	    (hs->n_te && !hs->te_ok))
+	    (hs->n_te && (!hs->te_ok || hs->http10)))
 		return reply_early(r, MHD_HTTP_BAD_REQUEST, NULL, "bad_framing",
 		                   "conflicting or invalid Content-Length / Transfer-Encoding");
 	if (hs->name_bad)
@@ -867,7 +871,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 	struct req *r = *con_cls;
 	(void)cls;
 	(void)url;
-	(void)version;
 
 	if (!r)
 		return MHD_NO; /* the URI callback always sets it */
@@ -879,6 +882,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 		if (*upload_data_size)
 			return MHD_NO; /* cannot happen: MHD sends headers first */
 		MHD_get_connection_values(mc, MHD_HEADER_KIND, scan_header, &hs);
+		hs.http10 = version && strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
 		/* MHD 0.9.75 closes the connection after any answer queued in
 		 * this first call (it would not read a body after it).  A
 		 * request without a body (GET /healthz, /metrics, API reads) is

@@ -351,6 +351,11 @@ static const struct attack attacks[] = {
 	{"Transfer-Encoding twice",
 	 POST_HEAD FORM SIGNED "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n{CHUNKED}",
 	 NULL, 400, 0, 1000, 0, NONE, NULL},
+	/* HTTP/1.0 has no transfer codings (RFC 9112 6.1: faulty framing);
+	 * before the fix it was read as chunked and stored */
+	{"Transfer-Encoding chunked in HTTP/1.0",
+	 "POST /webhooks/twilio/status HTTP/1.0\r\n" FORM SIGNED "Transfer-Encoding: chunked\r\n\r\n{CHUNKED}",
+	 NULL, 400, 0, 1000, 0, NONE, NULL},
 	{"Transfer-Encoding identity",
 	 POST_HEAD FORM SIGNED "Transfer-Encoding: identity\r\n" CLEN "\r\n{BODY}",
 	 NULL, 400, 0, 1000, 0, NONE, NULL},
