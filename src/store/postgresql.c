@@ -5,9 +5,10 @@
  * Each node has one writer connection, owned by the writer thread (opened by
  * the main thread before the writer starts).  A batch is one transaction and,
  * in the normal case, one network round trip: libpq pipeline mode sends
- * BEGIN, one call of a server-side function per event (dlrd_apply_status2,
- * dlrd_apply_inbound, or an INSERT for an unusable payload), COMMIT and a
- * Sync in one write, then reads every answer.  The commit queue answers 2xx
+ * BEGIN, one call of a server-side function per event (dlrd_apply_status3,
+ * dlrd_apply_inbound2, or an INSERT for an unusable payload), the payload
+ * row of each request of several events (S_PAYLOAD), COMMIT and a Sync in
+ * one write, then reads every answer.  The commit queue answers 2xx
  * only after the COMMIT's own result came back; a lost connection or an
  * error anywhere rolls the whole batch back (nothing of it is visible) and
  * the batch is answered 503.
@@ -1723,13 +1724,29 @@ static const struct {
                     9,
                     {OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_BYTEA, OID_BOOL,
                      OID_TEXT, OID_TEXT}},
-    /* a request's payload kept once (migration 11); a resend names the
-     * same row, and the first copy stays */
+    /* a request's payload kept once (migration 11), after its events and
+     * only when a row names it: $5 are the message ids of its status
+     * events, $6 the dedup keys of all its events (unique keys of the rows
+     * it may have written), $7 its events' providers, $8 true when it
+     * wrote a review item that has no key.  A resend names the same row,
+     * and the first copy stays; one whose events were all stored before
+     * writes nothing (in other bytes, as a Telnyx retry that counts its
+     * attempt, it would be a copy that no row names). */
     [S_PAYLOAD] = {"dlrd_payload",
                    "INSERT INTO sms_payloads (id, provider, raw_payload, received_at)"
-                   " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                   4,
-                   {OID_TEXT, OID_TEXT, OID_BYTEA, OID_TIMESTAMPTZ}},
+                   " SELECT $1, $2, $3, $4 WHERE $8"
+                   " OR EXISTS (SELECT 1 FROM sms_messages m JOIN sms_message_events e"
+                   " ON e.message_id = m.id WHERE m.provider = ANY ($7)"
+                   " AND m.provider_message_id = ANY ($5) AND e.dedup_key = ANY ($6)"
+                   " AND e.payload_id = $1)"
+                   " OR EXISTS (SELECT 1 FROM sms_inbound_messages WHERE provider = ANY ($7)"
+                   " AND dedup_key = ANY ($6) AND payload_id = $1)"
+                   " OR EXISTS (SELECT 1 FROM review_queue WHERE provider = ANY ($7)"
+                   " AND dedup_key IS NOT NULL AND dedup_key = ANY ($6) AND payload_id = $1)"
+                   " ON CONFLICT DO NOTHING",
+                   8,
+                   {OID_TEXT, OID_TEXT, OID_BYTEA, OID_TIMESTAMPTZ, OID_TEXT_ARRAY, OID_TEXT_ARRAY,
+                    OID_TEXT_ARRAY, OID_BOOL}},
 };
 
 /* One event of a batch, in the order it is applied. */
@@ -2650,16 +2667,87 @@ static int send_event(struct pg_be *be, const struct ev_ref *r, bool use_json)
 	}
 }
 
-/* Queues the row of a request that keeps its payload once. */
+/* What id_array() lists of an item's events. */
+enum ids { IDS_PMIDS, IDS_KEYS, IDS_PROVIDERS };
+
+static const char *id_of(const struct dlr_event *ev, enum ids what)
+{
+	switch (what) {
+	case IDS_PMIDS:
+		return ev->kind == EV_STATUS ? ev->provider_message_id : NULL;
+	case IDS_KEYS:
+		return ev->dedup_key;
+	default:
+		return ev->provider;
+	}
+}
+
+/* The text[] literal of what an item's events name (the message ids of
+ * its status events, the dedup keys of all, their providers): {"a","b"},
+ * '"' and '\\' escaped, a value equal to the one before it left out.  The
+ * caller frees it. */
+static char *id_array(const struct commit_item *it, enum ids what)
+{
+	size_t cap = 3;
+	const char *prev = NULL;
+	char *b, *p;
+
+	for (size_t e = 0; e < it->n_events; e++) {
+		const char *s = id_of(&it->events[e], what);
+		if (s)
+			cap += 2 * strlen(s) + 3;
+	}
+	b = p = xmalloc(cap);
+	*p++ = '{';
+	for (size_t e = 0; e < it->n_events; e++) {
+		const char *s = id_of(&it->events[e], what);
+		if (!s || !*s || (prev && strcmp(s, prev) == 0))
+			continue;
+		prev = s;
+		if (p > b + 1)
+			*p++ = ',';
+		*p++ = '"';
+		for (; *s; s++) {
+			if (*s == '"' || *s == '\\')
+				*p++ = '\\';
+			*p++ = *s;
+		}
+		*p++ = '"';
+	}
+	*p++ = '}';
+	*p = '\0';
+	return b;
+}
+
+/* Queues the row of a request that keeps its payload once (S_PAYLOAD:
+ * written when a row of it names the payload). */
 static int send_payload(struct pg_be *be, const struct commit_item *it)
 {
 	char now[25];
-	const char *v[4] = {it->payload_id, it->provider,
-	                    it->raw_payload.p ? it->raw_payload.p : "", now};
-	int len[4] = {0, 0, (int)it->raw_payload.n, 0}, fmt[4] = {0, 0, 1, 0};
+	bool keyless = false;
+	int ok;
+
+	for (size_t e = 0; e < it->n_events; e++)
+		keyless |= it->events[e].kind == EV_UNUSABLE && !it->events[e].dedup_key[0];
+	char *pmids = id_array(it, IDS_PMIDS), *keys = id_array(it, IDS_KEYS),
+	     *provs = id_array(it, IDS_PROVIDERS);
+	const char *v[8] = {it->payload_id,
+	                    it->provider,
+	                    it->raw_payload.p ? it->raw_payload.p : "",
+	                    now,
+	                    pmids,
+	                    keys,
+	                    provs,
+	                    keyless ? "t" : "f"};
+	int len[8] = {0, 0, (int)it->raw_payload.n, 0, 0, 0, 0, 0},
+	    fmt[8] = {0, 0, 1, 0, 0, 0, 0, 0};
 
 	util_rfc3339(it->received_ms, now);
-	return PQsendQueryPrepared(be->conn, stmts[S_PAYLOAD].name, 4, v, len, fmt, 0);
+	ok = PQsendQueryPrepared(be->conn, stmts[S_PAYLOAD].name, 8, v, len, fmt, 0);
+	free(pmids);
+	free(keys);
+	free(provs);
+	return ok;
 }
 
 static int pay_cmp(const void *a, const void *b)
@@ -2867,10 +2955,6 @@ static int run_batch(struct pg_be *be, size_t nunits, size_t napi, bool use_json
 	                            NULL, 0),
 	          SL_BEGIN, 0))
 		goto send_failed;
-	/* payload rows first, in id order (lock order, like the events') */
-	for (size_t i = 0; i < be->npays; i++)
-		if (!push(be, send_payload(be, be->pays[i]), SL_PAYLOAD, i))
-			goto send_failed;
 	for (size_t u = 0; u < nunits; u++) {
 		const struct unit *un = &be->units[u];
 		if (!un->api) {
@@ -2895,6 +2979,13 @@ static int run_batch(struct pg_be *be, size_t nunits, size_t napi, bool use_json
 		if (!follow_all(be, napi, &queued))
 			goto send_failed;
 	}
+	/* payload rows last (written when a row names them), in id order: a
+	 * transaction that waits there for another's payload row waits for
+	 * one that is past its events too and locks nothing but payload rows
+	 * of greater ids, so the two cannot wait for each other */
+	for (size_t i = 0; i < be->npays; i++)
+		if (!push(be, send_payload(be, be->pays[i]), SL_PAYLOAD, i))
+			goto send_failed;
 	if (!push(be, PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0), SL_COMMIT, 0))
 		goto send_failed;
 	if (exchange(be, deadline, f, err, errlen) != 0)

@@ -31,6 +31,7 @@
 #define OID_TEXT        25
 #define OID_TIMESTAMPTZ 1184
 #define OID_UUID        2950
+#define OID_TEXT_ARRAY  1009
 
 /* What went wrong in one exchange with the server. */
 struct pg_fail {

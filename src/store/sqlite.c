@@ -1198,7 +1198,7 @@ static void bind_payload(sqlite3_stmt *st, int i, int j, const struct commit_ite
 	sqlite3_bind_null(st, j);
 }
 
-/* The row of a request whose payload is kept once (before its events). */
+/* The row of a request whose payload is kept once (after its events). */
 static int add_payload(struct sqlite_be *be, const struct commit_item *it, const char *now,
                        char *err, size_t errlen)
 {
@@ -1676,12 +1676,17 @@ static int sqlite_apply(void *p, struct commit_item **items, size_t n, char *err
 				goto rollback;
 			continue;
 		}
-		if (it->payload_id[0] && (rc = add_payload(be, it, now, err, errlen)) != 0)
-			goto rollback;
 		for (size_t e = 0; e < it->n_events; e++) {
 			if ((rc = apply_event(be, it, &it->events[e], now, err, errlen)) != 0)
 				goto rollback;
 		}
+		/* the payload a request keeps once, when a row it wrote names it:
+		 * a resend whose every event is a duplicate, in other bytes (a
+		 * Telnyx retry counts its attempt in the body), would leave a
+		 * copy no row names */
+		if (it->payload_id[0] && it->n_new + it->n_review > 0 &&
+		    (rc = add_payload(be, it, now, err, errlen)) != 0)
+			goto rollback;
 	}
 	if ((rc = flush_cache(be, err, errlen)) != 0)
 		goto rollback;

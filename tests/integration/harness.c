@@ -1138,7 +1138,7 @@ static const char pg_compat_sql[] =
 #define PG_WRITE_TABLES                                                                            \
 	"public.sms_messages, public.sms_message_events, public.sms_callback_log,"                 \
 	" public.review_queue, public.sms_inbound_messages, public.sms_opt_outs,"                  \
-	" public.sms_opt_out_history"
+	" public.sms_opt_out_history, public.sms_payloads"
 
 /* Under SQLite: BEGIN IMMEDIATE, so dlrd's writer waits in its busy handler.
  * Under PostgreSQL: the write tables locked IN EXCLUSIVE MODE (reads go on),

@@ -137,6 +137,43 @@ static void test_two_recipients_retry_and_order(void **state)
 	                    "delivered");
 }
 
+/* A retry counts its attempt in the body (meta.attempt), so its bytes are
+ * not the first delivery's: when all its recipients' events were stored
+ * already, it keeps no copy of its own (nothing would name it), and every
+ * event still reads the first delivery's payload. */
+static void test_retry_keeps_no_payload_copy(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char b[2048], b2[2048], got[2048];
+
+	finalized(b, sizeof(b), "4ee8c3a6-4995-4309-a3c6-38e3db9ea4be", "message.finalized",
+	          "delivered", "delivery_failed");
+	assert_int_equal(post(d, "/webhooks/telnyx/status", b, 0, true, &r), 200);
+	assert_int_equal(h_count(d, "sms_payloads"), 1);
+	snprintf(b2, sizeof(b2), "%s", b);
+	char *at = strstr(b2, "\"attempt\":1");
+	assert_non_null(at);
+	at[sizeof("\"attempt\":") - 1] = '2';
+	assert_int_equal(post(d, "/webhooks/telnyx/status", b2, 5, true, &r), 200);
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_callback_log WHERE duplicate=1"),
+	                 2);
+	assert_int_equal(h_count(d, "sms_payloads"), 1);
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_message_events WHERE payload_id ="
+	                              " (SELECT id FROM sms_payloads)"),
+	                 2);
+	assert_string_equal(
+	    h_payload_str(d, got, sizeof(got), "SELECT raw_payload FROM sms_payloads"), b);
+	/* a new event in the retry's bytes keeps them, once */
+	finalized(b, sizeof(b), "11111111-4995-4309-a3c6-38e3db9ea4be", "message.sent", "sent",
+	          "sent");
+	assert_int_equal(post(d, "/webhooks/telnyx/status", b, 0, true, &r), 200);
+	assert_int_equal(h_count(d, "sms_payloads"), 2);
+	assert_int_equal(h_sql_int(d, "SELECT count(*) FROM sms_message_events e JOIN sms_payloads"
+	                              " p ON p.id = e.payload_id"),
+	                 4);
+}
+
 static void test_rejected_write_nothing(void **state)
 {
 	struct dlrd *d = *state;
@@ -204,6 +241,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_two_recipients_retry_and_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retry_keeps_no_payload_copy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rejected_write_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound_stop, setup, teardown),
 	    cmocka_unit_test(test_unconfigured_404),

@@ -2708,6 +2708,224 @@ static void test_connection_described_as_logfmt(void **state)
 	}
 }
 
+/* One callback item of several events whose payload is kept once, under
+ * the id c repeated (as http.c names it: the same bytes, the same id). */
+static void payload_item(struct commit_item *it, struct dlr_event *e, size_t n, char c,
+                         const char *body)
+{
+	item_init(it, e, n);
+	it->raw_payload = (struct iov){body, strlen(body)};
+	memset(it->payload_id, c, 64);
+	it->payload_id[64] = '\0';
+}
+
+/* The raw payloads of message pmid's events, oldest first, "|" between. */
+static void timeline_payloads(struct fixture *f, const char *pmid, char *out, size_t cap)
+{
+	struct arena ar;
+	struct store_message *rows, m;
+	struct store_event *ev;
+	size_t n, k = 0;
+	char err[256];
+	struct store_query q = {.final = -1, .limit = 10};
+
+	arena_init(&ar, NULL, 0);
+	q.provider = "twilio";
+	q.provider_message_id = pmid;
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(
+	    store_get_timeline(f->st, &ar, rows[0].id, true, &m, &ev, &n, err, sizeof(err)), 0);
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		k += util_fmt(out + k, cap - k, "%s%.*s", i ? "|" : "", (int)ev[i].raw_payload_len,
+		              ev[i].raw_payload);
+	arena_fini(&ar);
+}
+
+static int line_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* The open review items as "reason=payload", sorted, " " between. */
+static void review_payloads(struct fixture *f, char *out, size_t cap)
+{
+	struct arena ar;
+	struct store_review_item *rv;
+	size_t n, k = 0;
+	char err[256], line[8][64];
+	struct store_review_query rq = {.state = 0, .limit = 8};
+
+	arena_init(&ar, NULL, 0);
+	assert_int_equal(store_list_review(f->st, &ar, &rq, &rv, &n, err, sizeof(err)), 0);
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++)
+		util_fmt(line[i], sizeof(line[i]), "%s=%.*s", rv[i].reason,
+		         (int)rv[i].raw_payload_len, rv[i].raw_payload);
+	qsort(line, n, sizeof(line[0]), line_cmp);
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		k += util_fmt(out + k, cap - k, "%s%s", i ? " " : "", line[i]);
+	arena_fini(&ar);
+}
+
+/* test_store_sqlite.c's test of that name, on PostgreSQL: a batch mixing
+ * requests that keep their payload once with one that does not; every row
+ * (status events, an inbound message, review items for an unknown status,
+ * an unusable result and a conflict) reads back its own request's bytes; a
+ * second item with the same payload in the batch, and a resend later (in
+ * the same bytes or others), are duplicates and add no copy; a batch that fails leaves no payload
+ * row. */
+static void test_payload_kept_once_mixed_batch(void **state)
+{
+	struct fixture *f = *state;
+	char err[256], got[256];
+	struct dlr_event a[4], b[4], c[1], d[2], x[2];
+	struct commit_item ia, ib, ic, id, ix, iy;
+
+	a[0] = mk("SMpa", ST_DELIVERED, "delivered", NULL);
+	a[1] = mk("SMpu", ST_UNKNOWN, "weird", NULL);
+	a[1].review = REVIEW_UNKNOWN_STATUS;
+	a[2] = inbound("IMpa", "u1", "hello", -1);
+	memset(&a[3], 0, sizeof(a[3]));
+	a[3].kind = EV_UNUSABLE;
+	a[3].provider = "twilio";
+	a[3].review = REVIEW_UNUSABLE;
+	a[3].review_detail = "no usable MessageSid";
+	a[3].occurred_ms = -1;
+	util_strlcpy(a[3].dedup_key, "unusable-a", sizeof(a[3].dedup_key));
+	memcpy(b, a, sizeof(a));
+	c[0] = mk("SMpa", ST_SENT, "sent", NULL);
+	d[0] = mk("SMpd", ST_SENT, "sent", NULL);
+	d[1] = mk("SMpa", ST_UNDELIVERED, "undelivered", "30003");
+	payload_item(&ia, a, 4, 'a', "body-A");
+	payload_item(&ib, b, 4, 'a', "body-A");
+	item_init(&ic, c, 1);
+	ic.raw_payload = (struct iov){"body-C", 6};
+	payload_item(&id, d, 2, 'd', "body-D");
+	struct commit_item *items[4] = {&ia, &ib, &ic, &id};
+	assert_int_equal(store_apply(f->st, items, 4, err, sizeof(err)), 0);
+	assert_int_equal(ia.n_new, 3);
+	assert_int_equal(ia.n_review, 2);
+	assert_int_equal(ia.n_dup, 0);
+	assert_int_equal(ib.n_new + ib.n_review, 0);
+	assert_int_equal(ib.n_dup, 4);
+	assert_int_equal(ic.n_new, 1);
+	assert_int_equal(id.n_new, 2);
+	assert_int_equal(id.n_review, 1);
+
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads"), 2);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE provider = 'twilio' AND"
+	                      " (id = repeat('a', 64) AND raw_payload = 'body-A'::bytea OR"
+	                      " id = repeat('d', 64) AND raw_payload = 'body-D'::bytea)"),
+	                 2);
+	/* the rows that name a payload hold none of their own */
+	assert_int_equal(Q(f, "SELECT (SELECT count(*) FROM sms_message_events WHERE"
+	                      " length(raw_payload) = 0 AND payload_id IS NOT NULL) + (SELECT"
+	                      " count(*) FROM sms_inbound_messages WHERE length(raw_payload) ="
+	                      " 0 AND payload_id = repeat('a', 64)) + (SELECT count(*)"
+	                      " FROM review_queue WHERE length(raw_payload) = 0 AND payload_id"
+	                      " IS NOT NULL)"),
+	                 4 + 1 + 3);
+	timeline_payloads(f, "SMpa", got, sizeof(got));
+	assert_string_equal(got, "body-A|body-C|body-D");
+	timeline_payloads(f, "SMpu", got, sizeof(got));
+	assert_string_equal(got, "body-A");
+	timeline_payloads(f, "SMpd", got, sizeof(got));
+	assert_string_equal(got, "body-D");
+	review_payloads(f, got, sizeof(got));
+	assert_string_equal(got, "final_conflict=body-D unknown_status=body-A"
+	                         " unusable_payload=body-A");
+
+	/* a resend of the first request: duplicates only, no second copy */
+	memcpy(b, a, sizeof(a));
+	payload_item(&ib, b, 4, 'a', "body-A");
+	items[0] = &ib;
+	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
+	assert_int_equal(ib.n_dup, 4);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads"), 2);
+	/* the same events again in other bytes (a Telnyx retry counts its
+	 * attempt in the body): duplicates, and no copy that no row names */
+	memcpy(b, a, sizeof(a));
+	payload_item(&ib, b, 4, 'b', "body-A, attempt 2");
+	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
+	assert_int_equal(ib.n_dup, 4);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads"), 2);
+	timeline_payloads(f, "SMpu", got, sizeof(got));
+	assert_string_equal(got, "body-A");
+
+	/* a failed batch keeps nothing, its payload row included */
+	x[0] = mk("SMpx", ST_SENT, "sent", NULL);
+	x[1] = mk("SMpy", ST_SENT, "sent", NULL);
+	payload_item(&ix, x, 2, 'e', "body-E");
+	struct dlr_event bad = mk("SMbad", ST_SENT, "sent", NULL);
+	bad.provider_message_id = NULL;
+	item_init(&iy, &bad, 1);
+	items[0] = &ix;
+	items[1] = &iy;
+	assert_int_equal(store_apply(f->st, items, 2, err, sizeof(err)), DLRD_EIO);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads"), 2);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_messages WHERE provider_message_id"
+	                      " IN ('SMpx', 'SMpy')"),
+	                 0);
+	/* and the same request alone, later, is stored whole */
+	payload_item(&ix, x, 2, 'e', "body-E");
+	assert_int_equal(store_apply(f->st, items, 1, err, sizeof(err)), 0);
+	timeline_payloads(f, "SMpy", got, sizeof(got));
+	assert_string_equal(got, "body-E");
+}
+
+/* The payload row of a request is written whenever a row of it names it,
+ * whichever kind: inbound messages alone, unusable results alone (with a
+ * resend key or, without a hash key, none), status events under message
+ * ids that need quoting. */
+static void test_payload_row_when_named(void **state)
+{
+	struct fixture *f = *state;
+	char err[256], got[256];
+	struct dlr_event in[2], un[2], kl[2], st[2];
+	struct commit_item ii, iu, ik, is;
+
+	in[0] = inbound("IMn1", "u1", "one", -1);
+	in[1] = inbound("IMn2", "u1", "two", -1);
+	for (int i = 0; i < 2; i++) {
+		memset(&un[i], 0, sizeof(un[i]));
+		un[i].kind = EV_UNUSABLE;
+		un[i].provider = "twilio";
+		un[i].review = REVIEW_UNUSABLE;
+		un[i].review_detail = "no usable MessageSid";
+		un[i].occurred_ms = -1;
+		util_fmt(un[i].dedup_key, sizeof(un[i].dedup_key), "unusable-%d", i);
+	}
+	/* a status already stored, and an unusable result without a key */
+	kl[0] = mk("SMkl", ST_SENT, "sent", NULL);
+	assert_int_equal(apply1(f, &kl[0], &ii), 0);
+	kl[0] = mk("SMkl", ST_SENT, "sent", NULL);
+	kl[1] = un[0];
+	kl[1].dedup_key[0] = '\0';
+	st[0] = mk("SM\"q\\,{x}", ST_SENT, "sent", NULL);
+	st[1] = mk("SM\"q\\,{x}", ST_DELIVERED, "delivered", NULL);
+
+	payload_item(&ii, in, 2, 'i', "body-I");
+	payload_item(&iu, un, 2, 'u', "body-U");
+	payload_item(&ik, kl, 2, 'k', "body-K");
+	payload_item(&is, st, 2, 's', "body-S");
+	struct commit_item *items[4] = {&ii, &iu, &ik, &is};
+	assert_int_equal(store_apply(f->st, items, 4, err, sizeof(err)), 0);
+	assert_int_equal(ik.n_dup, 1);
+	assert_int_equal(ik.n_review, 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('i', 64)"), 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('u', 64)"), 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('k', 64)"), 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('s', 64)"), 1);
+	timeline_payloads(f, "SM\"q\\,{x}", got, sizeof(got));
+	assert_string_equal(got, "body-S|body-S");
+	review_payloads(f, got, sizeof(got));
+	assert_string_equal(got, "unusable_payload=body-K unusable_payload=body-U"
+	                         " unusable_payload=body-U");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2718,6 +2936,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_and_unusable_go_to_review, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_is_atomic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_payload_kept_once_mixed_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_payload_row_when_named, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound_and_opt_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_error_reason_stored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_json_payload, setup, teardown),
