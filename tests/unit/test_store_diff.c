@@ -110,6 +110,7 @@ struct workload {
 	size_t n_ev;
 	char strs[MAX_EV][32]; /* provider event ids */
 	char pmids[N_MSG][32], rhs[N_MSG][16];
+	char raws[MAX_ITEMS][32]; /* each request's payload, its own bytes */
 	struct req rq[MAX_ITEMS];
 	size_t n_rq;
 	size_t cut[MAX_ITEMS + 1]; /* batch boundaries */
@@ -379,10 +380,14 @@ static void build(struct workload *w, uint64_t seed)
 		r->it.provider = evs[0].provider;
 		r->it.events = evs;
 		r->it.n_events = (size_t)(&w->ev[w->n_ev] - evs);
-		r->it.raw_payload = (struct iov){"raw=1", 5};
+		/* bytes of its own, so that a row showing another request's
+		 * payload shows */
+		char *raw = w->raws[r - w->rq];
+		r->it.raw_payload = (struct iov){
+		    raw, (size_t)util_fmt(raw, sizeof(w->raws[0]), "raw=%zu", order[i])};
 		/* a request of several events keeps its payload once, named as
-		 * http.c names it: here by its first event, so that a retry of
-		 * the request names the same row */
+		 * http.c names it: here by its first event (and its bytes), so
+		 * that a retry of the request names the same row */
 		if (r->it.n_events > 1)
 			util_fmt(r->it.payload_id, sizeof(r->it.payload_id), "%064zx", order[i]);
 		i += n;
@@ -590,10 +595,11 @@ static void snapshot(struct backend *b, struct lines *ls)
 		const char *mk = key_of_id(rows, n, rv[i].message_id, key);
 		add_line(ls,
 		         "review %s provider=%s reason=%s detail=%s raw=%s event=%d created=%s"
-		         " resolved=%s by=%s resolution=%s",
+		         " resolved=%s by=%s resolution=%s payload=%.*s",
 		         mk, S(rv[i].provider), S(rv[i].reason), S(rv[i].detail),
 		         S(rv[i].raw_status), rv[i].event_id != 0, S(rv[i].created_at),
-		         S(rv[i].resolved_at), S(rv[i].resolved_by), S(rv[i].resolution));
+		         S(rv[i].resolved_at), S(rv[i].resolved_by), S(rv[i].resolution),
+		         (int)rv[i].raw_payload_len, rv[i].raw_payload ? rv[i].raw_payload : "");
 	}
 	struct store_audit_query aq = {.limit = 10000};
 	struct store_audit_row *au;
