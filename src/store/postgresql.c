@@ -2701,7 +2701,7 @@ static char *id_array(const struct commit_item *it, enum ids what)
 	*p++ = '{';
 	for (size_t e = 0; e < it->n_events; e++) {
 		const char *s = id_of(&it->events[e], what);
-		if (!s || !*s || (prev && strcmp(s, prev) == 0))
+		if (!s || (prev && strcmp(s, prev) == 0))
 			continue;
 		prev = s;
 		if (p > b + 1)

@@ -2879,13 +2879,13 @@ static void test_payload_kept_once_mixed_batch(void **state)
 /* The payload row of a request is written whenever a row of it names it,
  * whichever kind: inbound messages alone, unusable results alone (with a
  * resend key or, without a hash key, none), status events under message
- * ids that need quoting. */
+ * ids that need quoting, or empty ones. */
 static void test_payload_row_when_named(void **state)
 {
 	struct fixture *f = *state;
 	char err[256], got[256];
-	struct dlr_event in[2], un[2], kl[2], st[2];
-	struct commit_item ii, iu, ik, is;
+	struct dlr_event in[2], un[2], kl[2], st[2], em[2];
+	struct commit_item ii, iu, ik, is, ie;
 
 	in[0] = inbound("IMn1", "u1", "one", -1);
 	in[1] = inbound("IMn2", "u1", "two", -1);
@@ -2906,19 +2906,23 @@ static void test_payload_row_when_named(void **state)
 	kl[1].dedup_key[0] = '\0';
 	st[0] = mk("SM\"q\\,{x}", ST_SENT, "sent", NULL);
 	st[1] = mk("SM\"q\\,{x}", ST_DELIVERED, "delivered", NULL);
+	em[0] = mk("", ST_SENT, "sent", NULL);
+	em[1] = mk("", ST_DELIVERED, "delivered", NULL);
 
 	payload_item(&ii, in, 2, 'i', "body-I");
 	payload_item(&iu, un, 2, 'u', "body-U");
 	payload_item(&ik, kl, 2, 'k', "body-K");
 	payload_item(&is, st, 2, 's', "body-S");
-	struct commit_item *items[4] = {&ii, &iu, &ik, &is};
-	assert_int_equal(store_apply(f->st, items, 4, err, sizeof(err)), 0);
+	payload_item(&ie, em, 2, 'z', "body-Z");
+	struct commit_item *items[5] = {&ii, &iu, &ik, &is, &ie};
+	assert_int_equal(store_apply(f->st, items, 5, err, sizeof(err)), 0);
 	assert_int_equal(ik.n_dup, 1);
 	assert_int_equal(ik.n_review, 1);
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('i', 64)"), 1);
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('u', 64)"), 1);
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('k', 64)"), 1);
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('s', 64)"), 1);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads WHERE id = repeat('z', 64)"), 1);
 	timeline_payloads(f, "SM\"q\\,{x}", got, sizeof(got));
 	assert_string_equal(got, "body-S|body-S");
 	review_payloads(f, got, sizeof(got));
