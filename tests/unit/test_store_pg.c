@@ -855,6 +855,105 @@ static void test_two_writers(void **state)
 	free(b);
 }
 
+/* Two writers apply the same requests of several events, each keeping
+ * its payload once, in different orders and batches, on messages the
+ * requests share: the payload rows come last in a batch, in id order, so
+ * neither waits for the other in a cycle (a deadlock retried past
+ * PG_MAX_ATTEMPTS would fail a writer); every payload is stored once and
+ * every event reads its own request's bytes. */
+#define PW_REQUESTS 48
+#define PW_BATCH    6
+
+struct pay_writer {
+	struct store *st;
+	struct commit_item *its;
+	size_t order[PW_REQUESTS];
+	int rc;
+	char err[256];
+};
+
+static void *pay_writer_main(void *arg)
+{
+	struct pay_writer *w = arg;
+	struct commit_item *items[PW_BATCH];
+
+	for (size_t off = 0; off < PW_REQUESTS && w->rc == 0; off += PW_BATCH) {
+		for (size_t i = 0; i < PW_BATCH; i++)
+			items[i] = &w->its[w->order[off + i]];
+		w->rc = store_apply(w->st, items, PW_BATCH, w->err, sizeof(w->err));
+	}
+	return NULL;
+}
+
+static void test_two_writers_payloads(void **state)
+{
+	struct fixture *f = *state;
+	static char sids[10][16], eids[PW_REQUESTS][3][24], bodies[PW_REQUESTS][24];
+	static struct dlr_event ev[2][PW_REQUESTS][3];
+	static struct commit_item its[2][PW_REQUESTS];
+	struct pay_writer w[2];
+	pthread_t t[2];
+	uint64_t x = 0x5eed5eed12345678ull;
+	char got[64];
+
+	for (int m = 0; m < 10; m++)
+		util_fmt(sids[m], sizeof(sids[m]), "SMpw%02d", m);
+	memset(w, 0, sizeof(w));
+	for (int r = 0; r < PW_REQUESTS; r++) {
+		util_fmt(bodies[r], sizeof(bodies[r]), "body-%d", r);
+		for (int j = 0; j < 3; j++)
+			util_fmt(eids[r][j], sizeof(eids[r][j]), "ev-%d-%d", r, j);
+		for (int c = 0; c < 2; c++) {
+			for (int j = 0; j < 3; j++) {
+				struct dlr_event *e = &ev[c][r][j];
+				*e = mk(sids[(r * 3 + j * 7) % 10], j == 2 ? ST_DELIVERED : ST_SENT,
+				        j == 2 ? "delivered" : "sent", NULL);
+				e->provider_event_id = eids[r][j];
+				event_finish(e);
+			}
+			item_init(&its[c][r], ev[c][r], 3);
+			its[c][r].raw_payload = (struct iov){bodies[r], strlen(bodies[r])};
+			util_fmt(its[c][r].payload_id, sizeof(its[c][r].payload_id), "%064x",
+			         (unsigned)(r * 2654435761u));
+		}
+	}
+	for (int c = 0; c < 2; c++) {
+		w[c].its = its[c];
+		for (size_t i = 0; i < PW_REQUESTS; i++)
+			w[c].order[i] = i;
+		for (size_t i = PW_REQUESTS; i > 1; i--) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			size_t k = (size_t)(x % i), tmp = w[c].order[i - 1];
+			w[c].order[i - 1] = w[c].order[k];
+			w[c].order[k] = tmp;
+		}
+	}
+	w[0].st = f->st;
+	assert_int_equal(open_store(f, &w[1].st), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, pay_writer_main, &w[i]), 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		if (w[i].rc)
+			fail_msg("writer %d: %s", i, w[i].err);
+	}
+	store_close(w[1].st);
+
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_payloads"), PW_REQUESTS);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events"), PW_REQUESTS * 3);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events e JOIN sms_payloads p"
+	                      " ON p.id = e.payload_id WHERE convert_from(p.raw_payload, 'UTF8') ="
+	                      " 'body-' || split_part(e.provider_event_id, '-', 2)"),
+	                 PW_REQUESTS * 3);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_callback_log WHERE duplicate = 1"),
+	                 PW_REQUESTS * 3);
+	pgt_str(
+	    f->c, got, sizeof(got),
+	    "SELECT convert_from(p.raw_payload, 'UTF8') FROM sms_payloads p JOIN"
+	    " sms_message_events e ON e.payload_id = p.id WHERE e.provider_event_id = 'ev-5-1'");
+	assert_string_equal(got, "body-5");
+}
+
 /* ---- deadlock and connection loss ---- */
 
 /* dlrd_storage_retries_total as GET /metrics shows it. */
@@ -2949,6 +3048,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_concurrent_start, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_5_privacy_ids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_writers_payloads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadlock_is_retried, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_api_send_replay_refusals, setup, teardown),
