@@ -63,13 +63,13 @@
  * top), plus an hour. */
 /* Values a JSON body may hold: its LIM_FORM_FIELDS members and what small
  * arrays or objects they carry (Vonage sends a flat object of scalars). */
-#define VONAGE_JSON_VALUES       (4u * LIM_FORM_FIELDS)
+#define VONAGE_JSON_VALUES (4u * LIM_FORM_FIELDS)
 /* The largest JSON body taken.  Every signed value is a member, so the body
  * is parsed before the signature can be checked, at about 20 ns a byte
  * (bench/forged: 1.7-1.9 ms for a forged 64 KiB body); Vonage's own are a
  * flat object of a dozen short scalars, under 2 KiB (an inbound part's
  * text is at most 70 characters written as \u escapes). */
-#define VONAGE_JSON_MAX_BYTES 16384u
+#define VONAGE_JSON_MAX_BYTES    16384u
 #define VONAGE_TOLERANCE_DEFAULT (73u * 3600u)
 
 enum vonage_method { VM_MD5HASH = 0, VM_MD5, VM_SHA1, VM_SHA256, VM_SHA512 };
@@ -377,7 +377,8 @@ static int vonage_authenticate(const void *state, struct provider_request *req, 
 			                 &vr->params, err, errlen);
 		} else if (strcmp(req->content_type, "application/json") == 0) {
 			if (req->body.n > VONAGE_JSON_MAX_BYTES) {
-				util_fmt(err, errlen, "JSON body over %u bytes", VONAGE_JSON_MAX_BYTES);
+				util_fmt(err, errlen, "JSON body over %u bytes",
+				         VONAGE_JSON_MAX_BYTES);
 				return DLRD_ETOOBIG;
 			}
 			rc = json_params(req->arena, req->body, &vr->params, err, errlen);
