@@ -24,7 +24,9 @@
  * to whichever fdatasync on it returns first: the syncer's and the writer's
  * idle probe's calls are therefore serialized by sync_mu, and each decides
  * from the sticky flag after its own call, so an error the probe collected
- * can never let the syncer acknowledge the batch it covered.
+ * can never let the syncer acknowledge the batch it covered.  A failed sync
+ * of the database by a checkpoint is as final, under either setting, and
+ * stops the checkpoints (ckpt_halt()).
  * synchronous=normal skips the fdatasync: fast, and may lose
  * the last acknowledged batches on power loss (never on a crash of dlrd);
  * except a batch holding a reveal, which is synced all the same: its
@@ -464,6 +466,9 @@ struct checkpointer {
 	_Atomic bool running;   /* the thread is checkpointing */
 	bool catch_up;          /* writer thread only */
 	_Atomic int backfilled; /* WAL frames in the database, after the last checkpoint */
+	/* No more checkpoints, ever: a sync of the database by one failed, or
+	 * one of the WAL by sqlite_sync() (ckpt_halt()) */
+	_Atomic bool halted;
 };
 
 /* The batch's summary cache.  Events of one message cluster in time (queued,
@@ -783,6 +788,34 @@ out:
 	return rc;
 }
 
+/* Stops checkpoints for good, and with them the restart of the WAL and its
+ * removal at close.  A checkpoint writes pages into the database and syncs
+ * the database only when it has copied the whole WAL; the WAL starts over,
+ * or is deleted at close, only after such a sync succeeded.  When one
+ * fails, the kernel may have dropped pages that earlier checkpoints wrote,
+ * and a later checkpoint's sync would succeed without them: the WAL would
+ * then start over on top of the only copy of acknowledged callbacks.  So
+ * the WAL is kept as it is, sqlite_sync() fails from now on (nothing is
+ * acknowledged again) and a restart copies the whole WAL back again
+ * (recovery rebuilds the wal-index from the WAL file).  Likewise after a
+ * failed fdatasync of the WAL: a checkpoint could read back frames the
+ * kernel failed to write. */
+static void ckpt_halt(struct checkpointer *c, const char *why)
+{
+	if (!atomic_exchange(&c->halted, true))
+		LOG_E("checkpoints_halted",
+		      "reason=%s note=\"nothing is acknowledged again until dlrd restarts;"
+		      " the WAL is kept for the restart\"",
+		      why);
+}
+
+/* After a checkpoint on db that returned rc. */
+static void ckpt_check(struct checkpointer *c, sqlite3 *db, int rc)
+{
+	if (rc != SQLITE_OK && store__sqlite_vfs_db_sync_failed(db))
+		ckpt_halt(c, "database_sync_failed");
+}
+
 /* What a checkpoint leaves for the hook: the frames now in the database,
  * or 0 when it copied the whole WAL (the next transaction starts the WAL
  * over, so the old count would be stale; 0 errs towards the thread). */
@@ -808,10 +841,13 @@ static void *ckpt_main(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		if (stop)
 			break;
+		if (atomic_load(&c->halted))
+			continue;
 		int log = 0, done = 0;
 		atomic_store(&c->running, true);
 		int rc =
 		    sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+		ckpt_check(c, c->db, rc);
 		if (c->delay_ms > 0)
 			nanosleep(
 			    &(struct timespec){c->delay_ms / 1000, c->delay_ms % 1000 * 1000000L},
@@ -872,7 +908,7 @@ static void sqlite_maintain(void *p)
 	struct checkpointer *c = &be->ckpt;
 	int log = 0, done = 0;
 
-	if (!c->catch_up)
+	if (!c->catch_up || atomic_load(&c->halted))
 		return;
 	c->catch_up = false;
 	if (atomic_load(&c->running)) { /* only at CKPT_LIMIT, see wal_hook() */
@@ -884,6 +920,7 @@ static void sqlite_maintain(void *p)
 	/* busy only if the thread's idle-time checkpoint got there first: then
 	 * the next commit's hook decides again */
 	int rc = sqlite3_wal_checkpoint_v2(be->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+	ckpt_check(c, be->db, rc);
 	if (rc == SQLITE_OK)
 		ckpt_done(c, log, done);
 	else if (rc != SQLITE_BUSY)
@@ -955,6 +992,10 @@ static void sqlite_close(void *p)
 	sqlite3_finalize(be->begin);
 	sqlite3_finalize(be->commit);
 	sqlite3_finalize(be->rollback);
+	/* The last connection to close would copy the WAL back and delete it;
+	 * after a failed sync it stays for the restart (ckpt_halt()). */
+	if (be->db && atomic_load(&be->ckpt.halted))
+		sqlite3_db_config(be->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	if (be->db && sqlite3_close(be->db) != SQLITE_OK) {
 		const char *m = sqlite3_errmsg(be->db);
 		char q[512];
@@ -1712,6 +1753,14 @@ static int sqlite_sync(void *p, bool force, char *err, size_t errlen)
 	struct sqlite_be *be = p;
 	int rc = 0;
 
+	/* after a failed sync, of the WAL or by a checkpoint of the database:
+	 * final whatever the setting (ckpt_halt()) */
+	if (atomic_load(&be->ckpt.halted)) {
+		util_fmt(err, errlen, "sqlite: %s failed earlier; restart dlrd",
+		         atomic_load(&be->sync_error) ? "an fdatasync of the WAL"
+		                                      : "a checkpoint's sync of the database");
+		return DLRD_EIO;
+	}
 	if (be->wal_fd < 0 || (!be->sync_full && !force))
 		return 0;
 	/* Serialized, and the flag read after our own call: the kernel may
@@ -1724,6 +1773,7 @@ static int sqlite_sync(void *p, bool force, char *err, size_t errlen)
 			util_fmt(err, errlen, "sqlite: fdatasync of the WAL failed: %s",
 			         injected ? "injected fault" : strerror(errno));
 			atomic_store(&be->sync_error, true);
+			ckpt_halt(&be->ckpt, "wal_sync_failed");
 			rc = DLRD_EIO;
 		}
 	} else {

@@ -60,6 +60,9 @@ int store__sqlite_stats(struct store__sqlite_api *a, struct arena *ar,
 const char *store__sqlite_vfs_register(void);
 /* True while $DLRD_TEST_FAULT_FILE exists: syncs are failing (tests). */
 bool store__sqlite_vfs_sync_fails(void);
+/* True once a sync of db's main database file failed (through the dlrd
+ * VFS); sticky.  The thread that owns db. */
+bool store__sqlite_vfs_db_sync_failed(sqlite3 *db);
 /* WAL writes SQLite asked for and writes made, since start (for tests). */
 void store__sqlite_vfs_counts(uint64_t *asked, uint64_t *made);
 

@@ -32,12 +32,19 @@
  * Every other file, and every other method, passes straight through to the
  * default VFS.
  *
+ * A failed sync of a main database file is remembered on that file
+ * (store__sqlite_vfs_db_sync_failed()): only checkpoints sync the database,
+ * and after a failed one the kernel may have dropped pages that earlier
+ * checkpoints wrote without a sync and that the WAL no longer vouches for
+ * once a later checkpoint succeeds (sqlite.c, the checkpointer).
+ *
  * Faults, in the manner of SQLite's own test suite: while the file named by
  * the environment variable DLRD_TEST_FAULT_FILE exists, every write (as it
  * reaches the file), sync and truncate fails with SQLITE_IOERR, or
  * SQLITE_FULL when the file's first byte is 'f' (a full disk); only syncs,
- * dlrd's own WAL sync included, when it is 's'.  Without that variable the
- * check is one NULL test.
+ * dlrd's own WAL sync included, when it is 's'; only syncs of a main
+ * database file (a checkpoint's last step) when it is 'd'.  Without that
+ * variable the check is one NULL test.
  */
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -59,6 +66,8 @@ struct vfs_file {
 	sqlite3_file base;
 	sqlite3_file *real; /* follows this struct in the same allocation */
 	bool is_wal;
+	bool is_main_db;
+	bool sync_failed;         /* main database: a sync failed (sticky) */
 	bool flush_next;          /* the last write was a commit frame's header */
 	struct vfs_file *partner; /* WAL <-> its main database file */
 	char *buf;                /* WAL only, allocated at the first write */
@@ -74,7 +83,8 @@ static const char *fault_path; /* $DLRD_TEST_FAULT_FILE, or NULL */
 
 #define REAL(f) (((struct vfs_file *)(f))->real)
 
-/* The armed fault mode: 0 (none), 'f' (full disk), 's' (syncs only) or 'e'. */
+/* The armed fault mode: 0 (none), 'f' (full disk), 's' (syncs only), 'd'
+ * (syncs of a main database file only) or 'e'. */
 static char fault_mode(void)
 {
 	char c = 0;
@@ -83,7 +93,7 @@ static char fault_mode(void)
 	int fd = open(fault_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	if (read(fd, &c, 1) != 1 || (c != 'f' && c != 's'))
+	if (read(fd, &c, 1) != 1 || (c != 'f' && c != 's' && c != 'd'))
 		c = 'e';
 	close(fd);
 	return c;
@@ -93,12 +103,13 @@ static char fault_mode(void)
 static int fault_write(void)
 {
 	char c = fault_mode();
-	return c == 0 || c == 's' ? 0 : c == 'f' ? SQLITE_FULL : SQLITE_IOERR_WRITE;
+	return c == 0 || c == 's' || c == 'd' ? 0 : c == 'f' ? SQLITE_FULL : SQLITE_IOERR_WRITE;
 }
 
 bool store__sqlite_vfs_sync_fails(void)
 {
-	return fault_mode() != 0;
+	char c = fault_mode();
+	return c != 0 && c != 'd';
 }
 
 /* A write as it reaches the file. */
@@ -190,11 +201,19 @@ static int v_truncate(sqlite3_file *f, sqlite3_int64 size)
 }
 static int v_sync(sqlite3_file *f, int flags)
 {
-	int rc = flush((struct vfs_file *)f);
+	struct vfs_file *w = (struct vfs_file *)f;
+	int rc = flush(w);
 	char c = rc == SQLITE_OK ? fault_mode() : 0;
+
+	if (c == 'd' && !w->is_main_db)
+		c = 0;
 	if (c)
-		return c == 'f' ? SQLITE_FULL : SQLITE_IOERR_FSYNC;
-	return rc != SQLITE_OK ? rc : REAL(f)->pMethods->xSync(REAL(f), flags);
+		rc = c == 'f' ? SQLITE_FULL : SQLITE_IOERR_FSYNC;
+	else if (rc == SQLITE_OK)
+		rc = REAL(f)->pMethods->xSync(REAL(f), flags);
+	if (rc != SQLITE_OK && w->is_main_db)
+		w->sync_failed = true;
+	return rc;
 }
 static int v_size(sqlite3_file *f, sqlite3_int64 *size)
 {
@@ -273,6 +292,7 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int fl
 	*w = (struct vfs_file){.real = (sqlite3_file *)(w + 1)};
 	int rc = below->xOpen(below, name, w->real, flags, out);
 	w->base.pMethods = w->real->pMethods ? &vfs_methods : NULL;
+	w->is_main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
 	if (rc != SQLITE_OK || !w->real->pMethods || !(flags & SQLITE_OPEN_WAL) || !name)
 		return rc;
 	w->is_wal = true;
@@ -357,4 +377,14 @@ void store__sqlite_vfs_counts(uint64_t *asked, uint64_t *made)
 {
 	*asked = atomic_load(&n_in);
 	*made = atomic_load(&n_out);
+}
+
+bool store__sqlite_vfs_db_sync_failed(sqlite3 *db)
+{
+	sqlite3_file *f = NULL;
+
+	if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+	    f->pMethods != &vfs_methods)
+		return false;
+	return ((struct vfs_file *)f)->sync_failed;
 }

@@ -6,6 +6,8 @@
  * a batch is all or nothing; migrations run once (a migration whose row is
  * missing is applied, whatever came after it); migration 7 rewrites ids and fingerprints an older
  * dlrd stored; migration 9 keeps the review items of the release before it.
+ * A failed sync, of the WAL or of the database by a checkpoint, is final and
+ * leaves the WAL for the restart.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -459,6 +461,126 @@ static enum store_outcome send_from(struct fixture *f, const char *sender)
 	a.op.send.sender_identity = sender;
 	assert_int_equal(apply_api(f, &a), 0);
 	return a.op.outcome;
+}
+
+/* The fault file of the dlrd VFS ($DLRD_TEST_FAULT_FILE, set in main()
+ * before the first store opens): "s" fails every sync, "d" only those of
+ * the database file (a checkpoint's last step); absent, no fault. */
+static char fault_path[64];
+
+static void fault(const char *mode)
+{
+	FILE *fp = fopen(fault_path, "w");
+	assert_non_null(fp);
+	assert_int_equal(fputs(mode, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+}
+
+static void no_fault(void)
+{
+	assert_int_equal(unlink(fault_path), 0);
+}
+
+/* n new messages, "SM<tag><i>", in one batch. */
+static void apply_new(struct fixture *f, const char *tag, int n)
+{
+	char err[256];
+	char(*sids)[32] = calloc((size_t)n, sizeof(*sids));
+	struct dlr_event *ev = calloc((size_t)n, sizeof(*ev));
+	struct commit_item *its = calloc((size_t)n, sizeof(*its));
+	struct commit_item **items = calloc((size_t)n, sizeof(*items));
+
+	for (int i = 0; i < n; i++) {
+		util_fmt(sids[i], sizeof(sids[i]), "SM%s%05d", tag, i);
+		ev[i] = mk(sids[i], ST_SENT, "sent", NULL);
+		item_of(&its[i], &ev[i], 1);
+		items[i] = &its[i];
+	}
+	assert_int_equal(store_apply(f->st, items, (size_t)n, err, sizeof(err)), 0);
+	free(items);
+	free(its);
+	free(ev);
+	free(sids);
+}
+
+static int setup_tiny_wal(void **state)
+{
+	setenv("DLRD_TEST_CKPT_PAGES", "16", 1); /* the smallest cycle */
+	int rc = setup(state);
+	unsetenv("DLRD_TEST_CKPT_PAGES");
+	return rc;
+}
+
+/* The WAL is on file, with frames (not only its 32-byte header). */
+static void assert_wal_kept(struct fixture *f)
+{
+	char path[160];
+	struct stat sb;
+	util_fmt(path, sizeof(path), "%s-wal", f->path);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true(sb.st_size > 32);
+}
+
+/* Closes the store, checks the WAL was left for recovery, opens it again:
+ * every row is there and the new process syncs again. */
+static void restart(struct fixture *f, long long messages)
+{
+	char err[256] = "";
+	store_close(f->st);
+	f->st = NULL;
+	assert_wal_kept(f);
+	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM sms_messages"), messages);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM pragma_integrity_check WHERE"
+	                          " integrity_check <> 'ok'"),
+	                 0);
+	assert_int_equal(store_sync(f->st, false, err, sizeof(err)), 0);
+}
+
+/* A checkpoint copies WAL frames into the database and syncs the database
+ * only when it has copied them all; the WAL starts over (or is deleted at
+ * close) only after that sync succeeded.  When it fails, pages earlier
+ * checkpoints wrote may be lost, and a later sync would succeed without
+ * them (fsyncgate): the failure must be final like a failed WAL sync, no
+ * checkpoint may run again, and the WAL must be left for the restart. */
+static void test_checkpoint_sync_failure_is_final(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+
+	/* 400 messages take the WAL past 4 cycles of 16 frames: the writer's
+	 * next store_maintain() copies it all back itself, and the
+	 * database's sync, its last step, fails */
+	apply_new(f, "ck", 400);
+	assert_int_equal(store_sync(f->st, false, err, sizeof(err)), 0);
+	fault("d");
+	store_maintain(f->st);
+	no_fault();
+
+	/* committed, but never again acknowledged as durable */
+	apply_new(f, "ck2", 10);
+	assert_int_equal(store_sync(f->st, false, err, sizeof(err)), DLRD_EIO);
+	assert_non_null(strstr(err, "restart dlrd"));
+	assert_int_equal(store_sync(f->st, true, err, sizeof(err)), DLRD_EIO);
+	apply_new(f, "ck3", 200);
+	store_maintain(f->st);
+	restart(f, 610);
+}
+
+/* After a failed fdatasync of the WAL the kernel may have dropped frames:
+ * nothing may copy the WAL back or delete it before the restart recovers
+ * from what is on file. */
+static void test_wal_kept_after_a_failed_wal_sync(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+
+	apply_new(f, "ws", 100);
+	fault("s");
+	assert_int_equal(store_sync(f->st, false, err, sizeof(err)), DLRD_EIO);
+	no_fault();
+	assert_int_equal(store_sync(f->st, false, err, sizeof(err)), DLRD_EIO);
+	restart(f, 100);
 }
 
 static struct dlr_event inbound(const char *id, const char *user, const char *text,
@@ -1538,7 +1660,13 @@ static void test_payload_row_when_named(void **state)
 
 int main(void)
 {
+	util_fmt(fault_path, sizeof(fault_path), "/tmp/dlrd-store-fault-%ld", (long)getpid());
+	unlink(fault_path);
+	setenv("DLRD_TEST_FAULT_FILE", fault_path, 1);
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_checkpoint_sync_failure_is_final, setup_tiny_wal,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_wal_kept_after_a_failed_wal_sync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_new_and_duplicate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_order_same_summary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_event_id_reused_across_messages, setup, teardown),
