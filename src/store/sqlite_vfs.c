@@ -19,6 +19,12 @@
  *     https://sqlite.org/fileformat2.html#walformat).  SQLite publishes the
  *     commit in the shared wal-index only after that write returns, and a
  *     failed write fails the commit;
+ *   - at once for a commit frame's header that finds the buffer empty: no
+ *     page may follow it.  A transaction that overwrote its own frames (a
+ *     cache spill) rewrites their headers at COMMIT (walRewriteChecksums()),
+ *     each after reading its frame, the commit frame's last and alone;
+ *     buffered, it reached the file only at the barrier below, whose
+ *     failure can only abort;
  *   - before anything else touches the file: a read (the writer reading back
  *     a page it spilled), a sync, a truncation, a size query, a file control,
  *     a write that does not continue the buffer, close;
@@ -160,6 +166,7 @@ static uint32_t be32(const unsigned char *p)
 static int v_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
 {
 	struct vfs_file *w = (struct vfs_file *)f;
+	bool commit_hdr = n == WAL_FRAME_HDR && be32((const unsigned char *)b + 4) != 0;
 	int rc;
 
 	if (!w->is_wal)
@@ -172,6 +179,15 @@ static int v_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
 	if (w->len && (o != w->off + (sqlite3_int64)w->len || w->len + (size_t)n > WAL_BUF_BYTES) &&
 	    (rc = flush(w)) != SQLITE_OK)
 		return rc;
+	if (commit_hdr && !w->len) {
+		/* Maybe no page follows (a checksum rewrite): out at once, so
+		 * that a failure fails the commit; its page, if one follows,
+		 * is flushed after it. */
+		atomic_fetch_add_explicit(&n_out, 1, memory_order_relaxed);
+		rc = write_real(w, b, n, o);
+		w->flush_next = rc == SQLITE_OK;
+		return rc;
+	}
 	if ((size_t)n > WAL_WRITE_MAX) {
 		rc = write_real(w, b, n, o);
 		atomic_fetch_add_explicit(&n_out, 1, memory_order_relaxed);
@@ -186,9 +202,9 @@ static int v_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
 		w->flush_next = false;
 		if (rc == SQLITE_OK)
 			rc = flush(w);
-	} else if (n == WAL_FRAME_HDR && be32((const unsigned char *)b + 4) != 0) {
-		w->flush_next = true;
 	}
+	if (commit_hdr)
+		w->flush_next = true;
 	return rc;
 }
 

@@ -3,13 +3,15 @@
  * The SQLite backend's two I/O helpers, through SQLite itself:
  *   - sqlite_vfs.c gathers WAL writes, yet every commit is in the WAL file when
  *     COMMIT returns: another connection (default VFS) reads it, and a copy
- *     of the files taken right then (a crash image) holds it;
+ *     of the files taken right then (a crash image) holds it; and a commit
+ *     whose last write fails fails with an I/O error, never an abort();
  *   - sqlite_pcache.c skips truncations of the page cache, yet a truncation
  *     drops every page past its limit, however the page got its number
  *     (driven through the cache's methods), and transactions that split
  *     pages and then roll back, whole or to a savepoint, leave the database
  *     intact, with a cache small enough to evict and spill.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -223,6 +226,90 @@ static void test_rollbacks_leave_no_stale_pages(void **state)
 	assert_true(store__sqlite_pcache_skipped() > skipped0);
 }
 
+/* The default VFS's pwrite(), through its own hook for tests
+ * (xSetSystemCall): while armed, a write of a lone commit-frame header (24
+ * bytes, "database size after commit" not zero) fails with EIO.  SQLite
+ * writes one alone only when it rewrites the checksums of a transaction
+ * that overwrote its own frames (walRewriteChecksums()), the commit frame's
+ * last; dlrd's VFS gathers every other. */
+static sqlite3_syscall_ptr os_pwrite, os_pwrite64;
+static bool fail_commit_header;
+static unsigned failed_commit_headers;
+
+static bool lone_commit_header(const void *b, size_t n)
+{
+	const unsigned char *p = b;
+	if (!fail_commit_header || n != 24 || (p[4] | p[5] | p[6] | p[7]) == 0)
+		return false;
+	failed_commit_headers++;
+	errno = EIO;
+	return true;
+}
+
+static ssize_t test_pwrite(int fd, const void *b, size_t n, off_t o)
+{
+	return lone_commit_header(b, n)
+	           ? -1
+	           : ((ssize_t(*)(int, const void *, size_t, off_t))os_pwrite)(fd, b, n, o);
+}
+
+static ssize_t test_pwrite64(int fd, const void *b, size_t n, off_t o)
+{
+	return lone_commit_header(b, n)
+	           ? -1
+	           : ((ssize_t(*)(int, const void *, size_t, off_t))os_pwrite64)(fd, b, n, o);
+}
+
+static void hook_pwrite(void)
+{
+	sqlite3_vfs *os = sqlite3_vfs_find(NULL);
+	assert_non_null(os);
+	os_pwrite = os->xGetSystemCall(os, "pwrite");
+	os_pwrite64 = os->xGetSystemCall(os, "pwrite64");
+	assert_int_equal(os->xSetSystemCall(os, "pwrite", (sqlite3_syscall_ptr)test_pwrite),
+	                 SQLITE_OK);
+	assert_int_equal(os->xSetSystemCall(os, "pwrite64", (sqlite3_syscall_ptr)test_pwrite64),
+	                 SQLITE_OK);
+}
+
+/* A transaction that spills, so that SQLite overwrites its own frames and
+ * then rewrites their checksums, the commit frame's last: when that last
+ * write fails, COMMIT fails with an I/O error and nothing of the
+ * transaction is visible or in a crash image (dlrd answers 503).  It used
+ * to wait in the VFS's buffer for the shared-memory barrier, which can
+ * only abort(): a failing disk crashed dlrd. */
+static void test_failed_checksum_rewrite_fails_the_commit(void **state)
+{
+	struct fixture *f = *state;
+
+	exec(f->db, "PRAGMA cache_size=40");
+	exec(f->db, "BEGIN");
+	insert_random(f->db, 1000);
+	exec(f->db, "COMMIT");
+	exec(f->db, "BEGIN");
+	insert_random(f->db, 3000);
+	exec(f->db, "UPDATE u SET v = randomblob(310) WHERE id % 3 = 0");
+	fail_commit_header = true;
+	failed_commit_headers = 0;
+	int rc = sqlite3_exec(f->db, "COMMIT", NULL, NULL, NULL);
+	fail_commit_header = false;
+	assert_int_equal(failed_commit_headers, 1);
+	assert_int_equal(rc & 0xff, SQLITE_IOERR);
+	if (!sqlite3_get_autocommit(f->db))
+		exec(f->db, "ROLLBACK");
+	assert_int_equal(one_int(f->db, "SELECT count(*) FROM u"), 1000);
+	assert_int_equal(rows_in_crash_image(f), 1000);
+	assert_intact(f->db);
+	/* and the next transactions, one frame or many, commit as before */
+	exec(f->db, "INSERT INTO u(k, v) VALUES (x'01', x'02')");
+	exec(f->db, "BEGIN");
+	insert_random(f->db, 500);
+	exec(f->db, "COMMIT");
+	assert_int_equal(one_int(f->db, "SELECT count(*) FROM u"), 1501);
+	assert_int_equal(rows_in_crash_image(f), 1501);
+	assert_intact(f->db);
+}
+
 static sqlite3_pcache_methods2 pc; /* the installed cache's methods */
 
 /* True when page key is in cache c (unpins it again). */
@@ -311,7 +398,10 @@ int main(void)
 	store__sqlite_pcache_install();
 	assert_int_equal(sqlite3_config(SQLITE_CONFIG_GETPCACHE2, &pc), SQLITE_OK);
 	assert_int_equal(sqlite3_initialize(), SQLITE_OK);
+	hook_pwrite();
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_failed_checksum_rewrite_fails_the_commit, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_commit_is_on_file_when_commit_returns, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_large_and_spilling_transactions, setup, teardown),
