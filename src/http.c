@@ -292,8 +292,9 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 {
 	struct hdr_scan *s = cls;
 	(void)kind;
+	size_t vl = value ? strlen(value) : 0;
 	s->n++;
-	s->bytes += (key ? strlen(key) : 0) + (value ? strlen(value) : 0) + 4;
+	s->bytes += (key ? strlen(key) : 0) + vl + 4;
 	if (!key || !is_token(key) || (strncasecmp(key, "Content-Length", 14) == 0 && key[14]) ||
 	    (strncasecmp(key, "Transfer-Encoding", 17) == 0 && key[17]))
 		s->name_bad = true;
@@ -302,7 +303,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
 	 * another field: "X-A: 1\rTransfer-Encoding: chunked" would be framed
 	 * by Content-Length here and as chunked there.  RFC 9112 2.2: such a
 	 * message is invalid (400). */
-	if (value && strchr(value, '\r'))
+	if (vl && memchr(value, '\r', vl))
 		s->value_bad = true;
 	if (strcasecmp(key, "Content-Length") == 0) {
 		uint64_t v;
@@ -523,44 +524,24 @@ static const char *media_type(struct req *r)
 
 static void on_committed(struct commit_item *it);
 
-/* The dedup key of the i-th event of a request, an unusable payload: it has
- * no ids to be known by, so a resend of the same request is recognized by a
- * digest of its bytes, keyed because they hold phone numbers (privacy.h).
- * "" (no deduplication) without a hash key. */
-static void unusable_key(struct req *r, struct iov raw, size_t i, char out[65])
+/* A keyed digest (privacy.h: the bytes hold phone numbers) of the
+ * provider, tag and the request's raw bytes, so that a resend of the same
+ * request gives the same key; "" without a hash key.  Two uses, told apart
+ * by the tag: an unusable event's dedup key (its place in the request, in
+ * decimal: it has no ids to be known by), and the name under which a
+ * request of several events keeps its payload once ("payload", commitq.h).
+ * Hashed in pieces, not copied: a batch of 1000 unusable events would
+ * otherwise copy the whole body into the arena 1000 times. */
+static void request_key(const struct req *r, struct iov raw, const char *tag, char out[65])
 {
 	uint8_t md[CRYPTO_SHA256_LEN];
-	char num[24];
-	size_t nl;
 
 	out[0] = '\0';
 	if (!privacy_has_key())
 		return;
-	/* Hashed in pieces, not copied: a batch of 1000 unusable events would
-	 * otherwise copy the whole body into the arena 1000 times. */
-	nl = util_fmt(num, sizeof(num), "%zu", i) + 1;
 	crypto_sha256_pieces(
 	    (const struct crypto_piece[]){
-	        {r->prov->name, strlen(r->prov->name) + 1}, {num, nl}, {raw.p, raw.n}},
-	    3, md);
-	privacy_request_hash(md, out);
-}
-
-/* The name under which a request of several events keeps its payload once
- * (commitq.h): a digest of provider and bytes, keyed like unusable_key()'s,
- * so that a resend names the same row.  "" (a copy in each row) without a
- * hash key. */
-static void payload_key(struct req *r, struct iov raw, char out[65])
-{
-	uint8_t md[CRYPTO_SHA256_LEN];
-
-	out[0] = '\0';
-	if (!privacy_has_key())
-		return;
-	crypto_sha256_pieces(
-	    (const struct crypto_piece[]){{r->prov->name, strlen(r->prov->name) + 1},
-	                                  {"payload", sizeof("payload")},
-	                                  {raw.p, raw.n}},
+	        {r->prov->name, strlen(r->prov->name) + 1}, {tag, strlen(tag) + 1}, {raw.p, raw.n}},
 	    3, md);
 	privacy_request_hash(md, out);
 }
@@ -800,11 +781,15 @@ static enum MHD_Result dispatch(struct req *r)
 	struct iov raw = r->res.raw_payload.p            ? r->res.raw_payload
 	                 : strcmp(r->method, "GET") == 0 ? pr.query
 	                                                 : pr.body;
-	for (size_t i = 0; i < r->res.n_events; i++)
-		if (r->res.events[i].kind == EV_UNUSABLE)
-			unusable_key(r, raw, i, r->res.events[i].dedup_key);
+	for (size_t i = 0; i < r->res.n_events; i++) {
+		if (r->res.events[i].kind == EV_UNUSABLE) {
+			char num[24];
+			util_fmt(num, sizeof(num), "%zu", i);
+			request_key(r, raw, num, r->res.events[i].dedup_key);
+		}
+	}
 	if (r->res.n_events > 1)
-		payload_key(r, raw, r->item.payload_id);
+		request_key(r, raw, "payload", r->item.payload_id);
 	if (pii_seal_payload(h->kr, &r->arena, raw.p ? raw.p : "", raw.n, &r->item.raw_payload) !=
 	    0) {
 		commitq_unreserve(h->q);
