@@ -12,7 +12,8 @@
  * account's public key (header telnyx-signature-ed25519, base64 of 64
  * bytes), as team-telnyx/telnyx-node src/lib/webhooks.ts verifies it.  The
  * timestamp (unix seconds) must be within tolerance_seconds of our clock in
- * both directions (DLRD_ESTALE).  Keys are parsed once at init.
+ * both directions (DLRD_ESTALE), in whole seconds as telnyx-node compares it
+ * (|floor(now) - timestamp| <= tolerance).  Keys are parsed once at init.
  *
  * One event per recipient: Telnyx reports a status per entry of
  * data.payload.to[] (and cc[] for group MMS).  Each recipient's event gets
@@ -50,7 +51,7 @@
 struct telnyx {
 	EVP_PKEY *keys[LIM_SECRETS];
 	size_t n_keys;
-	int64_t tolerance_ms;
+	int64_t tolerance_s;
 };
 
 /* Telnyx to[].status -> normalized (providers.md 4.2). */
@@ -127,7 +128,7 @@ static int telnyx_init(const struct config *cfg, void **state, char *err, size_t
 	if (rc != 0)
 		goto out;
 	t = xcalloc(1, sizeof(*t));
-	t->tolerance_ms = tolerance * 1000;
+	t->tolerance_s = tolerance;
 	for (size_t i = 0; i < n; i++) {
 		size_t kl = strlen(list[i]), raw_len = 0;
 		uint8_t *raw = xmalloc(3 * (kl / 4) + 3);
@@ -213,9 +214,11 @@ static int telnyx_authenticate(const void *state, struct provider_request *req, 
 		return DLRD_EAUTH;
 	}
 	/* checked after the signature, so "stale" always means an authentic
-	 * but old (or replayed) request */
+	 * but old (or replayed) request; in whole seconds, as telnyx-node:
+	 * milliseconds turned a timestamp exactly tolerance_seconds old
+	 * away for all but the first millisecond of that second */
 	if (ts_s > (uint64_t)INT64_MAX / 1000 ||
-	    llabs((long long)((int64_t)ts_s * 1000 - req->now_ms)) > t->tolerance_ms) {
+	    llabs((long long)((int64_t)ts_s - req->now_ms / 1000)) > t->tolerance_s) {
 		util_fmt(err, errlen, "telnyx-timestamp outside the tolerance");
 		return DLRD_ESTALE;
 	}

@@ -208,6 +208,16 @@ static void test_forged_missing_stale(void **state)
 	assert_int_equal(
 	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS - 301000),
 	    DLRD_ESTALE);
+	/* telnyx-node compares whole seconds (Math.floor(Date.now() / 1000)):
+	 * a timestamp 300 s old passes for the whole of that second, 301 s old
+	 * fails from its first millisecond */
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS + 300999), 0);
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS - 299001), 0);
+	assert_int_equal(
+	    run_full(f, "POST", "application/json", VEC_TS, VEC_SIG, VEC_BODY, NOW_MS - 300001),
+	    DLRD_ESTALE);
 }
 
 static void test_method_and_type(void **state)
