@@ -25,8 +25,16 @@
  *   so it is accepted by default; [plivo] accept_v2 = false refuses it once
  *   the account's callbacks carry V3.
  * - The main-account headers (X-Plivo-Signature-Ma-V3, -Ma-V2, signed with
- *   the parent account's token) are looked at only when main_auth_tokens is
- *   configured.
+ *   the main account's token) are checked with main_auth_tokens and with
+ *   auth_tokens: a main account's own token is the main token, and
+ *   messaging callbacks carry their signature in Ma-V3, the plain V3 being
+ *   "the voice-style value" that need not verify (the Plivo integrations
+ *   written by a Plivo engineer, chatwoot's Plivo::SignatureValidator and
+ *   openHAB's PlivoSignatureValidator.validateCallback, check Ma-V3 first,
+ *   with the account's one Auth Token; activepieces' Plivo piece too).  A
+ *   V3-family header present makes V3 decide, as validateCallback does.  A
+ *   token dlrd holds verifies whichever header it is in, so this accepts
+ *   nothing a forger could make.
  * The URL is [server] public_url + the raw request path, as Plivo requested
  * it.  No timestamp is signed: Plivo's schemes have no replay window.
  *
@@ -101,7 +109,8 @@ static const struct provider_error plivo_errors[] = {
 static const struct config_key plivo_keys[] = {
     {"auth_tokens", "comma-separated Auth Tokens of the (sub)account; any may verify"},
     {"main_auth_tokens",
-     "comma-separated main-account Auth Tokens; enables the X-Plivo-Signature-Ma-* headers"},
+     "comma-separated main-account Auth Tokens, for a subaccount's callbacks: the "
+     "X-Plivo-Signature-Ma-* headers are checked with these (and with auth_tokens)"},
     {"accept_v2", "true (default) or false: accept X-Plivo-Signature-V2, which signs the URL "
                   "path only"},
     {NULL, NULL},
@@ -312,7 +321,6 @@ static int plivo_authenticate(const void *state, struct provider_request *req, c
 	const struct plivo *p = state;
 	struct plivo_req *pr = arena_alloc(req->arena, sizeof(*pr));
 	bool post = strcmp(req->method, "POST") == 0;
-	bool use_main = p->n_main > 0;
 	const char *v3, *ma3, *v2, *ma2, *nonce;
 	struct v3_bases bases = {{{NULL, 0}, {NULL, 0}}};
 	bool ok = false;
@@ -336,9 +344,9 @@ static int plivo_authenticate(const void *state, struct provider_request *req, c
 	pr->fields = post ? &pr->params : &pr->query;
 
 	v3 = hdr(req, "X-Plivo-Signature-V3");
-	ma3 = use_main ? hdr(req, "X-Plivo-Signature-Ma-V3") : NULL;
+	ma3 = hdr(req, "X-Plivo-Signature-Ma-V3");
 	v2 = hdr(req, "X-Plivo-Signature-V2");
-	ma2 = use_main ? hdr(req, "X-Plivo-Signature-Ma-V2") : NULL;
+	ma2 = hdr(req, "X-Plivo-Signature-Ma-V2");
 	if (v3 || ma3) {
 		nonce = hdr(req, "X-Plivo-Signature-V3-Nonce");
 		if (!nonce) {
@@ -347,8 +355,10 @@ static int plivo_authenticate(const void *state, struct provider_request *req, c
 		}
 		if (v3 && p->n_tokens)
 			ok = v3_ok(req, pr, &bases, p->tokens, p->n_tokens, nonce, v3);
-		if (!ok && ma3)
+		if (!ok && ma3 && p->n_main)
 			ok = v3_ok(req, pr, &bases, p->main_tokens, p->n_main, nonce, ma3);
+		if (!ok && ma3 && p->n_tokens)
+			ok = v3_ok(req, pr, &bases, p->tokens, p->n_tokens, nonce, ma3);
 		if (!ok) {
 			util_fmt(err, errlen, "X-Plivo-Signature-V3 does not verify");
 			return DLRD_EAUTH;
@@ -367,8 +377,10 @@ static int plivo_authenticate(const void *state, struct provider_request *req, c
 		}
 		if (v2 && p->n_tokens)
 			ok = v2_ok(req, p->tokens, p->n_tokens, nonce, v2);
-		if (!ok && ma2)
+		if (!ok && ma2 && p->n_main)
 			ok = v2_ok(req, p->main_tokens, p->n_main, nonce, ma2);
+		if (!ok && ma2 && p->n_tokens)
+			ok = v2_ok(req, p->tokens, p->n_tokens, nonce, ma2);
 		if (!ok) {
 			util_fmt(err, errlen, "X-Plivo-Signature-V2 does not verify");
 			return DLRD_EAUTH;

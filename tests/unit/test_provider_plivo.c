@@ -5,8 +5,9 @@
  * plivo-node); the GET and query-string vectors were computed with an
  * independent Python implementation of v3Security.js (blank query values
  * kept, as plivo-node does) and of signature_v3.py (dropped, as parse_qs
- * does).  Also: V3-before-V2 precedence, main-account headers only when
- * configured, every status, inbound routing, canonical ids and times.
+ * does).  Also: V3-before-V2 precedence, main-account headers checked with
+ * main_auth_tokens and auth_tokens, every status, inbound routing,
+ * canonical ids and times.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -321,6 +322,59 @@ static void test_main_configured(void **state)
 	assert_int_equal(post_ma(*state), 0);
 }
 
+/* An inbound message as Plivo's messaging integrations validate it: the
+ * Ma-V3 header carries the signature, checked with the account's own Auth
+ * Token (a main account's token is the main token), while the plain V3 on
+ * the same request does not verify.  With only auth_tokens configured the
+ * callback passes; so does Ma-V3 alone, and Ma-V2 alone.  A Ma-V3 made with
+ * a token dlrd does not hold still fails. */
+static void test_ma_with_account_token(void **state)
+{
+	struct fx *f = *state;
+	const char *body = "From=14155550199&To=14155550100&Type=sms&Text=hi&MessageUUID=" UUID;
+	char good[64];
+
+	sign_post(f, "/webhooks/plivo/inbound",
+	          "From14155550199MessageUUID" UUID "TexthiTo14155550100Typesms");
+	util_strlcpy(good, f->sig, sizeof(good));
+
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", V3_SIG);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", good);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/inbound",
+	                         "application/x-www-form-urlencoded", body),
+	                 0);
+	assert_int_equal(f->res.n_events, 1);
+	assert_int_equal(f->res.events[0].kind, EV_INBOUND);
+
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", good);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "POST", "/webhooks/plivo/inbound",
+	                         "application/x-www-form-urlencoded", body),
+	                 0);
+
+	/* V2: the providers.md vector (account token over URL + nonce) in Ma-V2 */
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V2", V2_SIG);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V2-Nonce", NONCE);
+	{
+		struct provider_request r;
+		pt_request(&r, &f->a,
+		           &(struct pt_call){.target = "/sms_status/",
+		                             .ctype = "application/x-www-form-urlencoded",
+		                             .body = V3_BODY,
+		                             .public_url = "https://example.com",
+		                             .headers = &f->hdr});
+		assert_int_equal(provider_plivo.authenticate(f->state, &r, f->err, sizeof(f->err)),
+		                 0);
+	}
+
+	/* made with the main token, which is not configured here */
+	assert_int_equal(post_ma(f), DLRD_EAUTH);
+}
+
 /* Both headers on one request share its strings to sign (built once):
  * a wrong V3 tries both forms of a query with a blank value, then a
  * Ma-V3 over the form without it (plivo-python's) still verifies. */
@@ -351,10 +405,17 @@ static void test_main_after_wrong_v3(void **state)
 	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", "AAAA");
 	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY, "", ""), 0);
-	/* both wrong */
+	/* a Ma-V3 made with the (sub)account token verifies too: Ma-V3 is
+	 * checked with auth_tokens as well (test_ma_with_account_token) */
 	pt_headers_reset(&f->hdr);
 	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", GET_SIG_NODE "x");
 	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", GET_SIG_PY);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
+	assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY, "", ""), 0);
+	/* both wrong (the V2 vector is no V3 signature under any token) */
+	pt_headers_reset(&f->hdr);
+	pt_header_add(&f->hdr, "X-Plivo-Signature-V3", GET_SIG_NODE "x");
+	pt_header_add(&f->hdr, "X-Plivo-Signature-Ma-V3", V2_SIG);
 	pt_header_add(&f->hdr, "X-Plivo-Signature-V3-Nonce", NONCE);
 	assert_int_equal(run_req(f, "GET", "/webhooks/plivo/status?" GET_QUERY, "", ""),
 	                 DLRD_EAUTH);
@@ -528,6 +589,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_main_ignored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_main_configured, setup_main, teardown),
+	    cmocka_unit_test_setup_teardown(test_ma_with_account_token, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_main_after_wrong_v3, setup_main, teardown),
 	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_fields, setup, teardown),
