@@ -22,6 +22,7 @@
  * | answer | %A     | the SMSC's DLR text ("... stat:DELIVRD err:000 ...") | no       |
  * | smsc   | %i     | smsc-id, kept in the raw payload only                | no       |
  *
+ * answer= may hold any bytes (kannel_decode()); the others must be UTF-8.
  * Any other parameter (an app's own correlation id, say) is accepted and
  * kept in the raw payload.  An app that sends through several SMSCs whose
  * ids may collide should put its own id in id= instead of %F.
@@ -77,6 +78,13 @@ struct kannel {
 	size_t n_tokens;
 };
 
+/* One request's decoded query (authenticate() to parse(), in the arena). */
+struct kannel_req {
+	struct form form;                /* every pair but answer= */
+	const struct form_field *answer; /* the first answer=, as bytes; NULL if none */
+	struct form_field answer_field;
+};
+
 static const struct config_key kannel_keys[] = {
     {"tokens", "comma-separated shared tokens (16+ characters) for token= in the dlr-url"},
     {NULL, NULL},
@@ -115,22 +123,75 @@ static int kannel_init(const struct config *cfg, void **state, char *err, size_t
 	return 0;
 }
 
+/* Whether the raw pair name p[0..n) decodes to want. */
+static bool name_is(const char *p, size_t n, const char *want)
+{
+	size_t wl = strlen(want);
+	char name[3 * 8 + 1];
+
+	return n >= wl && n <= 3 * wl && wl <= 8 && form_unescape(p, n, name, 1) == (long)wl &&
+	       memcmp(name, want, wl) == 0;
+}
+
+/*
+ * Decodes the query into kr: every pair strictly (form_decode()) except the
+ * first answer=, which is percent-decoded as bytes.  The answer is the
+ * SMSC's receipt text, and its "text:" part quotes the message in the
+ * SMSC's encoding (GSM 7-bit '@' is the byte 0, Latin-1 is not UTF-8), so
+ * a strict decoding would refuse such a DLR (400), every fetch of it alike:
+ * it was lost.  Only its ASCII stat: and err: fields are read (answer_field());
+ * the stored raw payload is the query as sent.  Later answer= pairs are
+ * dropped (only the first is read).
+ */
+static int kannel_decode(struct arena *a, struct iov q, struct kannel_req *kr, char *err,
+                         size_t errlen)
+{
+	char *rest = arena_alloc(a, q.n + 1);
+	size_t o = 0;
+
+	kr->answer = NULL;
+	for (const char *p = q.p, *end = q.p + q.n; p < end;) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *e = amp ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(e - p));
+		const char *v = eq ? eq + 1 : e;
+
+		if (!name_is(p, (size_t)((eq ? eq : e) - p), "answer")) {
+			memcpy(rest + o, p, (size_t)(e - p));
+			o += (size_t)(e - p);
+			rest[o++] = '&';
+		} else if (!kr->answer) {
+			char *out = arena_alloc(a, (size_t)(e - v) + 1);
+			long m = form_unescape(v, (size_t)(e - v), out, 1);
+			if (m < 0) {
+				util_fmt(err, errlen, "malformed %%-escape in answer");
+				return DLRD_EINVAL;
+			}
+			kr->answer_field = (struct form_field){"answer", 6, out, (size_t)m};
+			kr->answer = &kr->answer_field;
+		}
+		p = e + 1;
+	}
+	return form_decode(a, rest, o, LIM_FORM_FIELDS, &kr->form, err, errlen) == 0 ? 0
+	                                                                             : DLRD_EINVAL;
+}
+
 static int kannel_authenticate(const void *state, struct provider_request *req, char *err,
                                size_t errlen)
 {
 	const struct kannel *k = state;
-	struct form *f = arena_alloc(req->arena, sizeof(*f));
+	struct kannel_req *kr = arena_alloc(req->arena, sizeof(*kr));
+	const struct form *f = &kr->form;
 	const struct form_field *tok = NULL;
 	uint8_t d[CRYPTO_SHA256_LEN];
 	bool ok = false;
 
-	req->scratch = f;
+	req->scratch = kr;
 	if (strcmp(req->method, "GET") != 0) {
 		util_fmt(err, errlen, "Kannel dlr-url callbacks are GET");
 		return DLRD_EMETHOD;
 	}
-	if (form_decode(req->arena, req->query.p, req->query.n, LIM_FORM_FIELDS, f, err, errlen) !=
-	    0)
+	if (kannel_decode(req->arena, req->query, kr, err, errlen) != 0)
 		return DLRD_EINVAL;
 	for (size_t i = 0; i < f->n; i++) {
 		if (strcmp(f->fields[i].name, "token") != 0)
@@ -177,9 +238,7 @@ static struct iov redact_query(struct arena *a, struct iov q)
 		const char *e = amp ? amp : end;
 		const char *eq = memchr(p, '=', (size_t)(e - p));
 		size_t nlen = (size_t)((eq ? eq : e) - p);
-		char name[3 * 5 + 1];
-		bool is_tok = nlen >= 5 && nlen <= 15 && form_unescape(p, nlen, name, 1) == 5 &&
-		              memcmp(name, "token", 5) == 0;
+		bool is_tok = name_is(p, nlen, "token");
 		size_t keep = is_tok ? nlen : (size_t)(e - p);
 		size_t add = keep + (is_tok ? sizeof(red) - 1 : 0) + (amp ? 1 : 0);
 
@@ -300,10 +359,12 @@ static enum dlr_status map_type(uint64_t type, const struct form_field *ans, boo
 static int kannel_parse(const void *state, struct provider_request *req,
                         struct provider_result *res, char *err, size_t errlen)
 {
-	const struct form *f = req->scratch;
+	const struct kannel_req *kr = req->scratch;
+	const struct form *f = &kr->form;
 	struct dlr_event *ev = provider_events_new(req->arena, "kannel", 1);
 	const struct form_field *type = get(f, "type"), *id = get(f, "id"), *to = get(f, "to");
-	const struct form_field *from = get(f, "from"), *ts = get(f, "ts"), *ans = get(f, "answer");
+	const struct form_field *from = get(f, "from"), *ts = get(f, "ts");
+	const struct form_field *ans = kr->answer && kr->answer->value_len ? kr->answer : NULL;
 	uint64_t t = 0, secs;
 	bool known;
 

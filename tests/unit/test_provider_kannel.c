@@ -218,6 +218,43 @@ static void test_answer(void **state)
 	assert_null(ev->error_code);
 }
 
+/* The answer is the SMSC's receipt text, whose "text:" part quotes the
+ * message in the SMSC's own encoding: GSM 7-bit '@' is the byte 0, and
+ * Latin-1 letters are not UTF-8.  Such a DLR is kept (before, 400 and the
+ * DLR lost: a retried fetch is refused alike). */
+static void test_answer_raw_bytes(void **state)
+{
+	struct fx *f = *state;
+	const struct dlr_event *ev;
+	char q[512];
+	int prc;
+
+	ev = dlr(f,
+	         "type=2&id=msg1&answer=id%3A1+stat%3AREJECTD+err%3A00B+text%3Ame%00home+%E9t%E9");
+	assert_int_equal(ev->kind, EV_STATUS);
+	assert_int_equal(ev->status, ST_REJECTED);
+	assert_string_equal(ev->error_code, "00B");
+	ev = dlr(f, "type=1&id=msg1&answer=%00%FF+stat%3ADELIVRD+err%3A000+text%3A%C3");
+	assert_int_equal(ev->status, ST_DELIVERED);
+	assert_null(ev->error_code);
+	/* the raw payload keeps the query as sent, token redacted */
+	assert_memory_equal(f->res.raw_payload.p, "token=REDACTED&type=1&id=msg1&answer=%00%FF",
+	                    strlen("token=REDACTED&type=1&id=msg1&answer=%00%FF"));
+	/* an encoded name is still the answer; a later one is not read */
+	ev = dlr(f, "type=2&id=msg1&%61nswer=stat%3AEXPIRED+%00&answer=stat%3AREJECTD");
+	assert_int_equal(ev->status, ST_EXPIRED);
+	/* the other fields stay strict, and a malformed escape in the
+	 * answer is still malformed */
+	snprintf(q, sizeof(q), "token=%s&type=1&id=a%%FF&answer=ok", TOKEN1);
+	assert_int_equal(run(f, "GET", q, &prc), DLRD_EINVAL);
+	snprintf(q, sizeof(q), "token=%s&type=1&id=a&to=%%00&answer=ok", TOKEN1);
+	assert_int_equal(run(f, "GET", q, &prc), DLRD_EINVAL);
+	snprintf(q, sizeof(q), "token=%s&type=1&id=a&answer=%%G0", TOKEN1);
+	assert_int_equal(run(f, "GET", q, &prc), DLRD_EINVAL);
+	/* and the token is still required */
+	assert_int_equal(run(f, "GET", "type=1&id=a&answer=%00", &prc), DLRD_EAUTH);
+}
+
 static void test_fields(void **state)
 {
 	struct fx *f = *state;
@@ -303,6 +340,7 @@ int main(void)
 	    cmocka_unit_test(test_config),
 	    cmocka_unit_test_setup_teardown(test_types, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_answer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_answer_raw_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fields, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_redaction, setup, teardown),
