@@ -149,7 +149,7 @@ struct http {
 	/* static responses, shared read-only by every thread */
 	struct MHD_Response *r_ok, *r_400, *r_401, *r_404, *r_405_post, *r_405_get_post,
 	    *r_405_get_only, *r_405_get, *r_413, *r_414, *r_415, *r_431, *r_503, *r_503_full,
-	    *r_503_stalled, *r_health_ok, *r_health_bad;
+	    *r_503_stopping, *r_health_stopping, *r_503_stalled, *r_health_ok, *r_health_bad;
 	/* free list of request structs */
 	pthread_mutex_t pool_mu;
 	struct req *pool;
@@ -416,6 +416,9 @@ static enum MHD_Result begin(struct req *r, const struct hdr_scan *hs)
 	if (path_is(path, "/healthz")) {
 		if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
 			return reply(r, MHD_HTTP_METHOD_NOT_ALLOWED, h->r_405_get);
+		/* stopping: a load balancer should send elsewhere now */
+		if (atomic_load(&h->quiesced))
+			return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_health_stopping);
 		return commitq_healthy(h->q)
 		           ? reply(r, MHD_HTTP_OK, h->r_health_ok)
 		           : reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_health_bad);
@@ -767,6 +770,10 @@ static enum MHD_Result dispatch(struct req *r)
 		                                  : CB_HANDSHAKE);
 		return reply_body(r, (unsigned)r->res.http_status, r->res.body ? r->res.body : "",
 		                  r->res.content_type);
+	}
+	if (atomic_load(&h->quiesced)) { /* on a connection kept alive */
+		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
+		return reply(r, MHD_HTTP_SERVICE_UNAVAILABLE, h->r_503_stopping);
 	}
 	if ((rc = commitq_reserve(h->q)) != 0) {
 		metrics_callback(r->prov_idx, CB_UNAVAILABLE);
@@ -1225,6 +1232,10 @@ int http_start(const struct config *cfg, struct commitq *q, void *const *provide
 	MHD_add_response_header(h->r_503, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
 	h->r_503_full = static_response("the queue is full, retry\n", "text/plain");
 	MHD_add_response_header(h->r_503_full, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
+	h->r_503_stopping = static_response("dlrd is stopping, retry\n", "text/plain");
+	MHD_add_response_header(h->r_503_stopping, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
+	MHD_add_response_header(h->r_503_stopping, MHD_HTTP_HEADER_CONNECTION, "close");
+	h->r_health_stopping = static_response("stopping\n", "text/plain");
 	h->r_503_stalled = static_response("storage is not answering, retry\n", "text/plain");
 	MHD_add_response_header(h->r_503_stalled, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER);
 	h->r_health_ok = static_response("ok\n", "text/plain");
@@ -1294,11 +1305,25 @@ void http_stop(struct http *h, unsigned timeout_ms)
 	atomic_store(&h->stopping, true);
 	if (h->watchdog_started)
 		pthread_join(h->watchdog, NULL);
-	struct MHD_Response *all[] = {
-	    h->r_ok,           h->r_400,         h->r_401,      h->r_404,         h->r_405_post,
-	    h->r_405_get_post, h->r_405_get,     h->r_413,      h->r_414,         h->r_415,
-	    h->r_431,          h->r_503,         h->r_503_full, h->r_503_stalled, h->r_health_ok,
-	    h->r_health_bad,   h->r_405_get_only};
+	struct MHD_Response *all[] = {h->r_ok,
+	                              h->r_400,
+	                              h->r_401,
+	                              h->r_404,
+	                              h->r_405_post,
+	                              h->r_405_get_post,
+	                              h->r_405_get,
+	                              h->r_413,
+	                              h->r_414,
+	                              h->r_415,
+	                              h->r_431,
+	                              h->r_503,
+	                              h->r_503_full,
+	                              h->r_503_stalled,
+	                              h->r_health_ok,
+	                              h->r_health_bad,
+	                              h->r_405_get_only,
+	                              h->r_503_stopping,
+	                              h->r_health_stopping};
 	for (size_t i = 0; i < ARRAY_LEN(all); i++)
 		if (all[i])
 			MHD_destroy_response(all[i]);

@@ -153,6 +153,7 @@ static int serve(const char *config_path)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -191,8 +192,18 @@ static int serve(const char *config_path)
 		goto out;
 	}
 
-	if (sigwait(&sigs, &sig) != 0)
-		sig = SIGTERM;
+	/* SIGHUP (a closed terminal, a reload command) stops nothing: dlrd
+	 * has nothing to reload, and a restart drains. */
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0) {
+			sig = SIGTERM;
+			break;
+		}
+		if (sig != SIGHUP)
+			break;
+		LOG_I("signal_ignored", "signal=SIGHUP note=\"dlrd reloads nothing; restart it"
+		                        " (SIGTERM drains) to apply a new configuration\"");
+	}
 	LOG_I("stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	http_quiesce(h);
 	commitq_stop(q); /* commits and answers everything queued */

@@ -4,11 +4,11 @@
  * duplicate detection; a SIGKILL followed by an immediate restart on the same
  * port and database keeps everything that was acknowledged; SIGTERM while
  * ~200 callbacks are in flight exits 0 within 5 s, and every 200 answered is
- * stored; a second dlrd on the same database, a database another process
- * holds locked, a database file dlrd may not write, or a database path that
- * cannot be created, stops start-up with a non-zero exit and a message.  The
- * command line: --help, version, and `serve --config FILE` with the
- * environment winning over the file.
+ * stored; while it drains, /healthz and a kept-alive callback say it is
+ * stopping; SIGHUP is logged and ignored; a second dlrd on the same database, a database another
+ * process holds locked, a database file dlrd may not write, or a database path that cannot be
+ * created, stops start-up with a non-zero exit and a message.  The command line: --help, version,
+ * and `serve --config FILE` with the environment winning over the file.
  */
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -244,6 +244,84 @@ static void test_sigterm_drain(void **state)
 	assert_true(n200 >= dr.done_at_signal);
 	assert_int_equal(h_count(d, "sms_message_events"), (int64_t)(n200 + stored_unanswered));
 	assert_true(h_log_contains(d, "event=stopped clean=true"));
+}
+
+/* SIGHUP (a closed terminal, or a `systemctl reload` that sends it) is
+ * not a reason to stop: dlrd reloads nothing, so it logs that and goes on
+ * (before: the default action killed it, with no drain). */
+static void test_sighup_ignored(void **state)
+{
+	struct dlrd *d = *state;
+	char sid[35];
+
+	assert_int_equal(kill(d->pid, SIGHUP), 0);
+	assert_true(h_wait_log(d, "event=signal_ignored signal=SIGHUP", 5000));
+	h_sid(sid, 63, 1);
+	post(d, sid, "delivered", NULL);
+	expect_clean_exit(d, SIGTERM);
+	assert_true(h_log_contains(d, "event=stopped clean=true"));
+}
+
+/* While a SIGTERM drains (here: a callback parked on a database lock the
+ * test holds), a kept-alive connection's /healthz answers 503 "stopping",
+ * so a load balancer stops sending, and a new callback 503 that says dlrd
+ * is stopping (not "the queue is full"), with Retry-After and the
+ * connection closed.  The parked callback is still committed and answered. */
+static void test_stopping_answers(void **state)
+{
+	struct dlrd *d = *state;
+	char body[1024], req[4096], buf[4096], sid[35];
+	struct h_async *a;
+	bool closed;
+	void *lock;
+	size_t n;
+	int fd, st = 0;
+	static const char health[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+
+	fd = h_connect(d->port);
+	assert_true(fd >= 0);
+	assert_int_equal(h_send_all(fd, health, sizeof(health) - 1), 0);
+	h_recv_all(fd, buf, sizeof(buf), 300, &closed);
+	assert_non_null(strstr(buf, "HTTP/1.1 200"));
+	assert_false(closed);
+
+	lock = h_db_lock(d);
+	assert_non_null(lock);
+	h_sid(sid, 63, 2);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "delivered", NULL) > 0);
+	a = h_async_post_status(d, body);
+	assert_non_null(a);
+	h_sleep_ms(100); /* parked behind the lock */
+	assert_int_equal(kill(d->pid, SIGTERM), 0);
+	assert_true(h_wait_log(d, "event=stopping", 2000));
+
+	assert_int_equal(h_send_all(fd, health, sizeof(health) - 1), 0);
+	h_recv_all(fd, buf, sizeof(buf), 300, &closed);
+	assert_non_null(strstr(buf, "HTTP/1.1 503"));
+	assert_non_null(strstr(buf, "stopping"));
+
+	h_sid(sid, 63, 3);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "delivered", NULL) > 0);
+	n = h_raw_status_post(req, sizeof(req), body, false);
+	assert_true(n > 0);
+	assert_int_equal(h_send_all(fd, req, n), 0);
+	h_recv_all(fd, buf, sizeof(buf), 1000, &closed);
+	assert_non_null(strstr(buf, "HTTP/1.1 503"));
+	assert_non_null(strstr(buf, "dlrd is stopping"));
+	assert_non_null(strcasestr(buf, "Retry-After: 1"));
+	assert_non_null(strcasestr(buf, "Connection: close"));
+	assert_true(closed);
+	close(fd);
+
+	h_db_unlock(lock);
+	assert_int_equal(h_async_wait(a, NULL), 200);
+	assert_int_equal(h_wait_exit(d, 10000, &st), 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(h_sql_int(d,
+	                           "SELECT count(*) FROM sms_message_events WHERE"
+	                           " provider_message_id = %Q",
+	                           sid),
+	                 0);
 }
 
 static void test_second_instance_refused(void **state)
@@ -489,6 +567,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sigterm_restart, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sigkill_restart, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sigterm_drain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sighup_ignored, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stopping_answers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_second_instance_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_locked_database_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_readonly_database_refused, setup, teardown),
