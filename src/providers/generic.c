@@ -88,12 +88,13 @@ static int generic_init(const struct config *cfg, void **state, char *err, size_
 	int rc;
 
 	*state = NULL;
+	/* checked even without secrets: a bad value stops start-up either way */
+	rc = provider_config_tolerance(cfg, "generic", GEN_TOLERANCE_DEFAULT, &tol_s, err, errlen);
+	if (rc != 0)
+		return rc;
 	rc = provider_config_list(cfg, "generic", "secrets", "secrets", 0, &list, &n, err, errlen);
 	if (rc != 0 || n == 0)
 		return rc;
-	rc = provider_config_tolerance(cfg, "generic", GEN_TOLERANCE_DEFAULT, &tol_s, err, errlen);
-	if (rc != 0)
-		goto out;
 	g = xcalloc(1, sizeof(*g));
 	g->keys = xcalloc(n, sizeof(*g->keys));
 	g->tolerance_ms = tol_s * 1000;

@@ -118,19 +118,18 @@ static int mbird_init(const struct config *cfg, void **state, char *err, size_t 
 	char **list;
 
 	*state = NULL;
+	/* Not provider_config_tolerance(): here the tolerance is clock skew
+	 * added to the token's own nbf..exp window, not the whole replay
+	 * window, so 0 (no skew allowed) is a valid setting.  Checked even
+	 * without keys: a bad value stops start-up either way. */
+	if (tol && config_parse_uint("messagebird", "tolerance_seconds", tol, 0,
+	                             PROVIDER_TOLERANCE_MAX, &tol_s, err, errlen) != 0)
+		return DLRD_ECONFIG;
 	if (provider_config_list(cfg, "messagebird", "signing_keys", "keys", 0, &list, &n, err,
 	                         errlen) != 0)
 		return DLRD_ECONFIG;
 	if (n == 0)
 		return 0;
-	/* Not provider_config_tolerance(): here the tolerance is clock skew
-	 * added to the token's own nbf..exp window, not the whole replay
-	 * window, so 0 (no skew allowed) is a valid setting. */
-	if (tol && config_parse_uint("messagebird", "tolerance_seconds", tol, 0,
-	                             PROVIDER_TOLERANCE_MAX, &tol_s, err, errlen) != 0) {
-		config_list_free(list);
-		return DLRD_ECONFIG;
-	}
 	struct mbird *m = xcalloc(1, sizeof(*m));
 	m->keys = list;
 	m->n_keys = n;

@@ -114,15 +114,14 @@ static int sinch_init(const struct config *cfg, void **state, char *err, size_t 
 	char **list;
 
 	*state = NULL;
+	/* checked even without secrets: a bad value stops start-up either way */
+	if (provider_config_tolerance(cfg, "sinch", SINCH_TOLERANCE_DEFAULT, &tolerance, err,
+	                              errlen) != 0)
+		return DLRD_ECONFIG;
 	if (provider_config_list(cfg, "sinch", "secrets", "secrets", 0, &list, &n, err, errlen))
 		return DLRD_ECONFIG;
 	if (n == 0)
 		return 0;
-	if (provider_config_tolerance(cfg, "sinch", SINCH_TOLERANCE_DEFAULT, &tolerance, err,
-	                              errlen) != 0) {
-		config_list_free(list);
-		return DLRD_ECONFIG;
-	}
 	struct sinch *s = xcalloc(1, sizeof(*s));
 	s->secrets = list;
 	s->n_secrets = n;

@@ -261,22 +261,44 @@ static int sns_init(const struct config *cfg, void **state, char *err, size_t er
 	const char *ca = config_get(cfg, "sns", "ca_file");
 	int64_t tol_s;
 	struct sns *s;
-	size_t n = 0;
-	char **list;
+	size_t n = 0, n_hosts = 0;
+	char **list, **host_list = NULL;
+	bool aws_hosts = false;
 
 	*state = NULL;
-	if (!topics)
-		return 0;
+	/* Every key but topic_arns is checked even while topic_arns is unset:
+	 * a bad value stops start-up either way. */
+	if (provider_config_tolerance(cfg, "sns", SNS_TOLERANCE_DEFAULT, &tol_s, err, errlen))
+		return DLRD_ECONFIG;
+	host_list = config_list(hosts ? hosts : "aws", &n_hosts);
+	for (size_t i = 0; i < n_hosts; i++) {
+		for (char *p = host_list[i]; *p; p++)
+			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		if (strcmp(host_list[i], "aws") == 0) {
+			aws_hosts = true;
+			continue;
+		}
+		if (!host_syntax_ok(host_list[i])) {
+			util_fmt(err, errlen, "config: sns.cert_hosts: item %zu is not a host name",
+			         i + 1);
+			goto refuse;
+		}
+	}
+	if (n_hosts == 0) {
+		util_fmt(err, errlen, "config: sns.cert_hosts: no host");
+		goto refuse;
+	}
+	if (ca && access(ca, R_OK) != 0) {
+		util_fmt(err, errlen, "config: sns.ca_file: cannot read the file");
+		goto refuse;
+	}
 	/* Not provider_config_list(): topics are not secrets, so there is no
 	 * rotation limit on how many one endpoint takes. */
 	list = config_list(topics, &n);
 	if (n == 0) {
 		config_list_free(list);
+		config_list_free(host_list);
 		return 0;
-	}
-	if (provider_config_tolerance(cfg, "sns", SNS_TOLERANCE_DEFAULT, &tol_s, err, errlen)) {
-		config_list_free(list);
-		return DLRD_ECONFIG;
 	}
 	s = xcalloc(1, sizeof(*s));
 	pthread_mutex_init(&s->mu, NULL);
@@ -284,44 +306,23 @@ static int sns_init(const struct config *cfg, void **state, char *err, size_t er
 	s->topics = list;
 	s->n_topics = n;
 	s->tolerance_ms = tol_s * 1000;
+	s->hosts = host_list;
+	s->n_hosts = n_hosts;
+	s->aws_hosts = aws_hosts;
+	if (ca)
+		s->ca_file = xstrdup(ca);
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp(list[i], "arn:", 4) != 0 || strstr(list[i], ":sns:") == NULL) {
 			util_fmt(err, errlen,
 			         "config: sns.topic_arns: item %zu is not an SNS topic ARN", i + 1);
-			goto fail;
+			sns_fini(s);
+			return DLRD_ECONFIG;
 		}
-	}
-	list = config_list(hosts ? hosts : "aws", &n);
-	s->hosts = list;
-	for (size_t i = 0; i < n; i++) {
-		for (char *p = list[i]; *p; p++)
-			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-		if (strcmp(list[i], "aws") == 0) {
-			s->aws_hosts = true;
-			continue;
-		}
-		if (!host_syntax_ok(list[i])) {
-			util_fmt(err, errlen, "config: sns.cert_hosts: item %zu is not a host name",
-			         i + 1);
-			goto fail;
-		}
-	}
-	s->n_hosts = n;
-	if (n == 0) {
-		util_fmt(err, errlen, "config: sns.cert_hosts: no host");
-		goto fail;
-	}
-	if (ca) {
-		if (access(ca, R_OK) != 0) {
-			util_fmt(err, errlen, "config: sns.ca_file: cannot read the file");
-			goto fail;
-		}
-		s->ca_file = xstrdup(ca);
 	}
 	*state = s;
 	return 0;
-fail:
-	sns_fini(s);
+refuse:
+	config_list_free(host_list);
 	return DLRD_ECONFIG;
 }
 

@@ -120,13 +120,14 @@ static int telnyx_init(const struct config *cfg, void **state, char *err, size_t
 	int rc;
 
 	*state = NULL;
-	rc = provider_config_list(cfg, "telnyx", "public_keys", "keys", 0, &list, &n, err, errlen);
-	if (rc != 0 || n == 0)
-		return rc;
+	/* checked even without keys: a bad value stops start-up either way */
 	rc = provider_config_tolerance(cfg, "telnyx", TELNYX_TOLERANCE_DEFAULT, &tolerance, err,
 	                               errlen);
 	if (rc != 0)
-		goto out;
+		return rc;
+	rc = provider_config_list(cfg, "telnyx", "public_keys", "keys", 0, &list, &n, err, errlen);
+	if (rc != 0 || n == 0)
+		return rc;
 	t = xcalloc(1, sizeof(*t));
 	t->tolerance_s = tolerance;
 	for (size_t i = 0; i < n; i++) {

@@ -156,10 +156,30 @@ static void vonage_fini(void *state)
 static int vonage_init(const struct config *cfg, void **state, char *err, size_t errlen)
 {
 	const char *method = config_get(cfg, "vonage", "signature_method");
+	enum vonage_method m = VM_MD5HASH;
+	int64_t tol_s;
 	size_t n, i;
 	char **list;
 
 	*state = NULL;
+	/* The other keys are checked even without secrets: a bad value stops
+	 * start-up either way. */
+	if (method) {
+		for (i = 0; i < ARRAY_LEN(methods); i++)
+			if (strcmp(method, methods[i].name) == 0)
+				break;
+		if (i == ARRAY_LEN(methods)) {
+			util_fmt(err, errlen,
+			         "config: vonage.signature_method: must be md5hash, md5, sha1, "
+			         "sha256 or sha512");
+			return DLRD_ECONFIG;
+		}
+		m = methods[i].m;
+	}
+	/* retries repeat the first attempt's timestamp (see the top) */
+	if (provider_config_tolerance(cfg, "vonage", VONAGE_TOLERANCE_DEFAULT, &tol_s, err,
+	                              errlen) != 0)
+		return DLRD_ECONFIG;
 	if (provider_config_list(cfg, "vonage", "signature_secrets", "secrets", 0, &list, &n, err,
 	                         errlen) != 0)
 		return DLRD_ECONFIG;
@@ -168,26 +188,8 @@ static int vonage_init(const struct config *cfg, void **state, char *err, size_t
 	struct vonage *v = xcalloc(1, sizeof(*v));
 	v->secrets = list;
 	v->n_secrets = n;
-	v->method = VM_MD5HASH;
-	if (method) {
-		for (i = 0; i < ARRAY_LEN(methods); i++)
-			if (strcmp(method, methods[i].name) == 0)
-				break;
-		if (i == ARRAY_LEN(methods)) {
-			vonage_fini(v);
-			util_fmt(err, errlen,
-			         "config: vonage.signature_method: must be md5hash, md5, sha1, "
-			         "sha256 or sha512");
-			return DLRD_ECONFIG;
-		}
-		v->method = methods[i].m;
-	}
-	/* retries repeat the first attempt's timestamp (see the top) */
-	if (provider_config_tolerance(cfg, "vonage", VONAGE_TOLERANCE_DEFAULT, &v->tolerance_s, err,
-	                              errlen) != 0) {
-		vonage_fini(v);
-		return DLRD_ECONFIG;
-	}
+	v->method = m;
+	v->tolerance_s = tol_s;
 	*state = v;
 	return 0;
 }

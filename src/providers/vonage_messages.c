@@ -174,15 +174,14 @@ static int vmsg_init(const struct config *cfg, void **state, char *err, size_t e
 	char **list;
 
 	*state = NULL;
+	/* checked even without secrets: a bad value stops start-up either way */
+	if (provider_config_tolerance(cfg, "vonage-messages", 300, &tol_s, err, errlen) != 0)
+		return DLRD_ECONFIG;
 	if (provider_config_list(cfg, "vonage-messages", "signature_secrets", "secrets", 0, &list,
 	                         &n, err, errlen) != 0)
 		return DLRD_ECONFIG;
 	if (n == 0)
 		return 0;
-	if (provider_config_tolerance(cfg, "vonage-messages", 300, &tol_s, err, errlen) != 0) {
-		config_list_free(list);
-		return DLRD_ECONFIG;
-	}
 	struct vmsg *v = xcalloc(1, sizeof(*v));
 	v->secrets = list;
 	v->n_secrets = n;
