@@ -492,6 +492,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	    {"connection", offsetof(struct h_resp, connection), sizeof(r->connection)},
 	    {"content-type", offsetof(struct h_resp, content_type), sizeof(r->content_type)},
 	    {"location", offsetof(struct h_resp, location), sizeof(r->location)},
+	    {"idempotent-replayed", offsetof(struct h_resp, replayed), sizeof(r->replayed)},
 	};
 	const char *colon = memchr(p, ':', len);
 

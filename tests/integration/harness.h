@@ -145,6 +145,7 @@ struct h_resp {
 	char connection[64];
 	char content_type[128];
 	char location[128];
+	char replayed[16]; /* Idempotent-Replayed */
 	int64_t elapsed_ms;
 };
 

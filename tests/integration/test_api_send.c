@@ -371,13 +371,15 @@ static void test_idempotency(void **state)
 
 	api_send_body(body, sizeof(body), N_TO, NULL, "otp", NULL);
 	assert_int_equal(api_send(d, T_APP, "same-key", body, &r1), 201);
+	assert_string_equal(r1.replayed, "");
 	/* same key, same body: the first answer, byte for byte, and its
-	 * Location */
+	 * Location, marked Idempotent-Replayed: true (README, openapi.json) */
 	assert_int_equal(api_send(d, T_APP, "same-key", body, &r2), 201);
 	assert_int_equal(r1.body_len, r2.body_len);
 	assert_memory_equal(r1.body, r2.body, r1.body_len);
 	assert_true(strncmp(r1.location, "/v1/messages/", 13) == 0);
 	assert_string_equal(r2.location, r1.location);
+	assert_string_equal(r2.replayed, "true");
 	/* the same request written differently (order, spaces) is the same */
 	util_fmt(reordered, sizeof(reordered),
 	         "{ \"metadata\": {\"locale\":\"en-US\", \"attempt\":1}, \"provider\":\"twilio\","
