@@ -1062,6 +1062,8 @@ static void *watchdog_main(void *arg)
 			if ((st == CS_REQUEST && age > req_ms) ||
 			    (st == CS_IDLE && age > idle_ms)) {
 				cc->killed = true;
+				/* counted before the peer can see the close */
+				metrics_deadline(st == CS_IDLE);
 				shutdown(cc->fd, SHUT_RDWR);
 				unsigned dropped;
 				if (log_limit_take(&h->deadline_log, &dropped))

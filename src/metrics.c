@@ -67,6 +67,7 @@ static struct {
 	counter_t commit_failures;
 	counter_t storage_retries;
 	counter_t http[HTTP_SLOTS];
+	counter_t deadlines[2]; /* [idle] */
 } m;
 
 /* Main thread, before any other metrics_ call and before threads start. */
@@ -160,6 +161,12 @@ void metrics_http(unsigned status)
 		}
 	}
 	inc(&m.http[slot], 1);
+}
+
+/* Any thread (the HTTP watchdog). */
+void metrics_deadline(bool idle)
+{
+	inc(&m.deadlines[idle], 1);
 }
 
 /* A growing output buffer; allocation aborts on out-of-memory. */
@@ -281,6 +288,14 @@ char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *le
 		put(&o, "dlrd_http_responses_total{code=\"%s\"} %" PRIu64 "\n", code,
 		    get(&m.http[i]));
 	}
+
+	put_header(&o, "dlrd_request_deadlines_total", "counter",
+	           "Connections cut off at their deadline, unanswered: a request not arrived "
+	           "within server.request_timeout_ms (state \"request\"), or a request line "
+	           "dribbled past idle_timeout_s plus that (\"idle\").");
+	put(&o, "dlrd_request_deadlines_total{state=\"request\"} %" PRIu64 "\n",
+	    get(&m.deadlines[0]));
+	put(&o, "dlrd_request_deadlines_total{state=\"idle\"} %" PRIu64 "\n", get(&m.deadlines[1]));
 
 	put_header(&o, "dlrd_queue_depth", "gauge",
 	           "Requests (callbacks and API writes) waiting in the commit queue (queued or "

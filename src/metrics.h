@@ -37,6 +37,11 @@ void metrics_commit_refused(void);
 void metrics_storage_retry(void);
 /* HTTP requests by status class, for all paths. */
 void metrics_http(unsigned status);
+/* A connection cut off at its deadline (http.c's watchdog, logged as
+ * request_deadline at most 10 times a second): idle false for a request
+ * that did not arrive within server.request_timeout_ms, true for a request
+ * line dribbled past idle_timeout_s plus that. */
+void metrics_deadline(bool idle);
 
 /* Renders every metric; queue_depth, parked and healthy are sampled by the
  * caller.

@@ -396,6 +396,9 @@ static int64_t trickle(struct dlrd *d, const char *head, const char *drip, int64
 	return closed_after;
 }
 
+/* The sample of dlrd_request_deadlines_total for state. */
+#define DEADLINES(state) "dlrd_request_deadlines_total{state=\"" state "\"}"
+
 static void test_slow_body(void **state)
 {
 	struct dlrd *d = *state;
@@ -411,6 +414,10 @@ static void test_slow_body(void **state)
 	/* only the normal callback was stored */
 	assert_int_equal(h_count(d, "sms_message_events"), 1);
 	assert_int_equal(h_count_data(d), 3);
+	/* the cut-off is counted (README: /metrics counts every request_deadline,
+	 * of which the log shows at most 10 a second) */
+	assert_int_equal(h_metric(d, DEADLINES("request")), 1);
+	assert_int_equal(h_metric(d, DEADLINES("idle")), 0);
 }
 
 static void test_slow_headers(void **state)
@@ -423,6 +430,7 @@ static void test_slow_headers(void **state)
 		fail_msg("slow headers: connection closed after %lld ms, expected about %d ms",
 		         (long long)ms, REQUEST_TIMEOUT_MS);
 	expect_nothing_written(d);
+	assert_int_equal(h_metric(d, DEADLINES("request")), 1);
 }
 
 static void test_slow_request_line(void **state)
@@ -436,6 +444,8 @@ static void test_slow_request_line(void **state)
 		         " %lld ms",
 		         (long long)ms, (long long)expect + 1500);
 	expect_nothing_written(d);
+	assert_int_equal(h_metric(d, DEADLINES("idle")), 1);
+	assert_int_equal(h_metric(d, DEADLINES("request")), 0);
 }
 
 /* A provider without credentials does not exist for the outside world. */
