@@ -290,9 +290,9 @@ char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *le
 	}
 
 	put_header(&o, "dlrd_request_deadlines_total", "counter",
-	           "Connections cut off at their deadline, unanswered: a request not arrived "
-	           "within server.request_timeout_ms (state \"request\"), or a request line "
-	           "dribbled past idle_timeout_s plus that (\"idle\").");
+	           "Connections cut off at their deadline: a request that did not arrive, or "
+	           "an answer not taken, within server.request_timeout_ms (state \"request\"), "
+	           "or a request line dribbled past idle_timeout_s plus that (\"idle\").");
 	put(&o, "dlrd_request_deadlines_total{state=\"request\"} %" PRIu64 "\n",
 	    get(&m.deadlines[0]));
 	put(&o, "dlrd_request_deadlines_total{state=\"idle\"} %" PRIu64 "\n", get(&m.deadlines[1]));

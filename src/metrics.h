@@ -39,8 +39,9 @@ void metrics_storage_retry(void);
 void metrics_http(unsigned status);
 /* A connection cut off at its deadline (http.c's watchdog, logged as
  * request_deadline at most 10 times a second): idle false for a request
- * that did not arrive within server.request_timeout_ms, true for a request
- * line dribbled past idle_timeout_s plus that. */
+ * that did not arrive, or an answer not taken, within
+ * server.request_timeout_ms; true for a request line dribbled past
+ * idle_timeout_s plus that. */
 void metrics_deadline(bool idle);
 
 /* Renders every metric; queue_depth, parked and healthy are sampled by the
