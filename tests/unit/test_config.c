@@ -2,7 +2,9 @@
 /*
  * Unit tests for src/config.c: defaults, the INI file (inline comments,
  * indentation, long lines, duplicates), environment overrides, the exact
- * error messages for unknown keys and bad values, and list splitting.
+ * error messages for unknown keys and bad values, and list splitting; every
+ * provider key checked even while the provider is unconfigured; and the keys
+ * dlrd.conf.example and README.md name against the keys dlrd knows.
  *
  * Provider keys are exercised through twilio.auth_tokens, which the real
  * provider table has; a provider whose name contains '-' is tested when the
@@ -683,6 +685,189 @@ static void test_provider_values_checked_without_secrets(void **state)
 	assert_true(checked == 10); /* seven tolerances and the three above */
 }
 
+/* ---- the documented keys ---- */
+
+struct doc_key {
+	char section[32];
+	char key[48];
+};
+
+struct doc_keys {
+	struct doc_key k[128];
+	size_t n;
+};
+
+static void doc_add(struct doc_keys *d, const char *sec, size_t sl, const char *key, size_t kl)
+{
+	assert_true(d->n < ARRAY_LEN(d->k));
+	assert_true(sl < sizeof(d->k[0].section) && kl < sizeof(d->k[0].key));
+	memcpy(d->k[d->n].section, sec, sl);
+	d->k[d->n].section[sl] = '\0';
+	memcpy(d->k[d->n].key, key, kl);
+	d->k[d->n].key[kl] = '\0';
+	d->n++;
+}
+
+static bool doc_has(const struct doc_keys *d, const char *sec, const char *key)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->k[i].section, sec) == 0 && strcmp(d->k[i].key, key) == 0)
+			return true;
+	return false;
+}
+
+static size_t name_len(const char *p, const char *extra)
+{
+	size_t n = 0;
+	while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_' ||
+	       (p[n] && strchr(extra, p[n])))
+		n++;
+	return n;
+}
+
+/* The repository file rel (relative to the root), NUL-terminated, or NULL
+ * when this test does not run from the source tree. */
+static char *repo_file(const char *rel)
+{
+	const char *suffix = "tests/unit/test_config.c", *file = __FILE__;
+	size_t n = strlen(file), sn = strlen(suffix);
+	char path[1024];
+	FILE *f;
+	char *buf;
+	size_t len;
+
+	if (n < sn || strcmp(file + n - sn, suffix) != 0)
+		return NULL;
+	util_fmt(path, sizeof(path), "%.*s%s", (int)(n - sn), file, rel);
+	if (!(f = fopen(path, "rb")))
+		return NULL;
+	buf = xmalloc(1u << 20);
+	len = fread(buf, 1, (1u << 20) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	return buf;
+}
+
+/* Whether config_load() knows section.key (an empty value is "unset", an
+ * unknown key an error). */
+static bool key_known(const char *section, const char *key)
+{
+	struct config cfg;
+	char text[160], err[256];
+
+	util_fmt(text, sizeof(text), "[%s]\n%s =\n", section, key);
+	write_conf(text);
+	if (config_load(conf_path, &cfg, err, sizeof(err)) != 0)
+		return false;
+	config_fini(&cfg);
+	return true;
+}
+
+/* dlrd.conf.example says it holds "every setting dlrd reads", and the
+ * README's settings table and provider table name the keys: every key they
+ * name is one dlrd knows, every provider key and every core key with a
+ * default is in both, and the README's core keys are all in the example.
+ * Nothing checked this: a key added to a provider table (or to config.c
+ * with a default) without a word in the docs went unnoticed. */
+static void test_documented_keys(void **state)
+{
+	struct doc_keys ex = {.n = 0}, rd = {.n = 0};
+	char *example = repo_file("dlrd.conf.example"), *readme = repo_file("README.md");
+	char sec[32] = "";
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	if (!example || !readme) {
+		free(example);
+		free(readme);
+		skip();
+	}
+	/* the example: "[section]" and "key = value" lines, commented out or not */
+	for (char *line = example, *nl; *line; line = nl + 1) {
+		char *p = line;
+		nl = strchr(line, '\n');
+		if (!nl)
+			nl = line + strlen(line);
+		if (*p == ';')
+			p++;
+		if (*p == '[') {
+			size_t n = name_len(p + 1, "-");
+			if (p[1 + n] == ']' && n < sizeof(sec)) {
+				memcpy(sec, p + 1, n);
+				sec[n] = '\0';
+			}
+		} else if (sec[0]) {
+			size_t n = name_len(p, "");
+			if (n && (strncmp(p + n, " =", 2) == 0 || p[n] == '='))
+				doc_add(&ex, sec, strlen(sec), p, n);
+		}
+		if (!*nl)
+			break;
+	}
+	/* the README: "| `section.key` |" rows, and the provider table's
+	 * "| `name` | `key`, `key` (...) |" rows */
+	for (char *line = readme, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			nl = line + strlen(line);
+		if (strncmp(line, "| `", 3) == 0) {
+			char *name = line + 3;
+			size_t n = name_len(name, "-.");
+			char *dot = memchr(name, '.', n);
+			if (name[n] == '`' && dot) {
+				doc_add(&rd, name, (size_t)(dot - name), dot + 1,
+				        n - (size_t)(dot - name) - 1);
+			} else if (name[n] == '`' && provider_find(name, n)) {
+				char *col = strstr(name + n, " | "), *end;
+				end = col ? strstr(col + 3, " |") : NULL;
+				for (char *q = col;
+				     q && q < end && (q = strchr(q, '`')) && q < end;) {
+					size_t kl = name_len(q + 1, "");
+					if (kl && q[1 + kl] == '`')
+						doc_add(&rd, name, n, q + 1, kl);
+					q = strchr(q + 1, '`');
+					q = q ? q + 1 : NULL;
+				}
+			}
+		}
+		if (!*nl)
+			break;
+	}
+	assert_true(ex.n >= 30);
+	for (size_t i = 0; i < ex.n; i++)
+		if (!key_known(ex.k[i].section, ex.k[i].key))
+			fail_msg("dlrd.conf.example names %s.%s, which dlrd does not know",
+			         ex.k[i].section, ex.k[i].key);
+	for (size_t i = 0; i < rd.n; i++) {
+		if (!key_known(rd.k[i].section, rd.k[i].key))
+			fail_msg("README.md names %s.%s, which dlrd does not know", rd.k[i].section,
+			         rd.k[i].key);
+		if (!doc_has(&ex, rd.k[i].section, rd.k[i].key))
+			fail_msg("README.md names %s.%s, dlrd.conf.example does not",
+			         rd.k[i].section, rd.k[i].key);
+	}
+	for (size_t p = 0; provider_table[p]; p++)
+		for (const struct config_key *k = provider_table[p]->keys; k && k->key; k++)
+			if (!doc_has(&ex, provider_table[p]->name, k->key) ||
+			    !doc_has(&rd, provider_table[p]->name, k->key))
+				fail_msg("%s.%s is missing from %s", provider_table[p]->name,
+				         k->key,
+				         doc_has(&ex, provider_table[p]->name, k->key)
+				             ? "README.md"
+				             : "dlrd.conf.example");
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.n_entries >= 10);
+	for (size_t i = 0; i < cfg.n_entries; i++)
+		if (!doc_has(&ex, cfg.entries[i].section, cfg.entries[i].key) ||
+		    !doc_has(&rd, cfg.entries[i].section, cfg.entries[i].key))
+			fail_msg("%s.%s (default %s) is missing from the docs",
+			         cfg.entries[i].section, cfg.entries[i].key, cfg.entries[i].value);
+	config_fini(&cfg);
+	free(example);
+	free(readme);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -703,6 +888,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_env_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_provider_values_checked_without_secrets, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_documented_keys, setup, teardown),
 	    cmocka_unit_test(test_parse_uint),
 	    cmocka_unit_test(test_list),
 	};
