@@ -2190,8 +2190,26 @@ int api_check_config(const struct config *cfg, char *err, size_t errlen)
 {
 	struct auth *auth = NULL;
 	int rc = auth_new(config_get(cfg, "api", "tokens"), &auth, err, errlen);
+	size_t n;
+	char **exempt;
 
 	auth_free(auth);
+	if (rc != 0)
+		return rc;
+	/* each item is compared with a send's use_case, which is a slug: an
+	 * item that cannot be one would exempt nothing, without a word */
+	exempt = config_list(config_get(cfg, "api", "optout_exempt_use_cases"), &n);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		size_t len = strlen(exempt[i]);
+		if (len > API_SLUG_MAX || !slug(exempt[i], len)) {
+			util_fmt(err, errlen,
+			         "config: api.optout_exempt_use_cases: item %zu is not a use case"
+			         " (1 to %d letters, digits and _ . : / -)",
+			         i + 1, API_SLUG_MAX);
+			rc = DLRD_ECONFIG;
+		}
+	}
+	config_list_free(exempt);
 	return rc;
 }
 

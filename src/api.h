@@ -81,7 +81,8 @@ bool api_owns(struct iov path);
 void api_early_error(struct api_answer *ans, unsigned status, const char *code,
                      const char *message);
 
-/* Checks the settings api_new() reads (api.tokens) and keeps nothing:
+/* Checks the settings api_new() reads (api.tokens, and that every item of
+ * api.optout_exempt_use_cases can be a use case) and keeps nothing:
  * start-up calls it before it writes any file.  Returns 0, or
  * DLRD_ECONFIG with err naming the key. */
 int api_check_config(const struct config *cfg, char *err, size_t errlen);

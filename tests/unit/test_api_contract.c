@@ -268,6 +268,31 @@ static void test_read_failure_logged_as_logfmt(void **state)
 	assert_string_equal(v + 1, "\n");
 	assert_string_equal(got, pg_err);
 }
+/* api.optout_exempt_use_cases lists use cases, which a send's use_case
+ * must match exactly: an item no use_case can be ("legal notice", with its
+ * blank) is an invalid setting, and stops start-up naming the key.  Before
+ * the fix it was taken without a word, and every send of the use case the
+ * operator meant to exempt was refused as opted out. */
+static void test_exempt_use_cases_checked(void **state)
+{
+	static const char var[] = "DLRD_API_OPTOUT_EXEMPT_USE_CASES";
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	setenv(var, "security_alert, legal notice", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(api_check_config(&cfg, err, sizeof(err)), DLRD_ECONFIG);
+	assert_string_equal(err, "config: api.optout_exempt_use_cases: item 2 is not a use case "
+	                         "(1 to 64 letters, digits and _ . : / -)");
+	config_fini(&cfg);
+	setenv(var, "security_alert, legal.notice/v2", 1);
+	assert_int_equal(config_load(NULL, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(api_check_config(&cfg, err, sizeof(err)), 0);
+	config_fini(&cfg);
+	unsetenv(var);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,6 +301,7 @@ int main(void)
 	    cmocka_unit_test(test_send_providers_match_document),
 	    cmocka_unit_test(test_write_origin_matches_message),
 	    cmocka_unit_test(test_match),
+	    cmocka_unit_test(test_exempt_use_cases_checked),
 	    cmocka_unit_test(test_cursor_and_canonical),
 	    cmocka_unit_test(test_failed_reveal_wipes_number),
 	    cmocka_unit_test(test_read_failure_logged_as_logfmt),
