@@ -265,6 +265,8 @@ static void test_reveal_durable_under_normal_sync(void **state)
 	assert_int_equal(
 	    api_call(&d, "POST", target, T_SUPPORT, "{\"reason\":\"again\"}", NULL, &r), 503);
 	assert_null(strstr(r.body, "7700900123"));
+	/* openapi.json: a 503 says when to retry, like a callback's */
+	assert_string_equal(r.retry_after, "1");
 	h_teardown(&d);
 }
 
