@@ -591,6 +591,30 @@ static void test_configured_keys_rotate(void **state)
 	assert_true(json_is_null(json_object_get(ev0, "raw_payload")));
 	assert_string_equal(jpath_s(ev0, "raw_payload_unavailable"), "encryption_key_missing");
 	json_decref(tl);
+	/* a payload sealed under a key of the ring that does not verify (its
+	 * tag altered at rest): null, "payload_does_not_verify" (openapi.json),
+	 * never the bytes, and the rest of the timeline stands */
+#define SEALED_BAD                                                                                 \
+	"444C52444531" /* DLRDE1 */ "03" /* "new" */ "6E6577" /* nonce */ "0000000000000000000000" \
+	                                                                  "00"                     \
+	"78" /* tag */ "00000000000000000000000000000000"
+	assert_int_equal(h_sql_exec(&d,
+	                            h_pg() ? "UPDATE sms_message_events SET raw_payload ="
+	                                     " '\\x" SEALED_BAD "'::bytea WHERE message_id = %Q"
+	                                   : "UPDATE sms_message_events SET raw_payload ="
+	                                     " X'" SEALED_BAD "' WHERE message_id = %Q",
+	                            buf),
+	                 0);
+#undef SEALED_BAD
+	assert_int_equal(api_call(&d, "GET", cb_target, T_SUPPORT, NULL, NULL, &r), 200);
+	tl = api_json(&r);
+	ev0 = json_array_get(jpath(tl, "events"), 0);
+	assert_non_null(ev0);
+	assert_true(json_is_null(json_object_get(ev0, "raw_payload")));
+	assert_null(json_object_get(ev0, "raw_payload_base64"));
+	assert_string_equal(jpath_s(ev0, "raw_payload_unavailable"), "payload_does_not_verify");
+	assert_string_equal(jpath_s(ev0, "status"), "delivered");
+	json_decref(tl);
 	int64_t audits = h_count(&d, "audit_log");
 	assert_int_equal(api_call(&d, "POST", target, T_SUPPORT, "{\"reason\":\"gone\"}", NULL, &r),
 	                 500);
