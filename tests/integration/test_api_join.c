@@ -113,6 +113,18 @@ static void assert_joined(struct dlrd *d, const char *id, const char *sid, const
 	assert_string_equal(jpath_s(j, "message.status"), "delivered");
 	assert_string_equal(jpath_s(j, "message.use_case"), "otp");
 	assert_string_equal(jpath_s(j, "send.action.type"), "login");
+	/* whether the callbacks came first (openapi.json: joined_callbacks_first;
+	 * the latencies from the send only when it came first), and where the
+	 * country came from (the number: the send names none) */
+	bool first = strcmp(origin, "joined") == 0;
+	assert_true(json_is_boolean(jpath(j, "send.joined_callbacks_first")));
+	assert_int_equal(json_is_true(jpath(j, "send.joined_callbacks_first")), first);
+	assert_int_equal(json_is_null(jpath(j, "message.time_to_first_callback_ms")), first);
+	assert_int_equal(json_is_null(jpath(j, "message.time_to_final_ms")), first);
+	if (!first)
+		assert_true(jpath_i(j, "message.time_to_final_ms") >=
+		            jpath_i(j, "message.time_to_first_callback_ms"));
+	assert_string_equal(jpath_s(j, "message.destination_country_source"), "number");
 	json_decref(j);
 	/* a later callback still lands on the same message */
 	callback(d, sid, "delivered", NULL);

@@ -596,7 +596,7 @@ static void test_configured_keys_rotate(void **state)
 	 * never the bytes, and the rest of the timeline stands */
 #define SEALED_BAD                                                                                 \
 	"444C52444531" /* DLRDE1 */ "03" /* "new" */ "6E6577" /* nonce */ "0000000000000000000000" \
-	                                                                  "00"                     \
+	"00"                                                                                       \
 	"78" /* tag */ "00000000000000000000000000000000"
 	assert_int_equal(h_sql_exec(&d,
 	                            h_pg() ? "UPDATE sms_message_events SET raw_payload ="
