@@ -251,7 +251,8 @@ char *metrics_render(size_t queue_depth, size_t parked, bool healthy, size_t *le
 	put(&o, "dlrd_commit_batch_size_count %" PRIu64 "\n", cum);
 
 	put_header(&o, "dlrd_commit_duration_seconds", "histogram",
-	           "Time to apply and commit one storage transaction, every attempt.");
+	           "Time from BEGIN until one storage transaction is durable (applied, committed "
+	           "and synced; a failed one until it failed), every attempt.");
 	cum = 0;
 	for (size_t i = 0; i < LATENCY_BUCKETS; i++) {
 		cum += get(&m.latency[i]);
