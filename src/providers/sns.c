@@ -218,7 +218,8 @@ static const struct config_key sns_keys[] = {
     {"cert_hosts", "hosts allowed for SigningCertURL and SubscribeURL: \"aws\" (default) "
                    "and/or exact host names"},
     {"ca_file", "PEM trust anchors for fetching certificates instead of the system store"},
-    {"tolerance_seconds", "accepted age of the envelope Timestamp (default 4200)"},
+    {"tolerance_seconds", "accepted distance of the envelope Timestamp from now, either way "
+                          "(default 4200)"},
     {NULL, NULL},
 };
 
