@@ -3176,7 +3176,10 @@ failed:
 
 /* A real write: a transaction that gets a transaction id (so its COMMIT is
  * written and flushed like a batch's), which also fails on a read-only
- * standby.  Reconnects first when needed. */
+ * standby, and an UPDATE (of no row) that fails on a primary that turned
+ * read-only (default_transaction_read_only, reloaded under a session that
+ * is already open: txid_current() still works there, every batch fails
+ * with 25006).  Reconnects first when needed. */
 static int pg_probe(void *p, char *err, size_t errlen)
 {
 	struct pg_be *be = p;
@@ -3185,8 +3188,10 @@ static int pg_probe(void *p, char *err, size_t errlen)
 
 	if ((rc = ensure_conn(be, true, err, errlen)) != 0)
 		return rc;
-	rc = run_simple(be, "probe", "BEGIN; SELECT txid_current(); COMMIT", PG_SIMPLE_TIMEOUT_MS,
-	                &f, err, errlen);
+	rc = run_simple(be, "probe",
+	                "BEGIN; SELECT txid_current();"
+	                " UPDATE schema_migrations SET version = version WHERE false; COMMIT",
+	                PG_SIMPLE_TIMEOUT_MS, &f, err, errlen);
 	if (rc) {
 		if (drop_after(&f))
 			drop_conn(be, "probe failed");

@@ -11,7 +11,8 @@
  * after the outage is stored, and stored once; after the providers' retries
  * (every event not yet acknowledged is sent again until it is) each event is
  * stored exactly once, with one retry-log row per acknowledged request at
- * least.
+ * least.  Then, on one node: the primary turns read-only while the node is
+ * idle, and /healthz must say so before any callback fails.
  *
  * Runs when $DLRD_TEST_PG_URL is set (PostgreSQL tests enabled, see
  * scripts/pg-test.sh), skipped with a message otherwise.  Since it stops the
@@ -391,10 +392,94 @@ static void test_database_restarts_under_load(void **state)
 	free(r);
 }
 
+/* One node for the tests below: env's node[0], on a database of its own. */
+static int setup1(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	const char *env[2];
+
+	*state = e;
+	if (pgt_create_db(e->db, sizeof(e->db), e->url, sizeof(e->url)) != 0)
+		return -1;
+	util_fmt(e->env_url, sizeof(e->env_url), "DLRD_STORAGE_URL=%s", e->url);
+	env[0] = e->env_url;
+	env[1] = NULL;
+	if (h_setup(&e->node[0], env) != 0 || h_start(&e->node[0]) != 0)
+		return -1;
+	e->c = pgt_connect(e->url);
+	return e->c ? 0 : -1;
+}
+
+static int teardown1(void **state)
+{
+	struct env *e = *state;
+	if (!e)
+		return 0;
+	/* the cluster is this file's own: put back what a test changed */
+	if (e->c) {
+		pgt_exec(e->c, "ALTER SYSTEM RESET default_transaction_read_only");
+		pgt_exec(e->c, "SELECT pg_reload_conf()");
+		PQfinish(e->c);
+	}
+	h_teardown(&e->node[0]);
+	pgt_drop_db(e->db);
+	free(e);
+	return 0;
+}
+
+/* Waits until node 0's /healthz answers want; false after timeout_ms. */
+static bool health_is(struct env *e, long want, int timeout_ms)
+{
+	struct h_resp *r = malloc(sizeof(*r));
+	int64_t deadline = h_now_ms() + timeout_ms;
+	bool ok;
+
+	while (!(ok = h_get(&e->node[0], "/healthz", r) == want) && h_now_ms() < deadline)
+		h_sleep_ms(50);
+	free(r);
+	return ok;
+}
+
+/*
+ * The primary turns read-only while dlrd is idle (default_transaction_read_only
+ * set and reloaded, as a fencing script or a managed service whose disk is
+ * nearly full does): every batch would fail with SQLSTATE 25006, so /healthz
+ * must say 503 without waiting for a callback to fail first, callbacks get
+ * 503, and all is well again once the server is writable.
+ */
+static void test_read_only_primary(void **state)
+{
+	struct env *e = *state;
+	struct h_resp *r = malloc(sizeof(*r));
+	char body[1024], sid[35];
+
+	h_sid(sid, 0x0c00, 1);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "sent", NULL) > 0);
+	assert_int_equal(h_post_status(&e->node[0], body, r), 200);
+	assert_true(health_is(e, 200, 5000));
+
+	assert_int_equal(pgt_exec(e->c, "ALTER SYSTEM SET default_transaction_read_only = on"), 0);
+	assert_int_equal(pgt_exec(e->c, "SELECT pg_reload_conf()"), 0);
+	/* idle: the probe (every 5 s while healthy) must find out by itself */
+	if (!health_is(e, 503, 12000))
+		fail_msg("/healthz still 200 on a read-only server");
+	h_twilio_body(body, sizeof(body), sid, "delivered", NULL);
+	assert_int_equal(h_post_status(&e->node[0], body, r), 503);
+	assert_string_equal(r->retry_after, "1");
+
+	assert_int_equal(pgt_exec(e->c, "ALTER SYSTEM RESET default_transaction_read_only"), 0);
+	assert_int_equal(pgt_exec(e->c, "SELECT pg_reload_conf()"), 0);
+	assert_true(health_is(e, 200, 10000));
+	assert_int_equal(h_post_status(&e->node[0], body, r), 200);
+	assert_int_equal(pgt_int(e->c, "SELECT count(*) FROM sms_message_events"), 2);
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_database_restarts_under_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_only_primary, setup1, teardown1),
 	};
 	int rc;
 
