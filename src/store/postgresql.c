@@ -1805,6 +1805,7 @@ struct pg_be {
 	struct slot *slots; /* FIFO of the statements whose results are due */
 	size_t slots_cap, slot_head, slot_tail;
 	bool committed;  /* the COMMIT's result said COMMIT */
+	bool sync_cut;   /* a WARNING came with the COMMIT: see on_notice() */
 	bool unexpected; /* a result was not what its statement gives */
 	uint64_t rng;
 };
@@ -2300,14 +2301,35 @@ static int setup_session(struct pg_be *be, char *err, size_t errlen)
 	return store__pg_api_prepare(be->conn, err, errlen);
 }
 
+/* Whether the batch's COMMIT is queued and every result before the
+ * statement that precedes it has been read: a notice parsed now belongs to
+ * one of those two (libpq handles a notice as soon as it parses it, which
+ * may be before the previous statement's result has been taken). */
+static bool commit_is_due(const struct pg_be *be)
+{
+	return be->slot_tail > 0 && be->slots[be->slot_tail - 1].kind == SL_COMMIT &&
+	       be->slot_tail - be->slot_head <= 2;
+}
+
 /* Server notices ("relation ... already exists, skipping") go to the debug
- * log instead of libpq's default, a bare line on stderr. */
+ * log instead of libpq's default, a bare line on stderr.  A WARNING with
+ * the COMMIT is how PostgreSQL ends a COMMIT whose wait for a synchronous
+ * standby was cancelled (pg_cancel_backend(), a tool): "committed locally,
+ * but might not have been replicated to the standby", with the COMMIT's
+ * result saying COMMIT.  The batch is then not acknowledged (503; the
+ * provider's retry is a duplicate).  By SQLSTATE (01000) and the
+ * untranslated severity, since the message text depends on lc_messages;
+ * none of the batch's own statements raises a warning. */
 static void on_notice(void *arg, const PGresult *r)
 {
+	struct pg_be *be = arg;
 	const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+	const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *ss = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 	char q[256];
 
-	(void)arg;
+	if (be && sev && ss && !strcmp(sev, "WARNING") && !strcmp(ss, "01000") && commit_is_due(be))
+		be->sync_cut = true;
 	if (m)
 		LOG_D("storage_notice", "backend=postgresql message=%s",
 		      log_quote(q, sizeof(q), m, strlen(m)));
@@ -2334,7 +2356,7 @@ static int do_connect(struct pg_be *be, bool for_open, char *err, size_t errlen)
 		return DLRD_EIO;
 	}
 	be->conn = c;
-	PQsetNoticeReceiver(c, on_notice, NULL);
+	PQsetNoticeReceiver(c, on_notice, be);
 	if (for_open) {
 		if (PQserverVersion(c) < PG_MIN_SERVER) {
 			util_fmt(err, errlen, "postgresql: server version %d is older than 12",
@@ -2837,7 +2859,8 @@ static bool on_batch_result(void *ctx, PGresult *r)
 		be->unexpected |= !store__pg_api_follow_result(be->apis[s->i].it->op, r);
 		break;
 	case SL_COMMIT:
-		be->committed = st == PGRES_COMMAND_OK && !strcmp(PQcmdStatus(r), "COMMIT");
+		be->committed =
+		    st == PGRES_COMMAND_OK && !strcmp(PQcmdStatus(r), "COMMIT") && !be->sync_cut;
 		break;
 	}
 	return false;
@@ -2931,7 +2954,7 @@ static int run_batch(struct pg_be *be, size_t nunits, size_t napi, bool use_json
 
 	memset(f, 0, sizeof(*f));
 	be->slot_head = be->slot_tail = 0;
-	be->committed = be->unexpected = false;
+	be->committed = be->unexpected = be->sync_cut = false;
 	for (size_t a = 0; a < napi; a++) {
 		be->apis[a].got = be->apis[a].followed = false;
 		store__pg_api_reset(be->apis[a].it->op);
@@ -3007,7 +3030,11 @@ exchanged:
 	if (be->committed && !f->failed && !be->unexpected)
 		return 0;
 	if (!f->failed && !be->unexpected)
-		store__pg_set_err(err, errlen, "COMMIT", "the transaction did not commit");
+		store__pg_set_err(err, errlen, "COMMIT",
+		                  be->sync_cut
+		                      ? "committed locally, but the wait for the synchronous"
+		                        " standby was cancelled (may not be replicated)"
+		                      : "the transaction did not commit");
 	rollback_if_open(be);
 	return DLRD_EIO;
 

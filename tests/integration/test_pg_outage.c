@@ -12,7 +12,8 @@
  * (every event not yet acknowledged is sent again until it is) each event is
  * stored exactly once, with one retry-log row per acknowledged request at
  * least.  Then, on one node: the primary turns read-only while the node is
- * idle, and /healthz must say so before any callback fails.
+ * idle, and /healthz must say so before any callback fails; and a COMMIT
+ * whose wait for a synchronous standby is cancelled is not acknowledged.
  *
  * Runs when $DLRD_TEST_PG_URL is set (PostgreSQL tests enabled, see
  * scripts/pg-test.sh), skipped with a message otherwise.  Since it stops the
@@ -418,6 +419,7 @@ static int teardown1(void **state)
 	/* the cluster is this file's own: put back what a test changed */
 	if (e->c) {
 		pgt_exec(e->c, "ALTER SYSTEM RESET default_transaction_read_only");
+		pgt_exec(e->c, "ALTER SYSTEM RESET synchronous_standby_names");
 		pgt_exec(e->c, "SELECT pg_reload_conf()");
 		PQfinish(e->c);
 	}
@@ -475,11 +477,58 @@ static void test_read_only_primary(void **state)
 	free(r);
 }
 
+/*
+ * A synchronous standby is configured but does not answer, so dlrd's COMMIT
+ * waits for it; an administrator (or a tool) cancels the wait.  PostgreSQL
+ * then ends the COMMIT successfully, with a WARNING that the transaction
+ * committed locally but may not have reached the standby: the promise of a
+ * 2xx (it survives the loss of the primary, deployment.md) does not hold,
+ * so the callback must get 503 and its resend be counted as a duplicate.
+ */
+static void test_sync_standby_wait_cancelled(void **state)
+{
+	struct env *e = *state;
+	struct h_resp *r = malloc(sizeof(*r));
+	char body[1024], sid[35];
+	int64_t pid = PGT_ERR;
+
+	assert_true(health_is(e, 200, 5000));
+	assert_int_equal(pgt_exec(e->c, "ALTER SYSTEM SET synchronous_standby_names = 'ghost'"), 0);
+	assert_int_equal(pgt_exec(e->c, "SELECT pg_reload_conf()"), 0);
+	h_sid(sid, 0x0c01, 1);
+	assert_true(h_twilio_body(body, sizeof(body), sid, "delivered", NULL) > 0);
+	struct h_async *a = h_async_post_status(&e->node[0], body);
+	/* dlrd's COMMIT waits for the standby; cancel that wait */
+	for (int64_t deadline = h_now_ms() + 10000; pid == PGT_ERR;) {
+		pid =
+		    pgt_int(e->c, "SELECT pid FROM pg_stat_activity WHERE application_name = 'dlrd'"
+		                  " AND wait_event = 'SyncRep' AND query = 'COMMIT' LIMIT 1");
+		assert_true(h_now_ms() < deadline);
+		if (pid == PGT_ERR)
+			h_sleep_ms(20);
+	}
+	assert_int_equal(pgt_int(e->c, "SELECT pg_cancel_backend(%lld)::int", (long long)pid), 1);
+	long st = h_async_wait(a, r);
+	if (st != 503)
+		fail_msg("a commit that may not have reached the standby was answered %ld", st);
+
+	assert_int_equal(pgt_exec(e->c, "ALTER SYSTEM RESET synchronous_standby_names"), 0);
+	assert_int_equal(pgt_exec(e->c, "SELECT pg_reload_conf()"), 0);
+	assert_true(health_is(e, 200, 15000));
+	/* the provider's retry: the event was committed, the retry is a duplicate */
+	assert_int_equal(h_post_status(&e->node[0], body, r), 200);
+	assert_int_equal(pgt_int(e->c, "SELECT count(*) FROM sms_message_events"), 1);
+	assert_int_equal(pgt_int(e->c, "SELECT count(*) FROM sms_callback_log WHERE duplicate = 1"),
+	                 1);
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_database_restarts_under_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_primary, setup1, teardown1),
+	    cmocka_unit_test_setup_teardown(test_sync_standby_wait_cancelled, setup1, teardown1),
 	};
 	int rc;
 
