@@ -2263,7 +2263,10 @@ out:
  * Per-session settings and prepared statements, after every (re)connection.
  * statement_timeout bounds one batch on the server; a node that dies in the
  * middle of a transaction loses its row locks after
- * idle_in_transaction_session_timeout.  storage.synchronous: full keeps the
+ * idle_in_transaction_session_timeout.  lock_timeout is 0 whatever the role
+ * or database says: waiting for the summary row another node's batch holds
+ * is how nodes serialize, and statement_timeout bounds that wait (a shorter
+ * lock_timeout failed every callback of the batch with 55P03).  storage.synchronous: full keeps the
  * server's synchronous_commit unless it is off (then on: a 2xx must survive a
  * crash of the database server); normal turns it off for this session.
  */
@@ -2274,12 +2277,12 @@ static int setup_session(struct pg_be *be, char *err, size_t errlen)
 
 	rc = run_simple(be, "session settings",
 	                be->sync == SYNC_FULL
-	                    ? "SET statement_timeout = '10s';"
+	                    ? "SET statement_timeout = '10s'; SET lock_timeout = 0;"
 	                      " SET idle_in_transaction_session_timeout = '30s';"
 	                      " SELECT set_config('synchronous_commit', CASE WHEN"
 	                      " current_setting('synchronous_commit') = 'off' THEN 'on' ELSE"
 	                      " current_setting('synchronous_commit') END, false)"
-	                    : "SET statement_timeout = '10s';"
+	                    : "SET statement_timeout = '10s'; SET lock_timeout = 0;"
 	                      " SET idle_in_transaction_session_timeout = '30s';"
 	                      " SET synchronous_commit = off",
 	                PG_SIMPLE_TIMEOUT_MS, &f, err, errlen);

@@ -12,7 +12,9 @@
  * still works after migration 9, two writers applying events of the same messages
  * concurrently (different ones, and the same) end with one stored event each
  * and the summary the set of events determines, a
- * forced deadlock is retried, a connection killed by the server is replaced.
+ * forced deadlock is retried, a lock_timeout of the database does not fail
+ * a batch that waits for a row, a connection killed by the server is
+ * replaced.
  * Then the JSON API at store level: sends (replay, reused key, opt-out),
  * adopting and merging callback-created rows, reveal and resolve with their
  * audit rows, API items mixed with callbacks in one batch, every read method
@@ -1062,6 +1064,57 @@ static void test_deadlock_is_retried(void **state)
 	                 2);
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events"), 4);
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_callback_log"), 4);
+	PQfinish(x);
+}
+
+/* A lock_timeout set for dlrd's role or database (a common guard against
+ * DDL blocking applications) must not turn the ordinary wait for another
+ * node's summary row into a failed batch: dlrd bounds its waits itself
+ * (statement_timeout, the batch deadline), so a batch that waits a little
+ * longer than that lock_timeout still commits. */
+static void test_lock_timeout_of_the_database(void **state)
+{
+	struct fixture *f = *state;
+	struct commit_item it;
+	struct bg_apply b;
+	pthread_t t;
+	PGconn *x = pgt_connect(f->url);
+
+	assert_non_null(x);
+	assert_int_equal(pgt_exec(f->c, "ALTER DATABASE %s SET lock_timeout = '50ms'", f->db), 0);
+	terminate_dlrd(f); /* the next batch reconnects with it */
+	struct dlr_event e1 = mk("SMlt1", ST_SENT, "sent", NULL);
+	assert_int_equal(apply1(f, &e1, &it), 0);
+
+	/* another node's transaction holds the summary row */
+	assert_int_equal(pgt_exec(x, "BEGIN"), 0);
+	assert_int_equal(pgt_exec(x, "SELECT 1 FROM sms_messages WHERE provider_message_id ="
+	                             " 'SMlt1' FOR UPDATE"),
+	                 0);
+	memset(&b, 0, sizeof(b));
+	b.st = f->st;
+	b.ev[0] = mk("SMlt1", ST_DELIVERED, "delivered", NULL);
+	b.ev[1] = mk("SMlt2", ST_SENT, "sent", NULL);
+	b.rc = 1;
+	assert_int_equal(pthread_create(&t, NULL, bg_apply_main, &b), 0);
+	/* until dlrd has waited for the row four times that lock_timeout, or
+	 * its batch has ended */
+	int64_t deadline = util_mono_ms() + 10000;
+	while (Q(f, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+	            " WHERE a.application_name = 'dlrd' AND a.datname = current_database()"
+	            " AND NOT l.granted AND l.waitstart < clock_timestamp() - interval '200 ms'") <
+	           1 &&
+	       Q(f, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dlrd' AND"
+	            " datname = current_database() AND state = 'idle'") != 1) {
+		assert_true(util_mono_ms() < deadline);
+		usleep(10000);
+	}
+	assert_int_equal(pgt_exec(x, "COMMIT"), 0);
+	pthread_join(t, NULL);
+	if (b.rc)
+		fail_msg("the batch failed while it waited for a row lock: %s", b.err);
+	assert_int_equal(b.its[0].n_new + b.its[1].n_new, 2);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events"), 3);
 	PQfinish(x);
 }
 
@@ -3050,6 +3103,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_writers_payloads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadlock_is_retried, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lock_timeout_of_the_database, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconnects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_api_send_replay_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_api_send_adopts_callbacks, setup, teardown),
