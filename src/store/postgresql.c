@@ -2040,10 +2040,23 @@ static int migrate(struct pg_be *be, char *err, size_t errlen)
 		int unknown = 0;
 		size_t i, k;
 
+		bool missing;
+
 		if ((rc = exec_startup(be,
 		                       "BEGIN; SET LOCAL statement_timeout = 0;"
 		                       " SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ");"
-		                       " CREATE TABLE IF NOT EXISTS schema_migrations ("
+		                       " SELECT to_regclass('schema_migrations') IS NULL",
+		                       PGRES_TUPLES_OK, err, errlen, &r)) != 0)
+			goto fail;
+		missing = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+		PQclear(r);
+		r = NULL;
+		/* only when it is missing: CREATE ... IF NOT EXISTS needs the
+		 * CREATE privilege on the schema even when the table exists, and
+		 * a node of an up-to-date schema needs none */
+		if (missing &&
+		    (rc = exec_startup(be,
+		                       "CREATE TABLE IF NOT EXISTS schema_migrations ("
 		                       " version integer PRIMARY KEY, name text NOT NULL,"
 		                       " applied_at timestamptz NOT NULL DEFAULT now())",
 		                       PGRES_COMMAND_OK, err, errlen, NULL)) != 0)

@@ -558,6 +558,46 @@ static void test_concurrent_start(void **state)
 	assert_non_null(strstr(err, "newer than this dlrd"));
 }
 
+/* Once the schema is up to date, a node needs no CREATE privilege
+ * (deployment.md: "the first time, and when a new version adds a
+ * migration"): a role with only the privileges to use the tables and
+ * functions opens the store and stores callbacks. */
+static void test_open_without_create_privilege(void **state)
+{
+	struct fixture *f = *state;
+	struct fixture g;
+	struct commit_item it;
+	char role[64], err[512] = "";
+	struct store *st = NULL;
+
+	util_fmt(role, sizeof(role), "%s_app", f->db);
+	assert_int_equal(pgt_exec(f->c, "CREATE ROLE %s LOGIN", role), 0);
+	assert_int_equal(pgt_exec(f->c, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"), 0);
+	assert_int_equal(pgt_exec(f->c, "GRANT USAGE ON SCHEMA public TO %s", role), 0);
+	assert_int_equal(pgt_exec(f->c,
+	                          "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA"
+	                          " public TO %s",
+	                          role),
+	                 0);
+	assert_int_equal(
+	    pgt_exec(f->c, "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s", role), 0);
+	memset(&g, 0, sizeof(g));
+	util_fmt(g.url, sizeof(g.url), "%s user=%s", f->url, role);
+	g.cfg.storage_url = g.url;
+	g.cfg.synchronous = SYNC_FULL;
+	int rc = store_open(&g.cfg, &st, err, sizeof(err));
+	if (rc == 0) {
+		struct dlr_event e = mk("SMrole", ST_SENT, "sent", NULL);
+		rc = apply_on(st, &e, &it);
+		store_close(st);
+	}
+	pgt_exec(f->c, "DROP OWNED BY %s", role);
+	pgt_exec(f->c, "DROP ROLE %s", role);
+	if (rc)
+		fail_msg("a node without CREATE privilege did not start: %s", err);
+	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events"), 1);
+}
+
 #define TEST_HASH_KEY "store-test-hash-key"
 
 /* Migration 5 (SQLite's 7): a database an older dlrd wrote (numbers in
@@ -3099,6 +3139,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_json_payload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fold_matches_c, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_start, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_without_create_privilege, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_5_privacy_ids, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_writers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_writers_payloads, setup, teardown),
