@@ -3219,10 +3219,11 @@ failed:
 
 /* A real write: a transaction that gets a transaction id (so its COMMIT is
  * written and flushed like a batch's), which also fails on a read-only
- * standby, and an UPDATE (of no row) that fails on a primary that turned
- * read-only (default_transaction_read_only, reloaded under a session that
- * is already open: txid_current() still works there, every batch fails
- * with 25006).  Reconnects first when needed. */
+ * standby; and 25006 when the transaction is read-only, as on a primary
+ * that turned read-only (default_transaction_read_only, reloaded under a
+ * session that is already open: txid_current() still works there, every
+ * batch fails with 25006).  It touches no table, so it needs no privilege
+ * beyond the batches'.  Reconnects first when needed. */
 static int pg_probe(void *p, char *err, size_t errlen)
 {
 	struct pg_be *be = p;
@@ -3233,7 +3234,9 @@ static int pg_probe(void *p, char *err, size_t errlen)
 		return rc;
 	rc = run_simple(be, "probe",
 	                "BEGIN; SELECT txid_current();"
-	                " UPDATE schema_migrations SET version = version WHERE false; COMMIT",
+	                " DO $$BEGIN IF current_setting('transaction_read_only') = 'on' THEN"
+	                " RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',"
+	                " MESSAGE = 'the server is read-only'; END IF; END$$; COMMIT",
 	                PG_SIMPLE_TIMEOUT_MS, &f, err, errlen);
 	if (rc) {
 		if (drop_after(&f))
