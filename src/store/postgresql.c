@@ -2279,7 +2279,9 @@ out:
  * idle_in_transaction_session_timeout.  lock_timeout is 0 whatever the role
  * or database says: waiting for the summary row another node's batch holds
  * is how nodes serialize, and statement_timeout bounds that wait (a shorter
- * lock_timeout failed every callback of the batch with 55P03).  storage.synchronous: full keeps the
+ * lock_timeout failed every callback of the batch with 55P03).
+ * client_min_messages = warning: the COMMIT's warning of on_notice() must
+ * reach us, whatever the role or database says.  storage.synchronous: full keeps the
  * server's synchronous_commit unless it is off (then on: a 2xx must survive a
  * crash of the database server); normal turns it off for this session.
  */
@@ -2291,11 +2293,13 @@ static int setup_session(struct pg_be *be, char *err, size_t errlen)
 	rc = run_simple(be, "session settings",
 	                be->sync == SYNC_FULL
 	                    ? "SET statement_timeout = '10s'; SET lock_timeout = 0;"
+	                      " SET client_min_messages = warning;"
 	                      " SET idle_in_transaction_session_timeout = '30s';"
 	                      " SELECT set_config('synchronous_commit', CASE WHEN"
 	                      " current_setting('synchronous_commit') = 'off' THEN 'on' ELSE"
 	                      " current_setting('synchronous_commit') END, false)"
 	                    : "SET statement_timeout = '10s'; SET lock_timeout = 0;"
+	                      " SET client_min_messages = warning;"
 	                      " SET idle_in_transaction_session_timeout = '30s';"
 	                      " SET synchronous_commit = off",
 	                PG_SIMPLE_TIMEOUT_MS, &f, err, errlen);

@@ -493,6 +493,14 @@ static void test_sync_standby_wait_cancelled(void **state)
 	int64_t pid = PGT_ERR;
 
 	assert_true(health_is(e, 200, 5000));
+	/* warnings not sent to clients by default, as some roles have it:
+	 * dlrd's session must still hear this one (its next batch reconnects) */
+	assert_int_equal(pgt_exec(e->c, "ALTER DATABASE %s SET client_min_messages = error", e->db),
+	                 0);
+	assert_true(pgt_int(e->c,
+	                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+	                    " WHERE application_name = 'dlrd' AND datname = current_database()") >=
+	            0);
 	assert_int_equal(pgt_exec(e->c, "ALTER SYSTEM SET synchronous_standby_names = 'ghost'"), 0);
 	assert_int_equal(pgt_exec(e->c, "SELECT pg_reload_conf()"), 0);
 	h_sid(sid, 0x0c01, 1);
