@@ -506,8 +506,9 @@ static void test_sync_standby_wait_cancelled(void **state)
 	h_sid(sid, 0x0c01, 1);
 	assert_true(h_twilio_body(body, sizeof(body), sid, "delivered", NULL) > 0);
 	struct h_async *a = h_async_post_status(&e->node[0], body);
-	/* dlrd's COMMIT waits for the standby; cancel that wait */
-	for (int64_t deadline = h_now_ms() + 10000; pid == PGT_ERR;) {
+	/* dlrd's COMMIT waits for the standby (after an idle probe that may be
+	 * waiting for it too, 5 s at most); cancel that wait */
+	for (int64_t deadline = h_now_ms() + 20000; pid == PGT_ERR;) {
 		pid =
 		    pgt_int(e->c, "SELECT pid FROM pg_stat_activity WHERE application_name = 'dlrd'"
 		                  " AND wait_event = 'SyncRep' AND query = 'COMMIT' LIMIT 1");
