@@ -2039,7 +2039,6 @@ static int migrate(struct pg_be *be, char *err, size_t errlen)
 		PGresult *r = NULL;
 		int unknown = 0;
 		size_t i, k;
-
 		bool missing;
 
 		if ((rc = exec_startup(be,
@@ -2280,10 +2279,11 @@ out:
  * or database says: waiting for the summary row another node's batch holds
  * is how nodes serialize, and statement_timeout bounds that wait (a shorter
  * lock_timeout failed every callback of the batch with 55P03).
- * client_min_messages = warning: the COMMIT's warning of on_notice() must
- * reach us, whatever the role or database says.  storage.synchronous: full keeps the
- * server's synchronous_commit unless it is off (then on: a 2xx must survive a
- * crash of the database server); normal turns it off for this session.
+ * client_min_messages is warning, also whatever the role or database says:
+ * the COMMIT's warning on_notice() looks for must reach us.
+ * storage.synchronous: full keeps the server's synchronous_commit unless it
+ * is off (then on: a 2xx must survive a crash of the database server);
+ * normal turns it off for this session.
  */
 static int setup_session(struct pg_be *be, char *err, size_t errlen)
 {
