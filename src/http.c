@@ -745,8 +745,12 @@ static enum MHD_Result dispatch(struct req *r)
 	for (size_t i = 0; i < r->res.n_events; i++) {
 		struct dlr_event *ev = &r->res.events[i];
 		if (ev->kind == EV_INBOUND) {
-			ev->keyword =
-			    ev->text_is_part ? KW_NONE : optout_classify(ev->text, ev->text_len);
+			/* a keyword the provider itself reports (Twilio's
+			 * OptOutType) stands */
+			if (ev->keyword == KW_NONE)
+				ev->keyword = ev->text_is_part
+				                  ? KW_NONE
+				                  : optout_classify(ev->text, ev->text_len);
 			/* An opt-out's order is its provider time (the dedup key is
 			 * made already): one ahead of our clock (a skewed provider)
 			 * would outrank every later STOP or START until then, so

@@ -19,6 +19,11 @@
  * the user who wrote (hashed; FromCountry is Twilio's geo-lookup of it), To
  * our number, Body the text.  The answer is an empty TwiML document, so
  * Twilio sends no reply.  Inbound messages have no event time either.
+ * OptOutType (STOP, START or HELP), sent when the number's Messaging Service
+ * has Advanced Opt-Out, says which of its keyword lists the whole body
+ * matched, custom and localized words included ("ALTO", "ARRET"), and Twilio
+ * blocks or unblocks the user by it: it decides the keyword (Twilio support
+ * article 31560110671259); without it the body is classified centrally.
  *
  * Both URLs route by payload, so a webhook pointed at the wrong one still
  * lands right: SmsStatus/MessageStatus "received" (or "receiving"), or a
@@ -28,6 +33,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "form.h"
 #include "dlrd_limits.h"
@@ -282,7 +288,7 @@ static bool is_inbound(const struct form *f)
 static void parse_inbound(struct provider_request *req, const struct form *f,
                           struct provider_result *res, struct dlr_event *ev)
 {
-	const struct form_field *sid, *from, *to, *body, *country;
+	const struct form_field *sid, *from, *to, *body, *country, *opt;
 
 	res->content_type = "text/xml";
 	res->body = twiml_empty;
@@ -313,6 +319,16 @@ static void parse_inbound(struct provider_request *req, const struct form *f,
 	body = form_get(f, "Body");
 	ev->text = body ? body->value : arena_strndup(req->arena, "", 0);
 	ev->text_len = body ? body->value_len : 0;
+	/* Advanced Opt-Out: Twilio names the keyword list the body matched,
+	 * custom words included (see the top); without it, the body decides
+	 * centrally. */
+	opt = field(f, "OptOutType", NULL);
+	if (opt && strcasecmp(opt->value, "STOP") == 0)
+		ev->keyword = KW_OPT_OUT;
+	else if (opt && strcasecmp(opt->value, "START") == 0)
+		ev->keyword = KW_OPT_IN;
+	else if (opt && strcasecmp(opt->value, "HELP") == 0)
+		ev->keyword = KW_HELP;
 	event_finish(ev);
 }
 

@@ -185,11 +185,46 @@ static void test_routed_by_payload(void **state)
 	assert_int_equal(h_count(d, "sms_inbound_messages"), 1);
 }
 
+/* A Messaging Service with Advanced Opt-Out and a custom opt-out word
+ * (here Spanish "ALTO"): Twilio blocks the user and says so in OptOutType
+ * (Twilio support article 31560110671259); dlrd records the opt-out with
+ * the word the user sent, and a later OptOutType=START opts them back in.
+ * Before, both were stored as plain messages and the state never changed. */
+#define MS_BODY(sid, text, type)                                                                   \
+	"ToCountry=US&ToState=CA&SmsMessageSid=" sid "&NumMedia=0&SmsSid=" sid                     \
+	"&SmsStatus=received&Body=" text "&FromCountry=GB&To=%2B15005550006&NumSegments=1"         \
+	"&MessagingServiceSid=MG0123456789abcdef0123456789abcdef&OptOutType=" type                 \
+	"&MessageSid=" sid "&AccountSid=AC0123456789abcdef0123456789abcdef"                        \
+	"&From=%2B447700900123&ApiVersion=2010-04-01"
+#define SID2 "SM2f0c2d3e4a5b69788796a5b4c3d2e1f0"
+static void test_advanced_opt_out_type(void **state)
+{
+	struct dlrd *d = *state;
+	struct h_resp r;
+	char buf[256];
+
+	assert_int_equal(
+	    h_post_twilio(d, INBOUND, H_TOKEN1, MS_BODY(SID, "ALTO", "STOP"), NULL, &r), 200);
+	assert_string_equal(r.body, TWIML);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT keyword FROM sms_inbound_messages"), "opt_out");
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT opted_out||'|'||keyword FROM sms_opt_outs"),
+	    "1|ALTO");
+	assert_int_equal(
+	    h_post_twilio(d, INBOUND, H_TOKEN1, MS_BODY(SID2, "ALTA", "START"), NULL, &r), 200);
+	assert_string_equal(
+	    h_sql_str(d, buf, sizeof(buf), "SELECT opted_out||'|'||keyword FROM sms_opt_outs"),
+	    "0|ALTA");
+	assert_int_equal(h_count(d, "sms_opt_out_history"), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_post_get_and_stop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_with_unicode_spaces, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_advanced_opt_out_type, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_raw_payload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_forged_write_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_routed_by_payload, setup, teardown),

@@ -355,6 +355,50 @@ static void test_unusable_and_edge_fields(void **state)
 	assert_null(ev->sender_identity);
 }
 
+/* Advanced Opt-Out (a Messaging Service with custom keywords, e.g. Spanish
+ * "ALTO"/"AYUDA" or a removed default): Twilio tells which keyword list the
+ * whole body matched in OptOutType (STOP, START or HELP), and blocks or
+ * unblocks the user on its side whatever dlrd's own list says.  Source:
+ * Twilio support article 31560110671259 "How to Track Opt-Out, Opt-In and
+ * Help Messages Using the OptOutType Parameter" (the parameter is sent on
+ * the incoming message webhook when Advanced Opt-Out is enabled).  Before,
+ * a custom opt-out word was stored as a plain message and the user stayed
+ * opted in at dlrd while Twilio refused every send (21610). */
+static void test_opt_out_type(void **state)
+{
+	struct fx *f = *state;
+	int prc;
+	static const struct {
+		const char *body, *type;
+		enum optout_kind kw;
+	} cases[] = {
+	    {"ALTO", "STOP", KW_OPT_OUT},  {"ALTA", "START", KW_OPT_IN}, {"AYUDA", "HELP", KW_HELP},
+	    {"ARRET", "stop", KW_OPT_OUT}, {"Hola", NULL, KW_NONE},      {"Hola", "", KW_NONE},
+	    {"Hola", "MAYBE", KW_NONE},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char body[1024];
+		snprintf(body, sizeof(body),
+		         "ToCountry=US&SmsMessageSid=" SID "&NumMedia=0&SmsSid=" SID
+		         "&SmsStatus=received&Body=%s&FromCountry=US&To=%%2B15005550006"
+		         "&MessagingServiceSid=MG0123456789abcdef0123456789abcdef"
+		         "&NumSegments=1%s%s&MessageSid=" SID
+		         "&AccountSid=AC0123456789abcdef0123456789abcdef"
+		         "&From=%%2B14155550123&ApiVersion=2010-04-01",
+		         cases[i].body, cases[i].type ? "&OptOutType=" : "",
+		         cases[i].type ? cases[i].type : "");
+		sign(f, "/webhooks/twilio/inbound", body);
+		assert_int_equal(
+		    run(f, "POST", HOOK_INBOUND, "/webhooks/twilio/inbound", body, &prc), 0);
+		assert_int_equal(prc, 0);
+		assert_int_equal(f->res.n_events, 1);
+		assert_int_equal(f->res.events[0].kind, EV_INBOUND);
+		assert_string_equal(f->res.events[0].text, cases[i].body);
+		assert_int_equal(f->res.events[0].keyword, cases[i].kw);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -365,6 +409,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_inbound_on_status_url, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_status_on_inbound_url, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unusable_and_edge_fields, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_opt_out_type, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
