@@ -53,6 +53,11 @@
  * irrelevant and a retry's Sequence is not documented to be stable.  Plivo
  * reports no handset delivery for US and Canadian numbers: "sent" can be the
  * last status there.
+ *
+ * Inbound: MessageIntent is "optout", "optin" or "help" when the body
+ * matched one of Plivo's keyword lists (blank otherwise; Plivo "Handling
+ * incoming SMS/MMS"), and Plivo blocks or unblocks the sender by it: it
+ * decides the keyword; when blank, the body is classified centrally.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -425,7 +430,7 @@ static int64_t plivo_time(const struct form *f, const char *name)
 
 static void parse_inbound(struct provider_request *req, const struct form *f, struct dlr_event *ev)
 {
-	const struct form_field *from = field(f, "From"), *text = field(f, "Text");
+	const struct form_field *from = field(f, "From"), *text = field(f, "Text"), *intent;
 
 	ev->kind = EV_INBOUND;
 	ev->provider_message_id = canonical_uuid(req->arena, f);
@@ -443,6 +448,15 @@ static void parse_inbound(struct provider_request *req, const struct form *f, st
 		text = field(f, "Body"); /* MMS and WhatsApp */
 	ev->text = text ? arena_strndup(req->arena, text->value, text->value_len) : "";
 	ev->text_len = text ? text->value_len : 0;
+	/* Plivo's own verdict, by which it blocks or unblocks the sender (see
+	 * the top); blank: the body decides centrally */
+	intent = field(f, "MessageIntent");
+	if (intent && strcmp(intent->value, "optout") == 0)
+		ev->keyword = KW_OPT_OUT;
+	else if (intent && strcmp(intent->value, "optin") == 0)
+		ev->keyword = KW_OPT_IN;
+	else if (intent && strcmp(intent->value, "help") == 0)
+		ev->keyword = KW_HELP;
 	event_finish(ev);
 }
 
