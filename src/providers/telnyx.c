@@ -27,7 +27,11 @@
  * migration rewrites such ids with telnyx_upgrade_event_id() below.
  * provider_message_id is data.payload.id, lower-cased.  An inbound
  * message.received keeps data.id as its event id (so a retried webhook is
- * one inbound row).
+ * one inbound row).  Its payload.autoresponse_type ("stop", "start" or
+ * "help", any case; null for other messages) says which of the messaging
+ * profile's keyword lists, custom ones included, the message matched, and
+ * Telnyx makes or lifts its block rule by it (Telnyx "Advanced Opt-In/Out
+ * Management"): it decides the keyword; otherwise the text does, centrally.
  *
  * What Telnyx does not tell: errors[] belong to the whole message, not to a
  * recipient; dlrd attaches the first error code to every recipient whose
@@ -37,6 +41,7 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "crypto.h"
 #include "dlrd_limits.h"
@@ -248,7 +253,7 @@ static void parse_inbound(struct provider_request *req, struct dlr_event *ev, co
 	const json_t *from = json_object_get(payload, "from");
 	const json_t *to = json_object_get(payload, "to");
 	const json_t *text = json_object_get(payload, "text");
-	const char *num;
+	const char *num, *autoresp;
 
 	ev->kind = EV_INBOUND;
 	ev->provider_message_id = jsonx_member_id(req->arena, payload, "id");
@@ -276,6 +281,16 @@ static void parse_inbound(struct provider_request *req, struct dlr_event *ev, co
 		ev->text = "";
 		ev->text_len = 0;
 	}
+	/* Telnyx's own verdict, by which it makes or lifts its block rule
+	 * (see the top); null or another operation: the text decides
+	 * centrally */
+	autoresp = jsonx_member_string(payload, "autoresponse_type", NULL);
+	if (autoresp && strcasecmp(autoresp, "stop") == 0)
+		ev->keyword = KW_OPT_OUT;
+	else if (autoresp && strcasecmp(autoresp, "start") == 0)
+		ev->keyword = KW_OPT_IN;
+	else if (autoresp && strcasecmp(autoresp, "help") == 0)
+		ev->keyword = KW_HELP;
 	event_finish(ev);
 }
 

@@ -380,6 +380,50 @@ static void test_inbound(void **state)
 	assert_int_equal(ev->occurred_ms, 1707943030500LL);
 }
 
+/* Advanced Opt-In/Out: "When a user sends an opt-in, opt-out, or help
+ * keyword, the inbound message webhook includes an autoresponse_type field"
+ * (Telnyx "Advanced Opt-In/Out Management", Track opt-out behavior via
+ * webhooks; null otherwise, as in the message.received payloads Telnyx
+ * sends).  Telnyx creates or removes its block rule by its own keyword
+ * lists, custom ones included, so its verdict decides the keyword.  Before,
+ * a custom word ("ALTO") was a plain message and the user stayed opted in
+ * at dlrd while Telnyx answered every send with 40300. */
+static void test_inbound_autoresponse_type(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *text, *type;
+		enum optout_kind kw;
+	} cases[] = {
+	    {"ALTO", "\"STOP\"", KW_OPT_OUT}, {"ALTA", "\"start\"", KW_OPT_IN},
+	    {"AYUDA", "\"HELP\"", KW_HELP},   {"Hola", "null", KW_NONE},
+	    {"Hola", "\"promo\"", KW_NONE},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char body[1024];
+		snprintf(body, sizeof(body),
+		         "{\"data\":{\"event_type\":\"message.received\","
+		         "\"id\":\"5ed9ec04-a33f-4ef2-b452-3a2989fac327\","
+		         "\"occurred_at\":\"2025-05-15T18:47:41.038+00:00\",\"payload\":{"
+		         "\"autoresponse_type\":%s,\"cc\":[],\"direction\":\"inbound\","
+		         "\"errors\":[],\"from\":{\"carrier\":\"T-Mobile USA\","
+		         "\"line_type\":\"Wireless\",\"phone_number\":\"+13125550001\"},"
+		         "\"id\":\"84cca175-9755-4859-b67f-4730d7f58aa3\",\"media\":[],"
+		         "\"parts\":1,\"received_at\":\"2025-05-15T18:47:40.991+00:00\","
+		         "\"record_type\":\"message\",\"text\":\"%s\","
+		         "\"to\":[{\"phone_number\":\"+17735550002\","
+		         "\"status\":\"webhook_delivered\"}],\"type\":\"SMS\"},"
+		         "\"record_type\":\"event\"},\"meta\":{\"attempt\":1}}",
+		         cases[i].type, cases[i].text);
+		assert_int_equal(run(f, body), 0);
+		assert_int_equal(f->res.n_events, 1);
+		assert_int_equal(f->res.events[0].kind, EV_INBOUND);
+		assert_string_equal(f->res.events[0].text, cases[i].text);
+		assert_int_equal(f->res.events[0].keyword, cases[i].kw);
+	}
+}
+
 /* A provider time that SQLite's four-digit text and PostgreSQL's timestamptz
  * cannot both hold is no time, the same on both backends (SQLite kept a
  * wrapped year for it, PostgreSQL NULL). */
@@ -600,6 +644,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vocabulary, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sent_event, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbound, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbound_autoresponse_type, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_time_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unusable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_recipient_entry_reviewed, setup, teardown),
