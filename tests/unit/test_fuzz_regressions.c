@@ -44,6 +44,9 @@
 #define LLVMFuzzerTestOneInput fuzz_json_peek_one
 #include "../../fuzz/fuzz_json_peek.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_jwt_one
+#include "../../fuzz/fuzz_jwt.c"
+#undef LLVMFuzzerTestOneInput
 
 #include "fuzz_replay.h"
 
@@ -53,7 +56,7 @@ static const struct {
 } targets[] = {
     {"form", fuzz_form_one},           {"base64", fuzz_base64_one}, {"rfc3339", fuzz_rfc3339_one},
     {"phone", fuzz_phone_one},         {"config", fuzz_config_one}, {"twilio", fuzz_twilio_one},
-    {"json_peek", fuzz_json_peek_one},
+    {"json_peek", fuzz_json_peek_one}, {"jwt", fuzz_jwt_one},
 };
 
 static char root[4096];
@@ -118,6 +121,12 @@ static void test_json_peek(void **state)
 	replay("json_peek");
 }
 
+static void test_jwt(void **state)
+{
+	(void)state;
+	replay("jwt");
+}
+
 /* A folder of regressions nobody replays would be a crash that may come
  * back unnoticed: each one needs a target above or a test of its own. */
 static void test_every_regression_replayed(void **state)
@@ -153,10 +162,15 @@ static void test_every_regression_replayed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_form),      cmocka_unit_test(test_base64),
-	    cmocka_unit_test(test_rfc3339),   cmocka_unit_test(test_phone),
-	    cmocka_unit_test(test_config),    cmocka_unit_test(test_twilio),
-	    cmocka_unit_test(test_json_peek), cmocka_unit_test(test_every_regression_replayed),
+	    cmocka_unit_test(test_form),
+	    cmocka_unit_test(test_base64),
+	    cmocka_unit_test(test_rfc3339),
+	    cmocka_unit_test(test_phone),
+	    cmocka_unit_test(test_config),
+	    cmocka_unit_test(test_twilio),
+	    cmocka_unit_test(test_json_peek),
+	    cmocka_unit_test(test_jwt),
+	    cmocka_unit_test(test_every_regression_replayed),
 	};
 	return cmocka_run_group_tests_name("unit/fuzz_regressions", tests, setup, NULL);
 }
