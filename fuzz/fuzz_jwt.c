@@ -135,8 +135,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (n > 0 && n <= JWT_MAX_BYTES) {
 		char *exact = fz_exact((struct iov){tok, n});
-		int rc = fjwt_verify(exact, n, FJWT_ALL, fjwt_secrets, ARRAY_LEN(fjwt_secrets),
-		                     &claims);
+		int rc =
+		    fjwt_verify(exact, n, FJWT_ALL, fjwt_secrets, ARRAY_LEN(fjwt_secrets), &claims);
 		FZ_CHECK((rc == 0) == good);
 		if (rc == 0)
 			FZ_CHECK(json_equal(claims, want));

@@ -68,14 +68,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FZ_CHECK(info.offset_s > -25 * 3600 && info.offset_s < 26 * 3600);
 			FZ_CHECK(strlen(info.abbrev) < TZ_ABBR_MAX);
 			FZ_CHECK(buf[TZ_FMT_LEN - 1] == '\0' && strlen(buf) == 29);
-			FZ_CHECK(ftz_digits(buf, 4) && buf[4] == '-' && ftz_digits(buf + 5, 2) &&
-			         buf[7] == '-' && ftz_digits(buf + 8, 2) && buf[10] == 'T' &&
-			         ftz_digits(buf + 11, 2) && buf[13] == ':' &&
-			         ftz_digits(buf + 14, 2) && buf[16] == ':' &&
-			         ftz_digits(buf + 17, 2) && buf[19] == '.' &&
-			         ftz_digits(buf + 20, 3) && (buf[23] == '+' || buf[23] == '-') &&
-			         ftz_digits(buf + 24, 2) && buf[26] == ':' &&
-			         ftz_digits(buf + 27, 2));
+			FZ_CHECK(
+			    ftz_digits(buf, 4) && buf[4] == '-' && ftz_digits(buf + 5, 2) &&
+			    buf[7] == '-' && ftz_digits(buf + 8, 2) && buf[10] == 'T' &&
+			    ftz_digits(buf + 11, 2) && buf[13] == ':' && ftz_digits(buf + 14, 2) &&
+			    buf[16] == ':' && ftz_digits(buf + 17, 2) && buf[19] == '.' &&
+			    ftz_digits(buf + 20, 3) && (buf[23] == '+' || buf[23] == '-') &&
+			    ftz_digits(buf + 24, 2) && buf[26] == ':' && ftz_digits(buf + 27, 2));
 			if (info.offset_s % 60 == 0 && info.offset_s > -24 * 3600 &&
 			    info.offset_s < 24 * 3600) {
 				FZ_CHECK(util_parse_rfc3339(buf, 29, &back) == 0);
