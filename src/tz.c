@@ -29,6 +29,10 @@
 #define TZIF_MAX_BYTES (256u * 1024u)
 #define TZIF_MAX_TIMES 4096u
 #define TZIF_MAX_TYPES 256u
+/* UT offsets RFC 8536 (3.2) allows: -25:00 < utoff < +26:00.  tz_format()
+ * prints the hours with two digits, and negates the offset. */
+#define TZ_OFF_MIN (-89999)
+#define TZ_OFF_MAX 93599
 
 struct tz_type {
 	int32_t off;
@@ -117,6 +121,11 @@ static int month_days(int64_t y, int m)
 struct cursor {
 	const char *p, *end;
 };
+
+static bool off_ok(int32_t off)
+{
+	return off >= TZ_OFF_MIN && off <= TZ_OFF_MAX;
+}
 
 static bool at(const struct cursor *c, char ch)
 {
@@ -260,7 +269,8 @@ static int parse_rule(const char *s, size_t n, struct tz_rule *rule)
 			rule->end = (struct tz_rdate){'M', 11, 1, 0, 0, 2 * 3600};
 		}
 	}
-	if (c.p != c.end)
+	/* hours up to 167 are for rule times (version 3), not offsets */
+	if (c.p != c.end || !off_ok(rule->std.off) || (rule->has_dst && !off_ok(rule->dst.off)))
 		return -1;
 	rule->valid = true;
 	return 0;
@@ -384,7 +394,7 @@ static int parse_tzif(const uint8_t *p, size_t n, struct tz_zone *z)
 		size_t ai = t[5], k = 0;
 		z->types[i].off = (int32_t)be32(t);
 		z->types[i].dst = t[4] != 0;
-		if (ai >= h.charcnt)
+		if (ai >= h.charcnt || !off_ok(z->types[i].off))
 			return -1;
 		while (ai + k < h.charcnt && ch[ai + k] && k + 1 < TZ_ABBR_MAX) {
 			z->types[i].abbr[k] = (char)ch[ai + k];
