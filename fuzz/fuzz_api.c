@@ -23,6 +23,9 @@
  * - every answer is one of the documented statuses with a JSON body; an
  *   error's body is {"error":{"code":...,"message":...}} with a "field"
  *   for every 422 but an unnamed unknown member or parameter;
+ * - a send whose members keep to the documented limits on their sizes
+ *   (metadata at most 4096 bytes as compact JSON, 8 deep) is never refused
+ *   as invalid JSON (too many values);
  * - an accepted send has its fields within the limits and of their kinds
  *   (slugs, printable text, an assigned country, a known provider, compact
  *   metadata that parses back to the member sent), and the same body with
@@ -326,6 +329,53 @@ static void fapi_check_send(const struct store_send *sd, const char *body, size_
 	json_decref(root);
 }
 
+/* Whether body is a send within every documented limit on its size: a
+ * JSON object of the send's members only, strings or null but for an
+ * action of string members type and id, and metadata (an object) at most
+ * API_METADATA_MAX bytes as compact JSON and API_METADATA_DEPTH deep.
+ * Such a body may be refused for its values, never as invalid JSON. */
+static bool fapi_send_in_limits(const char *body, size_t n)
+{
+	static const char *const names[] = {"to",
+	                                    "provider",
+	                                    "provider_message_id",
+	                                    "use_case",
+	                                    "template_key",
+	                                    "sender_identity",
+	                                    "destination_country",
+	                                    "recipient_timezone",
+	                                    NULL};
+	json_t *root = json_loadb(body, n, JSON_REJECT_DUPLICATES, NULL), *v;
+	const char *key;
+	bool ok = root && json_is_object(root);
+
+	json_object_foreach(ok ? root : NULL, key, v)
+	{
+		bool plain = false;
+		for (size_t i = 0; names[i]; i++)
+			plain = plain || strcmp(key, names[i]) == 0;
+		if (plain) {
+			ok = ok && (json_is_string(v) || json_is_null(v));
+		} else if (strcmp(key, "action") == 0) {
+			const char *k2;
+			json_t *v2;
+			ok = ok && json_is_object(v);
+			json_object_foreach(ok ? v : NULL, k2, v2) ok =
+			    ok && (strcmp(k2, "type") == 0 || strcmp(k2, "id") == 0) &&
+			    json_is_string(v2);
+		} else if (strcmp(key, "metadata") == 0) {
+			char *m = json_is_object(v) ? json_dumps(v, JSON_COMPACT) : NULL;
+			ok = ok && m && strlen(m) <= API_METADATA_MAX &&
+			     json_depth(v, API_METADATA_DEPTH + 1) <= API_METADATA_DEPTH;
+			free(m);
+		} else {
+			ok = false;
+		}
+	}
+	json_decref(root);
+	return ok;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_in in = {data, size};
@@ -356,6 +406,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	arena_init(&ar, NULL, 0);
 	fapi_run(route, p1, second, ctype, &ar, &s, &ans);
 	fapi_check_answer(&ans, &code);
+	if (route == 0 && ans.status != 415 && strcmp(code, "invalid_json") == 0 &&
+	    fapi_send_in_limits(p1.p, p1.n))
+		fprintf(stderr, "a send within the limits refused: %.*s\n", (int)ans.len, ans.body);
+	FZ_CHECK(route != 0 || strcmp(code, "invalid_json") != 0 ||
+	         !fapi_send_in_limits(p1.p, p1.n));
 
 	if (strcmp(code, "not_implemented") == 0) {
 		switch (route) {
