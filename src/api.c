@@ -50,10 +50,13 @@
 #define API_IDEM_KEY_MAX   255  /* Idempotency-Key header */
 #define API_METADATA_MAX   4096 /* metadata, as compact JSON */
 #define API_METADATA_DEPTH 8    /* nesting inside metadata */
-/* JSON values in a request body, checked by a raw scan before jansson
- * builds them (about 200 ns and an allocation each): the largest metadata
- * holds at most API_METADATA_MAX / 2 + 1, the other fields a few dozen */
-#define API_BODY_VALUES    (API_METADATA_MAX / 2 + 64)
+/* JSON values in a request body, as jsonx_values_ok() counts them (1, plus
+ * each ',' '[' '{' outside strings) before jansson builds them (about
+ * 200 ns and an allocation each).  Every opening bracket has a closing one
+ * and every comma a value after it, so at most 2 bytes of 3 count ("[],"
+ * repeated): the largest metadata counts at most 2 * API_METADATA_MAX / 3
+ * + 1, the other fields a few dozen */
+#define API_BODY_VALUES    (2 * API_METADATA_MAX / 3 + 64)
 #define API_SLUG_MAX       64   /* use_case, template_key, action.type */
 #define API_TEXT_MAX       128  /* sender_identity, action.id */
 #define API_REASON_MAX     500  /* reveal reason */

@@ -239,6 +239,16 @@ static void test_validation(void **state)
 		         "{\"to\":\"+14155550123\",%s,\"metadata\":{\"m\":[%s]}}", base_fields,
 		         many);
 		assert_int_equal(api_send(d, T_APP, "v-values", body, &r), 201);
+		/* and so are the most bytes that count as values: "[]," is
+		 * two of them in three bytes */
+		char arrs[4200];
+		size_t at = 0;
+		for (size_t i = 0; i < 1362; i++)
+			at += util_fmt(arrs + at, sizeof(arrs) - at, "%s[]", i ? "," : "");
+		util_fmt(body, sizeof(body),
+		         "{\"to\":\"+14155550123\",%s,\"metadata\":{\"m\":[%s]}}", base_fields,
+		         arrs);
+		assert_int_equal(api_send(d, T_APP, "v-values3", body, &r), 201);
 		many[2 * 2044 - 1] = ',';
 		many[2 * 2999 - 1] = '\0';
 		util_fmt(body, sizeof(body), "{\"to\":\"+14155550123\",%s,\"x\":[%s]}", base_fields,
