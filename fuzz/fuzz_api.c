@@ -31,6 +31,8 @@
  *   metadata that parses back to the member sent), and the same body with
  *   its members in another order and other white space is the same request
  *   (same request hash), so an idempotent retry is recognized;
+ * - a PATCH hands the store a provider message id that is bounded,
+ *   printable and canonical for the message's provider;
  * - the list handlers hand the store a limit of 2..501, valid statuses,
  *   canonical times (RFC 3339, UTC, milliseconds, years 0001-9999), an
  *   upper-case country and a canonical cursor, and a stats window of at
@@ -441,10 +443,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			json_decref(root);
 			break;
 		}
-		case 1:
-			FZ_CHECK(s.op.text != NULL && *s.op.text != '\0');
+		case 1: {
+			/* the id as the provider's callbacks will name it: bounded,
+			 * printable, and already canonical (a callback canonicalizes
+			 * its id the same way and must meet this one) */
+			size_t m = s.op.text ? strlen(s.op.text) : 0;
+			FZ_CHECK(m >= 1 && m <= LIM_ID_BYTES && printable(s.op.text, m));
+			FZ_CHECK(strcmp(canonical_pmid(&ar, fapi_provider, s.op.text, m),
+			                s.op.text) == 0);
 			FZ_CHECK(strlen(s.op.message_id) == 36);
 			break;
+		}
 		case 2:
 			FZ_CHECK(fapi_called == 1);
 			FZ_CHECK(fapi_sq.limit >= 2 && fapi_sq.limit <= API_LIMIT_MAX + 1);
