@@ -1101,7 +1101,7 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 	static const char *const action_fields[] = {"type", "id", NULL};
 	struct store_send *sd = &s->op.send;
 	const char *key = rq->header(rq->hctx, "Idempotency-Key");
-	const char *to = NULL, *prov = NULL, *pmid = NULL, *country = NULL, *tzname = NULL;
+	const char *to = NULL, *prov = NULL, *pmid = NULL, *country = NULL, *tz_name = NULL;
 	json_t *root = NULL, *action, *meta;
 	struct dlr_event ev;
 	uint8_t hash[CRYPTO_SHA256_LEN];
@@ -1190,20 +1190,21 @@ static void h_send(struct api *a, struct api_state *s, const struct api_request 
 		sd->country = c;
 	}
 	if (str_member(rq->arena, root, "recipient_timezone", false, TZ_NAME_MAX, TX_PRINTABLE,
-	               &tzname, ans) != 0)
+	               &tz_name, ans) != 0)
 		goto out;
-	if (tzname) {
+	if (tz_name) {
 		const struct tz_zone *z;
-		if (tz_lookup(a->tz, tzname, strlen(tzname), &z) != 0) {
+		if (tz_lookup(a->tz, tz_name, strlen(tz_name), &z) != 0) {
 			/* files of the zone folder an older dlrd took as zones */
-			if (strcmp(tzname, "localtime") == 0 || strcmp(tzname, "posixrules") == 0) {
+			if (strcmp(tz_name, "localtime") == 0 ||
+			    strcmp(tz_name, "posixrules") == 0) {
 				refuse(s, "unknown_time_zone", TZ_UNKNOWN, "recipient_timezone");
 				goto replay;
 			}
 			ans_error(ans, 422, "unknown_time_zone", TZ_UNKNOWN, "recipient_timezone");
 			goto out;
 		}
-		sd->recipient_timezone = tzname;
+		sd->recipient_timezone = tz_name;
 	}
 	action = json_object_get(root, "action");
 	if (!action || json_is_null(action)) {
