@@ -497,10 +497,27 @@ static void test_sync_standby_wait_cancelled(void **state)
 	 * dlrd's session must still hear this one (its next batch reconnects) */
 	assert_int_equal(pgt_exec(e->c, "ALTER DATABASE %s SET client_min_messages = error", e->db),
 	                 0);
+	int64_t t_us = pgt_int(e->c, "SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::int8");
+	assert_true(t_us != PGT_ERR);
 	assert_true(pgt_int(e->c,
 	                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
 	                    " WHERE application_name = 'dlrd' AND datname = current_database()") >=
 	            0);
+	/* pg_terminate_backend() only signals: wait until those backends are
+	 * gone, or the callback's batch may still find its connection open and
+	 * lose it mid-way (503 at once, and no COMMIT to wait) */
+	for (int64_t deadline = h_now_ms() + 10000;;) {
+		int64_t left =
+		    pgt_int(e->c,
+		            "SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+		            " 'dlrd' AND datname = current_database() AND backend_start <="
+		            " to_timestamp(%lld / 1e6)",
+		            (long long)t_us);
+		if (left == 0)
+			break;
+		assert_true(h_now_ms() < deadline);
+		h_sleep_ms(20);
+	}
 	assert_int_equal(pgt_exec(e->c, "ALTER SYSTEM SET synchronous_standby_names = 'ghost'"), 0);
 	assert_int_equal(pgt_exec(e->c, "SELECT pg_reload_conf()"), 0);
 	h_sid(sid, 0x0c01, 1);
