@@ -716,7 +716,12 @@ static int search_query(const struct store_query *q, struct qbuild *b, char *err
 	}
 	if (q->final >= 0)
 		qb_int(b, "is_final = ?", q->final);
-	qb_text(b, "provider = ?", q->provider);
+	/* With a provider message id the (provider, provider_message_id)
+	 * index finds the row.  Without one, SQLite would take the provider
+	 * alone to that index, read all of the provider's messages and sort
+	 * them for every page; '+' keeps the term off it, so the newest-first
+	 * read of the id stops after a page. */
+	qb_text(b, q->provider_message_id ? "provider = ?" : "+provider = ?", q->provider);
 	qb_text(b, "destination_country = ?", q->country);
 	qb_text(b, "sender_identity = ?", q->sender_identity);
 	qb_text(b, "template_key = ?", q->template_key);
