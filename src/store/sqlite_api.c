@@ -28,7 +28,11 @@
  * a mutex and a condition variable; a reader waits at most
  * SQLITE_READ_WAIT_MS for a free one (DLRD_EFULL otherwise).  In WAL mode
  * readers never block the writer, and each read runs in one read
- * transaction, so a timeline is one snapshot.
+ * transaction, so a timeline is one snapshot.  A read gets
+ * SQLITE_READ_TIMEOUT_MS (a progress handler interrupts it then), as
+ * PostgreSQL's reads get statement_timeout: a reader's snapshot keeps the
+ * WAL from starting over, so a read left to run for minutes made the WAL
+ * grow for minutes, and held a connection of the pool as long.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -143,8 +147,9 @@ static const char *const wsql[W__COUNT] = {
 };
 
 struct rconn {
-	sqlite3 *db; /* NULL until first used */
-	bool busy;   /* guarded by the pool's mutex */
+	sqlite3 *db;          /* NULL until first used */
+	bool busy;            /* guarded by the pool's mutex */
+	uint64_t deadline_ns; /* util_mono_ns(); the thread holding it sets it */
 };
 
 struct store__sqlite_api {
@@ -158,6 +163,7 @@ struct store__sqlite_api {
 	pthread_cond_t cv;
 	struct rconn *conns; /* n slots; busy flags guarded by mu */
 	unsigned n;
+	unsigned read_timeout_ms; /* SQLITE_READ_TIMEOUT_MS, or DLRD_TEST_READ_TIMEOUT_MS */
 };
 
 /* ---- helpers ---- */
@@ -255,6 +261,11 @@ int store__sqlite_api_open(sqlite3 *wdb, const char *path, const char *vfs, unsi
 	a->vfs = vfs ? xstrdup(vfs) : NULL;
 	a->n = pool_size ? pool_size : SQLITE_READ_POOL_DEFAULT;
 	a->conns = xcalloc(a->n, sizeof(*a->conns));
+	a->read_timeout_ms = SQLITE_READ_TIMEOUT_MS;
+	const char *tt = getenv("DLRD_TEST_READ_TIMEOUT_MS"); /* tests: reads cut short */
+	uint64_t ttn;
+	if (tt && util_parse_u64(tt, strlen(tt), &ttn) == 0 && ttn <= SQLITE_READ_TIMEOUT_MS)
+		a->read_timeout_ms = (unsigned)ttn;
 	pthread_mutex_init(&a->mu, NULL);
 	util_cond_init(&a->cv);
 	*out = a;
@@ -281,6 +292,14 @@ void store__sqlite_api_close(struct store__sqlite_api *a)
 }
 
 /* ---- the read pool ---- */
+
+/* The read connection's progress handler: non-zero interrupts the read
+ * (SQLITE_INTERRUPT) once its time is up. */
+static int read_progress(void *arg)
+{
+	const struct rconn *c = arg;
+	return util_mono_ns() >= c->deadline_ns;
+}
 
 static int pool_get(struct store__sqlite_api *a, struct rconn **out, char *err, size_t errlen)
 {
@@ -323,6 +342,8 @@ static int pool_get(struct store__sqlite_api *a, struct rconn **out, char *err, 
 		}
 		sqlite3_extended_result_codes(db, 1);
 		sqlite3_busy_timeout(db, SQLITE_READ_WAIT_MS);
+		c->deadline_ns = UINT64_MAX;
+		sqlite3_progress_handler(db, SQLITE_READ_PROGRESS_OPS, read_progress, c);
 		c->db = db;
 	}
 	*out = c;
@@ -343,6 +364,7 @@ static int read_begin(struct store__sqlite_api *a, struct rconn **c, char *err, 
 	int rc = pool_get(a, c, err, errlen);
 	if (rc != 0)
 		return rc;
+	(*c)->deadline_ns = util_mono_ns() + (uint64_t)a->read_timeout_ms * 1000000u;
 	if (sqlite3_exec((*c)->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		util_fmt(err, errlen, "sqlite: BEGIN (read): %s", sqlite3_errmsg((*c)->db));
 		pool_put(a, *c);
@@ -353,6 +375,7 @@ static int read_begin(struct store__sqlite_api *a, struct rconn **c, char *err, 
 
 static void read_end(struct store__sqlite_api *a, struct rconn *c)
 {
+	c->deadline_ns = UINT64_MAX; /* the read's end is never cut */
 	if (!sqlite3_get_autocommit(c->db))
 		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
 	if (!sqlite3_get_autocommit(c->db))

@@ -16,6 +16,10 @@
 
 #define SQLITE_READ_POOL_DEFAULT 4
 #define SQLITE_READ_WAIT_MS      2000 /* longest wait for a free read connection */
+/* Longest read (one API call's transaction), as the PostgreSQL backend's
+ * statement_timeout; checked every SQLITE_READ_PROGRESS_OPS VM steps. */
+#define SQLITE_READ_TIMEOUT_MS   10000
+#define SQLITE_READ_PROGRESS_OPS 1000
 
 struct store__sqlite_api;
 

@@ -1503,6 +1503,57 @@ static void timeline_payloads(struct fixture *f, const char *pmid, char *out, si
 	arena_fini(&ar);
 }
 
+static int setup_no_read_time(void **state)
+{
+	setenv("DLRD_TEST_READ_TIMEOUT_MS", "0", 1); /* every read past its time */
+	int rc = setup(state);
+	unsetenv("DLRD_TEST_READ_TIMEOUT_MS");
+	return rc;
+}
+
+/* A read has a time limit, as PostgreSQL's statement_timeout gives the
+ * PostgreSQL backend's: a search that reads the whole table (a rare country,
+ * newest first) ran for as long as it took, holding a read connection of
+ * the pool and a snapshot that keeps the WAL from starting over, so the WAL
+ * grew for as long.  With no time left, a long read is cut and fails
+ * (the API answers 503); a short one still answers. */
+static void test_read_time_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct arena ar;
+	struct store_message *rows, m;
+	size_t n;
+	char err[256] = "";
+	sqlite3 *db = NULL;
+	struct store_query q = {.final = -1, .limit = 51};
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(
+	        db,
+	        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+	        " WHERE i < 5000) INSERT INTO sms_messages (id, provider,"
+	        " provider_message_id, destination_country, origin, current_status,"
+	        " created_at, updated_at) SELECT printf('01900000-0000-7000-8000-%012d', i),"
+	        " 'twilio', 'SM' || i, 'US', 'callback', 'delivered',"
+	        " '2026-11-27T15:10:00.000Z', '2026-11-27T15:10:00.000Z' FROM n",
+	        NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+
+	arena_init(&ar, NULL, 0);
+	q.country = "FR"; /* none: every message is read */
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), DLRD_EIO);
+	if (!strstr(err, "interrupt"))
+		fail_msg("search: %s", err);
+	/* the connection is whole again: a short read answers */
+	assert_int_equal(store_get_message(f->st, &ar, "01900000-0000-7000-8000-000000000007", &m,
+	                                   err, sizeof(err)),
+	                 0);
+	assert_string_equal(m.provider_message_id, "SM7");
+	arena_fini(&ar);
+}
+
 static int line_cmp(const void *a, const void *b)
 {
 	return strcmp(a, b);
@@ -1730,6 +1781,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migration_9_review_dedup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_by_pmid_uses_an_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_by_provider_reads_a_page, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_time_limit, setup_no_read_time, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_times_any_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_payload_kept_once_mixed_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_payload_row_when_named, setup, teardown),
