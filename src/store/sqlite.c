@@ -325,6 +325,18 @@ static const struct {
      "ALTER TABLE sms_inbound_messages ADD COLUMN payload_id TEXT;"
      "ALTER TABLE review_queue ADD COLUMN payload_id TEXT;",
      NULL},
+    {12, "open messages found newest first",
+     /* GET /v1/messages?stuck_for= (and final=false) lists open messages
+      * newest first, by id.  The open-messages index was keyed by
+      * created_at, which cannot give that order without sorting every
+      * open message, so SQLite read every message by id instead and
+      * skipped the final ones (most of them): a hundred or a thousand
+      * rows read per row shown, the whole table for the last page.  Keyed
+      * by id it gives the order, and it stays partial: a message turning
+      * final deletes one entry, as before. */
+     "DROP INDEX sms_messages_open;"
+     "CREATE INDEX sms_messages_open ON sms_messages(id) WHERE is_final = 0;",
+     NULL},
 };
 
 enum {

@@ -737,8 +737,10 @@ static int search_query(const struct store_query *q, struct qbuild *b, char *err
 			qb_item(b, i, q->statuses[i]);
 		qb_add(b, ")");
 	}
+	/* literal, so that the partial index of open messages serves
+	 * final=false (sqlite.c, migration 12) */
 	if (q->final >= 0)
-		qb_int(b, "is_final = ?", q->final);
+		qb_add(b, q->final ? " AND is_final = 1" : " AND is_final = 0");
 	/* With a provider message id the (provider, provider_message_id)
 	 * index finds the row.  Without one, SQLite would take the provider
 	 * alone to that index, read all of the provider's messages and sort

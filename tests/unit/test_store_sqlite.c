@@ -195,7 +195,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(q_int(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(q_int(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 11);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 12);
 }
 
 /* A provider that sends one event id for two of its messages: each message
@@ -708,7 +708,7 @@ static void test_migration_rekeys_opt_outs(void **state)
 	           " ('u1', '447520650000', 'opt_out', 'STOP', 2, '2026-01-01T00:00:01.000Z',"
 	           "  '2026-01-01T00:00:10.000Z');");
 	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 11);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 12);
 	sid_text(f,
 	         "SELECT group_concat(r, ' ') FROM (SELECT recipient_hash || ':' ||"
 	         " sender_identity || ':' || opted_out || ':' || inbound_id AS r"
@@ -1212,6 +1212,40 @@ static void test_search_by_provider_reads_a_page(void **state)
 		fail_msg("search by provider and provider message id: %s", plan);
 }
 
+/* "Stuck without a final state" (stuck_for) and final=false read the open
+ * messages alone, newest first, and stop after a page.  They used to read
+ * every message newest first and skip the final ones: most messages are
+ * final, so a page of stuck ones read a hundred or a thousand times its
+ * size, and the last page the whole table; the open-messages index was
+ * keyed by created_at, which cannot give the id order without a sort. */
+static void test_search_open_reads_open_messages(void **state)
+{
+	struct fixture *f = *state;
+	struct store_query q;
+	char plan[2048];
+
+	memset(&q, 0, sizeof(q));
+	q.final = -1;
+	q.limit = 51;
+	q.stuck_before = "2026-11-27T14:10:00.000Z";
+	search_plan(f, &q, plan, sizeof(plan));
+	if (!strstr(plan, "USING INDEX sms_messages_open") || strstr(plan, "TEMP B-TREE"))
+		fail_msg("stuck search: %s", plan);
+
+	q.before_id = "01900000-0000-7000-8000-000000000000"; /* the next page */
+	q.country = "GB";
+	search_plan(f, &q, plan, sizeof(plan));
+	if (!strstr(plan, "USING INDEX sms_messages_open") || strstr(plan, "TEMP B-TREE"))
+		fail_msg("stuck search, next page: %s", plan);
+
+	memset(&q, 0, sizeof(q));
+	q.final = 0;
+	q.limit = 51;
+	search_plan(f, &q, plan, sizeof(plan));
+	if (!strstr(plan, "USING INDEX sms_messages_open") || strstr(plan, "TEMP B-TREE"))
+		fail_msg("final=false search: %s", plan);
+}
+
 static void test_receipt_times_any_order(void **state)
 {
 	struct fixture *f = *state;
@@ -1346,7 +1380,7 @@ static void test_migration_9_review_dedup(void **state)
 	store_close(f->st);
 	f->st = NULL;
 	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 11);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 12);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 4);
 }
 
@@ -1781,6 +1815,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migration_9_review_dedup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_by_pmid_uses_an_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_by_provider_reads_a_page, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_search_open_reads_open_messages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_time_limit, setup_no_read_time, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_times_any_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_payload_kept_once_mixed_batch, setup, teardown),
