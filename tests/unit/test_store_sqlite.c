@@ -195,7 +195,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(q_int(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(q_int(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 12);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 13);
 }
 
 /* A provider that sends one event id for two of its messages: each message
@@ -708,7 +708,7 @@ static void test_migration_rekeys_opt_outs(void **state)
 	           " ('u1', '447520650000', 'opt_out', 'STOP', 2, '2026-01-01T00:00:01.000Z',"
 	           "  '2026-01-01T00:00:10.000Z');");
 	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 12);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 13);
 	sid_text(f,
 	         "SELECT group_concat(r, ' ') FROM (SELECT recipient_hash || ':' ||"
 	         " sender_identity || ':' || opted_out || ':' || inbound_id AS r"
@@ -1246,6 +1246,60 @@ static void test_search_open_reads_open_messages(void **state)
 		fail_msg("final=false search: %s", plan);
 }
 
+/* The join of a callback-created message into its send (PATCH, the
+ * writer's W_MOVE_REVIEW in sqlite_api.c) moves the message's review
+ * items, and migration 8's trigger their audit rows: both found through
+ * an index.  Review items had none by message, so every such PATCH read
+ * the whole review queue inside the writer's transaction while callbacks
+ * waited.  Counted as rows stepped through by full scans. */
+static void test_join_moves_review_items_by_index(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	exec_rw(f, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+	           " WHERE i < 2000) INSERT INTO review_queue (created_at, provider, reason,"
+	           " message_id, raw_payload) SELECT '2026-11-27T15:10:00.000Z', 'twilio',"
+	           " 'unknown_status', printf('01900000-0000-7000-8000-%012d', i % 100), x''"
+	           " FROM n;"
+	           "INSERT INTO audit_log (at, actor, actor_role, action, message_id, review_id,"
+	           " reason) SELECT created_at, 'a', 'admin', 'review_resolve', message_id, id,"
+	           " 'seen' FROM review_queue;");
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "UPDATE review_queue SET message_id = ?2"
+	                                    " WHERE message_id = ?1",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_text(st, 1, "01900000-0000-7000-8000-000000000007", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, "01900000-0000-7000-8000-000000000999", -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	assert_int_equal(sqlite3_changes(db), 20);
+	int scanned = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_FULLSCAN_STEP, 0);
+	sqlite3_finalize(st);
+	/* the trigger's statement (its steps are not counted above) */
+	char plan[512] = "";
+	assert_int_equal(
+	    sqlite3_prepare_v2(db,
+	                       "EXPLAIN QUERY PLAN UPDATE audit_log SET message_id = ?1"
+	                       " WHERE review_id = ?2 AND message_id IS ?3",
+	                       -1, &st, NULL),
+	    SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		util_strlcpy(plan, (const char *)sqlite3_column_text(st, 3), sizeof(plan));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	if (!strstr(plan, "SEARCH audit_log USING INDEX"))
+		fail_msg("the trigger moves audit rows: %s", plan);
+	/* the audit rows followed their items */
+	assert_int_equal(q_int(f, "SELECT count(*) FROM audit_log WHERE message_id ="
+	                          " '01900000-0000-7000-8000-000000000999'"),
+	                 20);
+	if (scanned != 0)
+		fail_msg("moving 20 review items stepped through %d rows of full scans", scanned);
+}
+
 static void test_receipt_times_any_order(void **state)
 {
 	struct fixture *f = *state;
@@ -1380,7 +1434,7 @@ static void test_migration_9_review_dedup(void **state)
 	store_close(f->st);
 	f->st = NULL;
 	assert_int_equal(store_open(&f->cfg, &f->st, err, sizeof(err)), 0);
-	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 12);
+	assert_int_equal(q_int(f, "SELECT count(*) FROM schema_migrations"), 13);
 	assert_int_equal(q_int(f, "SELECT count(*) FROM review_queue"), 4);
 }
 
@@ -1816,6 +1870,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_search_by_pmid_uses_an_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_by_provider_reads_a_page, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_open_reads_open_messages, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_join_moves_review_items_by_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_time_limit, setup_no_read_time, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_times_any_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_payload_kept_once_mixed_batch, setup, teardown),
