@@ -1684,6 +1684,15 @@ static const struct {
      "END\n"
      "$fn$;",
      NULL},
+    {12, "audit rows of a moved review item found by index",
+     /* Migration 6's trigger (dlrd_review_moved) moves the audit rows of
+      * a review item that moves with a joined send: "WHERE review_id =
+      * NEW.id AND message_id IS NOT DISTINCT FROM OLD.message_id".  The
+      * second term cannot use audit_log_message and nothing indexed
+      * review_id, so each item moved read the whole audit log in the
+      * writer's transaction.  Partial: reveals name no review item.  An
+      * index only, so nodes of the previous version run on unchanged. */
+     "CREATE INDEX audit_log_review ON audit_log (review_id) WHERE review_id IS NOT NULL;", NULL},
 };
 
 /* The prepared statements of every writer connection (the API's are in

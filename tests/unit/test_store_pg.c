@@ -173,7 +173,7 @@ static void test_new_and_duplicate(void **state)
 	assert_int_equal(Q(f, "SELECT duplicate_count FROM sms_messages"), 1);
 	assert_int_equal(Q(f, "SELECT callback_count FROM sms_messages"), 2);
 	assert_int_equal(Q(f, "SELECT count(*) FROM review_queue"), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 11);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 12);
 	/* times are the item's receipt time, exactly */
 	assert_int_equal(Q(f, "SELECT count(*) FROM sms_message_events WHERE received_at ="
 	                      " '2023-11-14T22:13:20.000Z'"),
@@ -541,8 +541,8 @@ static void test_concurrent_start(void **state)
 	}
 	PGconn *c = pgt_connect(g.url);
 	assert_non_null(c);
-	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 11);
-	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 11);
+	assert_int_equal(pgt_int(c, "SELECT count(*) FROM schema_migrations"), 12);
+	assert_int_equal(pgt_int(c, "SELECT max(version) FROM schema_migrations"), 12);
 	PQfinish(c);
 	for (int i = 0; i < 6; i++)
 		store_close(o[i].st);
@@ -2577,6 +2577,29 @@ static void test_opt_out_same_time_later_arrival_wins(void **state)
  * migration 6 does (test_store_sqlite.c, the same rows and answer). */
 /* Migration 6: an audit row whose review item moved to a joined send
  * before the trigger existed is mended; later moves carry it along. */
+/* A review item that moves with a joined send (the join in
+ * dlrd_api_set_provider_id) takes its audit rows along (migration 6's
+ * trigger, dlrd_review_moved()), found by review id through an index.
+ * The trigger's "message_id IS NOT DISTINCT FROM" cannot use
+ * audit_log_message, and nothing indexed review_id: each item moved read
+ * the whole audit log (every reveal and resolution ever made) inside the
+ * writer's transaction.  The plan with sequential scans priced out still
+ * scanned the table. */
+static void test_moved_review_finds_audit_rows_by_index(void **state)
+{
+	struct fixture *f = *state;
+	char plan[8192];
+
+	assert_int_equal(pgt_exec(f->c, "SET enable_seqscan = off"), 0);
+	pgt_str(f->c, plan, sizeof(plan),
+	        "EXPLAIN (FORMAT JSON) UPDATE audit_log"
+	        " SET message_id = '01a21dbe-10c7-77c1-8add-78a55b904a02'"
+	        " WHERE review_id = 7"
+	        " AND message_id IS NOT DISTINCT FROM '01a21dbe-10c7-77c1-8add-78a55b904a01'");
+	if (!strstr(plan, "\"Index Name\": \"audit_log_review\""))
+		fail_msg("moving a review item's audit rows: %s", plan);
+}
+
 static void test_migration_6_audit_follows_review(void **state)
 {
 	struct fixture *f = *state;
@@ -2699,7 +2722,7 @@ static void test_migration_7_event_id_per_message(void **state)
 	                            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
 	                            " WHERE conname = 'sms_message_events_dedup'"),
 	                    "UNIQUE (message_id, dedup_key)");
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 11);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 12);
 
 	const char *sids[] = {"SMaaaa", "SMbbbb", "SMaaaa", "SMbbbb"};
 	for (int i = 0; i < 4; i++) {
@@ -2767,7 +2790,7 @@ static void test_migration_rekeys_opt_outs(void **state)
 	             "  '2026-01-01T00:00:10.000Z')"),
 	    0);
 	assert_int_equal(open_store(f, &f->st), 0);
-	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 11);
+	assert_int_equal(Q(f, "SELECT count(*) FROM schema_migrations"), 12);
 	assert_string_equal(pgt_str(f->c, buf, sizeof(buf),
 	                            "SELECT string_agg(r, ' ' ORDER BY r COLLATE \"C\") FROM"
 	                            " (SELECT recipient_hash || ':' || sender_identity || ':' ||"
@@ -3167,6 +3190,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_6_audit_follows_review, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_moved_review_finds_audit_rows_by_index, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_7_event_id_per_message, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_9_rolling_upgrade, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_opt_out_same_time_later_arrival_wins, setup,
