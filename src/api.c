@@ -1660,14 +1660,14 @@ static void h_search(struct api *a, const struct api_request *rq, struct api_ans
 		q.stuck_before = t;
 	}
 	if ((v = param(&p, "cursor")) != NULL) {
-		char *key = arena_alloc(rq->arena, 40), id[37];
-		if (cursor_decode(v, strlen(v), 'm', key, 40) != 0 ||
+		char key[40], *id = arena_alloc(rq->arena, 37);
+		if (cursor_decode(v, strlen(v), 'm', key, sizeof(key)) != 0 ||
 		    !uuid_of((struct iov){key, strlen(key)}, id)) {
 			ans_error(ans, 422, "invalid_cursor", "cursor is not one this API gave",
 			          "cursor");
 			return;
 		}
-		q.before_id = key;
+		q.before_id = id; /* in small letters, as stored: SQLite compares text */
 	}
 	unsigned limit = q.limit;
 	q.limit = limit + 1; /* one more tells whether a next page exists */
