@@ -642,11 +642,10 @@ typedef void (*row_fill_fn)(struct arena *ar, sqlite3_stmt *st, void *elem);
 /* Runs the built query b on a read connection and collects one zeroed
  * element of size sz per row, filled by fill(), into an arena array.  what
  * names the query in err.  Returns 0, or read_begin()'s error, or DLRD_EIO. */
-static int read_rows(struct store__sqlite_api *a, struct arena *ar, struct qbuild *b, size_t sz,
-                     row_fill_fn fill, const char *what, void **rows, size_t *n, char *err,
-                     size_t errlen)
+static int read_rows_on(struct rconn *c, struct arena *ar, struct qbuild *b, size_t sz,
+                        row_fill_fn fill, const char *what, void **rows, size_t *n, char *err,
+                        size_t errlen)
 {
-	struct rconn *c;
 	sqlite3_stmt *st = NULL;
 	char *out = NULL;
 	size_t cap = 0, k = 0;
@@ -654,8 +653,6 @@ static int read_rows(struct store__sqlite_api *a, struct arena *ar, struct qbuil
 
 	*rows = NULL;
 	*n = 0;
-	if ((rc = read_begin(a, &c, err, errlen)) != 0)
-		return rc;
 	if ((rc = rprep(c, b->sql, &st, err, errlen)) != 0)
 		goto out;
 	qb_bind(b, st);
@@ -675,6 +672,22 @@ static int read_rows(struct store__sqlite_api *a, struct arena *ar, struct qbuil
 	*n = k;
 out:
 	sqlite3_finalize(st);
+	return rc;
+}
+
+/* read_rows_on() in a read transaction of its own. */
+static int read_rows(struct store__sqlite_api *a, struct arena *ar, struct qbuild *b, size_t sz,
+                     row_fill_fn fill, const char *what, void **rows, size_t *n, char *err,
+                     size_t errlen)
+{
+	struct rconn *c;
+	int rc;
+
+	*rows = NULL;
+	*n = 0;
+	if ((rc = read_begin(a, &c, err, errlen)) != 0)
+		return rc;
+	rc = read_rows_on(c, ar, b, sz, fill, what, rows, n, err, errlen);
 	read_end(a, c);
 	return rc;
 }
@@ -725,12 +738,75 @@ static void fill_stats(struct arena *ar, sqlite3_stmt *st, void *e)
 		r->by_status[s] = sqlite3_column_int64(st, 3 + s);
 }
 
-/* Builds the search's SQL and bindings into b.  Returns 0, or DLRD_EIO when
- * they do not fit. */
-static int search_query(const struct store_query *q, struct qbuild *b, char *err, size_t errlen)
+/* A time range of the search holding fewer rows than this is read through
+ * its index and sorted (search_index()). */
+#define SEARCH_RANGE_ROWS 10000
+
+/* The index a search with a time range reads, chosen by the range's rows.
+ * Newest first is the id's order, so SQLite reads the id index and skips
+ * the rows out of range; but when fewer rows than a page are left in range
+ * (the last hour's messages, the last page of any range) nothing tells it
+ * to stop, and it read every older message: the whole table.  A range of
+ * fewer than SEARCH_RANGE_ROWS rows, counted through its index (the count
+ * reads index entries only, and at most that many), is read through that
+ * index and sorted; a bigger one is left to the planner as before (the id's
+ * order: a sort of the whole range for every page would cost more).  Sets
+ * *index (NULL: none); returns 0, or DLRD_EIO with err set. */
+static int search_index(sqlite3 *db, const struct store_query *q, const char **index, char *err,
+                        size_t errlen)
+{
+	static const char *const names[] = {"sms_messages_created", "sms_messages_updated"};
+	static const char *const cols[] = {"created_at", "updated_at"};
+	const char *from[] = {q->created_from, q->updated_from};
+	const char *to[] = {q->created_to, q->updated_to};
+	sqlite3_int64 fewest = SEARCH_RANGE_ROWS;
+	int rc = 0;
+
+	*index = NULL;
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		sqlite3_stmt *st = NULL;
+		char sql[300];
+		if (!from[i] && !to[i])
+			continue;
+		/* an absent bound: '' sorts before every time, '~' after */
+		util_fmt(sql, sizeof(sql),
+		         "SELECT count(*) FROM (SELECT 1 FROM sms_messages INDEXED BY %s"
+		         " WHERE %s >= ?1 AND %s < ?2 LIMIT %d)",
+		         names[i], cols[i], cols[i], SEARCH_RANGE_ROWS);
+		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+			util_fmt(err, errlen, "sqlite: preparing a range count: %s",
+			         sqlite3_errmsg(db));
+			return DLRD_EIO;
+		}
+		bind_text(st, 1, from[i] ? from[i] : "");
+		bind_text(st, 2, to[i] ? to[i] : "~");
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			sqlite3_int64 k = sqlite3_column_int64(st, 0);
+			if (k < fewest) {
+				fewest = k;
+				*index = names[i];
+			}
+		} else {
+			util_fmt(err, errlen, "sqlite: counting a range: %s", sqlite3_errmsg(db));
+			rc = DLRD_EIO;
+		}
+		sqlite3_finalize(st);
+	}
+	return rc;
+}
+
+/* Builds the search's SQL and bindings into b, reading index when not NULL.
+ * Returns 0, or DLRD_EIO when they do not fit. */
+static int search_query(const struct store_query *q, const char *index, struct qbuild *b, char *err,
+                        size_t errlen)
 {
 	memset(b, 0, sizeof(*b));
-	qb_add(b, "SELECT " MSG_COLS " FROM sms_messages WHERE 1");
+	qb_add(b, "SELECT " MSG_COLS " FROM sms_messages");
+	if (index) {
+		qb_add(b, " INDEXED BY ");
+		qb_add(b, index);
+	}
+	qb_add(b, " WHERE 1");
 	if (q->n_statuses) {
 		qb_add(b, " AND current_status IN (");
 		for (size_t i = 0; i < q->n_statuses && b->n < BINDS_MAX - 1; i++)
@@ -783,11 +859,14 @@ static int search_query(const struct store_query *q, struct qbuild *b, char *err
 	return 0;
 }
 
-int store__sqlite_search_sql(const struct store_query *q, char *sql, size_t cap)
+int store__sqlite_search_sql(sqlite3 *db, const struct store_query *q, char *sql, size_t cap)
 {
 	struct qbuild b;
-	char err[64];
-	int rc = search_query(q, &b, err, sizeof(err));
+	const char *index;
+	char err[160];
+	int rc = search_index(db, q, &index, err, sizeof(err));
+	if (rc == 0)
+		rc = search_query(q, index, &b, err, sizeof(err));
 	if (rc == 0 && util_strlcpy(sql, b.sql, cap) >= cap)
 		rc = DLRD_EIO;
 	return rc;
@@ -797,14 +876,21 @@ int store__sqlite_search(struct store__sqlite_api *a, struct arena *ar, const st
                          struct store_message **rows, size_t *n, char *err, size_t errlen)
 {
 	struct qbuild b;
+	struct rconn *c;
+	const char *index;
 	int rc;
 
 	*rows = NULL;
 	*n = 0;
-	if ((rc = search_query(q, &b, err, errlen)) != 0)
+	if ((rc = read_begin(a, &c, err, errlen)) != 0)
 		return rc;
-	return read_rows(a, ar, &b, sizeof(**rows), fill_message, "search", (void **)rows, n, err,
-	                 errlen);
+	/* the count and the search in one snapshot */
+	if ((rc = search_index(c->db, q, &index, err, errlen)) == 0 &&
+	    (rc = search_query(q, index, &b, err, errlen)) == 0)
+		rc = read_rows_on(c, ar, &b, sizeof(**rows), fill_message, "search", (void **)rows,
+		                  n, err, errlen);
+	read_end(a, c);
+	return rc;
 }
 
 int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,

@@ -46,9 +46,10 @@ int store__sqlite_get_timeline(struct store__sqlite_api *a, struct arena *ar, co
                                struct store_event **events, size_t *n, char *err, size_t errlen);
 int store__sqlite_search(struct store__sqlite_api *a, struct arena *ar, const struct store_query *q,
                          struct store_message **rows, size_t *n, char *err, size_t errlen);
-/* The SQL text store__sqlite_search() runs for q (its '?' bound in order),
- * into sql (cap bytes), for tests that look at its plan.  0 or DLRD_EIO. */
-int store__sqlite_search_sql(const struct store_query *q, char *sql, size_t cap);
+/* The SQL text store__sqlite_search() runs for q (its '?' bound in order)
+ * on the database db (the index it reads depends on the rows), into sql
+ * (cap bytes), for tests that look at its plan.  0 or DLRD_EIO. */
+int store__sqlite_search_sql(sqlite3 *db, const struct store_query *q, char *sql, size_t cap);
 int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
                               const struct store_review_query *q, struct store_review_item **rows,
                               size_t *n, char *err, size_t errlen);

@@ -1136,9 +1136,9 @@ static void search_plan(struct fixture *f, const struct store_query *q, char *pl
 	sqlite3_stmt *st = NULL;
 
 	plan[0] = '\0';
-	assert_int_equal(store__sqlite_search_sql(q, sql, sizeof(sql)), 0);
-	util_fmt(explain, sizeof(explain), "EXPLAIN QUERY PLAN %s", sql);
 	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(store__sqlite_search_sql(db, q, sql, sizeof(sql)), 0);
+	util_fmt(explain, sizeof(explain), "EXPLAIN QUERY PLAN %s", sql);
 	assert_int_equal(sqlite3_prepare_v2(db, explain, -1, &st, NULL), SQLITE_OK);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		pn += util_fmt(plan + pn, size - pn, "%s; ",
@@ -1298,6 +1298,71 @@ static void test_join_moves_review_items_by_index(void **state)
 	                 20);
 	if (scanned != 0)
 		fail_msg("moving 20 review items stepped through %d rows of full scans", scanned);
+}
+
+/* Messages created (or updated) since a time: newest first is the id's
+ * order, so SQLite read the id index and skipped the rows out of range;
+ * when the range holds less than a page (the last hour's messages of a
+ * quiet provider, or the last page of any range) nothing told it to stop,
+ * and it read every older message, the whole table.  A range that holds
+ * few rows is read through its time index and sorted; a big one keeps the
+ * id's order (a sort of the whole range for every page costs more). */
+static void test_search_recent_reads_the_range(void **state)
+{
+	struct fixture *f = *state;
+	struct store_query q;
+	char plan[2048];
+
+	/* 12,000 messages an hour apart before the range, 20 in it */
+	exec_rw(f, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+	           " WHERE i < 12020) INSERT INTO sms_messages (id, provider,"
+	           " provider_message_id, origin, current_status, created_at, updated_at)"
+	           " SELECT printf('01900000-0000-7000-8000-%012d', i), 'twilio', 'SM' || i,"
+	           " 'callback', 'delivered', t, t FROM (SELECT i, strftime('%Y-%m-%dT%H:%M:%fZ',"
+	           " 1700000000 + i * 3600, 'unixepoch') AS t FROM n)");
+	memset(&q, 0, sizeof(q));
+	q.final = -1;
+	q.limit = 51;
+	q.created_from = "2025-03-28T22:30:00.000Z"; /* after the 12,000th */
+	search_plan(f, &q, plan, sizeof(plan));
+	if (!strstr(plan, "USING INDEX sms_messages_created (created_at>?)"))
+		fail_msg("messages created since: %s", plan);
+
+	memset(&q, 0, sizeof(q));
+	q.final = -1;
+	q.limit = 51;
+	q.updated_from = "2025-03-28T22:30:00.000Z";
+	q.provider = "twilio";
+	search_plan(f, &q, plan, sizeof(plan));
+	if (!strstr(plan, "USING INDEX sms_messages_updated (updated_at>?)"))
+		fail_msg("messages updated since: %s", plan);
+
+	/* a range of more rows than that keeps the id's order */
+	memset(&q, 0, sizeof(q));
+	q.final = -1;
+	q.limit = 51;
+	q.created_from = "2023-01-01T00:00:00.000Z";
+	search_plan(f, &q, plan, sizeof(plan));
+	if (strstr(plan, "TEMP B-TREE"))
+		fail_msg("messages created since, a big range: %s", plan);
+
+	/* and the answer is the range's, newest first */
+	struct arena ar;
+	struct store_message *rows;
+	size_t n;
+	char err[256];
+	arena_init(&ar, NULL, 0);
+	q.created_from = "2025-03-28T22:30:00.000Z";
+	q.limit = 50;
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 20);
+	assert_string_equal(rows[0].id, "01900000-0000-7000-8000-000000012020");
+	assert_string_equal(rows[19].id, "01900000-0000-7000-8000-000000012001");
+	q.before_id = rows[9].id;
+	assert_int_equal(store_search(f->st, &ar, &q, &rows, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 10);
+	assert_string_equal(rows[0].id, "01900000-0000-7000-8000-000000012010");
+	arena_fini(&ar);
 }
 
 static void test_receipt_times_any_order(void **state)
@@ -1870,6 +1935,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_search_by_pmid_uses_an_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_by_provider_reads_a_page, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_open_reads_open_messages, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_search_recent_reads_the_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_join_moves_review_items_by_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_time_limit, setup_no_read_time, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_times_any_order, setup, teardown),
