@@ -71,6 +71,9 @@
 #define API_STATS_SPAN_MS  (31LL * 86400 * 1000) /* longest [since, until) */
 #define API_STATS_DEFAULT  (24LL * 3600 * 1000)  /* default span, ending now */
 #define RETRY_AFTER        "1"
+
+/* the store reads no more (store_list_review()) */
+_Static_assert(API_PAYLOAD_BUDGET == STORE_PAYLOAD_BUDGET, "one payload budget");
 /* Times a parameter may name, in UTC: years 0001-9999.  PostgreSQL has no
  * year 0, and the stored text (and util_rfc3339) has four digits. */
 #define API_TIME_MIN_MS (-62135596800000LL) /* 0001-01-01T00:00:00.000Z */
@@ -1764,8 +1767,11 @@ static void h_review(struct api *a, const struct api_request *rq, struct api_ans
 		set(o, "raw_status", jstr(r->raw_status));
 		set(o, "retries", json_integer(r->retries));
 		/* bounded like a timeline's: up to 500 items of up to
-		 * max_body_bytes each would otherwise be one answer */
-		if (r->raw_payload)
+		 * max_body_bytes each would otherwise be one answer; the store
+		 * read only those that fit (store_list_review()) */
+		if (r->raw_payload_omitted)
+			set(o, "raw_payload_omitted", json_true());
+		else if (r->raw_payload)
 			payload_json(a, rq->arena, r->raw_payload, r->raw_payload_len, &budget, o);
 		set(o, "resolved_at", jstr(r->resolved_at));
 		set(o, "resolved_by", jstr(r->resolved_by));

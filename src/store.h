@@ -221,9 +221,10 @@ struct store_query {
 struct store_review_item {
 	int64_t id;
 	const char *created_at, *provider, *reason, *detail, *message_id, *raw_status;
-	int64_t event_id; /* 0 when none */
-	const char *raw_payload;
-	size_t raw_payload_len;
+	int64_t event_id;         /* 0 when none */
+	const char *raw_payload;  /* NULL: none, or past the budget (raw_payload_omitted) */
+	size_t raw_payload_len;   /* its size, read or not */
+	bool raw_payload_omitted; /* past STORE_PAYLOAD_BUDGET: not read */
 	const char *resolved_at, *resolved_by, *resolution;
 	int64_t retries; /* resends of the same unusable request */
 };
@@ -291,7 +292,12 @@ int store_get_timeline(struct store *st, struct arena *a, const char *id, bool p
 /* Up to q->limit messages, newest (largest id) first. */
 int store_search(struct store *st, struct arena *a, const struct store_query *q,
                  struct store_message **rows, size_t *n, char *err, size_t errlen);
-/* Up to q->limit review items, newest first. */
+/* Raw payload bytes one review list reads, in all. */
+#define STORE_PAYLOAD_BUDGET (4u << 20)
+/* Up to q->limit review items, newest first, with their raw payloads in that
+ * order while each fits in what is left of STORE_PAYLOAD_BUDGET; one that
+ * does not is not read (raw_payload_omitted), and a later smaller one may
+ * still be.  Items can hold up to max_body_bytes each (a whole batch). */
 int store_list_review(struct store *st, struct arena *a, const struct store_review_query *q,
                       struct store_review_item **rows, size_t *n, char *err, size_t errlen);
 /* Up to q->limit audit rows, newest first. */

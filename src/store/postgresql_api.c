@@ -1075,23 +1075,80 @@ out:
 	return rc;
 }
 
+/* Reads the raw payloads of the review items in rows[0..k) that fit in
+ * STORE_PAYLOAD_BUDGET, in that order (their sizes are in raw_payload_len):
+ * one query for those, so that a list of items of up to max_body_bytes each
+ * is never in memory at once.  Marks the others raw_payload_omitted. */
+static int review_payloads(struct store__pg_pool *p, struct arena *ar,
+                           struct store_review_item *rows, int k, const bool *has, char *err,
+                           size_t errlen)
+{
+	struct qbuild *b = NULL;
+	PGresult *r = NULL;
+	size_t left = STORE_PAYLOAD_BUDGET, cap = 3 + (size_t)k * 21, len = 0;
+	char *ids = arena_alloc(ar, cap);
+	int rc = 0, want = 0;
+
+	ids[len++] = '{';
+	for (int i = 0; i < k; i++) {
+		if (!has[i])
+			continue;
+		if (rows[i].raw_payload_len > left) {
+			rows[i].raw_payload_omitted = true;
+			continue;
+		}
+		left -= rows[i].raw_payload_len;
+		len += util_fmt(ids + len, cap - len, "%s%lld", want++ ? "," : "",
+		                (long long)rows[i].id);
+	}
+	ids[len++] = '}';
+	ids[len] = '\0';
+	if (!want)
+		return 0;
+	b = xcalloc(1, sizeof(*b));
+	qb_add(b, "SELECT id, " PAYLOAD("review_queue") " FROM review_queue WHERE id = ANY (");
+	qb_param(b, "", ids, "::bigint[])");
+	if ((rc = qb_run(p, b, 2, &r, err, errlen)) != 0 || !r)
+		goto out;
+	for (int j = 0; j < PQntuples(r); j++) {
+		int64_t id = num_of(r, j, 0);
+		for (int i = 0; i < k; i++) {
+			if (rows[i].id == id && has[i] && !rows[i].raw_payload_omitted) {
+				rows[i].raw_payload =
+				    bytes_col(ar, r, j, 1, &rows[i].raw_payload_len);
+				break;
+			}
+		}
+	}
+out:
+	PQclear(r);
+	free(b);
+	return rc;
+}
+
 int store__pg_list_review(struct store__pg_pool *p, struct arena *ar,
                           const struct store_review_query *q, struct store_review_item **rows,
                           size_t *n, char *err, size_t errlen)
 {
 	struct qbuild *b = xcalloc(1, sizeof(*b));
 	struct store_review_item *out = NULL;
+	bool *has = NULL;
 	PGresult *r = NULL;
 	int rc, k;
 
 	*rows = NULL;
 	*n = 0;
-	qb_add(b, "SELECT id, " PG_TS(
-	              "created_at") ", provider, reason, detail, message_id::text,"
-	                            " event_id, raw_status, " PAYLOAD("review_queue") ", " PG_TS(
-	                                "resolved_at") ", resolved_by,"
-	                                               " resolution, retry_count FROM "
-	                                               "review_queue WHERE true");
+	/* the payloads' sizes first, the payloads that fit after
+	 * (review_payloads()) */
+	qb_add(b,
+	       "SELECT id, " PG_TS(
+	           "created_at") ", provider, reason, detail, message_id::text,"
+	                         " event_id, raw_status, octet_length(" PAYLOAD(
+	                             "review_queue") "), " PG_TS("resolved_at") ", resolved_by,"
+	                                                                        " resolution, "
+	                                                                        "retry_count FROM "
+	                                                                        "review_queue "
+	                                                                        "WHERE true");
 	if (q->state == 0)
 		qb_add(b, " AND resolved_at IS NULL");
 	else if (q->state == 1)
@@ -1103,8 +1160,10 @@ int store__pg_list_review(struct store__pg_pool *p, struct arena *ar,
 	if ((rc = qb_run(p, b, 13, &r, err, errlen)) != 0 || !r)
 		goto out;
 	k = PQntuples(r);
-	if (k > 0)
+	if (k > 0) {
 		out = arena_alloc(ar, (size_t)k * sizeof(*out));
+		has = arena_alloc(ar, (size_t)k * sizeof(*has));
+	}
 	for (int i = 0; i < k; i++) {
 		struct store_review_item *it = &out[i];
 		memset(it, 0, sizeof(*it));
@@ -1116,12 +1175,17 @@ int store__pg_list_review(struct store__pg_pool *p, struct arena *ar,
 		it->message_id = col(ar, r, i, 5);
 		it->event_id = num_of(r, i, 6);
 		it->raw_status = col(ar, r, i, 7);
-		it->raw_payload = bytes_col(ar, r, i, 8, &it->raw_payload_len);
+		has[i] = !PQgetisnull(r, i, 8);
+		it->raw_payload_len = (size_t)num_of(r, i, 8);
 		it->resolved_at = col(ar, r, i, 9);
 		it->resolved_by = col(ar, r, i, 10);
 		it->resolution = col(ar, r, i, 11);
 		it->retries = num_of(r, i, 12);
 	}
+	PQclear(r);
+	r = NULL;
+	if (k > 0 && (rc = review_payloads(p, ar, out, k, has, err, errlen)) != 0)
+		goto out;
 	*rows = out;
 	*n = (size_t)k;
 out:

@@ -637,14 +637,15 @@ static void *grow(struct arena *ar, void *rows, size_t k, size_t *cap, size_t sz
 }
 
 /* Fills one element from the current row. */
-typedef void (*row_fill_fn)(struct arena *ar, sqlite3_stmt *st, void *elem);
+typedef void (*row_fill_fn)(struct arena *ar, sqlite3_stmt *st, void *elem, void *ctx);
 
 /* Runs the built query b on a read connection and collects one zeroed
- * element of size sz per row, filled by fill(), into an arena array.  what
- * names the query in err.  Returns 0, or read_begin()'s error, or DLRD_EIO. */
+ * element of size sz per row, filled by fill() (given ctx), into an arena
+ * array.  what names the query in err.  Returns 0, or read_begin()'s error,
+ * or DLRD_EIO. */
 static int read_rows_on(struct rconn *c, struct arena *ar, struct qbuild *b, size_t sz,
-                        row_fill_fn fill, const char *what, void **rows, size_t *n, char *err,
-                        size_t errlen)
+                        row_fill_fn fill, void *ctx, const char *what, void **rows, size_t *n,
+                        char *err, size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
 	char *out = NULL;
@@ -659,7 +660,7 @@ static int read_rows_on(struct rconn *c, struct arena *ar, struct qbuild *b, siz
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		out = grow(ar, out, k, &cap, sz);
 		memset(out + k * sz, 0, sz);
-		fill(ar, st, out + k * sz);
+		fill(ar, st, out + k * sz, ctx);
 		k++;
 	}
 	if (rc != SQLITE_DONE) {
@@ -677,8 +678,8 @@ out:
 
 /* read_rows_on() in a read transaction of its own. */
 static int read_rows(struct store__sqlite_api *a, struct arena *ar, struct qbuild *b, size_t sz,
-                     row_fill_fn fill, const char *what, void **rows, size_t *n, char *err,
-                     size_t errlen)
+                     row_fill_fn fill, void *ctx, const char *what, void **rows, size_t *n,
+                     char *err, size_t errlen)
 {
 	struct rconn *c;
 	int rc;
@@ -687,19 +688,22 @@ static int read_rows(struct store__sqlite_api *a, struct arena *ar, struct qbuil
 	*n = 0;
 	if ((rc = read_begin(a, &c, err, errlen)) != 0)
 		return rc;
-	rc = read_rows_on(c, ar, b, sz, fill, what, rows, n, err, errlen);
+	rc = read_rows_on(c, ar, b, sz, fill, ctx, what, rows, n, err, errlen);
 	read_end(a, c);
 	return rc;
 }
 
-static void fill_message(struct arena *ar, sqlite3_stmt *st, void *e)
+static void fill_message(struct arena *ar, sqlite3_stmt *st, void *e, void *ctx)
 {
+	(void)ctx;
 	row_message(ar, st, e);
 }
 
-static void fill_review(struct arena *ar, sqlite3_stmt *st, void *e)
+/* ctx: the payload bytes left to read (STORE_PAYLOAD_BUDGET at first) */
+static void fill_review(struct arena *ar, sqlite3_stmt *st, void *e, void *ctx)
 {
 	struct store_review_item *r = e;
+	size_t *left = ctx;
 	r->id = sqlite3_column_int64(st, 0);
 	r->created_at = col_arena(ar, st, 1);
 	r->provider = col_arena(ar, st, 2);
@@ -708,15 +712,24 @@ static void fill_review(struct arena *ar, sqlite3_stmt *st, void *e)
 	r->message_id = col_arena(ar, st, 5);
 	r->event_id = sqlite3_column_int64(st, 6);
 	r->raw_status = col_arena(ar, st, 7);
-	r->raw_payload = blob_arena(ar, st, 8, &r->raw_payload_len);
+	/* the row holds it already (one at a time); the arena only what fits */
+	size_t len = (size_t)sqlite3_column_bytes(st, 8);
+	if (sqlite3_column_type(st, 8) != SQLITE_NULL && len > *left) {
+		r->raw_payload_len = len;
+		r->raw_payload_omitted = true;
+	} else {
+		r->raw_payload = blob_arena(ar, st, 8, &r->raw_payload_len);
+		*left -= r->raw_payload_len;
+	}
 	r->resolved_at = col_arena(ar, st, 9);
 	r->resolved_by = col_arena(ar, st, 10);
 	r->resolution = col_arena(ar, st, 11);
 	r->retries = sqlite3_column_int64(st, 12);
 }
 
-static void fill_audit(struct arena *ar, sqlite3_stmt *st, void *e)
+static void fill_audit(struct arena *ar, sqlite3_stmt *st, void *e, void *ctx)
 {
+	(void)ctx;
 	struct store_audit_row *r = e;
 	r->id = sqlite3_column_int64(st, 0);
 	r->at = col_arena(ar, st, 1);
@@ -728,8 +741,9 @@ static void fill_audit(struct arena *ar, sqlite3_stmt *st, void *e)
 	r->reason = col_arena(ar, st, 7);
 }
 
-static void fill_stats(struct arena *ar, sqlite3_stmt *st, void *e)
+static void fill_stats(struct arena *ar, sqlite3_stmt *st, void *e, void *ctx)
 {
+	(void)ctx;
 	struct store_stats_row *r = e;
 	r->key = col_arena(ar, st, 0);
 	r->count = sqlite3_column_int64(st, 1);
@@ -887,8 +901,8 @@ int store__sqlite_search(struct store__sqlite_api *a, struct arena *ar, const st
 	/* the count and the search in one snapshot */
 	if ((rc = search_index(c->db, q, &index, err, errlen)) == 0 &&
 	    (rc = search_query(q, index, &b, err, errlen)) == 0)
-		rc = read_rows_on(c, ar, &b, sizeof(**rows), fill_message, "search", (void **)rows,
-		                  n, err, errlen);
+		rc = read_rows_on(c, ar, &b, sizeof(**rows), fill_message, NULL, "search",
+		                  (void **)rows, n, err, errlen);
 	read_end(a, c);
 	return rc;
 }
@@ -898,6 +912,7 @@ int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
                               size_t *n, char *err, size_t errlen)
 {
 	struct qbuild b;
+	size_t left = STORE_PAYLOAD_BUDGET;
 
 	memset(&b, 0, sizeof(b));
 	qb_add(&b, "SELECT id, created_at, provider, reason, detail, message_id, event_id,"
@@ -913,8 +928,8 @@ int store__sqlite_list_review(struct store__sqlite_api *a, struct arena *ar,
 	if (q->before_id > 0)
 		qb_int(&b, "id < ?", q->before_id);
 	qb_newest(&b, q->limit);
-	return read_rows(a, ar, &b, sizeof(**rows), fill_review, "review list", (void **)rows, n,
-	                 err, errlen);
+	return read_rows(a, ar, &b, sizeof(**rows), fill_review, &left, "review list",
+	                 (void **)rows, n, err, errlen);
 }
 
 int store__sqlite_list_audit(struct store__sqlite_api *a, struct arena *ar,
@@ -930,8 +945,8 @@ int store__sqlite_list_audit(struct store__sqlite_api *a, struct arena *ar,
 	if (q->before_id > 0)
 		qb_int(&b, "id < ?", q->before_id);
 	qb_newest(&b, q->limit);
-	return read_rows(a, ar, &b, sizeof(**rows), fill_audit, "audit list", (void **)rows, n, err,
-	                 errlen);
+	return read_rows(a, ar, &b, sizeof(**rows), fill_audit, NULL, "audit list", (void **)rows,
+	                 n, err, errlen);
 }
 
 /* One GROUP BY over sms_messages, through the created_at index: the key,
@@ -971,8 +986,8 @@ int store__sqlite_stats(struct store__sqlite_api *a, struct arena *ar,
 		util_fmt(err, errlen, "sqlite: stats query too long");
 		return DLRD_EIO;
 	}
-	return read_rows(a, ar, &b, sizeof(**rows), fill_stats, "stats", (void **)rows, n, err,
-	                 errlen);
+	return read_rows(a, ar, &b, sizeof(**rows), fill_stats, NULL, "stats", (void **)rows, n,
+	                 err, errlen);
 }
 
 /* ---- writes ---- */

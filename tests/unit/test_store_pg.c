@@ -2600,6 +2600,41 @@ static void test_moved_review_finds_audit_rows_by_index(void **state)
 		fail_msg("moving a review item's audit rows: %s", plan);
 }
 
+/* A review list reads at most STORE_PAYLOAD_BUDGET (4 MiB) of raw payloads
+ * in all, the newest items' first; an item past it comes without (its size
+ * kept).  The API answered with at most that much, but the store read every
+ * item's payload: 500 items of max_body_bytes (up to 16 MiB) each, or 500
+ * unusable events of one big batch sharing its payload, made one read of
+ * gigabytes, in memory at once, where an allocation that fails aborts. */
+static void test_review_payloads_within_budget(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(pgt_exec(f->c, "INSERT INTO review_queue (created_at, provider, reason,"
+	                                " raw_payload) SELECT now(), 'twilio', 'unusable_payload',"
+	                                " decode(repeat('00', 1048576), 'hex')"
+	                                " FROM generate_series(1, 6)"),
+	                 0);
+	struct arena ar;
+	struct store_review_item *rv;
+	struct store_review_query rq = {.state = -1, .limit = 10};
+	size_t n, total = 0;
+	char err[256];
+
+	arena_init(&ar, NULL, 0);
+	assert_int_equal(store_list_review(f->st, &ar, &rq, &rv, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 6);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(rv[i].raw_payload_len, 1u << 20);
+		if (rv[i].raw_payload)
+			total += rv[i].raw_payload_len;
+		/* newest first, while they fit: the four newest */
+		assert_true((rv[i].raw_payload != NULL) == (i < 4));
+	}
+	if (total > STORE_PAYLOAD_BUDGET)
+		fail_msg("a review list read %zu bytes of payloads", total);
+	arena_fini(&ar);
+}
+
 static void test_migration_6_audit_follows_review(void **state)
 {
 	struct fixture *f = *state;
@@ -3190,6 +3225,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_opt_out_by_sender_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_6_audit_follows_review, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_review_payloads_within_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_moved_review_finds_audit_rows_by_index, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_7_event_id_per_message, setup, teardown),

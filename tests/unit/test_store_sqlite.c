@@ -1365,6 +1365,40 @@ static void test_search_recent_reads_the_range(void **state)
 	arena_fini(&ar);
 }
 
+/* A review list reads at most STORE_PAYLOAD_BUDGET (4 MiB) of raw payloads
+ * in all, the newest items' first; an item past it comes without (its size
+ * kept).  The API answered with at most that much, but the store read every
+ * item's payload: 500 items of max_body_bytes (up to 16 MiB) each, or 500
+ * unusable events of one big batch sharing its payload, made one read of
+ * gigabytes, in memory at once, where an allocation that fails aborts. */
+static void test_review_payloads_within_budget(void **state)
+{
+	struct fixture *f = *state;
+	exec_rw(f, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6)"
+	           " INSERT INTO review_queue (created_at, provider, reason, raw_payload)"
+	           " SELECT '2026-11-27T15:10:00.000Z', 'twilio', 'unusable_payload',"
+	           " zeroblob(1048576) FROM n");
+	struct arena ar;
+	struct store_review_item *rv;
+	struct store_review_query rq = {.state = -1, .limit = 10};
+	size_t n, total = 0;
+	char err[256];
+
+	arena_init(&ar, NULL, 0);
+	assert_int_equal(store_list_review(f->st, &ar, &rq, &rv, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 6);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(rv[i].raw_payload_len, 1u << 20);
+		if (rv[i].raw_payload)
+			total += rv[i].raw_payload_len;
+		/* newest first, while they fit: the four newest */
+		assert_true((rv[i].raw_payload != NULL) == (i < 4));
+	}
+	if (total > STORE_PAYLOAD_BUDGET)
+		fail_msg("a review list read %zu bytes of payloads", total);
+	arena_fini(&ar);
+}
+
 static void test_receipt_times_any_order(void **state)
 {
 	struct fixture *f = *state;
@@ -1936,6 +1970,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_search_by_provider_reads_a_page, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_open_reads_open_messages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_recent_reads_the_range, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_review_payloads_within_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_join_moves_review_items_by_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_time_limit, setup_no_read_time, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_times_any_order, setup, teardown),
