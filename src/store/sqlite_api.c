@@ -752,48 +752,57 @@ static void fill_stats(struct arena *ar, sqlite3_stmt *st, void *e, void *ctx)
 		r->by_status[s] = sqlite3_column_int64(st, 3 + s);
 }
 
-/* A time range of the search holding fewer rows than this is read through
- * its index and sorted (search_index()). */
+/* A time range or a provider of the search holding fewer rows than this is
+ * read through its index and sorted (search_index()). */
 #define SEARCH_RANGE_ROWS 10000
 
-/* The index a search with a time range reads, chosen by the range's rows.
- * Newest first is the id's order, so SQLite reads the id index and skips
- * the rows out of range; but when fewer rows than a page are left in range
- * (the last hour's messages, the last page of any range) nothing tells it
- * to stop, and it read every older message: the whole table.  A range of
- * fewer than SEARCH_RANGE_ROWS rows, counted through its index (the count
- * reads index entries only, and at most that many), is read through that
- * index and sorted; a bigger one is left to the planner as before (the id's
- * order: a sort of the whole range for every page would cost more).  Sets
+#define PROVIDER_INDEX "sms_messages_provider_id"
+
+/* The index a search with a time range or a provider reads, chosen by their
+ * rows.  Newest first is the id's order, so SQLite reads the id index and
+ * skips the rows that do not match; but when fewer rows than a page are
+ * left to match (the last hour's messages, a provider little used, the
+ * last page of any range) nothing tells it to stop, and it read every
+ * older message: the whole table.  A range or a provider of fewer than
+ * SEARCH_RANGE_ROWS rows, counted through its index (the count reads index
+ * entries only, and at most that many), is read through that index and
+ * sorted; with more, the id's order (a sort of all of them for every page
+ * would cost more).  A provider message id finds its row by itself.  Sets
  * *index (NULL: none); returns 0, or DLRD_EIO with err set. */
 static int search_index(sqlite3 *db, const struct store_query *q, const char **index, char *err,
                         size_t errlen)
 {
-	static const char *const names[] = {"sms_messages_created", "sms_messages_updated"};
-	static const char *const cols[] = {"created_at", "updated_at"};
-	const char *from[] = {q->created_from, q->updated_from};
-	const char *to[] = {q->created_to, q->updated_to};
+	static const char *const names[] = {"sms_messages_created", "sms_messages_updated",
+	                                    PROVIDER_INDEX};
+	static const char *const conds[] = {"created_at >= ?1 AND created_at < ?2",
+	                                    "updated_at >= ?1 AND updated_at < ?2",
+	                                    "provider = ?1"};
+	/* an absent bound: '' sorts before every time, '~' after */
+	const char *lo[] = {q->created_from, q->updated_from, q->provider};
+	const char *hi[] = {q->created_to, q->updated_to, NULL};
+	bool on[] = {q->created_from || q->created_to, q->updated_from || q->updated_to,
+	             q->provider && !q->provider_message_id};
 	sqlite3_int64 fewest = SEARCH_RANGE_ROWS;
 	int rc = 0;
 
 	*index = NULL;
-	for (int i = 0; i < 2 && rc == 0; i++) {
+	for (int i = 0; i < 3 && rc == 0; i++) {
 		sqlite3_stmt *st = NULL;
 		char sql[300];
-		if (!from[i] && !to[i])
+		if (!on[i])
 			continue;
-		/* an absent bound: '' sorts before every time, '~' after */
 		util_fmt(sql, sizeof(sql),
 		         "SELECT count(*) FROM (SELECT 1 FROM sms_messages INDEXED BY %s"
-		         " WHERE %s >= ?1 AND %s < ?2 LIMIT %d)",
-		         names[i], cols[i], cols[i], SEARCH_RANGE_ROWS);
+		         " WHERE %s LIMIT %d)",
+		         names[i], conds[i], SEARCH_RANGE_ROWS);
 		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-			util_fmt(err, errlen, "sqlite: preparing a range count: %s",
+			util_fmt(err, errlen, "sqlite: preparing a search count: %s",
 			         sqlite3_errmsg(db));
 			return DLRD_EIO;
 		}
-		bind_text(st, 1, from[i] ? from[i] : "");
-		bind_text(st, 2, to[i] ? to[i] : "~");
+		bind_text(st, 1, lo[i] ? lo[i] : "");
+		if (i < 2)
+			bind_text(st, 2, hi[i] ? hi[i] : "~");
 		if (sqlite3_step(st) == SQLITE_ROW) {
 			sqlite3_int64 k = sqlite3_column_int64(st, 0);
 			if (k < fewest) {
@@ -801,7 +810,7 @@ static int search_index(sqlite3 *db, const struct store_query *q, const char **i
 				*index = names[i];
 			}
 		} else {
-			util_fmt(err, errlen, "sqlite: counting a range: %s", sqlite3_errmsg(db));
+			util_fmt(err, errlen, "sqlite: a search count: %s", sqlite3_errmsg(db));
 			rc = DLRD_EIO;
 		}
 		sqlite3_finalize(st);
@@ -832,11 +841,16 @@ static int search_query(const struct store_query *q, const char *index, struct q
 	if (q->final >= 0)
 		qb_add(b, q->final ? " AND is_final = 1" : " AND is_final = 0");
 	/* With a provider message id the (provider, provider_message_id)
-	 * index finds the row.  Without one, SQLite would take the provider
-	 * alone to that index, read all of the provider's messages and sort
-	 * them for every page; '+' keeps the term off it, so the newest-first
-	 * read of the id stops after a page. */
-	qb_text(b, q->provider_message_id ? "provider = ?" : "+provider = ?", q->provider);
+	 * index finds the row, and search_index() chose it for a provider of
+	 * few messages.  Otherwise SQLite would take the provider alone to
+	 * that index, read all of the provider's messages and sort them for
+	 * every page; '+' keeps the term off it, so the newest-first read of
+	 * the id stops after a page. */
+	qb_text(b,
+	        q->provider_message_id || (index && strcmp(index, PROVIDER_INDEX) == 0)
+	            ? "provider = ?"
+	            : "+provider = ?",
+	        q->provider);
 	qb_text(b, "destination_country = ?", q->country);
 	qb_text(b, "sender_identity = ?", q->sender_identity);
 	qb_text(b, "template_key = ?", q->template_key);
