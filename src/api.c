@@ -1563,7 +1563,9 @@ static void h_timeline(struct api *a, struct api_state *s, const struct api_requ
 		set(o, "provider_retries", json_integer(e->deliveries > 0 ? e->deliveries - 1 : 0));
 		set(o, "changed_summary", json_boolean(e->changed_summary));
 		set(o, "late", json_boolean(!e->changed_summary));
-		if (payloads && e->raw_payload)
+		if (payloads && e->raw_payload_omitted)
+			set(o, "raw_payload_omitted", json_true());
+		else if (payloads && e->raw_payload)
 			payload_json(a, rq->arena, e->raw_payload, e->raw_payload_len, &budget, o);
 		json_array_append_new(arr, o);
 	}

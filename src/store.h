@@ -196,9 +196,10 @@ struct store_event {
 	const char *status, *raw_status, *error_code, *error_reason, *provider_event_id;
 	bool is_final, read_receipt, changed_summary;
 	const char *provider_occurred_at, *received_at;
-	int64_t deliveries;      /* accepted requests that carried it (1 + provider retries) */
-	const char *raw_payload; /* only when asked for; not NUL-safe: see raw_payload_len */
-	size_t raw_payload_len;
+	int64_t deliveries;       /* accepted requests that carried it (1 + provider retries) */
+	const char *raw_payload;  /* only when asked for; not NUL-safe: see raw_payload_len */
+	size_t raw_payload_len;   /* its size, read or not */
+	bool raw_payload_omitted; /* past STORE_PAYLOAD_BUDGET: not read */
 };
 
 /* Message search.  Unset filters are NULL (or -1 for final); times are
@@ -285,7 +286,9 @@ int store_get_message(struct store *st, struct arena *a, const char *id, struct 
 /* store_get_timeline() returns at most this many events, the oldest. */
 #define STORE_TIMELINE_EVENTS 1000
 /* The summary and the events of one message (up to STORE_TIMELINE_EVENTS),
- * oldest first, in one snapshot; raw payloads only when payloads is true. */
+ * oldest first, in one snapshot; raw payloads only when payloads is true,
+ * and only those that fit in STORE_PAYLOAD_BUDGET, as store_list_review()
+ * reads them (the others raw_payload_omitted). */
 int store_get_timeline(struct store *st, struct arena *a, const char *id, bool payloads,
                        struct store_message *msg, struct store_event **events, size_t *n, char *err,
                        size_t errlen);

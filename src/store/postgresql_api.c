@@ -871,14 +871,66 @@ int store__pg_get_message(struct store__pg_pool *p, struct arena *ar, const char
 	" FROM sms_message_events e WHERE e.message_id = $1::uuid ORDER BY e.id"                   \
 	" LIMIT " SQL_NUMBER(STORE_TIMELINE_EVENTS)
 
+/* Reads the raw payloads of the events ev[0..k) that fit in
+ * STORE_PAYLOAD_BUDGET, oldest first (their sizes are in raw_payload_len),
+ * in one query by event id (an event's payload never changes), so that up
+ * to STORE_TIMELINE_EVENTS payloads of up to max_body_bytes each are never
+ * in memory at once.  Marks the others raw_payload_omitted. */
+static int event_payloads(struct store__pg_pool *p, struct arena *ar, struct store_event *ev, int k,
+                          char *err, size_t errlen)
+{
+	size_t left = STORE_PAYLOAD_BUDGET, cap = 3 + (size_t)k * 21, len = 0;
+	char *ids = arena_alloc(ar, cap);
+	const char *v[1] = {ids};
+	struct rq q = {"SELECT e.id, " PAYLOAD("e") " FROM sms_message_events e"
+	                                            " WHERE e.id = ANY ($1::bigint[])",
+	               1, v};
+	PGresult *r = NULL;
+	int rc, want = 0;
+
+	ids[len++] = '{';
+	for (int i = 0; i < k; i++) {
+		if (ev[i].raw_payload_len > left) {
+			ev[i].raw_payload_omitted = true;
+			continue;
+		}
+		left -= ev[i].raw_payload_len;
+		len += util_fmt(ids + len, cap - len, "%s%lld", want++ ? "," : "",
+		                (long long)ev[i].id);
+	}
+	ids[len++] = '}';
+	ids[len] = '\0';
+	if (!want)
+		return 0;
+	if ((rc = read_run(p, &q, 1, false, &r, err, errlen)) != 0)
+		return rc;
+	if (PQnfields(r) != 2) {
+		PQclear(r);
+		return bad_shape(err, errlen, "timeline payloads");
+	}
+	for (int j = 0; j < PQntuples(r); j++) {
+		int64_t id = num_of(r, j, 0);
+		for (int i = 0; i < k; i++) {
+			if (ev[i].id == id && !ev[i].raw_payload_omitted) {
+				ev[i].raw_payload = bytes_col(ar, r, j, 1, &ev[i].raw_payload_len);
+				break;
+			}
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
 int store__pg_get_timeline(struct store__pg_pool *p, struct arena *ar, const char *id,
                            bool payloads, struct store_message *msg, struct store_event **events,
                            size_t *n, char *err, size_t errlen)
 {
 	const char *v[1] = {id};
+	/* the payloads' sizes first, the payloads that fit after
+	 * (event_payloads()) */
 	struct rq q[2] = {
 	    {q_message, 1, v},
-	    {payloads ? "SELECT " EVENT_COLS ", " PAYLOAD("e") EVENT_FROM
+	    {payloads ? "SELECT " EVENT_COLS ", octet_length(" PAYLOAD("e") ")" EVENT_FROM
 	              : "SELECT " EVENT_COLS EVENT_FROM,
 	     1, v},
 	};
@@ -920,9 +972,10 @@ int store__pg_get_timeline(struct store__pg_pool *p, struct arena *ar, const cha
 		e->provider_occurred_at = col(ar, r[1], i, 9);
 		e->received_at = col(ar, r[1], i, 10);
 		e->deliveries = num_of(r[1], i, 11);
-		if (payloads)
-			e->raw_payload = bytes_col(ar, r[1], i, 12, &e->raw_payload_len);
+		e->raw_payload_len = payloads ? (size_t)num_of(r[1], i, 12) : 0;
 	}
+	if (payloads && k > 0 && (rc = event_payloads(p, ar, ev, k, err, errlen)) != 0)
+		goto out;
 	*events = ev;
 	*n = (size_t)k;
 out:

@@ -487,7 +487,7 @@ int store__sqlite_get_timeline(struct store__sqlite_api *a, struct arena *ar, co
 	struct rconn *c;
 	sqlite3_stmt *st = NULL;
 	struct store_event *ev = NULL;
-	size_t cap = 0, k = 0;
+	size_t cap = 0, k = 0, left = STORE_PAYLOAD_BUDGET;
 	int rc;
 
 	*events = NULL;
@@ -538,8 +538,16 @@ int store__sqlite_get_timeline(struct store__sqlite_api *a, struct arena *ar, co
 		e->provider_occurred_at = col_arena(ar, st, 9);
 		e->received_at = col_arena(ar, st, 10);
 		e->deliveries = sqlite3_column_int64(st, 11);
-		if (payloads)
+		/* the row holds it already (one at a time); the arena only what
+		 * fits (store.h) */
+		size_t len = payloads ? (size_t)sqlite3_column_bytes(st, 12) : 0;
+		if (payloads && len > left) {
+			e->raw_payload_len = len;
+			e->raw_payload_omitted = true;
+		} else if (payloads) {
 			e->raw_payload = blob_arena(ar, st, 12, &e->raw_payload_len);
+			left -= e->raw_payload_len;
+		}
 	}
 	if (rc != SQLITE_DONE) {
 		util_fmt(err, errlen, "sqlite: reading events: %s", sqlite3_errmsg(c->db));

@@ -2635,6 +2635,48 @@ static void test_review_payloads_within_budget(void **state)
 	arena_fini(&ar);
 }
 
+/* A timeline reads at most STORE_PAYLOAD_BUDGET (4 MiB) of raw payloads, as
+ * a review list does; an event past it comes without (its size kept).  It
+ * read all of its up to STORE_TIMELINE_EVENTS events' payloads, each up to
+ * max_body_bytes (a batch's, shared by its events), in memory at once. */
+static void test_timeline_payloads_within_budget(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(
+	    pgt_exec(f->c,
+	             "INSERT INTO sms_messages (id, provider, provider_message_id, origin,"
+	             " current_status, created_at, updated_at) VALUES"
+	             " ('01900000-0000-7000-8000-00000000abcd', 'twilio', 'SMbig', 'callback',"
+	             " 'sent', now(), now());"
+	             "INSERT INTO sms_message_events (message_id, provider, provider_message_id,"
+	             " dedup_key, status, is_final, changed_summary, raw_payload, received_at)"
+	             " SELECT '01900000-0000-7000-8000-00000000abcd', 'twilio', 'SMbig', 'k' || i,"
+	             " 'sent', 0, 1, decode(repeat('00', 1048576), 'hex'), now()"
+	             " FROM generate_series(1, 6) i"),
+	    0);
+	struct arena ar;
+	struct store_message m;
+	struct store_event *ev;
+	size_t n, total = 0;
+	char err[256];
+
+	arena_init(&ar, NULL, 0);
+	assert_int_equal(store_get_timeline(f->st, &ar, "01900000-0000-7000-8000-00000000abcd",
+	                                    true, &m, &ev, &n, err, sizeof(err)),
+	                 0);
+	assert_int_equal(n, 6);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ev[i].raw_payload_len, 1u << 20);
+		if (ev[i].raw_payload)
+			total += ev[i].raw_payload_len;
+		/* oldest first, while they fit: the four oldest */
+		assert_true((ev[i].raw_payload != NULL) == (i < 4));
+	}
+	if (total > (4u << 20))
+		fail_msg("a timeline read %zu bytes of payloads", total);
+	arena_fini(&ar);
+}
+
 static void test_migration_6_audit_follows_review(void **state)
 {
 	struct fixture *f = *state;
@@ -3226,6 +3268,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migration_rekeys_opt_outs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_6_audit_follows_review, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_review_payloads_within_budget, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_timeline_payloads_within_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_moved_review_finds_audit_rows_by_index, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_7_event_id_per_message, setup, teardown),

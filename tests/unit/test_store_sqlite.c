@@ -1411,6 +1411,45 @@ static void test_review_payloads_within_budget(void **state)
 	arena_fini(&ar);
 }
 
+/* A timeline reads at most STORE_PAYLOAD_BUDGET (4 MiB) of raw payloads, as
+ * a review list does; an event past it comes without (its size kept).  It
+ * read all of its up to STORE_TIMELINE_EVENTS events' payloads, each up to
+ * max_body_bytes (a batch's, shared by its events), in memory at once. */
+static void test_timeline_payloads_within_budget(void **state)
+{
+	struct fixture *f = *state;
+	exec_rw(f, "INSERT INTO sms_messages (id, provider, provider_message_id, origin,"
+	           " current_status, created_at, updated_at) VALUES"
+	           " ('01900000-0000-7000-8000-00000000abcd', 'twilio', 'SMbig', 'callback',"
+	           " 'sent', '2026-11-27T15:10:00.000Z', '2026-11-27T15:10:00.000Z');"
+	           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 6)"
+	           " INSERT INTO sms_message_events (message_id, provider, provider_message_id,"
+	           " dedup_key, status, is_final, changed_summary, raw_payload, received_at)"
+	           " SELECT '01900000-0000-7000-8000-00000000abcd', 'twilio', 'SMbig', 'k' || i,"
+	           " 'sent', 0, 1, zeroblob(1048576), '2026-11-27T15:10:00.000Z' FROM n");
+	struct arena ar;
+	struct store_message m;
+	struct store_event *ev;
+	size_t n, total = 0;
+	char err[256];
+
+	arena_init(&ar, NULL, 0);
+	assert_int_equal(store_get_timeline(f->st, &ar, "01900000-0000-7000-8000-00000000abcd",
+	                                    true, &m, &ev, &n, err, sizeof(err)),
+	                 0);
+	assert_int_equal(n, 6);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ev[i].raw_payload_len, 1u << 20);
+		if (ev[i].raw_payload)
+			total += ev[i].raw_payload_len;
+		/* oldest first, while they fit: the four oldest */
+		assert_true((ev[i].raw_payload != NULL) == (i < 4));
+	}
+	if (total > (4u << 20))
+		fail_msg("a timeline read %zu bytes of payloads", total);
+	arena_fini(&ar);
+}
+
 static void test_receipt_times_any_order(void **state)
 {
 	struct fixture *f = *state;
@@ -1983,6 +2022,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_search_open_reads_open_messages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search_recent_reads_the_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_review_payloads_within_budget, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_timeline_payloads_within_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_join_moves_review_items_by_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_time_limit, setup_no_read_time, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_times_any_order, setup, teardown),
