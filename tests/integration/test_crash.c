@@ -27,8 +27,15 @@
  * The clients pause while dlrd is down, so every request they record has a
  * known outcome.
  *
- * DLRD_CRASH_SEED and DLRD_CRASH_ROUNDS reproduce or lengthen a run; the
- * seed is printed.
+ * A second test does the same under a mixed load (test_sigkill_mixed_load,
+ * see "the mixed load" below): Infobip batches whose payload is kept once
+ * in sms_payloads, with unknown statuses and unusable results (review
+ * items); inbound batches of STOP and START (opt-out state and history);
+ * API sends with an Idempotency-Key, joined with callbacks that came first,
+ * replayed after every restart.
+ *
+ * DLRD_CRASH_SEED and DLRD_CRASH_ROUNDS reproduce or lengthen a run (both
+ * tests); the seed is printed.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -48,6 +55,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
+#include "api_helpers.h"
 #include "harness.h"
 #include "status.h"
 #include "util.h"
@@ -275,7 +283,7 @@ static const struct {
 } half_applied[] = {
     {"messages without an event",
      "SELECT count(*) FROM sms_messages m LEFT JOIN " EVENTS_PER_MESSAGE
-     " c ON c.message_id = m.id WHERE c.message_id IS NULL"},
+     " c ON c.message_id = m.id WHERE c.message_id IS NULL AND m.origin = 'callback'"},
     {"event_count differs from the events stored",
      "SELECT count(*) FROM sms_messages m LEFT JOIN " EVENTS_PER_MESSAGE
      " c ON c.message_id = m.id WHERE m.event_count != coalesce(c.n, 0)"},
@@ -296,12 +304,14 @@ static const struct {
     {"events whose message has another provider id",
      "SELECT count(*) FROM sms_message_events e JOIN sms_messages m ON m.id = e.message_id"
      " WHERE m.provider_message_id != e.provider_message_id"},
+    /* the Twilio load writes none; the mixed load's are checked by
+     * mixed_rules */
     {"review rows", "SELECT count(*) FROM review_queue"},
 };
 
-static void check_transactions(struct h_snap *s, unsigned round)
+static void check_transactions(struct h_snap *s, unsigned round, bool reviews)
 {
-	for (size_t i = 0; i < ARRAY_LEN(half_applied); i++) {
+	for (size_t i = 0; i < ARRAY_LEN(half_applied) - reviews; i++) {
 		int64_t n = h_snap_int(s, "%s", half_applied[i].sql);
 		if (n == H_SQL_ERR)
 			fail_msg("round %u: the query for %s failed", round, half_applied[i].what);
@@ -313,7 +323,7 @@ static void check_transactions(struct h_snap *s, unsigned round)
 /* The summary columns check_folds compares, in its query's order from
  * FOLD_SUMMARY on. */
 enum { SUM_STATUS, SUM_RAW, SUM_CODE, SUM_FINAL, SUM_MASK, SUM_READ, SUM_CONFLICT, SUM_MS, SUM_N };
-#define FOLD_SUMMARY 5
+#define FOLD_SUMMARY 6
 
 /* check_folds' state across the rows of its query (one per event, grouped
  * by message). */
@@ -341,7 +351,7 @@ static int fold_finish(struct fold *f)
 	snprintf(want[SUM_MASK], sizeof(want[0]), "%u", (unsigned)f->sum.mask);
 	snprintf(want[SUM_READ], sizeof(want[0]), "%d", (int)f->sum.read);
 	snprintf(want[SUM_CONFLICT], sizeof(want[0]), "%d", (int)status_mask_conflict(f->sum.mask));
-	util_strlcpy(want[SUM_MS], "-1", sizeof(want[0])); /* Twilio gives no event time */
+	snprintf(want[SUM_MS], sizeof(want[0]), "%lld", (long long)top->occurred_ms);
 	f->n_msgs++;
 	for (int i = 0; i < SUM_N; i++) {
 		if (strcmp(f->stored[i], want[i]) == 0)
@@ -387,7 +397,11 @@ static int fold_row(void *arg, const char *const *col, int n_col)
 		snprintf(f->err, sizeof(f->err), "message %s: stored status \"%s\"", id, s);
 		return 1;
 	}
-	k.occurred_ms = -1;
+	k.occurred_ms = -1; /* Twilio gives no event time */
+	if (col[5] && util_parse_rfc3339(col[5], strlen(col[5]), &k.occurred_ms) != 0) {
+		snprintf(f->err, sizeof(f->err), "message %s: event time \"%s\"", id, col[5]);
+		return 1;
+	}
 	k.raw_status = f->raws[slot];
 	k.error_code = col[3] ? f->codes[slot] : NULL;
 	status_fold(&f->sum, &k, col[4] && strcmp(col[4], "0") != 0);
@@ -401,13 +415,14 @@ static void check_folds(struct h_snap *s, unsigned round, int64_t *n_msgs)
 	long n;
 
 	memset(f, 0, sizeof(*f));
-	n = h_snap_rows(s, fold_row, f,
-	                "SELECT e.message_id, e.status, e.raw_status, e.error_code,"
-	                " e.read_receipt, m.current_status, m.current_raw_status,"
-	                " m.current_error_code, m.is_final, m.status_mask, m.read_receipt,"
-	                " m.final_conflict, m.current_occurred_ms"
-	                " FROM sms_message_events e JOIN sms_messages m ON m.id = e.message_id"
-	                " ORDER BY e.message_id, e.id");
+	n = h_snap_rows(
+	    s, fold_row, f,
+	    "SELECT e.message_id, e.status, e.raw_status, e.error_code,"
+	    " e.read_receipt, e.provider_occurred_at, m.current_status, m.current_raw_status,"
+	    " m.current_error_code, m.is_final, m.status_mask, m.read_receipt,"
+	    " m.final_conflict, m.current_occurred_ms"
+	    " FROM sms_message_events e JOIN sms_messages m ON m.id = e.message_id"
+	    " ORDER BY e.message_id, e.id");
 	if (n >= 0 && !f->err[0] && f->id[0])
 		fold_finish(f);
 	*n_msgs = f->n_msgs;
@@ -543,7 +558,7 @@ static void check_all(struct dlrd *d, struct client *cl, unsigned round, int64_t
 		fail_msg("round %u: cannot read the database", round);
 	if (!h_pg()) /* PostgreSQL's server was never killed; its checks are its own */
 		check_integrity(s, round);
-	check_transactions(s, round);
+	check_transactions(s, round, false);
 	check_events(s, cl, round, n_events, unanswered);
 	check_folds(s, round, n_msgs);
 	h_snap_close(s);
@@ -666,10 +681,690 @@ static void test_sigkill_under_load(void **state)
 	h_teardown(&d);
 }
 
+/* ---- the mixed load: batches, inbound opt-outs, review items, API sends ----
+ *
+ * Each client works through jobs, each a few requests sent in order, each
+ * resent until it gets 2xx (an API send: 201):
+ *
+ * - J_BATCH: one Infobip status request of several results: two messages
+ *   (the first with an operator and a handset receipt), now and then a
+ *   result with a status dlrd does not know (an event and a review item)
+ *   and one it cannot use (a review item with the request's key): its
+ *   payload goes to sms_payloads once;
+ * - J_INBOUND: one Infobip inbound request of two or three messages from
+ *   the client's own users, each STOP, START or something else, with
+ *   provider times that only grow, so the opt-out state is the latest
+ *   keyword of its history;
+ * - J_SEND: a Twilio callback first (half of them), then POST /v1/messages
+ *   with an Idempotency-Key naming the same provider id (the send adopts
+ *   the callback's row), then, for some, a final callback.
+ *
+ * After every restart, in one snapshot: all or nothing of every request
+ * (its events, inbound rows and review items), all of every request
+ * answered 2xx; every payload_id names a payload row and every payload row
+ * is named; an idempotency row per answered send, naming its message;
+ * opt-out state equal to the latest of its history, one history row per
+ * keyword; the summaries the fold of their events.  Then a replay of every
+ * send answered this round must answer what the first answer did.
+ */
+
+#define M_CLIENTS   3
+#define M_TAG       0xd1ce0000u /* h_sid() tag of the sends: M_TAG + client */
+#define M_MAX_STEPS 3
+#define M_USERS     3                                           /* inbound users per client */
+#define IB_AUTH     "Authorization: Basic ZGxyZDpwYTU1d29yZA==" /* dlrd:pa55word */
+
+enum job_kind { J_BATCH, J_INBOUND, J_SEND };
+enum step_kind { S_INFOBIP_STATUS, S_INFOBIP_INBOUND, S_TWILIO, S_API };
+
+struct step {
+	enum step_kind kind;
+	char *body;
+	uint32_t attempts, acked;
+	char *first; /* S_API: the body of the first 201 */
+};
+
+struct job {
+	enum job_kind kind;
+	unsigned n_steps;
+	struct step step[M_MAX_STEPS];
+	/* what the job's requests store when all are applied */
+	unsigned want_events;                 /* J_BATCH: events of its status request */
+	unsigned want_unknown, want_unusable; /* J_BATCH: review items */
+	unsigned want_inbound;                /* J_INBOUND */
+	/* found by the last check */
+	unsigned seen_events, seen_unknown, seen_inbound, seen_idem;
+	bool idem_ok;        /* the idempotency row names this job's message */
+	bool replay_pending; /* J_SEND answered 2xx since the last check */
+};
+
+struct mclient {
+	pthread_t thread;
+	unsigned id;
+	const struct dlrd *d;
+	_Atomic int *phase;
+	atomic_bool idle;
+	uint64_t rng;
+	/* owned by the thread while running; read by the main thread only
+	 * while every client is idle */
+	struct job *jobs;
+	size_t n_jobs, cap_jobs;
+	unsigned cur_step;
+	int64_t clock_ms; /* the provider times of this client's inbound messages */
+	_Atomic unsigned n_ok;
+	unsigned n_cut, n_refused, n_other, n_resent, n_replay_bad;
+	long other_status;
+	char other[256]; /* the first unexpected answer */
+};
+
+static char *xstrdup_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xstrdup_fmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	if (vasprintf(&p, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return p;
+}
+
+static void ib_time(int64_t ms, char out[32])
+{
+	char t[25];
+	util_rfc3339(ms, t);
+	t[23] = '\0'; /* drop the 'Z' */
+	util_fmt(out, 32, "%s+0000", t);
+}
+
+#define IB_RESULT                                                                                  \
+	"{\"bulkId\":\"b%u\",\"messageId\":\"%s\",\"to\":\"41793026731\",\"doneAt\":\"%s\","       \
+	"\"status\":{\"groupId\":%d,\"groupName\":\"X\",\"id\":%d,\"name\":\"%s\"},"               \
+	"\"error\":{\"groupId\":0,\"groupName\":\"OK\",\"id\":0,\"name\":\"NO_ERROR\","            \
+	"\"permanent\":false}}"
+
+static void new_batch(struct mclient *c, struct job *j, size_t n)
+{
+	char buf[4096], t0[32], t1[32], id[64];
+	size_t len = util_fmt(buf, sizeof(buf), "{\"results\":[");
+	int64_t base = 1767225600000LL + (int64_t)n * 1000;
+
+	ib_time(base, t0);
+	ib_time(base + 500, t1);
+	util_fmt(id, sizeof(id), "mx%u-%zu-0", c->id, n);
+	len += util_fmt(buf + len, sizeof(buf) - len, IB_RESULT ",", c->id, id, t0, 3, 2,
+	                "DELIVERED_TO_OPERATOR");
+	len += util_fmt(buf + len, sizeof(buf) - len, IB_RESULT ",", c->id, id, t1, 3, 5,
+	                "DELIVERED_TO_HANDSET");
+	util_fmt(id, sizeof(id), "mx%u-%zu-1", c->id, n);
+	len += util_fmt(buf + len, sizeof(buf) - len, IB_RESULT, c->id, id, t0, 3, 2,
+	                "DELIVERED_TO_OPERATOR");
+	j->want_events = 3;
+	if (rnd(&c->rng) % 3 == 0) {
+		util_fmt(id, sizeof(id), "mx%u-%zu-u", c->id, n);
+		len += util_fmt(buf + len, sizeof(buf) - len, "," IB_RESULT, c->id, id, t1, 99, 77,
+		                "SOMETHING_NEW");
+		j->want_events++;
+		j->want_unknown = 1;
+	}
+	if (rnd(&c->rng) % 3 == 0) {
+		len +=
+		    util_fmt(buf + len, sizeof(buf) - len, ",{\"bulkId\":\"u%u-%zu\"}", c->id, n);
+		j->want_unusable = 1;
+	}
+	util_fmt(buf + len, sizeof(buf) - len, "]}");
+	j->n_steps = 1;
+	j->step[0] = (struct step){.kind = S_INFOBIP_STATUS, .body = xstrdup_fmt("%s", buf)};
+}
+
+static void new_inbound(struct mclient *c, struct job *j, size_t n)
+{
+	static const char *const texts[] = {"STOP", "START", "hello", "stop", "Unstop"};
+	char buf[4096], t[32];
+	unsigned k = 2 + (unsigned)(rnd(&c->rng) % 2);
+	size_t len = util_fmt(buf, sizeof(buf), "{\"results\":[");
+
+	for (unsigned i = 0; i < k; i++) {
+		c->clock_ms += 1000;
+		ib_time(c->clock_ms, t);
+		len +=
+		    util_fmt(buf + len, sizeof(buf) - len,
+		             "%s{\"messageId\":\"in%u-%zu-%u\",\"from\":\"4179302%u%u01\","
+		             "\"to\":\"447860099299\",\"text\":\"%s\",\"receivedAt\":\"%s\"}",
+		             i ? "," : "", c->id, n, i, c->id, (unsigned)(rnd(&c->rng) % M_USERS),
+		             texts[rnd(&c->rng) % ARRAY_LEN(texts)], t);
+	}
+	util_fmt(buf + len, sizeof(buf) - len, "],\"messageCount\":%u,\"pendingMessageCount\":0}",
+	         k);
+	j->want_inbound = k;
+	j->n_steps = 1;
+	j->step[0] = (struct step){.kind = S_INFOBIP_INBOUND, .body = xstrdup_fmt("%s", buf)};
+}
+
+static void new_send(struct mclient *c, struct job *j, size_t n)
+{
+	char sid[35], buf[1024];
+
+	h_sid(sid, M_TAG + c->id, (unsigned)n);
+	j->n_steps = 0;
+	if (rnd(&c->rng) % 2 == 0) {
+		h_twilio_body(buf, sizeof(buf), sid, "sent", NULL);
+		j->step[j->n_steps++] =
+		    (struct step){.kind = S_TWILIO, .body = xstrdup_fmt("%s", buf)};
+	}
+	api_send_body(buf, sizeof(buf), N_TO, sid, "otp", NULL);
+	j->step[j->n_steps++] = (struct step){.kind = S_API, .body = xstrdup_fmt("%s", buf)};
+	if (rnd(&c->rng) % 2 == 0) {
+		h_twilio_body(buf, sizeof(buf), sid, "delivered", NULL);
+		j->step[j->n_steps++] =
+		    (struct step){.kind = S_TWILIO, .body = xstrdup_fmt("%s", buf)};
+	}
+}
+
+static void new_job(struct mclient *c)
+{
+	struct job *j;
+	size_t n = c->n_jobs;
+
+	if (c->n_jobs == c->cap_jobs) {
+		c->cap_jobs = c->cap_jobs ? 2 * c->cap_jobs : 64;
+		c->jobs = xrealloc(c->jobs, c->cap_jobs * sizeof(*c->jobs));
+	}
+	j = &c->jobs[c->n_jobs++];
+	memset(j, 0, sizeof(*j));
+	j->kind = (enum job_kind)(rnd(&c->rng) % 3);
+	if (j->kind == J_BATCH)
+		new_batch(c, j, n);
+	else if (j->kind == J_INBOUND)
+		new_inbound(c, j, n);
+	else
+		new_send(c, j, n);
+	c->cur_step = 0;
+}
+
+/* The Idempotency-Key of client c's job n. */
+static void idem_key(char out[32], unsigned c, size_t n)
+{
+	util_fmt(out, 32, "crash-%u-%zu", c, n);
+}
+
+/* Sends one step (a client thread, or the main thread's replays while the
+ * clients are idle); returns the status. */
+static long send_step(const struct dlrd *d, unsigned client, size_t n, const struct step *s,
+                      struct h_resp *r)
+{
+	const char *hdrs[] = {"Content-Type: application/json", IB_AUTH, NULL};
+	char key[32];
+
+	switch (s->kind) {
+	case S_INFOBIP_STATUS:
+		h_request(d, "POST", "/webhooks/infobip/status", hdrs, s->body, strlen(s->body), r);
+		return r->status;
+	case S_INFOBIP_INBOUND:
+		h_request(d, "POST", "/webhooks/infobip/inbound", hdrs, s->body, strlen(s->body),
+		          r);
+		return r->status;
+	case S_TWILIO:
+		return h_post_status(d, s->body, r);
+	case S_API:
+		idem_key(key, client, n);
+		return api_send(d, T_APP, key, s->body, r);
+	}
+	abort();
+}
+
+/* One request of job n, step k; true when answered 2xx. */
+static bool mc_send(struct mclient *c, size_t n, unsigned k)
+{
+	struct job *j = &c->jobs[n];
+	struct step *s = &j->step[k];
+	struct h_resp *r = xmalloc(sizeof(*r));
+	long status;
+	bool ok;
+
+	s->attempts++;
+	status = send_step(c->d, c->id, n, s, r);
+	ok = s->kind == S_API ? status == 201 : status == 200;
+	if (ok) {
+		s->acked++;
+		c->n_ok++;
+		if (s->kind == S_API) {
+			j->replay_pending = true;
+			if (!s->first)
+				s->first = xstrdup_fmt("%s", r->body);
+			else if (strcmp(s->first, r->body) != 0 && !c->n_replay_bad++)
+				util_fmt(c->other, sizeof(c->other),
+				         "send %zu answered %.100s, then %.100s", n, s->first,
+				         r->body);
+		}
+	} else if (status == 0) {
+		if (r->curl_code == CURLE_COULDNT_CONNECT)
+			c->n_refused++;
+		else
+			c->n_cut++;
+	} else {
+		if (!c->n_other++)
+			util_fmt(c->other, sizeof(c->other), "job %zu step %u: %ld %.150s", n, k,
+			         status, r->body);
+		c->other_status = status;
+	}
+	free(r);
+	return ok;
+}
+
+static void *mclient_main(void *arg)
+{
+	struct mclient *c = arg;
+
+	new_job(c);
+	for (;;) {
+		int ph = atomic_load(c->phase);
+		if (ph == PH_STOP)
+			break;
+		if (ph == PH_PAUSE) {
+			atomic_store(&c->idle, true);
+			h_sleep_ms(2);
+			continue;
+		}
+		atomic_store(&c->idle, false);
+		if (atomic_load(c->phase) != PH_RUN)
+			continue;
+
+		size_t n = c->n_jobs - 1;
+		if (n > 0 && rnd(&c->rng) % 8 == 0) {
+			/* a resend of something already answered 2xx */
+			size_t m = rnd(&c->rng) % n;
+			unsigned k = (unsigned)(rnd(&c->rng) % c->jobs[m].n_steps);
+			if (c->jobs[m].step[k].acked) {
+				mc_send(c, m, k);
+				c->n_resent++;
+				continue;
+			}
+		}
+		if (mc_send(c, n, c->cur_step)) {
+			if (++c->cur_step == c->jobs[n].n_steps)
+				new_job(c);
+		} else {
+			h_sleep_ms(1);
+		}
+	}
+	atomic_store(&c->idle, true);
+	return NULL;
+}
+
+static void mpause(struct mclient *cl, _Atomic int *phase)
+{
+	int64_t deadline = h_now_ms() + 30000;
+
+	atomic_store(phase, PH_PAUSE);
+	for (unsigned i = 0; i < M_CLIENTS; i++) {
+		while (!atomic_load(&cl[i].idle)) {
+			if (h_now_ms() > deadline)
+				fail_msg("client %u did not pause within 30 s", i);
+			h_sleep_ms(2);
+		}
+	}
+}
+
+/* Rules of the mixed load's whole-database state: each query counts rows
+ * that break one. */
+static const struct {
+	const char *what;
+	const char *sql;
+} mixed_rules[] = {
+    {"events naming no payload row",
+     "SELECT count(*) FROM sms_message_events e WHERE e.payload_id IS NOT NULL AND NOT EXISTS"
+     " (SELECT 1 FROM sms_payloads p WHERE p.id = e.payload_id)"},
+    {"inbound messages naming no payload row",
+     "SELECT count(*) FROM sms_inbound_messages i WHERE i.payload_id IS NOT NULL AND NOT EXISTS"
+     " (SELECT 1 FROM sms_payloads p WHERE p.id = i.payload_id)"},
+    {"review items naming no payload row",
+     "SELECT count(*) FROM review_queue r WHERE r.payload_id IS NOT NULL AND NOT EXISTS"
+     " (SELECT 1 FROM sms_payloads p WHERE p.id = r.payload_id)"},
+    /* src/store/README.md: written only when a row of the request names it */
+    {"payload rows no row names",
+     "SELECT count(*) FROM (SELECT id FROM sms_payloads EXCEPT SELECT payload_id FROM"
+     " sms_message_events EXCEPT SELECT payload_id FROM sms_inbound_messages EXCEPT SELECT"
+     " payload_id FROM review_queue) AS o"},
+    {"rows of a batch without a payload_id",
+     "SELECT (SELECT count(*) FROM sms_message_events WHERE provider = 'infobip'"
+     " AND (payload_id IS NULL OR length(raw_payload) != 0)) + (SELECT count(*) FROM"
+     " sms_inbound_messages WHERE payload_id IS NULL OR length(raw_payload) != 0) +"
+     " (SELECT count(*) FROM review_queue WHERE payload_id IS NULL"
+     " OR length(raw_payload) != 0)"},
+    {"review items of no known cause",
+     "SELECT count(*) FROM review_queue WHERE NOT (reason = 'unknown_status' AND"
+     " message_id IS NOT NULL AND event_id IS NOT NULL) AND NOT (reason = 'unusable_payload'"
+     " AND dedup_key IS NOT NULL)"},
+    {"unknown-status review items of no event",
+     "SELECT count(*) FROM review_queue r WHERE r.reason = 'unknown_status' AND NOT EXISTS"
+     " (SELECT 1 FROM sms_message_events e WHERE e.id = r.event_id"
+     " AND e.message_id = r.message_id AND e.status = 'unknown')"},
+    {"unknown-status events without exactly one review item",
+     "SELECT count(*) FROM sms_message_events e LEFT JOIN (SELECT event_id, count(*) AS n FROM"
+     " review_queue WHERE reason = 'unknown_status' GROUP BY event_id) r ON r.event_id = e.id"
+     " WHERE e.status = 'unknown' AND coalesce(r.n, 0) != 1"},
+    {"idempotency rows naming no send",
+     "SELECT count(*) FROM api_idempotency i WHERE NOT EXISTS (SELECT 1 FROM sms_messages m"
+     " WHERE m.id = i.message_id AND m.origin != 'callback')"},
+    {"sends without exactly one idempotency row",
+     "SELECT count(*) FROM sms_messages m LEFT JOIN (SELECT message_id, count(*) AS n FROM"
+     " api_idempotency GROUP BY message_id) i ON i.message_id = m.id"
+     " WHERE m.origin != 'callback' AND coalesce(i.n, 0) != 1"},
+    {"opt-out states that are not the latest of their history",
+     "SELECT count(*) FROM sms_opt_outs o WHERE CASE WHEN o.opted_out = 1 THEN 'opt_out'"
+     " ELSE 'opt_in' END != coalesce((SELECT h.action FROM sms_opt_out_history h"
+     " WHERE h.recipient_hash = o.recipient_hash AND h.sender_identity = o.sender_identity"
+     " ORDER BY h.effective_at DESC, h.id DESC LIMIT 1), '')"},
+    {"opt-out histories without a state",
+     "SELECT count(*) FROM sms_opt_out_history h WHERE NOT EXISTS (SELECT 1 FROM"
+     " sms_opt_outs o WHERE o.recipient_hash = h.recipient_hash"
+     " AND o.sender_identity = h.sender_identity)"},
+    {"keywords without exactly one history row",
+     "SELECT count(*) FROM sms_inbound_messages i LEFT JOIN (SELECT inbound_id, count(*) AS n"
+     " FROM sms_opt_out_history GROUP BY inbound_id) h ON h.inbound_id = i.id"
+     " WHERE i.keyword IN ('opt_out', 'opt_in') AND coalesce(h.n, 0) != 1"},
+    {"history rows of no keyword",
+     "SELECT count(*) FROM sms_opt_out_history h WHERE NOT EXISTS (SELECT 1 FROM"
+     " sms_inbound_messages i WHERE i.id = h.inbound_id AND i.keyword IN ('opt_out', 'opt_in'))"},
+};
+
+/* "<prefix><client>-<job>-..." -> the job (*client, *job_n) */
+static struct job *job_of(struct mclient *cl, const char *s, const char *prefix, unsigned *client,
+                          size_t *job_n, char *err, size_t errlen)
+{
+	size_t pl = strlen(prefix), i = pl;
+	uint64_t c = 0, n = 0;
+
+	if (!s || strncmp(s, prefix, pl) != 0)
+		goto bad;
+	for (; s[i] >= '0' && s[i] <= '9'; i++)
+		c = c * 10 + (uint64_t)(s[i] - '0');
+	if (i == pl || s[i++] != '-')
+		goto bad;
+	for (; s[i] >= '0' && s[i] <= '9'; i++)
+		n = n * 10 + (uint64_t)(s[i] - '0');
+	if (c >= M_CLIENTS || n >= cl[c].n_jobs)
+		goto bad;
+	*client = (unsigned)c;
+	*job_n = (size_t)n;
+	return &cl[c].jobs[n];
+bad:
+	util_fmt(err, errlen, "a stored row of no request sent: %s", s ? s : "(null)");
+	return NULL;
+}
+
+struct mseen {
+	struct mclient *cl;
+	int what; /* 0 events, 1 inbound, 2 idempotency */
+	char err[512];
+};
+
+static int mseen_row(void *arg, const char *const *col, int n_col)
+{
+	struct mseen *v = arg;
+	struct job *j;
+	unsigned c;
+	size_t n;
+
+	(void)n_col;
+	if (v->what == 0) {
+		if (!(j = job_of(v->cl, col[0], "mx", &c, &n, v->err, sizeof(v->err))))
+			return 1;
+		j->seen_events++;
+		j->seen_unknown += col[1] && strcmp(col[1], "1") == 0;
+	} else if (v->what == 1) {
+		if (!(j = job_of(v->cl, col[0], "in", &c, &n, v->err, sizeof(v->err))))
+			return 1;
+		j->seen_inbound++;
+	} else {
+		char sid[35];
+		if (!(j = job_of(v->cl, col[0], "crash-", &c, &n, v->err, sizeof(v->err))))
+			return 1;
+		h_sid(sid, M_TAG + c, (unsigned)n);
+		j->seen_idem++;
+		j->idem_ok = col[1] && strcmp(col[1], sid) == 0;
+	}
+	return 0;
+}
+
+/* Every request's rows against what was sent and answered. */
+static void check_jobs(struct h_snap *s, struct mclient *cl, unsigned round, int64_t *n_unusable)
+{
+	static const char *const q[] = {
+	    "SELECT provider_message_id, CAST(status = 'unknown' AS INTEGER) FROM"
+	    " sms_message_events WHERE provider = 'infobip'",
+	    "SELECT provider_message_id FROM sms_inbound_messages",
+	    "SELECT i.idem_key, m.provider_message_id FROM api_idempotency i LEFT JOIN"
+	    " sms_messages m ON m.id = i.message_id",
+	};
+	struct mseen v = {.cl = cl};
+	int64_t unusable_min = 0, unusable_max = 0;
+
+	for (unsigned c = 0; c < M_CLIENTS; c++)
+		for (size_t n = 0; n < cl[c].n_jobs; n++) {
+			struct job *j = &cl[c].jobs[n];
+			j->seen_events = j->seen_unknown = j->seen_inbound = j->seen_idem = 0;
+			j->idem_ok = false;
+		}
+	for (v.what = 0; v.what < 3; v.what++) {
+		if (h_snap_rows(s, mseen_row, &v, "%s", q[v.what]) < 0)
+			fail_msg("round %u: the query %s failed", round, q[v.what]);
+		if (v.err[0])
+			fail_msg("round %u: %s", round, v.err);
+	}
+	for (unsigned c = 0; c < M_CLIENTS; c++) {
+		for (size_t n = 0; n < cl[c].n_jobs; n++) {
+			struct job *j = &cl[c].jobs[n];
+			bool acked = false, sent = false;
+			for (unsigned k = 0; k < j->n_steps; k++) {
+				if (j->step[k].kind != S_TWILIO) {
+					acked = j->step[k].acked > 0;
+					sent = j->step[k].attempts > 0;
+				}
+			}
+			if (j->kind == J_BATCH) {
+				unusable_min += acked && j->want_unusable;
+				unusable_max += sent && j->want_unusable;
+				/* one request: all of it or nothing */
+				if ((j->seen_events != 0 || acked) &&
+				    (j->seen_events != j->want_events ||
+				     j->seen_unknown != j->want_unknown))
+					fail_msg("round %u: batch %u/%zu (answered 2xx %u times)"
+					         " has %u of its %u events, %u of %u unknown",
+					         round, c, n, j->step[0].acked, j->seen_events,
+					         j->want_events, j->seen_unknown, j->want_unknown);
+			} else if (j->kind == J_INBOUND) {
+				if ((j->seen_inbound != 0 || acked) &&
+				    j->seen_inbound != j->want_inbound)
+					fail_msg("round %u: inbound request %u/%zu (answered 2xx %u"
+					         " times) has %u of its %u messages",
+					         round, c, n, j->step[0].acked, j->seen_inbound,
+					         j->want_inbound);
+			} else if (j->seen_idem > 1 || (acked && j->seen_idem != 1) ||
+			           (j->seen_idem && !j->idem_ok)) {
+				fail_msg(
+				    "round %u: send %u/%zu (answered 201 %s) has %u idempotency"
+				    " rows%s",
+				    round, c, n, acked ? "yes" : "no", j->seen_idem,
+				    j->seen_idem && !j->idem_ok ? ", naming another message" : "");
+			}
+		}
+	}
+	*n_unusable = h_snap_int(s, "SELECT count(*) FROM review_queue WHERE reason ="
+	                            " 'unusable_payload'");
+	if (*n_unusable < unusable_min || *n_unusable > unusable_max)
+		fail_msg("round %u: %lld unusable-payload items; %lld such requests answered 2xx,"
+		         " %lld sent",
+		         round, (long long)*n_unusable, (long long)unusable_min,
+		         (long long)unusable_max);
+}
+
+/* A send answered 201 before the kill, replayed after it: the same answer
+ * (up to M_REPLAYS of the round's sends, the latest first: those the kill
+ * may have caught before the sync). */
+#define M_REPLAYS 24
+static unsigned check_replays(struct dlrd *d, struct mclient *cl, unsigned round)
+{
+	struct h_resp *r = xmalloc(sizeof(*r));
+	unsigned n_replayed = 0;
+
+	for (unsigned c = 0; c < M_CLIENTS; c++) {
+		unsigned budget = M_REPLAYS / M_CLIENTS;
+		for (size_t n = cl[c].n_jobs; n-- > 0;) {
+			struct job *j = &cl[c].jobs[n];
+			if (!j->replay_pending)
+				continue;
+			j->replay_pending = false;
+			if (!budget)
+				continue;
+			budget--;
+			for (unsigned k = 0; k < j->n_steps; k++) {
+				struct step *st = &j->step[k];
+				if (st->kind != S_API || !st->first)
+					continue;
+				long status = send_step(d, c, n, st, r);
+				if (status != 201 || strcmp(r->body, st->first) != 0)
+					fail_msg("round %u: send %u/%zu answered 201 %s before the"
+					         " kill, and %ld %s after it",
+					         round, c, n, st->first, status, r->body);
+				n_replayed++;
+			}
+		}
+	}
+	free(r);
+	return n_replayed;
+}
+
+static void mcheck_all(struct dlrd *d, struct mclient *cl, unsigned round, int64_t *n_msgs,
+                       int64_t *n_unusable)
+{
+	struct h_snap *s = h_snap_open(d);
+
+	if (!s)
+		fail_msg("round %u: cannot read the database", round);
+	if (!h_pg())
+		check_integrity(s, round);
+	check_transactions(s, round, true);
+	for (size_t i = 0; i < ARRAY_LEN(mixed_rules); i++) {
+		int64_t n = h_snap_int(s, "%s", mixed_rules[i].sql);
+		if (n == H_SQL_ERR)
+			fail_msg("round %u: the query for %s failed", round, mixed_rules[i].what);
+		if (n != 0)
+			fail_msg("round %u: %lld %s", round, (long long)n, mixed_rules[i].what);
+	}
+	check_jobs(s, cl, round, n_unusable);
+	check_folds(s, round, n_msgs);
+	h_snap_close(s);
+}
+
+static unsigned mok_total(struct mclient *cl)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < M_CLIENTS; i++)
+		n += atomic_load(&cl[i].n_ok);
+	return n;
+}
+
+static void test_sigkill_mixed_load(void **state)
+{
+	const char *env[] = {"DLRD_INFOBIP_BASIC_AUTH=dlrd:pa55word", api_tokens_env(), NULL};
+	struct dlrd d;
+	struct mclient cl[M_CLIENTS];
+	_Atomic int phase = PH_PAUSE;
+	uint64_t seed = seed_from_env(), rng = seed;
+	unsigned rounds = rounds_from_env(), startup_kills = 0, idle_rounds = 0, replays = 0;
+	int64_t t0 = h_now_ms(), n_msgs = 0, n_unusable = 0;
+	unsigned ok = 0, cut = 0, refused = 0, resent = 0;
+	size_t jobs = 0;
+	int status;
+
+	(void)state;
+	print_message("crash (mixed): seed %llu (DLRD_CRASH_SEED), %u rounds\n",
+	              (unsigned long long)seed, rounds);
+	assert_int_equal(h_setup(&d, env), 0);
+	assert_int_equal(h_start(&d), 0);
+	memset(cl, 0, sizeof(cl));
+	for (unsigned i = 0; i < M_CLIENTS; i++) {
+		cl[i].id = i;
+		cl[i].d = &d;
+		cl[i].phase = &phase;
+		cl[i].rng = seed + 0x9e3779b97f4a7c15ULL * (i + 11);
+		cl[i].clock_ms = 1767225600000LL;
+		atomic_init(&cl[i].idle, true);
+		assert_int_equal(pthread_create(&cl[i].thread, NULL, mclient_main, &cl[i]), 0);
+	}
+
+	for (unsigned round = 1; round <= rounds; round++) {
+		unsigned before = mok_total(cl);
+		atomic_store(&phase, PH_RUN);
+		for (int64_t w0 = h_now_ms(); mok_total(cl) == before && h_now_ms() - w0 < 10000;)
+			h_sleep_ms(5);
+		h_sleep_ms(LOAD_MIN_MS + (int)(rnd(&rng) % (LOAD_MAX_MS - LOAD_MIN_MS)));
+		assert_int_equal(h_stop(&d, SIGKILL, 5000, &status), 0);
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		mpause(cl, &phase);
+
+		if (round % 4 == 0) {
+			assert_int_equal(h_spawn(&d), 0);
+			h_sleep_ms((int)(rnd(&rng) % STARTUP_KILL_MAX_MS));
+			h_stop(&d, SIGKILL, 5000, &status);
+			startup_kills++;
+		}
+		if (h_start(&d) != 0) {
+			char *log = h_read_file(d.log_path, NULL);
+			fail_msg("round %u: dlrd did not come back after SIGKILL; log:\n%s", round,
+			         log ? log : "");
+		}
+		mcheck_all(&d, cl, round, &n_msgs, &n_unusable);
+		replays += check_replays(&d, cl, round);
+		idle_rounds += mok_total(cl) == before;
+	}
+
+	atomic_store(&phase, PH_STOP);
+	for (unsigned i = 0; i < M_CLIENTS; i++) {
+		pthread_join(cl[i].thread, NULL);
+		ok += cl[i].n_ok;
+		cut += cl[i].n_cut;
+		refused += cl[i].n_refused;
+		resent += cl[i].n_resent;
+		jobs += cl[i].n_jobs;
+		if (cl[i].n_other || cl[i].n_replay_bad)
+			fail_msg("client %u: %u unexpected answers, %u replays that differ: %s", i,
+			         cl[i].n_other, cl[i].n_replay_bad, cl[i].other);
+	}
+	print_message("crash (mixed): %u kills (%u during start-up), %u answered 2xx, %u cut off"
+	              " by a kill, %u refused while down, %u resent, %u sends replayed after"
+	              " a restart; %zu requests begun, %lld messages, %lld unusable items;"
+	              " %lld ms\n",
+	              rounds + startup_kills, startup_kills, ok, cut, refused, resent, replays,
+	              jobs, (long long)n_msgs, (long long)n_unusable, (long long)(h_now_ms() - t0));
+	if (idle_rounds > rounds / 4)
+		fail_msg("%u of %u rounds saw no 2xx answer: no load", idle_rounds, rounds);
+	assert_true(cut > 0);
+	assert_true(resent > 0);
+	assert_true(replays > 0);
+	assert_int_equal(h_stop(&d, SIGTERM, 10000, &status), 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_false(h_log_contains(&d, "Sanitizer"));
+	assert_false(h_log_contains(&d, "runtime error"));
+	for (unsigned i = 0; i < M_CLIENTS; i++) {
+		for (size_t n = 0; n < cl[i].n_jobs; n++)
+			for (unsigned k = 0; k < cl[i].jobs[n].n_steps; k++) {
+				free(cl[i].jobs[n].step[k].body);
+				free(cl[i].jobs[n].step[k].first);
+			}
+		free(cl[i].jobs);
+	}
+	h_teardown(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sigkill_under_load),
+	    cmocka_unit_test(test_sigkill_mixed_load),
 	};
 	return cmocka_run_group_tests_name(h_pg() ? "integration-pg/crash" : "integration/crash",
 	                                   tests, NULL, NULL);
