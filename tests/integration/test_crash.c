@@ -54,8 +54,10 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 #include "api_helpers.h"
+#include "crypto.h"
 #include "harness.h"
 #include "status.h"
 #include "util.h"
@@ -695,9 +697,13 @@ static void test_sigkill_under_load(void **state)
  *   the client's own users, each STOP, START or something else, with
  *   provider times that only grow, so the opt-out state is the latest
  *   keyword of its history;
- * - J_SEND: a Twilio callback first (half of them), then POST /v1/messages
- *   with an Idempotency-Key naming the same provider id (the send adopts
- *   the callback's row), then, for some, a final callback.
+ * - J_TELNYX: a Telnyx message.finalized to two recipients (two events of
+ *   one message), whose every resend counts its attempt in the body, as
+ *   Telnyx does: other bytes, so another payload id;
+ * - J_SEND: a Twilio callback first (half of them; for some of the others
+ *   at the same time as the send), then POST /v1/messages with an
+ *   Idempotency-Key naming the same provider id (the send adopts the
+ *   callback's row), then, for some, a final callback.
  *
  * After every restart, in one snapshot: all or nothing of every request
  * (its events, inbound rows and review items), all of every request
@@ -714,14 +720,16 @@ static void test_sigkill_under_load(void **state)
 #define M_USERS     3                                           /* inbound users per client */
 #define IB_AUTH     "Authorization: Basic ZGxyZDpwYTU1d29yZA==" /* dlrd:pa55word */
 
-enum job_kind { J_BATCH, J_INBOUND, J_SEND };
-enum step_kind { S_INFOBIP_STATUS, S_INFOBIP_INBOUND, S_TWILIO, S_API };
+enum job_kind { J_BATCH, J_INBOUND, J_SEND, J_TELNYX, J__COUNT };
+enum step_kind { S_INFOBIP_STATUS, S_INFOBIP_INBOUND, S_TWILIO, S_API, S_TELNYX };
 
 struct step {
 	enum step_kind kind;
 	char *body;
 	uint32_t attempts, acked;
 	char *first; /* S_API: the body of the first 201 */
+	char *with;  /* S_API: a callback for the same message sent at the same
+	              * time (a client's), so both may share a batch; or NULL */
 };
 
 struct job {
@@ -855,11 +863,73 @@ static void new_send(struct mclient *c, struct job *j, size_t n)
 	}
 	api_send_body(buf, sizeof(buf), N_TO, sid, "otp", NULL);
 	j->step[j->n_steps++] = (struct step){.kind = S_API, .body = xstrdup_fmt("%s", buf)};
+	if (j->n_steps == 1 && rnd(&c->rng) % 2 == 0) {
+		h_twilio_body(buf, sizeof(buf), sid, "sent", NULL);
+		j->step[0].with = xstrdup_fmt("%s", buf);
+	}
 	if (rnd(&c->rng) % 2 == 0) {
 		h_twilio_body(buf, sizeof(buf), sid, "delivered", NULL);
 		j->step[j->n_steps++] =
 		    (struct step){.kind = S_TWILIO, .body = xstrdup_fmt("%s", buf)};
 	}
+}
+
+/* RFC 8032 TEST 1 key pair (test_provider_telnyx.c) */
+static const uint8_t TELNYX_SEED[32] = {
+    0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
+    0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
+#define TELNYX_PUB "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+/* The message id of client c's job n: its last 12 hex digits are c and n. */
+#define TELNYX_MSG "40385f64-5717-4562-b3fc-%02x%010zx"
+
+/* A client thread: no cmocka assertion. */
+static long telnyx_post(const struct dlrd *d, const char *body, struct h_resp *r)
+{
+	EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, TELNYX_SEED, 32);
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	char ts[32], sig[128], h1[64], h2[200];
+	const char *hdrs[] = {"Content-Type: application/json", h1, h2, NULL};
+	size_t tl, bl = strlen(body), sl = 64;
+	uint8_t *m, s[64];
+
+	util_fmt(ts, sizeof(ts), "%lld", (long long)time(NULL));
+	tl = strlen(ts);
+	m = xmalloc(tl + 1 + bl);
+	memcpy(m, ts, tl);
+	m[tl] = '|';
+	memcpy(m + tl + 1, body, bl);
+	if (!k || !c || EVP_DigestSignInit(c, NULL, NULL, NULL, k) != 1 ||
+	    EVP_DigestSign(c, s, &sl, m, tl + 1 + bl) != 1)
+		abort();
+	crypto_b64_encode(s, sl, sig);
+	free(m);
+	EVP_MD_CTX_free(c);
+	EVP_PKEY_free(k);
+	util_fmt(h1, sizeof(h1), "telnyx-timestamp: %s", ts);
+	util_fmt(h2, sizeof(h2), "telnyx-signature-ed25519: %s", sig);
+	h_request(d, "POST", "/webhooks/telnyx/status", hdrs, body, bl, r);
+	return r->status;
+}
+
+/* The body without its "meta" (the attempt, added as it is sent). */
+static void new_telnyx(struct mclient *c, struct job *j, size_t n)
+{
+	static const char *const st[] = {"delivered", "delivery_failed", "sent"};
+	char buf[2048];
+
+	util_fmt(buf, sizeof(buf),
+	         "{\"data\":{\"event_type\":\"message.finalized\",\"id\":"
+	         "\"5ee8c3a6-4995-4309-a3c6-%02x%010zx\",\"occurred_at\":"
+	         "\"2026-01-01T00:00:%02zu.148+00:00\",\"record_type\":\"event\","
+	         "\"payload\":{\"id\":\"" TELNYX_MSG "\",\"direction\":\"outbound\","
+	         "\"type\":\"SMS\",\"from\":{\"phone_number\":\"+18445550001\"},"
+	         "\"to\":[{\"phone_number\":\"+14155550123\",\"status\":\"%s\"},"
+	         "{\"phone_number\":\"+14155550124\",\"status\":\"%s\"}],"
+	         "\"errors\":[{\"code\":\"40008\",\"title\":\"Undeliverable\"}]}},",
+	         c->id, n, n % 60, c->id, n, st[rnd(&c->rng) % 3], st[rnd(&c->rng) % 3]);
+	j->want_events = 2;
+	j->n_steps = 1;
+	j->step[0] = (struct step){.kind = S_TELNYX, .body = xstrdup_fmt("%s", buf)};
 }
 
 static void new_job(struct mclient *c)
@@ -873,8 +943,10 @@ static void new_job(struct mclient *c)
 	}
 	j = &c->jobs[c->n_jobs++];
 	memset(j, 0, sizeof(*j));
-	j->kind = (enum job_kind)(rnd(&c->rng) % 3);
-	if (j->kind == J_BATCH)
+	j->kind = (enum job_kind)(rnd(&c->rng) % J__COUNT);
+	if (j->kind == J_TELNYX)
+		new_telnyx(c, j, n);
+	else if (j->kind == J_BATCH)
 		new_batch(c, j, n);
 	else if (j->kind == J_INBOUND)
 		new_inbound(c, j, n);
@@ -910,6 +982,12 @@ static long send_step(const struct dlrd *d, unsigned client, size_t n, const str
 	case S_API:
 		idem_key(key, client, n);
 		return api_send(d, T_APP, key, s->body, r);
+	case S_TELNYX: {
+		char *b = xstrdup_fmt("%s\"meta\":{\"attempt\":%u}}", s->body, s->attempts);
+		long status = telnyx_post(d, b, r);
+		free(b);
+		return status;
+	}
 	}
 	abort();
 }
@@ -920,11 +998,16 @@ static bool mc_send(struct mclient *c, size_t n, unsigned k)
 	struct job *j = &c->jobs[n];
 	struct step *s = &j->step[k];
 	struct h_resp *r = xmalloc(sizeof(*r));
+	struct h_async *with = NULL;
 	long status;
 	bool ok;
 
 	s->attempts++;
+	if (s->with && !s->acked && !(with = h_async_post_status(c->d, s->with)))
+		abort();
 	status = send_step(c->d, c->id, n, s, r);
+	if (with)
+		h_async_wait(with, NULL); /* its outcome: the checks of every event */
 	ok = s->kind == S_API ? status == 201 : status == 200;
 	if (ok) {
 		s->acked++;
@@ -1028,7 +1111,7 @@ static const struct {
      " sms_message_events EXCEPT SELECT payload_id FROM sms_inbound_messages EXCEPT SELECT"
      " payload_id FROM review_queue) AS o"},
     {"rows of a batch without a payload_id",
-     "SELECT (SELECT count(*) FROM sms_message_events WHERE provider = 'infobip'"
+     "SELECT (SELECT count(*) FROM sms_message_events WHERE provider IN ('infobip', 'telnyx')"
      " AND (payload_id IS NULL OR length(raw_payload) != 0)) + (SELECT count(*) FROM"
      " sms_inbound_messages WHERE payload_id IS NULL OR length(raw_payload) != 0) +"
      " (SELECT count(*) FROM review_queue WHERE payload_id IS NULL"
@@ -1036,7 +1119,13 @@ static const struct {
     {"review items of no known cause",
      "SELECT count(*) FROM review_queue WHERE NOT (reason = 'unknown_status' AND"
      " message_id IS NOT NULL AND event_id IS NOT NULL) AND NOT (reason = 'unusable_payload'"
-     " AND dedup_key IS NOT NULL)"},
+     " AND dedup_key IS NOT NULL) AND NOT (reason = 'final_conflict' AND message_id IS NOT"
+     " NULL)"},
+    {"conflicts without exactly one review item",
+     "SELECT count(*) FROM sms_messages m LEFT JOIN (SELECT message_id, count(*) AS n FROM"
+     " review_queue WHERE reason = 'final_conflict' GROUP BY message_id) r"
+     " ON r.message_id = m.id WHERE coalesce(r.n, 0) != CASE WHEN m.final_conflict = 1"
+     " THEN 1 ELSE 0 END"},
     {"unknown-status review items of no event",
      "SELECT count(*) FROM review_queue r WHERE r.reason = 'unknown_status' AND NOT EXISTS"
      " (SELECT 1 FROM sms_message_events e WHERE e.id = r.event_id"
@@ -1118,6 +1207,23 @@ static int mseen_row(void *arg, const char *const *col, int n_col)
 		if (!(j = job_of(v->cl, col[0], "in", &c, &n, v->err, sizeof(v->err))))
 			return 1;
 		j->seen_inbound++;
+	} else if (v->what == 3) {
+		char want[64];
+		const char *pm = col[0] ? col[0] : "";
+		size_t pl = strlen(pm);
+		uint64_t x = 0;
+		for (size_t i = pl > 12 ? pl - 12 : 0; i < pl; i++)
+			x = x * 16 + (uint64_t)(pm[i] <= '9' ? pm[i] - '0' : pm[i] - 'a' + 10);
+		c = (unsigned)(x >> 40);
+		n = (size_t)(x & 0xffffffffffULL);
+		if (c < M_CLIENTS && n < v->cl[c].n_jobs)
+			util_fmt(want, sizeof(want), TELNYX_MSG, c, n);
+		if (c >= M_CLIENTS || n >= v->cl[c].n_jobs || strcmp(want, pm) != 0 ||
+		    v->cl[c].jobs[n].kind != J_TELNYX) {
+			util_fmt(v->err, sizeof(v->err), "a stored row of no request sent: %s", pm);
+			return 1;
+		}
+		v->cl[c].jobs[n].seen_events++;
 	} else {
 		char sid[35];
 		if (!(j = job_of(v->cl, col[0], "crash-", &c, &n, v->err, sizeof(v->err))))
@@ -1138,6 +1244,7 @@ static void check_jobs(struct h_snap *s, struct mclient *cl, unsigned round, int
 	    "SELECT provider_message_id FROM sms_inbound_messages",
 	    "SELECT i.idem_key, m.provider_message_id FROM api_idempotency i LEFT JOIN"
 	    " sms_messages m ON m.id = i.message_id",
+	    "SELECT provider_message_id FROM sms_message_events WHERE provider = 'telnyx'",
 	};
 	struct mseen v = {.cl = cl};
 	int64_t unusable_min = 0, unusable_max = 0;
@@ -1148,7 +1255,7 @@ static void check_jobs(struct h_snap *s, struct mclient *cl, unsigned round, int
 			j->seen_events = j->seen_unknown = j->seen_inbound = j->seen_idem = 0;
 			j->idem_ok = false;
 		}
-	for (v.what = 0; v.what < 3; v.what++) {
+	for (v.what = 0; v.what < (int)ARRAY_LEN(q); v.what++) {
 		if (h_snap_rows(s, mseen_row, &v, "%s", q[v.what]) < 0)
 			fail_msg("round %u: the query %s failed", round, q[v.what]);
 		if (v.err[0])
@@ -1164,7 +1271,14 @@ static void check_jobs(struct h_snap *s, struct mclient *cl, unsigned round, int
 					sent = j->step[k].attempts > 0;
 				}
 			}
-			if (j->kind == J_BATCH) {
+			if (j->kind == J_TELNYX) {
+				if ((j->seen_events != 0 || acked) &&
+				    j->seen_events != j->want_events)
+					fail_msg("round %u: Telnyx request %u/%zu (answered 2xx %u"
+					         " times) has %u of its %u events",
+					         round, c, n, j->step[0].acked, j->seen_events,
+					         j->want_events);
+			} else if (j->kind == J_BATCH) {
 				unusable_min += acked && j->want_unusable;
 				unusable_max += sent && j->want_unusable;
 				/* one request: all of it or nothing */
@@ -1269,7 +1383,8 @@ static unsigned mok_total(struct mclient *cl)
 
 static void test_sigkill_mixed_load(void **state)
 {
-	const char *env[] = {"DLRD_INFOBIP_BASIC_AUTH=dlrd:pa55word", api_tokens_env(), NULL};
+	const char *env[] = {"DLRD_INFOBIP_BASIC_AUTH=dlrd:pa55word",
+	                     "DLRD_TELNYX_PUBLIC_KEYS=" TELNYX_PUB, api_tokens_env(), NULL};
 	struct dlrd d;
 	struct mclient cl[M_CLIENTS];
 	_Atomic int phase = PH_PAUSE;
@@ -1354,6 +1469,7 @@ static void test_sigkill_mixed_load(void **state)
 			for (unsigned k = 0; k < cl[i].jobs[n].n_steps; k++) {
 				free(cl[i].jobs[n].step[k].body);
 				free(cl[i].jobs[n].step[k].first);
+				free(cl[i].jobs[n].step[k].with);
 			}
 		free(cl[i].jobs);
 	}
