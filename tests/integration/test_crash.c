@@ -695,8 +695,8 @@ static void test_sigkill_under_load(void **state)
  *   payload goes to sms_payloads once;
  * - J_INBOUND: one Infobip inbound request of two or three messages from
  *   the client's own users, each STOP, START or something else, with
- *   provider times that only grow, so the opt-out state is the latest
- *   keyword of its history;
+ *   distinct provider times (within a request sometimes in reverse order),
+ *   so the opt-out state is the latest keyword of its history;
  * - J_TELNYX: a Telnyx message.finalized to two recipients (two events of
  *   one message), whose every resend counts its attempt in the body, as
  *   Telnyx does: other bytes, so another payload id;
@@ -833,9 +833,13 @@ static void new_inbound(struct mclient *c, struct job *j, size_t n)
 	unsigned k = 2 + (unsigned)(rnd(&c->rng) % 2);
 	size_t len = util_fmt(buf, sizeof(buf), "{\"results\":[");
 
+	/* now and then in the reverse order of their times, so that an older
+	 * keyword arrives after a newer one and must not win */
+	bool reverse = rnd(&c->rng) % 3 == 0;
+
+	c->clock_ms += 1000 * k;
 	for (unsigned i = 0; i < k; i++) {
-		c->clock_ms += 1000;
-		ib_time(c->clock_ms, t);
+		ib_time(c->clock_ms - 1000 * (reverse ? i : k - 1 - i), t);
 		len +=
 		    util_fmt(buf + len, sizeof(buf) - len,
 		             "%s{\"messageId\":\"in%u-%zu-%u\",\"from\":\"4179302%u%u01\","
@@ -1146,6 +1150,10 @@ static const struct {
      " ELSE 'opt_in' END != coalesce((SELECT h.action FROM sms_opt_out_history h"
      " WHERE h.recipient_hash = o.recipient_hash AND h.sender_identity = o.sender_identity"
      " ORDER BY h.effective_at DESC, h.id DESC LIMIT 1), '')"},
+    {"opt-out states not as of their history's latest time",
+     "SELECT count(*) FROM sms_opt_outs o WHERE o.effective_at != coalesce((SELECT"
+     " max(h.effective_at) FROM sms_opt_out_history h WHERE h.recipient_hash ="
+     " o.recipient_hash AND h.sender_identity = o.sender_identity), '')"},
     {"opt-out histories without a state",
      "SELECT count(*) FROM sms_opt_out_history h WHERE NOT EXISTS (SELECT 1 FROM"
      " sms_opt_outs o WHERE o.recipient_hash = h.recipient_hash"
