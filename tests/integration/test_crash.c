@@ -1398,6 +1398,7 @@ static void test_sigkill_mixed_load(void **state)
 	_Atomic int phase = PH_PAUSE;
 	uint64_t seed = seed_from_env(), rng = seed;
 	unsigned rounds = rounds_from_env(), startup_kills = 0, idle_rounds = 0, replays = 0;
+	unsigned migrations = 0; /* applied before the first complete start */
 	int64_t t0 = h_now_ms(), n_msgs = 0, n_unusable = 0;
 	unsigned ok = 0, cut = 0, refused = 0, resent = 0;
 	size_t jobs = 0;
@@ -1407,6 +1408,18 @@ static void test_sigkill_mixed_load(void **state)
 	print_message("crash (mixed): seed %llu (DLRD_CRASH_SEED), %u rounds\n",
 	              (unsigned long long)seed, rounds);
 	assert_int_equal(h_setup(&d, env), 0);
+	/* killed while creating the schema (migrations) on an empty database */
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(h_spawn(&d), 0);
+		h_sleep_ms(
+		    (int)(rnd(&rng) % (h_pg() ? 4 * STARTUP_KILL_MAX_MS : STARTUP_KILL_MAX_MS)));
+		h_stop(&d, SIGKILL, 5000, &status);
+		startup_kills++;
+	}
+	char *first_log = h_read_file(d.log_path, NULL);
+	for (const char *p = first_log; p && (p = strstr(p, "migration_applied")); p++)
+		migrations++;
+	free(first_log);
 	assert_int_equal(h_start(&d), 0);
 	memset(cl, 0, sizeof(cl));
 	for (unsigned i = 0; i < M_CLIENTS; i++) {
@@ -1457,6 +1470,9 @@ static void test_sigkill_mixed_load(void **state)
 			fail_msg("client %u: %u unexpected answers, %u replays that differ: %s", i,
 			         cl[i].n_other, cl[i].n_replay_bad, cl[i].other);
 	}
+	print_message("crash (mixed): %u migrations applied by starts killed before the first"
+	              " that completed\n",
+	              migrations);
 	print_message("crash (mixed): %u kills (%u during start-up), %u answered 2xx, %u cut off"
 	              " by a kill, %u refused while down, %u resent, %u sends replayed after"
 	              " a restart; %zu requests begun, %lld messages, %lld unusable items;"
