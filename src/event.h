@@ -61,7 +61,8 @@ struct dlr_event {
 	/* EV_INBOUND only */
 	const char *text; /* message body, NUL-terminated, in the arena */
 	size_t text_len;
-	enum optout_kind keyword; /* set centrally from text */
+	enum optout_kind
+	    keyword; /* the provider's verdict (optout_verdict()), else centrally from text */
 	/* One part of a message the provider delivers in several webhooks
 	 * (Vonage's concatenated inbound SMS): stored as it is, but never a
 	 * keyword, since a keyword is the whole message (optout.h). */

@@ -745,8 +745,8 @@ static enum MHD_Result dispatch(struct req *r)
 	for (size_t i = 0; i < r->res.n_events; i++) {
 		struct dlr_event *ev = &r->res.events[i];
 		if (ev->kind == EV_INBOUND) {
-			/* a keyword the provider itself reports (Twilio's
-			 * OptOutType) stands */
+			/* a keyword the provider itself reports stands
+			 * (optout_verdict()) */
 			if (ev->keyword == KW_NONE)
 				ev->keyword = ev->text_is_part
 				                  ? KW_NONE

@@ -110,6 +110,17 @@ enum optout_kind optout_classify(const char *text, size_t n)
 	return KW_NONE;
 }
 
+enum optout_kind optout_verdict(const char *v, const char *const names[3],
+                                int (*cmp)(const char *, const char *))
+{
+	static const enum optout_kind kinds[3] = {KW_OPT_OUT, KW_OPT_IN, KW_HELP};
+
+	for (size_t i = 0; v && i < 3; i++)
+		if (cmp(v, names[i]) == 0)
+			return kinds[i];
+	return KW_NONE;
+}
+
 const char *optout_kind_name(enum optout_kind k)
 {
 	switch (k) {

@@ -19,6 +19,13 @@ enum optout_kind { KW_NONE = 0, KW_OPT_OUT, KW_OPT_IN, KW_HELP };
 enum optout_kind optout_classify(const char *text, size_t n);
 /* "none", "opt_out", "opt_in", "help" */
 const char *optout_kind_name(enum optout_kind k);
+/* A provider's own verdict on an inbound message, by which it blocks or
+ * unblocks the sender itself (Twilio's OptOutType, Plivo's MessageIntent,
+ * Telnyx's autoresponse_type): KW_OPT_OUT, KW_OPT_IN or KW_HELP when v
+ * equals names[0], [1] or [2] under cmp (strcmp or strcasecmp), KW_NONE
+ * otherwise and for NULL (then the body decides, optout_classify()). */
+enum optout_kind optout_verdict(const char *v, const char *const names[3],
+                                int (*cmp)(const char *, const char *));
 
 /* The bytes a stored keyword may take, its NUL included. */
 #define OPTOUT_WORD_MAX 32

@@ -451,12 +451,8 @@ static void parse_inbound(struct provider_request *req, const struct form *f, st
 	/* Plivo's own verdict, by which it blocks or unblocks the sender (see
 	 * the top); blank: the body decides centrally */
 	intent = field(f, "MessageIntent");
-	if (intent && strcmp(intent->value, "optout") == 0)
-		ev->keyword = KW_OPT_OUT;
-	else if (intent && strcmp(intent->value, "optin") == 0)
-		ev->keyword = KW_OPT_IN;
-	else if (intent && strcmp(intent->value, "help") == 0)
-		ev->keyword = KW_HELP;
+	ev->keyword = optout_verdict(intent ? intent->value : NULL,
+	                             (const char *const[]){"optout", "optin", "help"}, strcmp);
 	event_finish(ev);
 }
 

@@ -285,12 +285,8 @@ static void parse_inbound(struct provider_request *req, struct dlr_event *ev, co
 	 * (see the top); null or another operation: the text decides
 	 * centrally */
 	autoresp = jsonx_member_string(payload, "autoresponse_type", NULL);
-	if (autoresp && strcasecmp(autoresp, "stop") == 0)
-		ev->keyword = KW_OPT_OUT;
-	else if (autoresp && strcasecmp(autoresp, "start") == 0)
-		ev->keyword = KW_OPT_IN;
-	else if (autoresp && strcasecmp(autoresp, "help") == 0)
-		ev->keyword = KW_HELP;
+	ev->keyword =
+	    optout_verdict(autoresp, (const char *const[]){"stop", "start", "help"}, strcasecmp);
 	event_finish(ev);
 }
 

@@ -323,12 +323,8 @@ static void parse_inbound(struct provider_request *req, const struct form *f,
 	 * custom words included (see the top); without it, the body decides
 	 * centrally. */
 	opt = field(f, "OptOutType", NULL);
-	if (opt && strcasecmp(opt->value, "STOP") == 0)
-		ev->keyword = KW_OPT_OUT;
-	else if (opt && strcasecmp(opt->value, "START") == 0)
-		ev->keyword = KW_OPT_IN;
-	else if (opt && strcasecmp(opt->value, "HELP") == 0)
-		ev->keyword = KW_HELP;
+	ev->keyword = optout_verdict(opt ? opt->value : NULL,
+	                             (const char *const[]){"STOP", "START", "HELP"}, strcasecmp);
 	event_finish(ev);
 }
 

@@ -2299,18 +2299,17 @@ static int setup_session(struct pg_be *be, char *err, size_t errlen)
 	struct pg_fail f;
 	int rc;
 
-	rc = run_simple(be, "session settings",
-	                be->sync == SYNC_FULL
-	                    ? "SET statement_timeout = '10s'; SET lock_timeout = 0;"
-	                      " SET client_min_messages = warning;"
-	                      " SET idle_in_transaction_session_timeout = '30s';"
-	                      " SELECT set_config('synchronous_commit', CASE WHEN"
-	                      " current_setting('synchronous_commit') = 'off' THEN 'on' ELSE"
-	                      " current_setting('synchronous_commit') END, false)"
-	                    : "SET statement_timeout = '10s'; SET lock_timeout = 0;"
-	                      " SET client_min_messages = warning;"
-	                      " SET idle_in_transaction_session_timeout = '30s';"
-	                      " SET synchronous_commit = off",
+#define SESSION_COMMON                                                                             \
+	"SET statement_timeout = '10s'; SET lock_timeout = 0;"                                     \
+	" SET client_min_messages = warning;"                                                      \
+	" SET idle_in_transaction_session_timeout = '30s';"
+	static const char full[] =
+	    SESSION_COMMON " SELECT set_config('synchronous_commit', CASE WHEN"
+	                   " current_setting('synchronous_commit') = 'off' THEN 'on'"
+	                   " ELSE current_setting('synchronous_commit') END, false)";
+	static const char normal[] = SESSION_COMMON " SET synchronous_commit = off";
+#undef SESSION_COMMON
+	rc = run_simple(be, "session settings", be->sync == SYNC_FULL ? full : normal,
 	                PG_SIMPLE_TIMEOUT_MS, &f, err, errlen);
 	if (rc)
 		return rc;

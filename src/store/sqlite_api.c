@@ -240,6 +240,25 @@ static const char *blob_arena(struct arena *ar, sqlite3_stmt *st, int i, size_t 
 	return arena_strndup(ar, p ? p : "", n);
 }
 
+/* Column i's raw payload into the arena while it fits in *left (the
+ * bytes of STORE_PAYLOAD_BUDGET still free); one that does not is only
+ * measured (*omitted, store.h).  The row holds it already, one at a time. */
+static const char *payload_arena(struct arena *ar, sqlite3_stmt *st, int i, size_t *left,
+                                 size_t *len, bool *omitted)
+{
+	size_t n = (size_t)sqlite3_column_bytes(st, i);
+	const char *p;
+
+	if (n > *left) {
+		*len = n;
+		*omitted = true;
+		return NULL;
+	}
+	p = blob_arena(ar, st, i, len);
+	*left -= *len;
+	return p;
+}
+
 /* ---- open / close ---- */
 
 int store__sqlite_api_open(sqlite3 *wdb, const char *path, const char *vfs, unsigned pool_size,
@@ -538,16 +557,9 @@ int store__sqlite_get_timeline(struct store__sqlite_api *a, struct arena *ar, co
 		e->provider_occurred_at = col_arena(ar, st, 9);
 		e->received_at = col_arena(ar, st, 10);
 		e->deliveries = sqlite3_column_int64(st, 11);
-		/* the row holds it already (one at a time); the arena only what
-		 * fits (store.h) */
-		size_t len = payloads ? (size_t)sqlite3_column_bytes(st, 12) : 0;
-		if (payloads && len > left) {
-			e->raw_payload_len = len;
-			e->raw_payload_omitted = true;
-		} else if (payloads) {
-			e->raw_payload = blob_arena(ar, st, 12, &e->raw_payload_len);
-			left -= e->raw_payload_len;
-		}
+		if (payloads)
+			e->raw_payload = payload_arena(ar, st, 12, &left, &e->raw_payload_len,
+			                               &e->raw_payload_omitted);
 	}
 	if (rc != SQLITE_DONE) {
 		util_fmt(err, errlen, "sqlite: reading events: %s", sqlite3_errmsg(c->db));
@@ -720,15 +732,8 @@ static void fill_review(struct arena *ar, sqlite3_stmt *st, void *e, void *ctx)
 	r->message_id = col_arena(ar, st, 5);
 	r->event_id = sqlite3_column_int64(st, 6);
 	r->raw_status = col_arena(ar, st, 7);
-	/* the row holds it already (one at a time); the arena only what fits */
-	size_t len = (size_t)sqlite3_column_bytes(st, 8);
-	if (sqlite3_column_type(st, 8) != SQLITE_NULL && len > *left) {
-		r->raw_payload_len = len;
-		r->raw_payload_omitted = true;
-	} else {
-		r->raw_payload = blob_arena(ar, st, 8, &r->raw_payload_len);
-		*left -= r->raw_payload_len;
-	}
+	r->raw_payload =
+	    payload_arena(ar, st, 8, left, &r->raw_payload_len, &r->raw_payload_omitted);
 	r->resolved_at = col_arena(ar, st, 9);
 	r->resolved_by = col_arena(ar, st, 10);
 	r->resolution = col_arena(ar, st, 11);
